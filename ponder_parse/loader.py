@@ -1,0 +1,260 @@
+"""Files on disk → `Run` objects.
+
+Finding the log in a run folder, decompressing, decoding, parsing, reading `stats.json`
+and deriving run metadata. Bad input degrades: a run loads with whatever is readable and
+says what was not in `run.problems`; only a path with no log at all raises
+`RunLoadError`, and `load_runs` turns that into a listed failure so one broken run never
+hides the others.
+"""
+
+from __future__ import annotations
+
+import gzip
+import zlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+from ponder_parse import logparse, schema
+from ponder_parse.meta import derive_meta, detect_variant
+from ponder_parse.run import Run
+from ponder_parse.snapshot import read_snapshot, snapshot_layers
+
+LOG_SUFFIXES = (".txt", ".log", ".txt.gz", ".log.gz")
+SNIFF_BYTES = 64 * 1024
+MAX_DEPTH = 4
+
+
+class RunLoadError(Exception):
+    """A path that cannot be read as a run at all (missing, or no log inside)."""
+
+
+@dataclass(frozen=True)
+class LoadFailure:
+    path: Path
+    reason: str
+
+
+class RunList(list[Run]):
+    """The runs that loaded, in order, plus `failures` for the paths that did not."""
+
+    def __init__(self, runs: Iterable[Run] = (), failures: Iterable[LoadFailure] = ()) -> None:
+        super().__init__(runs)
+        self.failures: list[LoadFailure] = list(failures)
+
+    def by_name(self) -> dict[str, Run]:
+        return {r.name: r for r in self}
+
+
+def _has_log_suffix(path: Path) -> bool:
+    return path.name.lower().endswith(LOG_SUFFIXES)
+
+
+def _open_bytes(path: Path) -> tuple[bytes, str | None]:
+    """File content, gunzipped when needed; a gzip stream that ends early (a log still
+    being compressed, a cut download) yields what is there plus a note."""
+    data = path.read_bytes()
+    if not (path.suffix.lower() == ".gz" or data[:2] == b"\x1f\x8b"):
+        return data, None
+    try:
+        return gzip.decompress(data), None
+    except (EOFError, OSError, zlib.error):
+        d = zlib.decompressobj(wbits=47)
+        try:
+            out = d.decompress(data)
+        except zlib.error as exc:
+            return b"", f"not a readable gzip file ({exc})"
+        return out, "compressed log ends early: showing what could be decompressed"
+
+
+def sniff_log(path: Path) -> bool:
+    """Whether a file is a trainer log: named like one, or holding a step line early on."""
+    name = path.name.lower()
+    if not path.is_file() or not _has_log_suffix(path):
+        return False
+    if name.startswith("log_"):
+        return True
+    try:
+        head, _ = _open_bytes(path) if name.endswith(".gz") else (path.open("rb").read(SNIFF_BYTES), None)
+    except OSError:
+        return False
+    head = head[:SNIFF_BYTES]
+    return b"STEP: " in head or b"INIT | PARAMS" in head
+
+
+def find_log(directory: Path) -> Path | None:
+    """The trainer log in a run folder: `log_*` first, else any log-like file with step lines."""
+    candidates = sorted(p for p in directory.iterdir() if p.is_file() and _has_log_suffix(p))
+    named = [p for p in candidates if p.name.lower().startswith("log_")]
+    if named:
+        return max(named, key=lambda p: p.stat().st_size)
+    for p in candidates:
+        if sniff_log(p):
+            return p
+    return None
+
+
+def find_run_dirs(root: Path, depth: int = 0) -> list[Path]:
+    """A folder holding a log is a run; a folder of run folders expands to each of them."""
+    if find_log(root) is not None:
+        return [root]
+    if depth >= MAX_DEPTH:
+        return []
+    out: list[Path] = []
+    for child in sorted(root.iterdir()):
+        if child.is_dir() and not child.name.startswith((".", "__")):
+            out.extend(find_run_dirs(child, depth + 1))
+    return out
+
+
+def run_name_for(log_path: Path, directory: Path | None) -> str:
+    """A run is named by its folder, or by the log file's stem when it is loaded alone."""
+    if directory is not None:
+        return directory.name
+    name = log_path.name
+    for suffix in (".gz", ".txt", ".log"):
+        if name.lower().endswith(suffix):
+            name = name[: -len(suffix)]
+    return name
+
+
+def parse_run(
+    text: str,
+    *,
+    name: str,
+    source: Path | None = None,
+    stats_path: Path | None = None,
+    extra_problems: Sequence[str] = (),
+) -> Run:
+    """Build a `Run` from log text (and optionally a `stats.json` next to it)."""
+    tables, facts = logparse.parse_text(text)
+    problems = [tables["problems"]]
+    snapshot = None
+    if stats_path is not None and stats_path.exists():
+        snapshot, why = read_snapshot(stats_path)
+        if why:
+            problems.append(_file_problem("stats.json", why))
+    for why in extra_problems:
+        problems.append(_file_problem(source.name if source else name, why))
+    if tables["steps"].is_empty() and text.strip():
+        problems.append(
+            _file_problem(
+                source.name if source else name,
+                "no step lines found: is this a trainer log?",
+            )
+        )
+    tables["problems"] = pl.concat(problems, how="vertical_relaxed")
+    snap_layers = snapshot_layers(snapshot)
+    variant = detect_variant(source.name if source else "", tables)
+    meta = derive_meta(tables, facts, snap_layers)
+    return Run(
+        name=name,
+        source=source,
+        variant=variant,
+        snapshot=snapshot,
+        snapshot_layers=snap_layers,
+        meta=meta,
+        **tables,
+    )
+
+
+def _file_problem(text: str, reason: str) -> pl.DataFrame:
+    return schema.conform(
+        pl.DataFrame({"line_no": [None], "text": [text], "reason": [reason]}), schema.PROBLEMS
+    )
+
+
+def load_run(path: str | Path) -> Run:
+    """Load one run: a run folder, or a single log file (`.txt`/`.log`, also `.gz`)."""
+    path = Path(path)
+    if not path.exists():
+        raise RunLoadError(f"{path}: no such file or folder")
+    if path.is_dir():
+        log = find_log(path)
+        if log is None:
+            raise RunLoadError(
+                f"{path}: no trainer log here (expected log_*.txt, or a .txt/.log file with STEP lines)"
+            )
+        name, stats = path.name, path / "stats.json"
+    else:
+        # A lone log file: stats.json beside it belongs to it only if no other log shares the folder.
+        log, name = path, run_name_for(path, None)
+        stats = path.parent / "stats.json" if _single_log(path.parent) else None
+    notes: list[str] = []
+    try:
+        data, note = _open_bytes(log)
+    except OSError as exc:
+        raise RunLoadError(f"{log}: cannot be read ({exc.strerror or exc})") from exc
+    if note:
+        notes.append(note)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        text = data.decode("utf-8", errors="replace")
+        notes.append(f"invalid UTF-8 (first at byte {exc.start}): such bytes are shown as \ufffd")
+    return parse_run(text, name=name, source=log, stats_path=stats, extra_problems=notes)
+
+
+def _single_log(directory: Path) -> bool:
+    try:
+        return sum(1 for p in directory.iterdir() if sniff_log(p)) == 1
+    except OSError:
+        return False
+
+
+def expand_paths(paths: Iterable[str | Path]) -> tuple[list[Path], list[LoadFailure]]:
+    """Each path as the run paths it stands for: folders of runs expand, files stay."""
+    out: list[Path] = []
+    failures: list[LoadFailure] = []
+    for raw in paths:
+        p = Path(raw)
+        if not p.exists():
+            failures.append(LoadFailure(p, "no such file or folder"))
+        elif p.is_file():
+            out.append(p)
+        else:
+            found = find_run_dirs(p)
+            if found:
+                out.extend(found)
+            else:
+                failures.append(LoadFailure(p, "no trainer log found in this folder"))
+    return out, failures
+
+
+def unique_names(runs: list[Run]) -> None:
+    """Runs from different places can share a folder name; prefix the parent's to tell them apart."""
+    seen: dict[str, int] = {}
+    for r in runs:
+        seen[r.name] = seen.get(r.name, 0) + 1
+    for r in runs:
+        if seen[r.name] > 1 and r.source is not None:
+            parent = r.source.parent
+            r.name = f"{parent.parent.name}/{r.name}" if parent.name == r.name else f"{parent.name}/{r.name}"
+    # A last resort for exact clashes that survive the prefix.
+    counts: dict[str, int] = {}
+    for r in runs:
+        if r.name in counts:
+            counts[r.name] += 1
+            r.name = f"{r.name} ({counts[r.name]})"
+        else:
+            counts[r.name] = 1
+
+
+def load_runs(paths: Iterable[str | Path]) -> RunList:
+    """Load several runs; a folder holding run folders expands to one run each.
+
+    Paths that cannot be loaded are collected in `.failures` with the reason, never raised.
+    """
+    run_paths, failures = expand_paths(paths)
+    runs: list[Run] = []
+    for p in run_paths:
+        try:
+            runs.append(load_run(p))
+        except RunLoadError as exc:
+            failures.append(LoadFailure(p, str(exc)))
+        except Exception as exc:  # noqa: BLE001 - one bad run must not take the others down
+            failures.append(LoadFailure(p, f"unexpected error while loading: {exc!r}"))
+    unique_names(runs)
+    return RunList(runs, failures)

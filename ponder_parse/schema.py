@@ -1,0 +1,154 @@
+"""Column names and dtypes of every table a `Run` holds.
+
+One vocabulary from file to chart: names follow the trainer's `stats.json` where it has
+one (`lm_loss`, `k`, `p_mean`, `frac_ge2`, ...). Every table is built against these
+schemas, so an empty run still has typed, correctly named columns and downstream code
+never needs to special-case "no data".
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+F = pl.Float64
+
+STEPS: dict[str, pl.DataType] = {
+    "step": pl.Int64,
+    "audit": pl.Boolean,
+    "tot_loss": F,
+    "lm_loss": F,
+    "total_ponder": F,
+    "ponder_raw": F,
+    "reward": F,
+    "lr": F,
+    "grad_norm": F,
+    "lambda_p": F,
+    "deadband_active": pl.Boolean,
+    "ctrl_err": F,
+    "p_near_clamp": F,
+    "mtp_loss": F,
+    "aux_loss": F,
+    "baton": F,
+    "baton_lam": F,
+    "pl_lm": F,
+    "avg_exec": F,
+    "avg_k": F,
+    "avg_gap": F,
+    "dt_ms": F,
+    "tok_per_sec": F,
+    "segment": pl.Int32,
+}
+
+LAYERS: dict[str, pl.DataType] = {
+    "step": pl.Int64,
+    "layer": pl.Int32,
+    "k_exec": pl.Int32,
+    "k": F,
+    "s_final": F,
+    "avg_exec_token": F,
+    "p95_exec_token": F,
+    "frac_ge2": F,
+    "frac_ge3": F,
+    "frac_ge4": F,
+    "ent": F,
+    "p_mean": F,
+    "p_std": F,
+    "d_rel": F,
+    "h_diff": F,
+    "p_diff": F,
+    "ponder_signal": F,
+    "lambda_p": F,
+}
+
+TRACES: dict[str, pl.DataType] = {
+    "step": pl.Int64,
+    "layer": pl.Int32,
+    "s_trace": pl.List(F),
+}
+
+QUALITY: dict[str, pl.DataType] = {
+    "step": pl.Int64,
+    "delta_ce": F,
+    "delta_h": F,
+    "coupon": F,
+    "status": pl.String,
+    "confidence": pl.Boolean,
+}
+
+LR_CHECKS: dict[str, pl.DataType] = {
+    "step": pl.Int64,
+    "lr": F,
+    "phase": pl.String,
+}
+
+EVENTS: dict[str, pl.DataType] = {
+    "line_no": pl.Int64,
+    "step": pl.Int64,
+    "kind": pl.String,
+    "text": pl.String,
+}
+
+GENERATIONS: dict[str, pl.DataType] = {
+    "step": pl.Int64,
+    "sample": pl.Int32,
+    "prompt_tokens": pl.Int32,
+    "prompt": pl.String,
+    "output_tokens": pl.Int32,
+    "output": pl.String,
+}
+
+PROBLEMS: dict[str, pl.DataType] = {
+    "line_no": pl.Int64,
+    "text": pl.String,
+    "reason": pl.String,
+}
+
+SNAPSHOT_LAYERS: dict[str, pl.DataType] = {
+    "layer": pl.Int32,
+    "k": F,
+    "ent": F,
+    "p_loss": F,
+    "k_exec": pl.Int32,
+    "s_final": F,
+    "s_trace": pl.List(F),
+    "p_mean": F,
+    "p_std": F,
+    "d_rel": F,
+    "ponder_signal": F,
+    "avg_exec_token": F,
+    "p95_exec_token": F,
+    "frac_ge2": F,
+    "frac_ge3": F,
+    "frac_ge4": F,
+    "h_diff": F,
+    "p_diff": F,
+    "p_near_clamp": F,
+}
+
+QUALITY_STATUSES = ("ECONOMIC WIN", "TAX ONLY", "AUDIT-POS", "AUDIT-NEG")
+
+TABLES: dict[str, dict[str, pl.DataType]] = {
+    "steps": STEPS,
+    "layers": LAYERS,
+    "traces": TRACES,
+    "quality": QUALITY,
+    "lr_checks": LR_CHECKS,
+    "events": EVENTS,
+    "generations": GENERATIONS,
+    "problems": PROBLEMS,
+}
+
+
+def empty(schema: dict[str, pl.DataType]) -> pl.DataFrame:
+    """A zero-row frame with the table's columns, so "no data" looks like every other case."""
+    return pl.DataFrame(schema=schema)
+
+
+def conform(df: pl.DataFrame, schema: dict[str, pl.DataType]) -> pl.DataFrame:
+    """Select and cast `df` to exactly `schema` (missing columns become nulls)."""
+    return df.select(
+        [
+            (pl.col(name) if name in df.columns else pl.lit(None)).cast(dtype).alias(name)
+            for name, dtype in schema.items()
+        ]
+    )
