@@ -1,0 +1,292 @@
+"""Training phases: force warmup, gate learning, economic control.
+
+Most judgements about a ponder run only make sense inside one phase (a "not stopping"
+trace is expected while layers are forced to 2 passes, alarming once λ_p is on), so every
+other analysis asks this module where the phases are.
+
+Boundaries come, in order of trust: from the user (`overrides`), from what the log
+proves (the first RECURRENCE QUALITY line or audit step marks the ponder start; the first
+per-layer line where a layer leaves exactly 2 passes marks the end of the force warmup),
+from the run's hyperparameters when they name the constants, else from the trainer
+defaults (force warmup ends at 800, ponder starts at 1200). Boundary values are the
+*first step of the next phase*, like the trainer's constants; phase rows carry inclusive
+`start`/`end` steps clipped to the logged range.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import polars as pl
+
+from ponder_parse.run import Run
+
+FORCE_END_DEFAULT = 800
+PONDER_START_DEFAULT = 1200
+
+PHASES: tuple[str, ...] = ("force_warmup", "gate_learning", "economic")
+"""Phase names in training order; use for sorting and colour domains."""
+
+PHASE_TITLES: dict[str, str] = {
+    "force_warmup": "Force warmup",
+    "gate_learning": "Gate learning",
+    "economic": "Economic control",
+}
+
+SRC_QUALITY = "log: first RECURRENCE QUALITY line"
+SRC_AUDIT = "log: first audit step"
+SRC_LAYERS = "log: layers leave exactly 2 passes"
+SRC_LAYERS_STILL = "log: layers still run exactly 2 passes"
+SRC_DEFAULT = "default"
+SRC_USER = "user"
+SRC_CONFIG = "config"
+SRC_FIRST = "log: first logged step"
+SRC_LAST = "log: last logged step"
+
+PHASES_SCHEMA: dict[str, pl.DataType] = {
+    "phase": pl.String,
+    "start": pl.Int64,
+    "end": pl.Int64,
+    "source": pl.String,
+    "end_source": pl.String,
+}
+
+LR_PHASES_SCHEMA: dict[str, pl.DataType] = {
+    "phase": pl.String,
+    "start": pl.Int64,
+    "end": pl.Int64,
+    "lr_start": pl.Float64,
+    "lr_end": pl.Float64,
+    "n_checks": pl.Int64,
+}
+
+# Hyperparameter names (case-insensitive) that carry the phase constants in a sweep config.
+_HPARAM_KEYS: dict[str, tuple[str, ...]] = {
+    "force_end": ("force_end", "force_steps", "force_2_steps", "force_warmup_steps"),
+    "ponder_start": ("ponder_start",),
+}
+
+_K_TOL = 0.005  # expected_k is printed with 2 decimals: 2.00 means "exactly 2" to print precision
+
+
+def _hparam(run: Run, name: str) -> int | None:
+    lowered = {str(k).lower(): v for k, v in (run.hparams or {}).items()}
+    for key in _HPARAM_KEYS[name]:
+        value = lowered.get(key)
+        if value is not None:
+            try:
+                return int(value)
+            except (TypeError, ValueError):
+                return None
+    return None
+
+
+def _logged_ponder_start(run: Run, first_step: int) -> tuple[int, str] | None:
+    """Earliest step the log shows economic control running, if the log proves it.
+
+    A quality line or an audit step only exists once λ_p is on. If the very first logged
+    step already has one and the log does not begin at 0, the log was started inside the
+    economic phase and only bounds the start from above, so it proves nothing.
+    """
+    candidates: list[tuple[int, str]] = []
+    q = run.quality
+    if q.height:
+        s = q["step"].drop_nulls()
+        if s.len():
+            candidates.append((int(s.min()), SRC_QUALITY))  # type: ignore[arg-type]
+    st = run.steps
+    if st.height and "audit" in st.columns:
+        a = st.filter(pl.col("audit").fill_null(False))["step"]
+        if a.len():
+            candidates.append((int(a.min()), SRC_AUDIT))  # type: ignore[arg-type]
+    if not candidates:
+        return None
+    step, src = min(candidates)
+    if step <= first_step and first_step > 0:
+        return None
+    return step, src
+
+
+def _forced_observations(run: Run) -> pl.DataFrame:
+    """Per observed step: were all layers running exactly 2 passes?"""
+    frames: list[pl.DataFrame] = []
+    lay = run.layers
+    if lay.height:
+        frames.append(
+            lay.filter(pl.col("step").is_not_null())
+            .group_by("step")
+            .agg(
+                forced=(
+                    (pl.col("k_exec") == 2).fill_null(True)
+                    & ((pl.col("k") - 2.0).abs() <= _K_TOL).fill_null(True)
+                ).all(),
+                seen=(pl.col("k_exec").is_not_null() | pl.col("k").is_not_null()).any(),
+            )
+            .filter(pl.col("seen"))
+            .select("step", "forced")
+        )
+    if not frames:
+        return pl.DataFrame(schema={"step": pl.Int64, "forced": pl.Boolean})
+    return pl.concat(frames).sort("step")
+
+
+def _logged_force_end(run: Run, default: int) -> tuple[int, str] | None:
+    """First step of gate learning as the per-layer lines prove it.
+
+    Needs at least one forced observation before the first unforced one: a log that never
+    shows a forced layer (resumed later, or a trainer whose expected_k is not 2.00 while
+    forced) proves nothing about where the force ended.
+    """
+    obs = _forced_observations(run)
+    if obs.is_empty():
+        return None
+    forced = obs["forced"].to_list()
+    steps = obs["step"].to_list()
+    if not forced[0]:
+        return None
+    for step, is_forced in zip(steps, forced, strict=True):
+        if not is_forced:
+            return int(step), SRC_LAYERS
+    last_forced = int(steps[-1])
+    if last_forced >= default:
+        return last_forced + 1, SRC_LAYERS_STILL
+    return None
+
+
+def boundaries(run: Run, overrides: dict[str, Any] | None = None) -> dict[str, tuple[int, str]]:
+    """The two phase boundaries (`force_end`, `ponder_start`) with where each came from.
+
+    Both values are the first step of the following phase. `force_end` is capped at
+    `ponder_start` (a gate-learning phase cannot end before it starts).
+    """
+    overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+    first = 0 if run.steps.is_empty() else int(run.steps["step"].min())  # type: ignore[arg-type]
+
+    if "ponder_start" in overrides:
+        ponder = (int(overrides["ponder_start"]), SRC_USER)
+    else:
+        logged = _logged_ponder_start(run, first)
+        hp = _hparam(run, "ponder_start")
+        if logged is not None:
+            ponder = logged
+        elif hp is not None:
+            ponder = (hp, SRC_CONFIG)
+        else:
+            ponder = (PONDER_START_DEFAULT, SRC_DEFAULT)
+
+    if "force_end" in overrides:
+        force = (int(overrides["force_end"]), SRC_USER)
+    else:
+        hp = _hparam(run, "force_end")
+        default = hp if hp is not None else FORCE_END_DEFAULT
+        logged = _logged_force_end(run, default)
+        if logged is not None:
+            force = logged
+        elif hp is not None:
+            force = (hp, SRC_CONFIG)
+        else:
+            force = (FORCE_END_DEFAULT, SRC_DEFAULT)
+    if force[0] > ponder[0]:
+        force = (ponder[0], force[1])
+    return {"force_end": force, "ponder_start": ponder}
+
+
+def phases(run: Run, overrides: dict[str, Any] | None = None) -> pl.DataFrame:
+    """One row per phase present in the logged range.
+
+    Columns: `phase`, `start`, `end` (inclusive steps, clipped to the first and last
+    logged step), `source` (how `start` was determined), `end_source` (how `end` was).
+    Phases the run never reached are omitted; an empty run gives an empty, typed frame.
+    `overrides` may hold `force_end` and/or `ponder_start` (first step of gate learning /
+    economic control).
+    """
+    if run.steps.is_empty() or run.steps["step"].drop_nulls().is_empty():
+        return pl.DataFrame(schema=PHASES_SCHEMA)
+    first = int(run.steps["step"].min())  # type: ignore[arg-type]
+    last = int(run.steps["step"].max())  # type: ignore[arg-type]
+    b = boundaries(run, overrides)
+    (force, force_src), (ponder, ponder_src) = b["force_end"], b["ponder_start"]
+    nominal = [
+        ("force_warmup", None, force - 1, SRC_FIRST, force_src),
+        ("gate_learning", force, ponder - 1, force_src, ponder_src),
+        ("economic", ponder, None, ponder_src, SRC_LAST),
+    ]
+    rows: list[dict[str, Any]] = []
+    for name, lo, hi, src_lo, src_hi in nominal:
+        start = first if lo is None or lo < first else lo
+        end = last if hi is None or hi > last else hi
+        if start > end:
+            continue
+        rows.append(
+            {
+                "phase": name,
+                "start": start,
+                "end": end,
+                "source": SRC_FIRST if start == first and (lo is None or lo < first) else src_lo,
+                "end_source": SRC_LAST if end == last and (hi is None or hi > last) else src_hi,
+            }
+        )
+    return pl.DataFrame(rows, schema=PHASES_SCHEMA)
+
+
+def phase_expr(phases_df: pl.DataFrame, step_col: str = "step") -> pl.Expr:
+    """Expression mapping a step column to its phase name (null outside every phase)."""
+    expr: pl.Expr | None = None
+    for row in phases_df.iter_rows(named=True):
+        cond = pl.col(step_col).is_between(row["start"], row["end"], closed="both")
+        expr = (
+            pl.when(cond).then(pl.lit(row["phase"]))
+            if expr is None
+            else expr.when(cond).then(pl.lit(row["phase"]))
+        )
+    if expr is None:
+        return pl.lit(None, dtype=pl.String)
+    return expr.otherwise(pl.lit(None, dtype=pl.String)).cast(pl.String)
+
+
+def assign_phase(
+    df: pl.DataFrame, phases_df: pl.DataFrame, step_col: str = "step", name: str = "phase"
+) -> pl.DataFrame:
+    """Add the phase of every row (order preserved; steps outside all phases get null).
+
+    A `when/then` chain over at most three intervals: vectorised, order-preserving, and
+    also usable on a LazyFrame via `phase_expr`.
+    """
+    return df.with_columns(phase_expr(phases_df, step_col).alias(name))
+
+
+def lr_phases(run: Run) -> pl.DataFrame:
+    """Contiguous spans of the LR CHECK phase label (warmup / cosine / done).
+
+    Columns: `phase`, `start`, `end` (steps of the first and last LR CHECK in the span),
+    `lr_start`, `lr_end`, `n_checks`. A resumed run whose later lines repeat a step keeps the
+    later line, as the trainer's own state does.
+    """
+    lc = run.lr_checks
+    if lc.is_empty():
+        return pl.DataFrame(schema=LR_PHASES_SCHEMA)
+    lc = (
+        lc.filter(pl.col("step").is_not_null() & pl.col("phase").is_not_null())
+        .with_row_index("_i")
+        .unique("step", keep="last")
+        .sort("step")
+    )
+    if lc.is_empty():
+        return pl.DataFrame(schema=LR_PHASES_SCHEMA)
+    return (
+        lc.with_columns(
+            _span=(pl.col("phase") != pl.col("phase").shift(1)).fill_null(True).cum_sum()
+        )
+        .group_by("_span", maintain_order=True)
+        .agg(
+            phase=pl.col("phase").first(),
+            start=pl.col("step").first(),
+            end=pl.col("step").last(),
+            lr_start=pl.col("lr").first(),
+            lr_end=pl.col("lr").last(),
+            n_checks=pl.len(),
+        )
+        .drop("_span")
+        .cast(LR_PHASES_SCHEMA)  # type: ignore[arg-type]
+        .select(list(LR_PHASES_SCHEMA))
+    )
