@@ -78,5 +78,5 @@ GEN_OUTPUT = r"^  Output \((\d+) tokens\):\s*$"
 
 # Lines that other processes write into the same file (stderr redirected).
 PROGRESS = r"\d+%\||\d+(?:\.\d+)?(?:it/s|s/it)\]"
-WARNING = r"^\S.*\b\w*Warning: "
+WARNING_MARK = "Warning: "  # `file.py:12: UserWarning: ...`, matched literally (fast)
 EXCEPTION = r"^[A-Za-z_][\w.]*(?:Error|Exception|Interrupt|Exit)\b(?::.*)?\s*$"

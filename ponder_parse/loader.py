@@ -77,7 +77,9 @@ def sniff_log(path: Path) -> bool:
     if name.startswith("log_"):
         return True
     try:
-        head, _ = _open_bytes(path) if name.endswith(".gz") else (path.open("rb").read(SNIFF_BYTES), None)
+        head, _ = (
+            _open_bytes(path) if name.endswith(".gz") else (path.open("rb").read(SNIFF_BYTES), None)
+        )
     except OSError:
         return False
     head = head[:SNIFF_BYTES]
@@ -231,7 +233,11 @@ def unique_names(runs: list[Run]) -> None:
     for r in runs:
         if seen[r.name] > 1 and r.source is not None:
             parent = r.source.parent
-            r.name = f"{parent.parent.name}/{r.name}" if parent.name == r.name else f"{parent.name}/{r.name}"
+            r.name = (
+                f"{parent.parent.name}/{r.name}"
+                if parent.name == r.name
+                else f"{parent.name}/{r.name}"
+            )
     # A last resort for exact clashes that survive the prefix.
     counts: dict[str, int] = {}
     for r in runs:

@@ -13,6 +13,7 @@ chunks, resolves resumed steps and derives run metadata (cheap Polars operations
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -22,6 +23,7 @@ from ponder_parse import line_formats as fmt
 from ponder_parse import schema
 
 PROBLEM_TEXT_MAX = 300
+
 
 def _event_markers() -> tuple[tuple[str, pl.Expr], ...]:
     t = pl.col("text")
@@ -75,15 +77,32 @@ class RawChunk:
     tables: dict[str, pl.DataFrame] = field(default_factory=dict)
 
 
-def split_lines(text: str) -> tuple[list[str], str]:
-    """Complete lines and the unterminated remainder (a line still being written)."""
-    lines = text.split("\n")
-    rest = lines.pop()
-    return lines, rest
+def read_lines(data: bytes) -> tuple[pl.DataFrame, str]:
+    """Complete lines as a frame (`text`, CRLF already stripped) and the unterminated
+    remainder: a line still being written, which must not be parsed as data.
+
+    Polars' line reader is several times faster than splitting in Python; it refuses
+    invalid UTF-8, so such input is decoded with replacement characters first.
+    """
+    try:
+        df = pl.read_lines(io.BytesIO(data), name="text")
+    except Exception:  # noqa: BLE001 - invalid UTF-8, or a Polars without read_lines
+        text = data.decode("utf-8", errors="replace")
+        lines = text.split("\n")
+        df = pl.DataFrame(
+            {"text": [ln.removesuffix("\r") for ln in lines]}, schema={"text": pl.String}
+        )
+        if lines and lines[-1] == "":
+            df = df.head(df.height - 1)
+    rest = ""
+    if data and not data.endswith(b"\n") and df.height:
+        rest = df["text"][-1]
+        df = df.head(df.height - 1)
+    return df, rest
 
 
-def _lines_frame(lines: list[str], first_line_no: int) -> pl.DataFrame:
-    df = pl.DataFrame({"text": lines}, schema={"text": pl.String}).with_row_index(
+def _lines_frame(lines: pl.DataFrame, first_line_no: int) -> pl.DataFrame:
+    df = lines.select(pl.col("text").cast(pl.String)).with_row_index(
         "line_no", offset=first_line_no
     )
     df = df.with_columns(pl.col("line_no").cast(pl.Int64))
@@ -96,74 +115,81 @@ def _lines_frame(lines: list[str], first_line_no: int) -> pl.DataFrame:
             .explode("text")
             .filter((pl.col("text") != "") | (pl.col("line_no").is_first_distinct()))
         )
-    return df
+    return df.with_row_index("_i")
 
 
 def _classify(df: pl.DataFrame) -> pl.DataFrame:
-    """Give every line a `kind`; generation and stderr blocks claim their lines first."""
+    """Give every line a `kind`.
+
+    The data lines (the bulk of a log) are recognised by cheap anchored prefixes over all
+    rows; everything else, usually a few hundred lines, gets the finer look: generation
+    and stderr blocks claim their lines first, then event markers, then the leftovers.
+    Leading-space counts are exact so that indented model output (four spaces) can never
+    pass for a data line.
+    """
     t = pl.col("text")
+    main = (
+        pl.when(t.str.starts_with("STEP: ") | t.str.starts_with("[AUDIT] STEP: "))
+        .then(pl.lit("step"))
+        .when(t.str.contains(r"^ ?L\d+: "))
+        .then(pl.lit("layer"))
+        .when(t.str.contains(r"^ {0,2}L\d+ s_trace:"))
+        .then(pl.lit("trace"))
+        .when(t.str.contains(r"^ {0,2}RECURRENCE QUALITY:"))
+        .then(pl.lit("quality"))
+        .when(t.str.starts_with("LR CHECK:"))
+        .then(pl.lit("lr_check"))
+    )
+    df = df.with_columns(kind=main)
+    rest = df.filter(pl.col("kind").is_null())
+    if rest.height == 0:
+        return df.with_columns(
+            _in_gen=pl.lit(False),
+            _gc=pl.lit(False),
+            _ggrp=pl.lit(0),
+            _in_tb=pl.lit(False),
+            _tgrp=pl.lit(0),
+        )
     blank = t.str.strip_chars() == ""
-    step = t.str.starts_with("STEP: ") | t.str.starts_with("[AUDIT] STEP: ")
-    layer = t.str.contains(r"^\s*L\d+: ")
-    trace = t.str.contains(r"^\s*L\d+ s_trace:")
-    quality = t.str.contains(r"^\s*RECURRENCE QUALITY:")
-    lr_check = t.str.starts_with("LR CHECK:")
-    gen_header = t.str.contains(fmt.GEN_HEADER)
-    gen_close = t.str.contains(fmt.GEN_CLOSE)
-    gen_content = (
-        t.str.starts_with("[GEN ")
+    # A data line between two other lines ends any block: rows that are not adjacent.
+    adjacent = (pl.col("_i").diff() == 1).fill_null(False)
+    rest = rest.with_columns(
+        _blank=blank,
+        _gh=t.str.contains(fmt.GEN_HEADER),
+        _gc=t.str.contains(fmt.GEN_CLOSE),
+        _gcontent=t.str.starts_with("[GEN ")
         | t.str.starts_with("  Prompt (")
         | t.str.starts_with("  Output (")
         | t.str.starts_with("    ")
-        | blank
-    )
-    tb_start = (
-        t.str.starts_with("Traceback (most recent call last)")
+        | blank,
+        _tb=t.str.starts_with("Traceback (most recent call last)")
         | t.str.starts_with("During handling of the above exception")
         | t.str.starts_with("The above exception was the direct cause")
-        | t.str.contains(fmt.WARNING)
+        | (t.str.contains(fmt.WARNING_MARK, literal=True) & ~t.str.starts_with(" ")),
+        _adj=adjacent,
     )
-
-    df = df.with_columns(
-        _blank=blank,
-        _step=step,
-        _layer=layer,
-        _trace=trace,
-        _quality=quality,
-        _lr=lr_check,
-        _gh=gen_header,
-        _gc=gen_close,
-        _gcontent=gen_content,
-        _tb=tb_start,
-    )
-    known_data = pl.col("_step") | pl.col("_layer") | pl.col("_trace") | pl.col("_quality")
-
     # Generation block: a header, then content lines, up to and including a closing
-    # rule of `=`. Anything else ends the block early (a crashed generation).
+    # rule of `=`. Anything else ends the block early (a crashed generation). Blocks are
+    # contiguous runs, so "the block's first line is a header" is a forward fill from
+    # each break (a scan, far cheaper than a windowed group-by).
     gen_break = (
         pl.col("_gh")
         | ~(pl.col("_gcontent") | pl.col("_gc"))
         | pl.col("_gc").shift(1, fill_value=False)
+        | ~pl.col("_adj")
     )
-    df = df.with_columns(_ggrp=gen_break.cum_sum())
-    df = df.with_columns(
-        _in_gen=pl.col("_gh").first().over("_ggrp"),
-        _gen_closed=pl.col("_gc").last().over("_ggrp"),
+    rest = rest.with_columns(_gbrk=gen_break).with_columns(
+        _ggrp=pl.col("_gbrk").cum_sum(),
+        _in_gen=pl.when(pl.col("_gbrk")).then(pl.col("_gh")).forward_fill().fill_null(False),
     )
-    # stderr block: a traceback or warning, then indented lines that are not our own.
-    tb_content = t.str.starts_with(" ") & ~known_data & ~pl.col("_blank")
-    df = df.with_columns(_tgrp=(pl.col("_tb") | ~tb_content).cum_sum())
-    df = df.with_columns(_in_tb=pl.col("_tb").first().over("_tgrp") & ~pl.col("_in_gen"))
-
+    # stderr block: a traceback or warning, then indented lines.
+    tb_content = t.str.starts_with(" ") & ~pl.col("_blank") & pl.col("_adj")
+    rest = rest.with_columns(_tbrk=pl.col("_tb") | ~tb_content).with_columns(
+        _tgrp=pl.col("_tbrk").cum_sum(),
+        _in_tb=pl.when(pl.col("_tbrk")).then(pl.col("_tb")).forward_fill().fill_null(False)
+        & ~pl.col("_in_gen"),
+    )
     kind = pl.when(pl.col("_in_gen")).then(pl.lit("generation"))
-    for name, flag in (
-        ("step", "_step"),
-        ("layer", "_layer"),
-        ("trace", "_trace"),
-        ("quality", "_quality"),
-        ("lr_check", "_lr"),
-    ):
-        kind = kind.when(pl.col(flag)).then(pl.lit(name))
     kind = kind.when(pl.col("_in_tb")).then(pl.lit("traceback"))
     for name, expr in _event_markers():
         kind = kind.when(expr).then(pl.lit(name))
@@ -176,22 +202,15 @@ def _classify(df: pl.DataFrame) -> pl.DataFrame:
         .then(pl.lit("progress"))
         .otherwise(pl.lit("unknown"))
     )
-    return df.with_columns(kind=kind)
-
-
-def _extract(df: pl.DataFrame, pattern: str, required: str) -> pl.DataFrame:
-    """Named groups of `pattern` as string columns, plus `_ok`: the line matched, which
-    shows as the `required` (never optional) group being present."""
-    out = df.with_columns(pl.col("text").str.extract_groups(pattern).alias("_m")).unnest("_m")
-    return out.with_columns(_ok=pl.col(required).is_not_null())
-
-
-def _floats(names: list[str] | tuple[str, ...]) -> list[pl.Expr]:
-    return [pl.col(n).cast(pl.Float64, strict=False) for n in names]
-
-
-def _percent(names: tuple[str, ...]) -> list[pl.Expr]:
-    return [(pl.col(n) / 100.0).alias(n) for n in names]
+    rest = rest.select("_i", kind.alias("_kind"), "_in_gen", "_gc", "_ggrp", "_in_tb", "_tgrp")
+    return (
+        df.join(rest, on="_i", how="left")
+        .with_columns(
+            pl.coalesce("kind", "_kind").alias("kind"),
+            pl.col("_in_gen", "_gc", "_in_tb").fill_null(False),
+        )
+        .drop("_kind")
+    )
 
 
 def _problem_rows(df: pl.DataFrame, reason: pl.Expr) -> pl.DataFrame:
@@ -202,8 +221,173 @@ def _problem_rows(df: pl.DataFrame, reason: pl.Expr) -> pl.DataFrame:
     )
 
 
+def _num(e: pl.Expr) -> pl.Expr:
+    return e.cast(pl.Float64, strict=False)
+
+
+def _after(e: pl.Expr, prefix: str, suffix: str = "") -> pl.Expr:
+    e = e.str.strip_prefix(prefix).str.strip_chars_start(" ")
+    return _num(e.str.strip_suffix(suffix) if suffix else e)
+
+
+# Fast field extraction. A line is first validated against its full pattern (a
+# capture-free match, which the regex engine runs as a DFA); the fields of a valid line
+# then sit at fixed positions between literal separators, so plain splits and prefix
+# strips read them several times faster than capture groups would.
+
+
+def _step_fields(df: pl.LazyFrame) -> pl.LazyFrame:
+    t, p = pl.col("text"), pl.col("_p")
+    has_mtp = t.str.contains("| MTP: ", literal=True)
+    has_baton = t.str.contains("| BATON: ", literal=True)
+    has_pl = t.str.contains("| PL/LM: ", literal=True)
+    ponder = p.list.get(3, null_on_oob=True).str.split(" ")
+    avgs = p.list.get(-3, null_on_oob=True).str.split(", ")
+    baton = p.list.get(9 + 2 * has_mtp.cast(pl.Int32), null_on_oob=True).str.split(" (lam=")
+    return df.with_columns(_p=t.str.split(" | ")).select(
+        "line_no",
+        "step",
+        t.str.contains("[AUDIT]", literal=True).alias("audit"),
+        _after(p.list.get(1, null_on_oob=True), "TOT:").alias("tot_loss"),
+        _after(p.list.get(2, null_on_oob=True), "LM:").alias("lm_loss"),
+        _num(ponder.list.get(1, null_on_oob=True)).alias("total_ponder"),
+        _num(ponder.list.get(3, null_on_oob=True).str.strip_suffix(",")).alias("ponder_raw"),
+        _num(ponder.list.get(5, null_on_oob=True).str.strip_suffix(")")).alias("reward"),
+        _after(p.list.get(4, null_on_oob=True), "LR:").alias("lr"),
+        _after(p.list.get(5, null_on_oob=True), "GRAD:").alias("grad_norm"),
+        _after(p.list.get(6, null_on_oob=True), "λ_p:", "[DB]").alias("lambda_p"),
+        p.list.get(6, null_on_oob=True).str.ends_with("[DB]").alias("deadband_active"),
+        _after(p.list.get(7, null_on_oob=True), "CTRL_ERR:").alias("ctrl_err"),
+        (_after(p.list.get(8, null_on_oob=True), "P_NR:", "%") / 100).alias("p_near_clamp"),
+        pl.when(has_mtp).then(_after(p.list.get(9, null_on_oob=True), "MTP:")).alias("mtp_loss"),
+        pl.when(has_mtp).then(_after(p.list.get(10, null_on_oob=True), "AUX:")).alias("aux_loss"),
+        pl.when(has_baton)
+        .then(_after(baton.list.get(0, null_on_oob=True), "BATON:"))
+        .alias("baton"),
+        pl.when(has_baton)
+        .then(_num(baton.list.get(1, null_on_oob=True).str.strip_suffix(")")))
+        .alias("baton_lam"),
+        pl.when(has_pl)
+        .then(_after(p.list.get(-4, null_on_oob=True), "PL/LM:", "%") / 100)
+        .alias("pl_lm"),
+        pl.when(has_pl)
+        .then(_after(avgs.list.get(0, null_on_oob=True), "AVGS: exec="))
+        .alias("avg_exec"),
+        pl.when(has_pl).then(_after(avgs.list.get(1, null_on_oob=True), "k=")).alias("avg_k"),
+        pl.when(has_pl).then(_after(avgs.list.get(2, null_on_oob=True), "gap=")).alias("avg_gap"),
+        _after(p.list.get(-2, null_on_oob=True), "dt:", "ms").alias("dt_ms"),
+        _after(p.list.get(-1, null_on_oob=True), "tok/sec:").alias("tok_per_sec"),
+        "segment",
+    )
+
+
+# Per-layer line parts after turning " | " into ", ": the prefix before each value.
+_LAYER_PARTS = (
+    (1, "expected_k=", "", "k"),
+    (2, "s_fin=", "", "s_final"),
+    (3, "tok: avg=", "", "avg_exec_token"),
+    (4, "p95=", "", "p95_exec_token"),
+    (5, "tail: ≥2:", "%", "frac_ge2"),
+    (6, "≥3:", "%", "frac_ge3"),
+    (7, "≥4:", "%", "frac_ge4"),
+    (8, "ent=", "", "ent"),
+    (9, "p_mu=", "", "p_mean"),
+    (10, "p_std=", "", "p_std"),
+    (11, "d_rel=", "", "d_rel"),
+    (12, "Δh=", "", "h_diff"),
+    (13, "Δp=", "", "p_diff"),
+    (14, "ponder=", "", "ponder_signal"),
+    (15, "λ_p=", "", "lambda_p"),
+)
+
+
+def _layer_fields(df: pl.LazyFrame) -> pl.LazyFrame:
+    t, p = pl.col("text"), pl.col("_p")
+    head = t.str.extract_groups(r"L(?P<layer>\d+): k_exec=(?P<k_exec>\d+)")
+    return (
+        df.with_columns(
+            _ok=t.str.contains(fmt.LAYER),
+            _p=t.str.replace_all(" | ", ", ", literal=True).str.split(", "),
+            _h=head,
+        )
+        .unnest("_h")
+        .select(
+            "line_no",
+            "text",
+            "_ok",
+            "step",
+            "segment",
+            pl.col("layer").cast(pl.Int32, strict=False),
+            pl.col("k_exec").cast(pl.Int32, strict=False),
+            *[
+                (_after(p.list.get(i, null_on_oob=True), pre, suf) / (100 if suf else 1)).alias(
+                    name
+                )
+                for i, pre, suf, name in _LAYER_PARTS
+            ],
+        )
+    )
+
+
+def _trace_fields(df: pl.LazyFrame) -> pl.LazyFrame:
+    m = pl.col("text").str.extract_groups(fmt.TRACE)
+    return (
+        df.with_columns(_m=m)
+        .unnest("_m")
+        .select(
+            "line_no",
+            "text",
+            pl.col("layer").is_not_null().alias("_ok"),
+            "step",
+            "segment",
+            pl.col("layer").cast(pl.Int32, strict=False),
+            pl.col("values")
+            .str.strip_chars()
+            .str.split(",")
+            .list.eval(pl.element().str.strip_chars().cast(pl.Float64, strict=False))
+            .alias("s_trace"),
+        )
+    )
+
+
+def _lr_fields(df: pl.LazyFrame) -> pl.LazyFrame:
+    m = pl.col("text").str.extract_groups(fmt.LR_CHECK)
+    return (
+        df.with_columns(_m=m)
+        .unnest("_m")
+        .select(
+            "line_no",
+            "text",
+            pl.col("step").is_not_null().alias("_ok"),
+            pl.col("step").cast(pl.Int64, strict=False),
+            "segment",
+            pl.col("lr").cast(pl.Float64, strict=False),
+            "phase",
+        )
+    )
+
+
+def _quality_fields(df: pl.LazyFrame) -> pl.LazyFrame:
+    t, p = pl.col("text"), pl.col("_p")
+    coupon = p.list.get(2, null_on_oob=True).str.split(" ")
+    return df.with_columns(
+        _ok=t.str.contains(fmt.QUALITY), _p=t.str.strip_chars_start(" ").str.split(" | ")
+    ).select(
+        "line_no",
+        "text",
+        "_ok",
+        "step",
+        "segment",
+        _after(p.list.get(0, null_on_oob=True), "RECURRENCE QUALITY: ΔCE=").alias("delta_ce"),
+        _after(p.list.get(1, null_on_oob=True), "ΔH=").alias("delta_h"),
+        _num(coupon.list.get(1, null_on_oob=True)).alias("coupon"),
+        t.str.extract(r"\[(ECONOMIC WIN|TAX ONLY|AUDIT-POS|AUDIT-NEG)\]").alias("status"),
+        t.str.contains("[CONFIDENCE+]", literal=True).alias("confidence"),
+    )
+
+
 def scan_lines(
-    lines: list[str], state: ScanState = ScanState(), *, final: bool = True
+    lines: pl.DataFrame, state: ScanState = ScanState(), *, final: bool = True
 ) -> tuple[RawChunk, ScanState, int]:
     """Parse a chunk of complete lines.
 
@@ -212,11 +396,11 @@ def scan_lines(
     left unconsumed, so the caller can offer those lines again once more have arrived.
     """
     df = _classify(_lines_frame(lines, state.line_no + 1))
-    consumed = len(lines)
+    consumed = lines.height
     if not final and df.height:
         last = df.row(df.height - 1, named=True)
         hold_from: int | None = None
-        if last["_in_gen"] and not last["_gen_closed"]:
+        if last["_in_gen"] and not last["_gc"]:
             hold_from = int(df.filter(pl.col("_ggrp") == last["_ggrp"])["line_no"].min())
         elif last["kind"] == "traceback" and last["_in_tb"]:
             hold_from = int(df.filter(pl.col("_tgrp") == last["_tgrp"])["line_no"].min())
@@ -227,119 +411,71 @@ def scan_lines(
             # The whole chunk is one open block: nothing can be decided yet.
             return RawChunk({}), state, 0
 
-    tables: dict[str, pl.DataFrame] = {}
-    problems: list[pl.DataFrame] = []
-
-    # --- steps, and the step/segment context every other line inherits -------------
-    step_df = _extract(df.filter(pl.col("kind") == "step"), fmt.STEP, "step")
-    problems.append(
-        _problem_rows(step_df.filter(~pl.col("_ok")), pl.lit("malformed step line"))
+    # --- the step/segment context every line inherits ---------------------------------
+    # A step line that does not match its full pattern is not data, and does not move
+    # the context either.
+    step_lines = df.filter(pl.col("kind") == "step").select(
+        "line_no",
+        "text",
+        _ok=pl.col("text").str.contains(fmt.STEP),
+        step=pl.col("text").str.extract(r"STEP: (\d+)").cast(pl.Int64, strict=False),
     )
-    step_df = step_df.filter(pl.col("_ok"))
-
-    ctx = (
-        df.select("line_no", "kind")
-        .join(step_df.select("line_no", pl.col("step").cast(pl.Int64)), on="line_no", how="left")
-        .unique("line_no", keep="first", maintain_order=True)
-    )
-    ctx = ctx.with_columns(_resume=pl.col("kind") == "resume")
+    marks = pl.concat(
+        [
+            step_lines.filter(pl.col("_ok")).select("line_no", "step", _resume=pl.lit(False)),
+            df.filter(pl.col("kind") == "resume").select(
+                "line_no", step=pl.lit(None, pl.Int64), _resume=pl.lit(True)
+            ),
+        ]
+    ).sort("line_no")
     # Segment: a step line starts a new segment when its number does not exceed the
     # previous step line's (the log was appended after a resume) or a resume line
     # stands between the two.
-    ctx = ctx.with_columns(
-        _resumes_before=pl.col("_resume").cum_sum().cast(pl.Int64)
-        + (1 if state.resume_pending else 0)
+    marks = marks.with_columns(
+        _resumes=pl.col("_resume").cum_sum().cast(pl.Int64) + int(state.resume_pending)
     )
-    srows = ctx.filter(pl.col("step").is_not_null())
+    srows = marks.filter(~pl.col("_resume"))
     prev_step = pl.col("step").shift(1, fill_value=pl.lit(state.step, dtype=pl.Int64))
-    prev_resumes = pl.col("_resumes_before").shift(1, fill_value=0)
-    new_seg = (
-        (pl.col("step") <= prev_step).fill_null(False)
-        | ((pl.col("_resumes_before") > prev_resumes) & prev_step.is_not_null())
+    prev_resumes = pl.col("_resumes").shift(1, fill_value=0)
+    new_seg = (pl.col("step") <= prev_step).fill_null(False) | (
+        (pl.col("_resumes") > prev_resumes) & prev_step.is_not_null()
     )
     srows = srows.with_columns(
         segment=(new_seg.cast(pl.Int32).cum_sum() + state.segment).cast(pl.Int32)
     )
-    ctx = ctx.join(srows.select("line_no", "segment"), on="line_no", how="left").with_columns(
+    df = df.join(srows.select("line_no", "step", "segment"), on="line_no", how="left")
+    df = df.with_columns(
         pl.col("step").forward_fill().fill_null(pl.lit(state.step, dtype=pl.Int64)),
         pl.col("segment").forward_fill().fill_null(state.segment).cast(pl.Int32),
     )
-    df = df.join(ctx.select("line_no", "step", "segment"), on="line_no", how="left")
 
-    if step_df.height:
-        step_df = step_df.join(srows.select("line_no", "segment"), on="line_no", how="left")
-        floats = [c for c, d in schema.STEPS.items() if d == pl.Float64]
-        tables["steps"] = step_df.select(
-            "line_no",
-            pl.col("step").cast(pl.Int64),
-            (pl.col("audit_pre").is_not_null() | pl.col("audit_post").is_not_null()).alias(
-                "audit"
-            ),
-            *_floats(floats),
-            pl.col("db").is_not_null().alias("deadband_active"),
-            "segment",
-        ).with_columns(_percent(fmt.STEP_PERCENT_COLUMNS))
+    # --- data lines: the regex-heavy work, run as parallel lazy queries --------------------
+    def of(kind: str) -> pl.LazyFrame:
+        return df.filter(pl.col("kind") == kind).lazy()
 
-    # --- per-layer lines --------------------------------------------------------------
-    lay = _extract(df.filter(pl.col("kind") == "layer"), fmt.LAYER, "layer")
-    problems.append(_problem_rows(lay.filter(~pl.col("_ok")), pl.lit("malformed layer line")))
-    lay = lay.filter(pl.col("_ok"))
-    if lay.height:
-        floats = [c for c, d in schema.LAYERS.items() if d == pl.Float64]
-        tables["layers"] = lay.select(
-            "line_no",
-            "step",
-            "segment",
-            pl.col("layer").cast(pl.Int32),
-            pl.col("k_exec").cast(pl.Int32),
-            *_floats(floats),
-        ).with_columns(_percent(fmt.LAYER_PERCENT_COLUMNS))
+    queries = {
+        "steps": step_lines.filter(pl.col("_ok"))
+        .join(srows.select("line_no", "segment"), on="line_no")
+        .lazy()
+        .pipe(_step_fields),
+        "layers": of("layer").pipe(_layer_fields),
+        "quality": of("quality").pipe(_quality_fields),
+        "traces": of("trace").pipe(_trace_fields),
+        "lr_checks": of("lr_check").drop("step").pipe(_lr_fields),
+    }
+    results = dict(zip(queries, pl.collect_all(list(queries.values())), strict=True))
 
-    # --- survival traces --------------------------------------------------------------
-    tr = _extract(df.filter(pl.col("kind") == "trace"), fmt.TRACE, "layer")
-    problems.append(_problem_rows(tr.filter(~pl.col("_ok")), pl.lit("malformed s_trace line")))
-    tr = tr.filter(pl.col("_ok"))
-    if tr.height:
-        tables["traces"] = tr.select(
-            "line_no",
-            "step",
-            "segment",
-            pl.col("layer").cast(pl.Int32),
-            pl.col("values")
-            .str.strip_chars()
-            .str.split(",")
-            .list.eval(pl.element().str.strip_chars().cast(pl.Float64, strict=False))
-            .alias("s_trace"),
-        )
-
-    # --- recurrence quality -------------------------------------------------------------
-    q = _extract(df.filter(pl.col("kind") == "quality"), fmt.QUALITY, "delta_ce")
-    problems.append(
-        _problem_rows(q.filter(~pl.col("_ok")), pl.lit("malformed RECURRENCE QUALITY line"))
-    )
-    q = q.filter(pl.col("_ok"))
-    if q.height:
-        tables["quality"] = q.select(
-            "line_no",
-            "step",
-            "segment",
-            *_floats(["delta_ce", "delta_h", "coupon"]),
-            "status",
-            pl.col("conf").is_not_null().alias("confidence"),
-        )
-
-    # --- LR checks (carry their own step) -------------------------------------------------
-    lr = _extract(df.filter(pl.col("kind") == "lr_check").drop("step"), fmt.LR_CHECK, "step")
-    problems.append(_problem_rows(lr.filter(~pl.col("_ok")), pl.lit("malformed LR CHECK line")))
-    lr = lr.filter(pl.col("_ok"))
-    if lr.height:
-        tables["lr_checks"] = lr.select(
-            "line_no",
-            pl.col("step").cast(pl.Int64),
-            "segment",
-            pl.col("lr").cast(pl.Float64, strict=False),
-            "phase",
-        )
+    problems: list[pl.DataFrame] = [
+        _problem_rows(step_lines.filter(~pl.col("_ok")), pl.lit("malformed step line"))
+    ]
+    tables: dict[str, pl.DataFrame] = {}
+    for name, frame in results.items():
+        if name != "steps":
+            bad = frame.filter(~pl.col("_ok"))
+            problems.append(_problem_rows(bad, pl.lit(f"malformed {_KIND_LABELS[name]} line")))
+            frame = frame.filter(pl.col("_ok"))
+        if frame.height:
+            tables[name] = frame.drop("text", "_ok", strict=False)
 
     # --- generations ---------------------------------------------------------------------
     gen = df.filter(pl.col("kind") == "generation")
@@ -347,43 +483,42 @@ def scan_lines(
         tables["generations"] = _generations(gen)
 
     # --- events: run-level lines and stderr noise ----------------------------------------
-    ev = df.filter(
-        ~pl.col("kind").is_in([*DATA_KINDS, "generation", "blank", "unknown"])
-    )
+    ev = df.filter(~pl.col("kind").is_in([*DATA_KINDS, "generation", "blank", "unknown"]))
     if ev.height:
         # A progress bar redraws itself many times on one line: keep its last state.
-        ev = ev.filter(
-            (pl.col("kind") != "progress") | pl.col("line_no").is_last_distinct()
-        )
-        tables["events"] = ev.select(
-            "line_no",
-            _event_step().alias("step"),
-            "kind",
-            pl.col("text"),
-        )
+        ev = ev.filter((pl.col("kind") != "progress") | pl.col("line_no").is_last_distinct())
+        tables["events"] = ev.select("line_no", _event_step().alias("step"), "kind", "text")
 
-    unknown = df.filter(pl.col("kind") == "unknown")
-    problems.append(_problem_rows(unknown, pl.lit("unrecognized line")))
+    problems.append(
+        _problem_rows(df.filter(pl.col("kind") == "unknown"), pl.lit("unrecognized line"))
+    )
     problems = [p for p in problems if p.height]
     if problems:
         tables["problems"] = pl.concat(problems).sort("line_no")
 
     # --- state for the next chunk ------------------------------------------------------------
-    last_step_row = srows.tail(1)
     new_state = replace(state, line_no=state.line_no + consumed)
-    if last_step_row.height:
-        resumes_after = ctx.filter(
-            (pl.col("line_no") > last_step_row["line_no"][0]) & pl.col("_resume")
-        ).height
+    if srows.height:
+        last = srows.row(srows.height - 1, named=True)
         new_state = replace(
             new_state,
-            step=int(last_step_row["step"][0]),
-            segment=int(last_step_row["segment"][0]),
-            resume_pending=resumes_after > 0,
+            step=last["step"],
+            segment=last["segment"],
+            resume_pending=bool(
+                marks.filter(pl.col("_resume") & (pl.col("line_no") > last["line_no"])).height
+            ),
         )
-    elif (df["kind"] == "resume").any():
+    elif marks.height:
         new_state = replace(new_state, resume_pending=state.step is not None)
     return RawChunk(tables), new_state, consumed
+
+
+_KIND_LABELS = {
+    "layers": "layer",
+    "quality": "RECURRENCE QUALITY",
+    "traces": "s_trace",
+    "lr_checks": "LR CHECK",
+}
 
 
 def _event_step() -> pl.Expr:
@@ -494,16 +629,17 @@ def finalize(chunks: list[RawChunk]) -> dict[str, pl.DataFrame]:
     }
 
 
-def parse_text(text: str) -> tuple[dict[str, pl.DataFrame], dict[str, Any]]:
+def parse_bytes(data: bytes) -> tuple[dict[str, pl.DataFrame], dict[str, Any]]:
     """Parse a whole log. Returns the tables and facts about the text itself.
 
     A last line without its newline is a line still being written: it is reported as a
     problem and never parsed as data (a cut-off number would parse as a wrong value).
     """
-    lines, rest = split_lines(text)
+    lines, rest = read_lines(data)
     chunk, _, _ = scan_lines(lines, ScanState(), final=True)
     tables = finalize([chunk])
-    facts: dict[str, Any] = {"truncated": bool(rest), "n_lines": len(lines) + bool(rest)}
+    n = lines.height
+    facts: dict[str, Any] = {"truncated": bool(rest), "n_lines": n + bool(rest)}
     if rest:
         tables["problems"] = pl.concat(
             [
@@ -511,7 +647,7 @@ def parse_text(text: str) -> tuple[dict[str, pl.DataFrame], dict[str, Any]]:
                 schema.conform(
                     pl.DataFrame(
                         {
-                            "line_no": [len(lines) + 1],
+                            "line_no": [n + 1],
                             "text": [rest[:PROBLEM_TEXT_MAX]],
                             "reason": ["incomplete last line (log still being written?)"],
                         }
@@ -521,3 +657,8 @@ def parse_text(text: str) -> tuple[dict[str, pl.DataFrame], dict[str, Any]]:
             ]
         )
     return tables, facts
+
+
+def parse_text(text: str) -> tuple[dict[str, pl.DataFrame], dict[str, Any]]:
+    """`parse_bytes` for text already in memory."""
+    return parse_bytes(text.encode("utf-8", errors="surrogatepass"))

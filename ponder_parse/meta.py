@@ -91,7 +91,8 @@ def derive_meta(
         meta["cli_lambda_p"] = _num(fmt.LAMBDA_VALUE, cli["text"])
 
     resumes = events.filter(
-        (pl.col("kind") == "resume") & pl.col("text").str.contains("Resuming from step", literal=True)
+        (pl.col("kind") == "resume")
+        & pl.col("text").str.contains("Resuming from step", literal=True)
     )
     resume_steps = [int(s) for s in resumes["step"].drop_nulls().to_list()]
     segments = int(steps["segment"].max() or 0) if steps.height else 0  # type: ignore[arg-type]
