@@ -131,9 +131,9 @@ def _classify(df: pl.DataFrame) -> pl.DataFrame:
     main = (
         pl.when(t.str.starts_with("STEP: ") | t.str.starts_with("[AUDIT] STEP: "))
         .then(pl.lit("step"))
-        .when(t.str.contains(r"^ ?L\d+: "))
+        .when(t.str.contains(r"^ ?L[0-9]+: "))
         .then(pl.lit("layer"))
-        .when(t.str.contains(r"^ {0,2}L\d+ s_trace:"))
+        .when(t.str.contains(r"^ {0,2}L[0-9]+ s_trace:"))
         .then(pl.lit("trace"))
         .when(t.str.contains(r"^ {0,2}RECURRENCE QUALITY:"))
         .then(pl.lit("quality"))
