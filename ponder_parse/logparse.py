@@ -164,8 +164,9 @@ def _classify(df: pl.DataFrame) -> pl.DataFrame:
         | blank,
         _tb=t.str.starts_with("Traceback (most recent call last)")
         | t.str.starts_with("During handling of the above exception")
-        | t.str.starts_with("The above exception was the direct cause")
-        | (t.str.contains(fmt.WARNING_MARK, literal=True) & ~t.str.starts_with(" ")),
+        | t.str.starts_with("The above exception was the direct cause"),
+        _warn=t.str.contains(fmt.WARNING_MARK, literal=True) & ~t.str.starts_with(" "),
+        _prog=t.str.contains(fmt.PROGRESS),
         _adj=adjacent,
     )
     # Generation block: a header, then content lines, up to and including a closing
@@ -182,15 +183,26 @@ def _classify(df: pl.DataFrame) -> pl.DataFrame:
         _ggrp=pl.col("_gbrk").cum_sum(),
         _in_gen=pl.when(pl.col("_gbrk")).then(pl.col("_gh")).forward_fill().fill_null(False),
     )
-    # stderr block: a traceback or warning, then indented lines.
-    tb_content = t.str.starts_with(" ") & ~pl.col("_blank") & pl.col("_adj")
-    rest = rest.with_columns(_tbrk=pl.col("_tb") | ~tb_content).with_columns(
+    # stderr block: a traceback or warning, then indented lines (not progress bars).
+    start = pl.col("_tb") | pl.col("_warn")
+    tb_content = t.str.starts_with(" ") & ~pl.col("_blank") & ~pl.col("_prog") & pl.col("_adj")
+    block_kind = (
+        pl.when(pl.col("_tb"))
+        .then(pl.lit("traceback"))
+        .when(pl.col("_warn"))
+        .then(pl.lit("warning"))
+        .otherwise(pl.lit(""))  # a break that starts no block: not null, or the fill leaks
+    )
+    rest = rest.with_columns(_tbrk=start | ~tb_content).with_columns(
         _tgrp=pl.col("_tbrk").cum_sum(),
-        _in_tb=pl.when(pl.col("_tbrk")).then(pl.col("_tb")).forward_fill().fill_null(False)
-        & ~pl.col("_in_gen"),
+        _block=pl.when(pl.col("_tbrk")).then(block_kind).forward_fill(),
+    )
+    rest = rest.with_columns(
+        _in_tb=(pl.col("_block") != "") & ~pl.col("_in_gen"),
     )
     kind = pl.when(pl.col("_in_gen")).then(pl.lit("generation"))
-    kind = kind.when(pl.col("_in_tb")).then(pl.lit("traceback"))
+    kind = kind.when(pl.col("_prog")).then(pl.lit("progress"))
+    kind = kind.when(pl.col("_in_tb")).then(pl.col("_block"))
     for name, expr in _event_markers():
         kind = kind.when(expr).then(pl.lit(name))
     kind = (
@@ -198,8 +210,6 @@ def _classify(df: pl.DataFrame) -> pl.DataFrame:
         .then(pl.lit("blank"))
         .when(t.str.contains(fmt.EXCEPTION))
         .then(pl.lit("traceback"))
-        .when(t.str.contains(fmt.PROGRESS))
-        .then(pl.lit("progress"))
         .otherwise(pl.lit("unknown"))
     )
     rest = rest.select("_i", kind.alias("_kind"), "_in_gen", "_gc", "_ggrp", "_in_tb", "_tgrp")
