@@ -147,9 +147,11 @@ def _logged_force_end(run: Run, default: int) -> tuple[int, str] | None:
     for step, is_forced in zip(steps, forced, strict=True):
         if not is_forced:
             return int(step), SRC_LAYERS
-    last_forced = int(steps[-1])
-    if last_forced >= default:
-        return last_forced + 1, SRC_LAYERS_STILL
+    # Forced at every observation: past the default, the log proves the force lasted at
+    # least that long, and nothing in it says the force ever ended.
+    if int(steps[-1]) >= default:
+        last_logged = int(run.steps["step"].max()) if run.steps.height else int(steps[-1])  # type: ignore[arg-type]
+        return max(last_logged, int(steps[-1])) + 1, SRC_LAYERS_STILL
     return None
 
 

@@ -290,7 +290,10 @@ def traces_frame(rows: Sequence[tuple[int, int, Sequence[float] | None]]) -> pl.
         {
             "step": [r[0] for r in rows],
             "layer": [r[1] for r in rows],
-            "s_trace": [None if r[2] is None else [float(v) for v in r[2]] for r in rows],
+            "s_trace": [
+                None if r[2] is None else [None if v is None else float(v) for v in r[2]]
+                for r in rows
+            ],
         },
         schema=schema.TRACES,
     )
