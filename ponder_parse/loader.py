@@ -14,6 +14,7 @@ import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
@@ -123,41 +124,58 @@ def run_name_for(log_path: Path, directory: Path | None) -> str:
 
 
 def parse_run(
-    text: str,
+    data: bytes | str,
     *,
     name: str,
     source: Path | None = None,
     stats_path: Path | None = None,
     extra_problems: Sequence[str] = (),
 ) -> Run:
-    """Build a `Run` from log text (and optionally a `stats.json` next to it)."""
-    tables, facts = logparse.parse_text(text)
+    """Build a `Run` from log content (and optionally a `stats.json` next to it)."""
+    raw = data.encode("utf-8", errors="surrogatepass") if isinstance(data, str) else data
+    tables, facts = logparse.parse_bytes(raw)
+    return build_run(
+        tables,
+        facts,
+        name=name,
+        source=source,
+        stats_path=stats_path,
+        extra_problems=extra_problems,
+    )
+
+
+def build_run(
+    tables: dict[str, pl.DataFrame],
+    facts: dict[str, Any],
+    *,
+    name: str,
+    source: Path | None = None,
+    stats_path: Path | None = None,
+    extra_problems: Sequence[str] = (),
+) -> Run:
+    """Parsed tables → `Run`: adds stats.json, file-level problems, variant and metadata."""
+    where = source.name if source else name
     problems = [tables["problems"]]
     snapshot = None
     if stats_path is not None and stats_path.exists():
         snapshot, why = read_snapshot(stats_path)
         if why:
             problems.append(_file_problem("stats.json", why))
-    for why in extra_problems:
-        problems.append(_file_problem(source.name if source else name, why))
-    if tables["steps"].is_empty() and text.strip():
-        problems.append(
-            _file_problem(
-                source.name if source else name,
-                "no step lines found: is this a trainer log?",
-            )
-        )
-    tables["problems"] = pl.concat(problems, how="vertical_relaxed")
+    notes = list(extra_problems)
+    if facts.get("invalid_utf8"):
+        notes.append("invalid UTF-8 bytes in the log: shown as \ufffd")
+    if tables["steps"].is_empty() and facts.get("n_lines", 0) > 0:
+        notes.append("no step lines found: is this a trainer log?")
+    problems += [_file_problem(where, why) for why in notes]
+    tables = dict(tables, problems=pl.concat(problems, how="vertical_relaxed"))
     snap_layers = snapshot_layers(snapshot)
-    variant = detect_variant(source.name if source else "", tables)
-    meta = derive_meta(tables, facts, snap_layers)
     return Run(
         name=name,
         source=source,
-        variant=variant,
+        variant=detect_variant(where if source else "", tables),
         snapshot=snapshot,
         snapshot_layers=snap_layers,
-        meta=meta,
+        meta=derive_meta(tables, facts, snap_layers),
         **tables,
     )
 
@@ -184,19 +202,12 @@ def load_run(path: str | Path) -> Run:
         # A lone log file: stats.json beside it belongs to it only if no other log shares the folder.
         log, name = path, run_name_for(path, None)
         stats = path.parent / "stats.json" if _single_log(path.parent) else None
-    notes: list[str] = []
     try:
         data, note = _open_bytes(log)
     except OSError as exc:
         raise RunLoadError(f"{log}: cannot be read ({exc.strerror or exc})") from exc
-    if note:
-        notes.append(note)
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        text = data.decode("utf-8", errors="replace")
-        notes.append(f"invalid UTF-8 (first at byte {exc.start}): such bytes are shown as \ufffd")
-    return parse_run(text, name=name, source=log, stats_path=stats, extra_problems=notes)
+    notes = [note] if note else []
+    return parse_run(data, name=name, source=log, stats_path=stats, extra_problems=notes)
 
 
 def _single_log(directory: Path) -> bool:

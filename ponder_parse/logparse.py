@@ -77,16 +77,22 @@ class RawChunk:
     tables: dict[str, pl.DataFrame] = field(default_factory=dict)
 
 
-def read_lines(data: bytes) -> tuple[pl.DataFrame, str]:
+def read_lines(data: bytes) -> tuple[pl.DataFrame, str, bool]:
     """Complete lines as a frame (`text`, CRLF already stripped) and the unterminated
     remainder: a line still being written, which must not be parsed as data.
 
     Polars' line reader is several times faster than splitting in Python; it refuses
-    invalid UTF-8, so such input is decoded with replacement characters first.
+    invalid UTF-8, so such input is decoded with replacement characters first (the third
+    value says so).
     """
+    invalid = False
     try:
         df = pl.read_lines(io.BytesIO(data), name="text")
     except Exception:  # noqa: BLE001 - invalid UTF-8, or a Polars without read_lines
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError:
+            invalid = True
         text = data.decode("utf-8", errors="replace")
         lines = text.split("\n")
         df = pl.DataFrame(
@@ -98,7 +104,7 @@ def read_lines(data: bytes) -> tuple[pl.DataFrame, str]:
     if data and not data.endswith(b"\n") and df.height:
         rest = df["text"][-1]
         df = df.head(df.height - 1)
-    return df, rest
+    return df, rest, invalid
 
 
 def _lines_frame(lines: pl.DataFrame, first_line_no: int) -> pl.DataFrame:
@@ -412,7 +418,7 @@ def scan_lines(
         hold_from: int | None = None
         if last["_in_gen"] and not last["_gc"]:
             hold_from = int(df.filter(pl.col("_ggrp") == last["_ggrp"])["line_no"].min())
-        elif last["kind"] == "traceback" and last["_in_tb"]:
+        elif last["_in_tb"]:
             hold_from = int(df.filter(pl.col("_tgrp") == last["_tgrp"])["line_no"].min())
         if hold_from is not None and hold_from > state.line_no + 1:
             consumed = hold_from - state.line_no - 1
@@ -645,11 +651,15 @@ def parse_bytes(data: bytes) -> tuple[dict[str, pl.DataFrame], dict[str, Any]]:
     A last line without its newline is a line still being written: it is reported as a
     problem and never parsed as data (a cut-off number would parse as a wrong value).
     """
-    lines, rest = read_lines(data)
+    lines, rest, invalid = read_lines(data)
     chunk, _, _ = scan_lines(lines, ScanState(), final=True)
     tables = finalize([chunk])
     n = lines.height
-    facts: dict[str, Any] = {"truncated": bool(rest), "n_lines": n + bool(rest)}
+    facts: dict[str, Any] = {
+        "truncated": bool(rest),
+        "n_lines": n + bool(rest),
+        "invalid_utf8": invalid,
+    }
     if rest:
         tables["problems"] = pl.concat(
             [
