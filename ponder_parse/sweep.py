@@ -200,7 +200,7 @@ def seed_groups(runs: Sequence[Run], seed_keys: Sequence[str] = ("seed",)) -> di
             label = ",".join(f"{k}={_fmt(first[k])}" for k in label_keys if k in first)
             if not label:
                 label = _common_label(member_names)
-            if label in names and label not in member_names:
+            if label in names:  # a group must never look like one of the runs
                 label = f"{label} (seeds)"
         base, n = label, 1
         while label in out:
