@@ -84,8 +84,8 @@ RULES: dict[str, Rule] = {
             "gate_not_stopping",
             "s_trace: gate collapsed to always continue",
             CRITICAL,
-            "economic phase, per layer",
-            "share of economic-phase traces with this shape",
+            "economic phase after a grace period, per layer",
+            "share of judged economic-phase traces with this shape",
             "λ_p too low: increase LAMBDA_MIN, or wait for λ_p to rise.",
         ),
         Rule(
@@ -150,7 +150,7 @@ RULES: dict[str, Rule] = {
             "lambda_pinned",
             "λ_p pinned at its clamp",
             WARNING,
-            "economic phase",
+            "economic phase after a grace period",
             "the clamp value λ_p sits at",
             "At the max: the controller wants a higher price; raise LAMBDA_MAX or check "
             "TARGET_K. At the min: the model under-ponders even at the lowest price; lower "
@@ -161,8 +161,8 @@ RULES: dict[str, Rule] = {
             "gate_over_penalized",
             "s_trace: stops after k=1 (over-penalized)",
             WARNING,
-            "economic phase, per layer",
-            "share of economic-phase traces with this shape",
+            "economic phase after a grace period, per layer",
+            "share of judged economic-phase traces with this shape",
             "Over-penalized: lower LAMBDA_MAX or the compute price, or raise TARGET_K.",
             from_guide=False,
         ),
@@ -170,8 +170,8 @@ RULES: dict[str, Rule] = {
             "gate_stuck_half",
             "s_trace: gate stuck at 0.5",
             WARNING,
-            "economic phase, per layer",
-            "share of economic-phase traces with this shape",
+            "economic phase after a grace period, per layer",
+            "share of judged economic-phase traces with this shape",
             "The gate is not learning when to stop: check the gate's gradient flow and "
             "learning rate.",
             from_guide=False,
@@ -180,7 +180,7 @@ RULES: dict[str, Rule] = {
             "traceback",
             "Python traceback in the log",
             WARNING,
-            "whole log",
+            "whole log (info when training continued after the last one)",
             "number of tracebacks",
             "Read the traceback: the run crashed or a component failed.",
             from_guide=False,
@@ -282,14 +282,21 @@ class FlagRules:
     lambda_min: float | None = None
     lambda_max: float | None = None
     """λ_p clamp; None → the run's hparams (`lambda_min`/`lambda_max`), else the trainer
-    defaults, widened to the run's observed extremes when λ_p went beyond them (the clamp
-    was evidently configured otherwise; such findings are `info`, as the bound is a guess)."""
+    defaults and the run's observed extremes (see `lambda_push_rel`)."""
     lambda_rel_tol: float = 0.01
+    lambda_push_rel: float = 0.08
+    """An observed (not configured) clamp counts only where |CTRL_ERR| exceeds this share
+    of TARGET_K in the direction that would move λ_p past it: beyond the trainer's default
+    deadband (−2% / +5% of TARGET_K), so a price that settled in the deadband is not a clamp."""
     lambda_sustain: Sustain = Sustain(window=200, share=0.95, min_rows=50)
     trace_min_consecutive: int = 3
     """A layer must show the shape at this many consecutive trace checkpoints (every 50
     steps by default, so 3 ≈ 150 steps). Critical if still present at the layer's last
     checkpoint, warning if it recovered."""
+    economic_grace_steps: int = 500
+    """Trace-shape and λ_p-clamp rules skip the first steps of the economic phase: λ_p
+    starts at its floor and needs time to rise, so a gate that still runs every pass just
+    after the ponder start is the guide's "or wait", not a finding."""
     patterns: PatternThresholds = DEFAULT_PATTERNS
     deadband_expect_within: int = 1000
     """Economic steps after which a missing deadband is worth an info note."""
@@ -496,49 +503,92 @@ def _rule_tps(run: Run, steps: pl.DataFrame, rules: FlagRules) -> list[dict[str,
     ]
 
 
-def _lambda_bounds(run: Run, econ: pl.DataFrame, rules: FlagRules) -> dict[str, tuple[float, str]]:
+def _target_k(run: Run, steps: pl.DataFrame) -> float | None:
+    """TARGET_K from the run's meta, else recovered as avg_k − CTRL_ERR (never assumed)."""
+    value = (run.meta or {}).get("target_k")
+    if value is not None:
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            pass
+    t = steps.select((pl.col("avg_k") - pl.col("ctrl_err")).alias("t")).filter(
+        pl.col("t").is_finite()
+    )["t"]
+    return float(t.median()) if t.len() else None  # type: ignore[arg-type]
+
+
+def _lambda_candidates(
+    run: Run, econ: pl.DataFrame, rules: FlagRules
+) -> list[tuple[str, float, str]]:
+    """(side, bound, source) pairs to test; source is rules / config / default / observed.
+
+    Without an explicit bound, the trainer default is tested unless λ_p went beyond it
+    (then the clamp was evidently configured otherwise), and the observed extreme is
+    tested too when it differs from the default, since a sweep may have narrowed the
+    clamp. An observed bound only counts when CTRL_ERR shows the controller pushing past
+    it, which tells a clamp from a price that simply settled there.
+    """
     hp = {str(k).lower(): v for k, v in (run.hparams or {}).items()}
     lam = econ.filter(pl.col("lambda_p").is_finite().fill_null(False))["lambda_p"]
-    out: dict[str, tuple[float, str]] = {}
+    tol = rules.lambda_rel_tol
+    out: list[tuple[str, float, str]] = []
     for side, given, key, default in (
         ("min", rules.lambda_min, "lambda_min", catalog.LAMBDA_MIN_DEFAULT),
         ("max", rules.lambda_max, "lambda_max", catalog.LAMBDA_MAX_DEFAULT),
     ):
         if given is not None:
-            out[side] = (float(given), "rules")
+            out.append((side, float(given), "rules"))
             continue
         try:
             configured = float(hp[key]) if hp.get(key) is not None else None
         except (TypeError, ValueError):
             configured = None
         if configured is not None:
-            out[side] = (configured, "config")
+            out.append((side, configured, "config"))
             continue
-        out[side] = (default, "default")
-        if lam.len():
-            tol = rules.lambda_rel_tol
-            if side == "min" and float(lam.min()) < default * (1 - tol):  # type: ignore[arg-type]
-                out[side] = (float(lam.min()), "observed")  # type: ignore[arg-type]
-            if side == "max" and float(lam.max()) > default * (1 + tol):  # type: ignore[arg-type]
-                out[side] = (float(lam.max()), "observed")  # type: ignore[arg-type]
+        if not lam.len():
+            continue
+        observed = float(lam.min() if side == "min" else lam.max())  # type: ignore[arg-type]
+        beyond = observed < default * (1 - tol) if side == "min" else observed > default * (1 + tol)
+        if not beyond:
+            out.append((side, default, "default"))
+        if observed > 0 and abs(observed - default) > tol * default:
+            out.append((side, observed, "observed"))
     return out
 
 
-def _rule_lambda(run: Run, econ: pl.DataFrame, rules: FlagRules) -> list[dict[str, Any]]:
-    if econ.is_empty():
+def _rule_lambda(
+    run: Run, econ: pl.DataFrame, judged_from: int, rules: FlagRules
+) -> list[dict[str, Any]]:
+    """Candidates come from the whole economic phase (λ_p's full range), judgement only
+    from `judged_from` on (after the grace period)."""
+    judged = econ.filter(pl.col("step") >= judged_from)
+    if judged.is_empty():
         return []
+    target = _target_k(run, econ)
     found = []
-    for side, (bound, source) in _lambda_bounds(run, econ, rules).items():
+    for side, bound, source in _lambda_candidates(run, econ, rules):
         if bound <= 0:
             continue
         c = pl.col("lambda_p")
         cond = c.is_finite().fill_null(False) & ((c - bound).abs() <= rules.lambda_rel_tol * bound)
-        flagged = _sustained(econ, cond, rules.lambda_sustain)
+        push = ""
+        if source == "observed":
+            if target is None:
+                continue
+            limit = rules.lambda_push_rel * target
+            err = pl.col("ctrl_err")
+            cond = cond & (err > limit if side == "max" else err < -limit).fill_null(False)
+            push = (
+                f"; CTRL_ERR {'>' if side == 'max' else '<'} {'+' if side == 'max' else '−'}"
+                f"{limit:.2f} there, so the controller is pushing against it"
+            )
+        flagged = _sustained(judged, cond, rules.lambda_sustain)
         if flagged.is_empty():
             continue
         evidence = (
             f"λ_p at its {side} clamp {bound:.2e} ({source} bound) on {flagged.height} "
-            f"economic-phase steps ({_episodes_text(flagged)})"
+            f"economic-phase steps ({_episodes_text(flagged)}){push}"
         )
         found.append(
             _finding(
@@ -549,7 +599,6 @@ def _rule_lambda(run: Run, econ: pl.DataFrame, rules: FlagRules) -> list[dict[st
                 int(flagged["step"].min()),  # type: ignore[arg-type]
                 int(flagged["step"].max()),  # type: ignore[arg-type]
                 flagged.height,
-                severity=INFO if source == "observed" else None,
             )
         )
     return found
@@ -618,7 +667,7 @@ def _rule_traces(run: Run, traces: pl.DataFrame, rules: FlagRules) -> list[dict[
             f"{'show' if len(layers) > 1 else 'shows'} it at "
             f"≥ {rules.trace_min_consecutive} consecutive checkpoints, steps "
             f"{streaks['step'].min()}–{streaks['step'].max()} (e.g. {ex}); "
-            f"{share:.0%} of economic-phase traces; "
+            f"{share:.0%} of judged economic-phase traces; "
             + ("still present at the last checkpoint" if ongoing else "recovered later")
         )
         found.append(
@@ -681,15 +730,20 @@ def _rule_events(run: Run) -> list[dict[str, Any]]:
             )
             last_exc = f"; last: {exc['text'][-1].strip()[:120]}" if exc.height else ""
             steps = tb["step"].drop_nulls()
+            # Training that went on past the last traceback recovered (a resume): info.
+            last = run.last_step
+            recovered = bool(steps.len()) and last is not None and int(steps.max()) < last  # type: ignore[arg-type]
             found.append(
                 _finding(
                     run,
                     "traceback",
-                    f"{tb.height} traceback{'s' if tb.height > 1 else ''} in the log{last_exc}",
+                    f"{tb.height} traceback{'s' if tb.height > 1 else ''} in the log{last_exc}"
+                    + ("; training continued afterwards" if recovered else ""),
                     tb.height,
                     int(steps.min()) if steps.len() else None,  # type: ignore[arg-type]
                     int(steps.max()) if steps.len() else None,  # type: ignore[arg-type]
                     tb.height,
+                    severity=INFO if recovered else None,
                 )
             )
         fails = ev.filter(pl.col("kind").is_in(["json_dump_failed", "generation_failed"]))
@@ -816,11 +870,16 @@ def red_flags(
     )
     found += _rule_lm(run, steps, rules)
     found += _rule_tps(run, steps, rules)
-    found += _rule_lambda(run, econ, rules)
+    if econ_row is not None:
+        judged_from = int(econ_row["start"]) + rules.economic_grace_steps
+        found += _rule_lambda(run, econ, judged_from, rules)
     if econ_row is not None:
         q = assign_phase(run.quality, phases_df).filter(pl.col("phase") == "economic")
         found += _rule_delta_ce(run, q, rules)
-        tr = assign_phase(run.traces, phases_df).filter(pl.col("phase") == "economic")
+        judged_from = int(econ_row["start"]) + rules.economic_grace_steps
+        tr = assign_phase(run.traces, phases_df).filter(
+            (pl.col("phase") == "economic") & (pl.col("step") >= judged_from)
+        )
         found += _rule_traces(run, tr, rules)
     found += _rule_deadband(run, steps, econ_row, rules)
     found += _rule_events(run)

@@ -90,8 +90,8 @@ def make_run(
         db = np.zeros(n, dtype=bool)
     avg_exec = np.where(after_force, 1.43 + rng.normal(0, 0.02, n), 2.0)
     avg_k = np.where(after_force, 1.38 + rng.normal(0, 0.02, n), 2.0)
-    if pathology == "gap":
-        avg_k = np.where(t >= 1500, avg_exec - 0.8, avg_k)
+    if pathology == "gap":  # hard stop lags the soft survival (halt_thr too low)
+        avg_exec = np.where(t >= 1500, avg_k + 0.8, avg_exec)
     gap = np.round(avg_exec - avg_k, 2)
     pnr = np.where(after_force, 0.03 + rng.normal(0, 0.005, n), 0.0)
     if pathology == "p_nr":

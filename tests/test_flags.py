@@ -271,13 +271,30 @@ def test_lambda_bounds_from_config_and_observation() -> None:
     run.steps = run.steps.with_columns(
         lambda_p=pl.when(pl.col("step") >= 1500).then(0.2).otherwise(pl.col("lambda_p"))
     )
-    f = F.red_flags(run).filter(pl.col("rule") == "lambda_pinned")
-    assert f["severity"].to_list() == ["info"]  # bound guessed from the observed maximum
-    assert f["value"][0] == pytest.approx(0.2)
+    # λ_p went past the default max and settled: CTRL_ERR stays inside the deadband, so
+    # the observed maximum is a resting price, not a clamp
+    assert F.red_flags(run).filter(pl.col("rule") == "lambda_pinned").is_empty()
     run.hparams = {"LAMBDA_MAX": 0.2}
     f = F.red_flags(run).filter(pl.col("rule") == "lambda_pinned")
-    assert f["severity"].to_list() == ["warning"]
+    assert f["severity"].to_list() == ["warning"] and "config bound" in f["evidence"][0]
     run.hparams = {"lambda_max": 0.5}
+    assert F.red_flags(run).filter(pl.col("rule") == "lambda_pinned").is_empty()
+
+
+def test_narrowed_clamp_is_inferred_from_the_controller_push() -> None:
+    run = make_run()
+    econ = pl.col("step") >= 1200
+    run.steps = run.steps.with_columns(
+        lambda_p=pl.when(econ).then(pl.min_horizontal(pl.col("lambda_p"), 5e-4)),
+        ctrl_err=pl.when(econ).then(0.6).otherwise(pl.col("ctrl_err")),
+    )
+    f = F.red_flags(run).filter(pl.col("rule") == "lambda_pinned")
+    assert f["value"].to_list() == [pytest.approx(5e-4)]
+    assert f["severity"].to_list() == ["warning"]
+    assert "observed bound" in f["evidence"][0] and "pushing" in f["evidence"][0]
+    assert f["first_step"][0] == 1700  # after the economic grace period
+    # without the push it is a price that settled, not a clamp
+    run.steps = run.steps.with_columns(ctrl_err=pl.lit(0.01))
     assert F.red_flags(run).filter(pl.col("rule") == "lambda_pinned").is_empty()
 
 
@@ -301,10 +318,18 @@ def test_event_rules() -> None:
     run.meta["truncated"] = True
     f = F.red_flags(run)
     by_rule = {r["rule"]: r for r in f.iter_rows(named=True)}
-    assert by_rule["traceback"]["severity"] == "warning"
+    # training went on after the traceback (step 1500 of 2999): the run recovered
+    assert by_rule["traceback"]["severity"] == "info"
     assert "CUDA out of memory" in by_rule["traceback"]["evidence"]
+    assert "continued" in by_rule["traceback"]["evidence"]
     assert by_rule["trainer_errors"]["severity"] == "info"
     assert by_rule["log_truncated"]["severity"] == "info"
+    # a traceback after the last step line: the run died there
+    run.events = run.events.with_columns(
+        step=pl.when(pl.col("kind") == "traceback").then(2999).otherwise(pl.col("step"))
+    )
+    tb = F.red_flags(run).filter(pl.col("rule") == "traceback")
+    assert tb["severity"].to_list() == ["warning"]
     # warnings in stderr are not tracebacks
     run2 = make_run()
     run2.events = pl.concat(
