@@ -19,6 +19,7 @@ from typing import Any
 import polars as pl
 
 from ponder_parse import logparse, schema
+from ponder_parse.hparams import hparams_for
 from ponder_parse.meta import derive_meta, detect_variant
 from ponder_parse.run import Run
 from ponder_parse.snapshot import read_snapshot, snapshot_layers
@@ -207,7 +208,22 @@ def load_run(path: str | Path) -> Run:
     except OSError as exc:
         raise RunLoadError(f"{log}: cannot be read ({exc.strerror or exc})") from exc
     notes = [note] if note else []
-    return parse_run(data, name=name, source=log, stats_path=stats, extra_problems=notes)
+    run = parse_run(data, name=name, source=log, stats_path=stats, extra_problems=notes)
+    attach_hparams(run, path if path.is_dir() else None)
+    return run
+
+
+def attach_hparams(run: Run, run_dir: Path | None) -> None:
+    """Fill `run.hparams` from config files, the folder name and the log; unreadable
+    config files become problems of the run."""
+    values, sources, messages = hparams_for(run_dir, run.name, run.meta, variant=run.variant)
+    run.hparams = values
+    run.meta["hparam_sources"] = sources
+    if messages:
+        run.problems = pl.concat(
+            [run.problems, *(_file_problem("hyperparameters", m) for m in messages)],
+            how="vertical_relaxed",
+        )
 
 
 def _single_log(directory: Path) -> bool:

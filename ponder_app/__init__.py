@@ -1,0 +1,1 @@
+"""Streamlit views over ponder_parse: charts, shared state and page helpers."""

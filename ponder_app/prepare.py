@@ -1,0 +1,257 @@
+"""Runs → the small frames charts draw. Pure Polars, no Streamlit, so every page's data
+can be tested (and benchmarked) without a server.
+
+The rule everywhere: compute on full-resolution data (smoothing, bucket means), then
+reduce to what a browser can draw (`downsample`), never the other way round.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import polars as pl
+
+from ponder_parse import catalog, patterns
+from ponder_parse.downsample import downsample
+from ponder_parse.run import Run
+from ponder_parse.smoothing import ema
+
+from ponder_app.charts import PHASE_LABELS
+
+# Points a chart may send to the browser in total (all runs of one metric together).
+POINT_BUDGET = 24_000
+MIN_POINTS_PER_RUN = 300
+MAX_POINTS_PER_RUN = 2_000
+
+
+def per_step(run: Run) -> pl.DataFrame:
+    """Every per-step number of a run in one frame: `steps` joined with `quality`, plus
+    the alternative x axes (elapsed minutes from the summed dt, tokens from tok/sec × dt)."""
+    steps = run.steps
+    q = run.quality.select("step", "delta_ce", "delta_h", "coupon")
+    df = steps.join(q, on="step", how="left") if q.height else steps.with_columns(
+        pl.lit(None, pl.Float64).alias(c) for c in ("delta_ce", "delta_h", "coupon")
+    )
+    dt_s = pl.col("dt_ms").fill_nan(None).fill_null(0.0).clip(lower_bound=0) / 1000.0
+    return df.with_columns(
+        (dt_s.cum_sum() / 60.0).alias("elapsed_min"),
+        (dt_s * pl.col("tok_per_sec").fill_nan(None).fill_null(0.0).clip(lower_bound=0)).cum_sum().alias("tokens"),
+    )
+
+
+def points_per_run(n_runs: int) -> int:
+    return max(MIN_POINTS_PER_RUN, min(MAX_POINTS_PER_RUN, POINT_BUDGET // max(1, 2 * n_runs)))
+
+
+def step_series(
+    frames: Mapping[str, pl.DataFrame],
+    column: str,
+    *,
+    x: str = "step",
+    weight: float = 0.6,
+    step_range: tuple[int, int] | None = None,
+    max_points: int | None = None,
+) -> pl.DataFrame:
+    """Long rows `run, <x>, step, value, smooth` for one metric across runs.
+
+    Smoothing runs on the full series; then the visible step range is cut out and
+    bucketed so every spike survives (min and max of each bucket are kept).
+    """
+    max_points = max_points or points_per_run(len(frames))
+    out = []
+    for name, df in frames.items():
+        if column not in df.columns or df[column].is_null().all():
+            continue
+        s = df.select("step", x, column) if x != "step" else df.select("step", column)
+        s = s.filter(pl.col(column).is_not_null())
+        s = ema(s, column, weight=weight, suffix="_smooth") if weight > 0 else s.with_columns(
+            pl.col(column).alias(f"{column}_smooth")
+        )
+        if step_range is not None:
+            s = s.filter(pl.col("step").is_between(step_range[0], step_range[1]))
+        if s.is_empty():
+            continue
+        kept = downsample(s, x="step", columns=[column], max_points=max_points).select("step")
+        s = s.join(kept.unique(), on="step", how="semi").sort("step")
+        out.append(
+            s.select(
+                pl.lit(name).alias("run"),
+                *([pl.col(x)] if x != "step" else []),
+                "step",
+                pl.col(column).alias("value"),
+                pl.col(f"{column}_smooth").alias("smooth"),
+            )
+        )
+    if not out:
+        return pl.DataFrame(schema={"run": pl.String, "step": pl.Int64, "value": pl.Float64, "smooth": pl.Float64})
+    return pl.concat(out, how="diagonal_relaxed")
+
+
+def group_band(series: pl.DataFrame, groups: Mapping[str, Sequence[str]], x: str = "step") -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Seed groups: the mean line (as a run named by the group) and its min–max band.
+
+    Runs are aligned on step; the band is over the smoothed values of the group's runs.
+    Returns (`lines`, `band`) with `band` rows `run, <x>, lo, hi`.
+    """
+    member = {r: g for g, rs in groups.items() for r in rs}
+    if series.is_empty() or not member:
+        return series, pl.DataFrame()
+    tagged = series.with_columns(pl.col("run").replace_strict(member, default=pl.col("run")).alias("group"))
+    agg = tagged.group_by("group", "step").agg(
+        pl.col(x).mean() if x != "step" else pl.lit(None).alias("_"),
+        pl.col("value").mean(),
+        pl.col("smooth").mean().alias("smooth"),
+        pl.col("smooth").min().alias("lo"),
+        pl.col("smooth").max().alias("hi"),
+        pl.len().alias("n"),
+    ).sort("group", "step")
+    lines = agg.select(pl.col("group").alias("run"), *([x] if x != "step" else []), "step", "value", "smooth")
+    band = agg.filter(pl.col("n") > 1).select(pl.col("group").alias("run"), pl.col(x if x != "step" else "step").alias(x), "lo", "hi")
+    return lines, band
+
+
+def phase_bands(phases_df: pl.DataFrame, frame: pl.DataFrame | None = None, x: str = "step") -> pl.DataFrame:
+    """Phase spans in x units (`start, end, label, source`) for shading behind a chart."""
+    if phases_df.is_empty():
+        return pl.DataFrame()
+    df = phases_df.with_columns(
+        pl.col("phase").replace_strict(PHASE_LABELS, default=pl.col("phase")).alias("label"),
+        (pl.col("end") + 1).alias("end"),
+    )
+    if x != "step" and frame is not None and x in frame.columns:
+        lookup = frame.select("step", x).sort("step")
+        to_x = lambda c: (  # noqa: E731 - tiny local mapping
+            df.select(pl.col(c).alias("step")).join_asof(lookup, on="step", strategy="backward")[x]
+        )
+        df = df.with_columns(start=to_x("start"), end=to_x("end"))
+    return df.select(pl.col("start").cast(pl.Float64), pl.col("end").cast(pl.Float64), "label", "source")
+
+
+def event_markers(runs: Sequence[Run], frames: Mapping[str, pl.DataFrame], x: str, step_range: tuple[int, int] | None, audits: bool) -> pl.DataFrame:
+    """Vertical markers: deadband engagement, restarts, and (optionally) audit steps."""
+    rows = []
+    for run in runs:
+        marks = []
+        if run.meta.get("deadband_step") is not None:
+            marks.append((int(run.meta["deadband_step"]), "deadband engaged"))
+        marks += [(int(s), "resumed from checkpoint") for s in run.meta.get("resume_steps", [])]
+        if audits:
+            marks += [(int(s), "audit step") for s in run.steps.filter(pl.col("audit"))["step"].to_list()]
+        for step, kind in marks:
+            if step_range is None or step_range[0] <= step <= step_range[1]:
+                rows.append({"run": run.name, "step": step, "kind": kind})
+    if not rows:
+        return pl.DataFrame()
+    df = pl.DataFrame(rows, schema={"run": pl.String, "step": pl.Int64, "kind": pl.String})
+    if x == "step":
+        return df.with_columns(pl.col("step").cast(pl.Float64).alias("x"))
+    parts = []
+    for name, part in df.group_by("run", maintain_order=True):
+        frame = frames.get(str(name[0]))
+        if frame is None:
+            continue
+        parts.append(part.sort("step").join_asof(frame.select("step", x).sort("step"), on="step").rename({x: "x"}))
+    return pl.concat(parts) if parts else pl.DataFrame()
+
+
+def layer_grid(run: Run, column: str, max_cols: int = 200, step_range: tuple[int, int] | None = None) -> pl.DataFrame:
+    """Per-layer metric bucketed into at most `max_cols` step spans (bucket mean).
+
+    Rows `layer, start, end, value`. Means over spans keep the picture honest at any width;
+    the per-step values are a click away on the step line.
+    """
+    df = run.layers.select("step", "layer", column).filter(pl.col(column).is_finite())
+    if step_range is not None:
+        df = df.filter(pl.col("step").is_between(*step_range))
+    if df.is_empty():
+        return pl.DataFrame(schema={"layer": pl.Int32, "start": pl.Int64, "end": pl.Int64, "value": pl.Float64})
+    lo, hi = int(df["step"].min()), int(df["step"].max())  # type: ignore[arg-type]
+    steps = df["step"].unique().sort()
+    spacing = int(steps.diff().drop_nulls().min() or 1) if steps.len() > 1 else 1
+    width = max(spacing, -(-(hi - lo + 1) // max_cols))
+    return (
+        df.with_columns(((pl.col("step") - lo) // width).alias("_b"))
+        .group_by("layer", "_b")
+        .agg(pl.col(column).mean().alias("value"))
+        .select(
+            "layer",
+            (pl.col("_b") * width + lo).alias("start"),
+            (pl.col("_b") * width + lo + width).alias("end"),
+            "value",
+        )
+        .sort("layer", "start")
+    )
+
+
+def layer_diff(grid: pl.DataFrame, base: pl.DataFrame) -> pl.DataFrame:
+    """Run minus baseline on the cells both have."""
+    return grid.join(base.select("layer", "start", pl.col("value").alias("_b")), on=["layer", "start"]).select(
+        "layer", "start", "end", (pl.col("value") - pl.col("_b")).alias("value")
+    )
+
+
+def trace_timeline(run: Run, thresholds: patterns.PatternThresholds = patterns.DEFAULT, step_range: tuple[int, int] | None = None) -> pl.DataFrame:
+    """Classified traces as timeline cells: `layer, step, start, end, pattern, s_trace_text`."""
+    tr = run.traces
+    if step_range is not None:
+        tr = tr.filter(pl.col("step").is_between(*step_range))
+    if tr.is_empty():
+        return pl.DataFrame()
+    tr = patterns.classify_traces(tr, thresholds)
+    steps = tr["step"].unique().sort()
+    spacing = int(steps.diff().drop_nulls().min() or 50) if steps.len() > 1 else 50
+    return tr.select(
+        "layer",
+        "step",
+        pl.col("step").alias("start"),
+        (pl.col("step") + spacing).alias("end"),
+        pl.col("pattern").fill_null(patterns.OTHER),
+        ("[" + pl.col("s_trace").list.eval(pl.element().round(2).cast(pl.String)).list.join(", ") + "]").alias("s_trace_text"),
+    )
+
+
+def traces_at(run: Run, step: int) -> pl.DataFrame:
+    """Every layer's trace at `step` (or the nearest earlier trace step) as `layer, k, s`."""
+    tr = run.traces.filter(pl.col("step") <= step)
+    if tr.is_empty():
+        return pl.DataFrame()
+    at = int(tr["step"].max())  # type: ignore[arg-type]
+    return (
+        tr.filter(pl.col("step") == at)
+        .select("step", "layer", "s_trace")
+        .explode("s_trace")
+        .with_columns((pl.int_range(pl.len()).over("layer") + 1).alias("k"))
+        .rename({"s_trace": "s"})
+    )
+
+
+def with_phase_labels(df: pl.DataFrame) -> pl.DataFrame:
+    return df.with_columns(pl.col("phase").replace_strict(PHASE_LABELS, default=pl.col("phase")).alias("phase_label"))
+
+
+def rolling_rates(run: Run, window: int = 100) -> pl.DataFrame:
+    """ECONOMIC WIN share of policy steps and CONFIDENCE+ share, over a trailing window of steps."""
+    q = run.quality.sort("step")
+    policy = q.filter(pl.col("status").is_in(["ECONOMIC WIN", "TAX ONLY"]))
+    if policy.height == 0:
+        return pl.DataFrame()
+    w = min(window, policy.height)
+    return policy.select(
+        pl.lit(run.name).alias("run"),
+        "step",
+        (pl.col("status") == "ECONOMIC WIN").cast(pl.Float64).rolling_mean(w, min_samples=max(1, w // 4)).alias("win_rate"),
+        pl.col("confidence").cast(pl.Float64).rolling_mean(w, min_samples=max(1, w // 4)).alias("confidence_rate"),
+    )
+
+
+def metric_options(frames: Mapping[str, pl.DataFrame]) -> list[catalog.Metric]:
+    """Per-step metrics (step line and quality) that at least one run actually has."""
+    present = set()
+    for df in frames.values():
+        present |= {c for c in df.columns if df[c].dtype.is_numeric() and df[c].is_not_null().any()}
+    return [
+        m
+        for table in ("steps", "quality")
+        for m in catalog.metrics_for(table, numeric_only=True)
+        if m.column in present and m.column != "step"
+    ]
