@@ -62,11 +62,14 @@ ALIASES: dict[str, tuple[str, ...]] = {
     "n_layers": ("num_layers", "n_layer"),
     "n_heads": ("num_heads", "n_head"),
     "experts": (),
+    "emb": (),
+    "ponder": (),
 }
 """Every spelling folded into one key. The canonical keys also fix the column order of
 the sweep table (ponder controller settings first, model shape last)."""
 
-# What the log says (`Run.meta` key) -> hyperparameter key.
+# What the log says (`Run.meta` key) -> hyperparameter key. The first meta key that has a
+# value wins (`n_layers` counted from layer lines before the INIT line's `L=`).
 META_KEYS: dict[str, str] = {
     "target_k": "target_k",
     "cli_lambda_p": "lambda_p",
@@ -76,7 +79,10 @@ META_KEYS: dict[str, str] = {
     "d_model": "d_model",
     "n_layers": "n_layers",
     "n_heads": "n_heads",
+    "n_layers_cfg": "n_layers",
     "experts": "experts",
+    "emb": "emb",
+    "ponder": "ponder",
 }
 
 MAX_CONFIG_BYTES = 1024 * 1024
@@ -400,7 +406,7 @@ def _log_values(meta: Mapping[str, Any], variant: str | None) -> dict[str, Any]:
             continue
         if isinstance(value, float) and not math.isfinite(value):
             continue
-        out[key] = _scalar(value) if isinstance(value, str) else value
+        out.setdefault(key, _scalar(value) if isinstance(value, str) else value)
     if variant is not None:
         out["variant"] = variant
     return out

@@ -37,14 +37,20 @@ def _is_number(v: Any) -> bool:
     return isinstance(v, numbers.Real) and not isinstance(v, bool)
 
 
-def _fmt(v: Any) -> str:
-    """A value as a label or table cell shows it: `2.4`, `0.0003`, `true`."""
+def _fmt(v: Any, as_float: bool = False) -> str:
+    """A value as a label or table cell shows it: `2.4`, `2.0`, `0.0003`, `true`.
+
+    A float keeps a decimal point (`eta=2.0`) so it reads as the setting was typed.
+    """
     if isinstance(v, bool):
         return "true" if v else "false"
-    if isinstance(v, numbers.Integral):
+    if isinstance(v, numbers.Integral) and not as_float:
         return str(int(v))
     if _is_number(v):
-        return f"{float(v):.6g}"
+        f = float(v)
+        if f.is_integer() and abs(f) < 1e6:
+            return f"{f:.1f}"
+        return f"{f:.6g}"
     return str(v)
 
 
@@ -174,6 +180,7 @@ def seed_groups(runs: Sequence[Run], seed_keys: Sequence[str] = ("seed",)) -> di
     # Only what differs among seeded runs tells their groups apart; a key that varies just
     # because a seedless run lacks it would only lengthen every label.
     label_keys = [k for k in varying_hparams(seeded) if k not in seeds]
+    float_keys = {k for k in label_keys if any(isinstance(r.hparams.get(k), float) for r in seeded)}
     buckets: dict[tuple[Any, ...], list[Run]] = {}
     order: list[tuple[Any, ...]] = []
     for i, run in enumerate(runs):
@@ -197,7 +204,9 @@ def seed_groups(runs: Sequence[Run], seed_keys: Sequence[str] = ("seed",)) -> di
             label = members[0].name
         else:
             first = members[0].hparams
-            label = ",".join(f"{k}={_fmt(first[k])}" for k in label_keys if k in first)
+            label = ",".join(
+                f"{k}={_fmt(first[k], k in float_keys)}" for k in label_keys if k in first
+            )
             if not label:
                 label = _common_label(member_names)
             if label in names:  # a group must never look like one of the runs

@@ -179,6 +179,14 @@ def test_nested_run_name_deeper_wins(tmp_path: Path) -> None:
     assert values == {"eta": 3, "seed": 2}
 
 
+def test_init_line_fields() -> None:
+    meta = {"n_layers_cfg": 8, "ponder": "OFF", "emb": "Kronecker(D=8192)+tok_embed"}
+    values, _, _ = hparams_for(None, "run", meta)
+    assert values == {"n_layers": 8, "emb": "Kronecker(D=8192)+tok_embed", "ponder": False}
+    values, _, _ = hparams_for(None, "run", meta | {"n_layers": 6})
+    assert values["n_layers"] == 6
+
+
 def test_non_finite_and_missing_log_values_are_skipped() -> None:
     values, _, _ = hparams_for(None, "run", {"target_k": float("nan"), "kmax": None})
     assert values == {}

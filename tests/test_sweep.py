@@ -45,8 +45,8 @@ def test_sweep_table_columns_dtypes_and_summaries(sweep: list[Run]) -> None:
         "kmax",
         "seed",
         "variant",
-        "note",
         "ponder",
+        "note",
         "final_lm",
         "steps",
         "kmax (summary)",
@@ -93,8 +93,8 @@ def test_varying_hparams(sweep: list[Run]) -> None:
 def test_seed_groups(sweep: list[Run]) -> None:
     groups = seed_groups(sweep)
     assert groups == {
-        "target_k=2.4,eta=2": ["a1", "a2"],
-        "target_k=1.3,eta=2": ["b1", "b2"],
+        "target_k=2.4,eta=2.0": ["a1", "a2"],
+        "target_k=1.3,eta=2.0": ["b1", "b2"],
         "c1": ["c1"],
         "solo": ["solo"],
     }
@@ -188,6 +188,6 @@ def test_groups_feed_bands(sweep: list[Run]) -> None:
         r.steps = frame([0, 10], [float(i), float(i) + 1])
     groups = seed_groups(sweep)
     band = group_band({r.name: r.steps for r in sweep}, groups, columns=["lm_loss"])
-    first = band.filter(pl.col("group") == "target_k=2.4,eta=2").sort("step")
+    first = band.filter(pl.col("group") == "target_k=2.4,eta=2.0").sort("step")
     assert first["mean"].to_list() == [0.5, 1.5] and first["n"].to_list() == [2, 2]
     assert band["group"].unique(maintain_order=True).to_list() == list(groups)
