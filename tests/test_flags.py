@@ -390,3 +390,56 @@ def test_red_flags_many() -> None:
         [make_run("p", pathology="p_nr")], phase_overrides={"p": {"ponder_start": 2900}}
     )
     assert late["first_step"].to_list() == [2900]
+
+
+# ---- end to end: the simulator's sweep, through the real parser
+
+SIM_HEALTHY_DIFFS = {
+    "seed",
+    "crash_at",
+    "crash_traceback",
+    "variant",
+    "kmax",
+    "steps",
+    "lr_total_steps",
+    "baton",
+    "truncate_last_line",
+}
+
+
+def _expected_for(cfg: object, baseline: object) -> set[str] | None:
+    """The rules a simulated config should raise (warning/critical), None if unknown."""
+    from dataclasses import fields
+
+    diff = {f.name for f in fields(cfg) if getattr(cfg, f.name) != getattr(baseline, f.name)}
+    if getattr(cfg, "gate", "learned") == "stuck":
+        return {"gate_stuck_half"}
+    if cfg.lambda_max < 0.005:
+        return {"gate_not_stopping"}
+    if cfg.lambda_min > 0.01:
+        return {"gate_over_penalized"}
+    if cfg.halt_thr < 0.3:
+        return {"gap_high"}
+    if diff <= SIM_HEALTHY_DIFFS:
+        return set()
+    return None
+
+
+def test_simulated_sweep_through_the_parser() -> None:
+    sim = pytest.importorskip("ponder_parse.simulate")
+    from ponder_parse.loader import parse_run
+
+    checked = 0
+    for name, cfg in sim.sample_configs().items():
+        expected = _expected_for(cfg, sim.SAMPLE_BASELINE)
+        if expected is None:
+            continue
+        run = parse_run(sim.simulate(cfg).log_text, name=name)
+        f = F.red_flags(run)
+        raised = _rules(f.filter(pl.col("severity") != "info"))
+        if expected:
+            assert expected <= raised, (name, f.rows())
+        else:
+            assert not raised, (name, f.rows())
+        checked += 1
+    assert checked >= 4

@@ -225,3 +225,20 @@ def test_lr_phases_repeated_steps_keep_the_later_line() -> None:
 
 def test_lr_phases_empty() -> None:
     assert lr_phases(Run(name="e")).is_empty()
+
+
+def test_simulated_logs_prove_their_boundaries() -> None:
+    from dataclasses import replace
+
+    sim = pytest.importorskip("ponder_parse.simulate")
+    from ponder_parse.loader import parse_run
+
+    cfg = replace(sim.SAMPLE_BASELINE, steps=1500, force_end=600, ponder_start=1000)
+    run = parse_run(sim.simulate(cfg).log_text, name="sim")
+    p = phases(run)
+    assert _rows(p) == [
+        ("force_warmup", 0, 599),
+        ("gate_learning", 600, 999),
+        ("economic", 1000, 1499),
+    ]
+    assert p["source"].to_list()[1:] == [SRC_LAYERS, SRC_QUALITY]
