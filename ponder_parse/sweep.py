@@ -165,15 +165,38 @@ def _common_label(names: list[str]) -> str:
     return prefix if len(prefix) >= 2 else "seeds"
 
 
+def _usual_values(
+    label_keys: list[str], configs: list[tuple[tuple[Any, ...], ...]]
+) -> dict[str, tuple[Any, ...]]:
+    """Per key, the value most configurations share, when one value clearly does.
+
+    A one-at-a-time sweep (a baseline plus one change per run) has such a value for every
+    key; a full grid has none. A tie means no usual value: the key is always shown.
+    """
+    usual: dict[str, tuple[Any, ...]] = {}
+    for i, key in enumerate(label_keys):
+        counts: dict[tuple[Any, ...], int] = {}
+        for config in configs:
+            counts[config[i]] = counts.get(config[i], 0) + 1
+        ranked = sorted(counts.values(), reverse=True)
+        if len(ranked) > 1 and ranked[0] > ranked[1]:
+            usual[key] = max(counts, key=lambda v: counts[v])
+    return usual
+
+
 def seed_groups(runs: Sequence[Run], seed_keys: Sequence[str] = ("seed",)) -> dict[str, list[str]]:
     """Runs that differ only in seed, grouped under a readable label.
 
-    The label lists the group's values of the non-seed hyperparameters that vary across
-    `runs` (`target_k=2.4,eta=2`), or, when only seeds vary, the shared start of the run
-    names. A run without a seed value, or alone with its settings, is its own group
-    labelled with its name. Runs with identical settings including the seed (a re-run)
-    group together too: nothing recorded tells them apart. Groups come in the order of
-    their first run; members keep the order of `runs`.
+    The label names what sets the group apart: its values of the non-seed hyperparameters
+    that vary among seeded runs (`target_k=2.4,eta=2.0`), leaving out a value most
+    configurations share (in a baseline-plus-one-change sweep the baseline's settings would
+    otherwise fill every label). When nothing is left, e.g. the baseline itself or a sweep
+    of seeds only, the label is the shared start of the member names (`baseline`), or if
+    they share none, all of the group's varying values. A run
+    without a seed value, or alone with its settings, is its own group labelled with its
+    name; a group label never equals a run's name. Runs with identical settings including
+    the seed (a re-run) group together too: nothing recorded tells them apart. Groups come
+    in the order of their first run; members keep the order of `runs`.
     """
     seeds = {normalize_key(k) for k in seed_keys}
     seeded = [r for r in runs if any(r.hparams.get(k) is not None for k in seeds)]
@@ -194,6 +217,7 @@ def seed_groups(runs: Sequence[Run], seed_keys: Sequence[str] = ("seed",)) -> di
             buckets[sig] = []
             order.append(sig)
         buckets[sig].append(run)
+    usual = _usual_values(label_keys, [sig[1] for sig in order if sig[0] == "config"])
 
     names = {r.name for r in runs}
     out: dict[str, list[str]] = {}
@@ -204,11 +228,17 @@ def seed_groups(runs: Sequence[Run], seed_keys: Sequence[str] = ("seed",)) -> di
             label = members[0].name
         else:
             first = members[0].hparams
-            label = ",".join(
-                f"{k}={_fmt(first[k], k in float_keys)}" for k in label_keys if k in first
-            )
+            shown = [
+                (k, value)
+                for k, value in zip(label_keys, sig[1], strict=True)
+                if k in first and usual.get(k) != value
+            ]
+            everything = [(k, v) for k, v in zip(label_keys, sig[1], strict=True) if k in first]
+            label = ",".join(f"{k}={_fmt(first[k], k in float_keys)}" for k, _ in shown)
             if not label:
                 label = _common_label(member_names)
+            if label == "seeds" and everything:
+                label = ",".join(f"{k}={_fmt(first[k], k in float_keys)}" for k, _ in everything)
             if label in names:  # a group must never look like one of the runs
                 label = f"{label} (seeds)"
         base, n = label, 1

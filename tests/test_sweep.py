@@ -92,11 +92,40 @@ def test_varying_hparams(sweep: list[Run]) -> None:
 
 def test_seed_groups(sweep: list[Run]) -> None:
     groups = seed_groups(sweep)
+    # target_k=1.3 and eta=2.0 are what most configurations use: only departures are named,
+    # and the group using all of them (its names share no prefix) lists them all.
     assert groups == {
-        "target_k=2.4,eta=2.0": ["a1", "a2"],
+        "target_k=2.4": ["a1", "a2"],
         "target_k=1.3,eta=2.0": ["b1", "b2"],
         "c1": ["c1"],
         "solo": ["solo"],
+    }
+
+
+def test_seed_group_labels_in_a_grid_and_a_baseline_sweep() -> None:
+    grid = [
+        run(f"tk{tk}_eta{eta}_s{seed}", target_k=tk, eta=eta, seed=seed)
+        for tk in (1.3, 2.4)
+        for eta in (2.0, 4.0)
+        for seed in (1, 2)
+    ]
+    assert list(seed_groups(grid)) == [
+        "target_k=1.3,eta=2.0",
+        "target_k=1.3,eta=4.0",
+        "target_k=2.4,eta=2.0",
+        "target_k=2.4,eta=4.0",
+    ]
+    one_at_a_time = [
+        run("baseline,seed=0", target_k=1.3, halt_thr=0.5, lr=3e-4, seed=0),
+        run("baseline,seed=1", target_k=1.3, halt_thr=0.5, lr=3e-4, seed=1),
+        run("halt_thr=0.1,seed=0", target_k=1.3, halt_thr=0.1, lr=3e-4, seed=0),
+        run("halt_thr=0.1,seed=1", target_k=1.3, halt_thr=0.1, lr=3e-4, seed=1),
+        run("lr=0.001,seed=0", target_k=1.3, halt_thr=0.5, lr=1e-3, seed=0),
+    ]
+    assert seed_groups(one_at_a_time) == {
+        "baseline": ["baseline,seed=0", "baseline,seed=1"],
+        "halt_thr=0.1": ["halt_thr=0.1,seed=0", "halt_thr=0.1,seed=1"],
+        "lr=0.001,seed=0": ["lr=0.001,seed=0"],
     }
 
 
@@ -188,6 +217,6 @@ def test_groups_feed_bands(sweep: list[Run]) -> None:
         r.steps = frame([0, 10], [float(i), float(i) + 1])
     groups = seed_groups(sweep)
     band = group_band({r.name: r.steps for r in sweep}, groups, columns=["lm_loss"])
-    first = band.filter(pl.col("group") == "target_k=2.4,eta=2.0").sort("step")
+    first = band.filter(pl.col("group") == "target_k=2.4").sort("step")
     assert first["mean"].to_list() == [0.5, 1.5] and first["n"].to_list() == [2, 2]
     assert band["group"].unique(maintain_order=True).to_list() == list(groups)
