@@ -84,7 +84,7 @@ class SimConfig:
     variant: str = "model3b"
     seed: int = 0
     steps: int = 10_000
-    layers: int = 8
+    n_layers: int = 8
     kmax: int = 4
     target_k: float = 1.30
     lambda_min: float = 1e-4
@@ -126,8 +126,8 @@ class SimConfig:
             raise ValueError(f"gate must be one of {GATES}, not {self.gate!r}")
         if not 3 <= self.kmax <= 6:
             raise ValueError("kmax must be between 3 and 6")
-        if not 1 <= self.layers <= 64:
-            raise ValueError("layers must be between 1 and 64")
+        if not 1 <= self.n_layers <= 64:
+            raise ValueError("n_layers must be between 1 and 64")
         if self.steps < 1:
             raise ValueError("steps must be positive")
         if not 0 <= self.force_end <= self.ponder_start:
@@ -280,7 +280,7 @@ class _Constants:
 
 def _constants(cfg: SimConfig) -> _Constants:
     rng = np.random.default_rng([cfg.seed, 0])
-    n = cfg.layers
+    n = cfg.n_layers
     return _Constants(
         free1=2.9 + 0.15 * rng.standard_normal(n),
         free2=2.9 + 0.15 * rng.standard_normal(n),
@@ -365,7 +365,7 @@ def _run_segment(
     on audit steps and, once the deadband is engaged, inside the asymmetric band.
     """
     rng = np.random.default_rng([cfg.seed, 1, stream])
-    n, nl, nk = end - start, cfg.layers, cfg.kmax
+    n, nl, nk = end - start, cfg.n_layers, cfg.kmax
     steps = np.arange(start, end, dtype=np.int64)
     audit = (steps >= cfg.ponder_start) & (rng.random(n) < cfg.audit_frac)
     stuck = cfg.gate == "stuck"
@@ -395,6 +395,8 @@ def _run_segment(
     for i in range(n):
         t = start + i
         econ = t >= cfg.ponder_start
+        if st.db_active:
+            st.db_since += 1
         out_lam[i] = st.lam
         out_db[i] = st.db_active
         out_since[i] = st.db_since
@@ -430,15 +432,12 @@ def _run_segment(
             if not (st.db_active and in_band):
                 new = st.lam + cfg.lambda_lr * (avg_k - cfg.target_k)
                 st.lam = min(cfg.lambda_max, max(cfg.lambda_min, new))
-        if econ:
-            if st.db_active:
-                st.db_since += 1
-            else:
-                st.db_count = st.db_count + 1 if st.lam > mid else 0
-                if st.db_count >= cfg.deadband_patience:
-                    st.db_active = True
-                    st.db_engaged_at = t
-                    out_engaged[i] = True
+        if econ and not st.db_active:
+            st.db_count = st.db_count + 1 if st.lam > mid else 0
+            if st.db_count >= cfg.deadband_patience:
+                st.db_active = True
+                st.db_engaged_at = t
+                out_engaged[i] = True
         out_lam_after[i] = st.lam
         out_p1[i], out_q[i], out_sig[i], out_pnr[i] = p1, q, st.sig, st.pnr
         out_s[i] = s
@@ -475,7 +474,7 @@ def _observe(cfg: SimConfig, const: _Constants, seg: _Segment, stream: int) -> N
     """
     rng = np.random.default_rng([cfg.seed, 2, stream])
     var = cfg.variant_info
-    n, nl, nk = seg.steps.size, cfg.layers, cfg.kmax
+    n, nl, nk = seg.steps.size, cfg.n_layers, cfg.kmax
     t = seg.steps.astype(np.float64)
     forced = (seg.steps < cfg.force_end) | seg.audit
     econ = seg.steps >= cfg.ponder_start
@@ -606,12 +605,12 @@ def _away_from_zero(x: np.ndarray, eps: float) -> np.ndarray:
 
 def _init_line(cfg: SimConfig) -> str:
     if cfg.variant == "model3b":
-        params = 51_234_567 + 50_000_000 * cfg.layers
+        params = 51_234_567 + 50_000_000 * cfg.n_layers
         return (
             f"INIT | PARAMS: {params} | EMB: Kronecker(D=8192)+tok_embed | "
-            f"D=512 L={cfg.layers} H=16 EXPERTS=4r+4n | PONDER=ON"
+            f"D=512 L={cfg.n_layers} H=16 EXPERTS=4r+4n | PONDER=ON"
         )
-    params = 14_123_456 + 9_000_000 * cfg.layers
+    params = 14_123_456 + 9_000_000 * cfg.n_layers
     return f"INIT | PARAMS: {params} | K: 1536"
 
 
@@ -790,7 +789,7 @@ def _render_segment(cfg: SimConfig, seg: _Segment, stream: int) -> tuple[list[st
         )
         if step % 10 == 0:
             r = row_of[step]
-            for j in range(cfg.layers):
+            for j in range(cfg.n_layers):
                 out.append(
                     _layer_line(
                         j, lay["L_k_exec"][r][j], lay["L_k"][r][j], lay["L_s_final"][r][j],
@@ -890,7 +889,7 @@ _LAYER_COLS = [c for c in schema.LAYERS if c not in ("step", "layer")]
 
 def _tables(cfg: SimConfig, seg: _Segment, keep: np.ndarray, segment: int) -> dict[str, pl.DataFrame]:
     steps = seg.steps[keep]
-    nl = cfg.layers
+    nl = cfg.n_layers
     c = seg.cols
     step_df = pl.DataFrame(
         {"step": steps, "audit": seg.audit[keep], "deadband_active": seg.db[keep]}
@@ -979,7 +978,7 @@ def _stats_json(cfg: SimConfig, seg: _Segment, i: int) -> dict[str, Any]:
         "deadband_steps_since_trigger": int(seg.db_since[i]),
     }
     layers = []
-    for j in range(cfg.layers):
+    for j in range(cfg.n_layers):
         def g(name: str, j: int = j) -> float:
             return f(float(np.asarray(c[f"L_{name}"])[i, j]))
 
@@ -1019,8 +1018,8 @@ def _initial_state(cfg: SimConfig, const: _Constants) -> _State:
     return _State(
         a1=const.a1_init.copy(),
         a2=const.a2_init.copy(),
-        sig=np.full(cfg.layers, 0.3),
-        pnr=np.zeros(cfg.layers),
+        sig=np.full(cfg.n_layers, 0.3),
+        pnr=np.zeros(cfg.n_layers),
         lam=cfg.lambda_min,
     )
 
@@ -1041,7 +1040,7 @@ def simulate(config: SimConfig) -> SimResult:
     meta: dict[str, Any] = {
         "variant": cfg.variant,
         "log_name": cfg.variant_info.log_name,
-        "n_layers": cfg.layers,
+        "n_layers": cfg.n_layers,
         "kmax": cfg.kmax,
         "target_k": cfg.target_k,
         "params": int(_init_line(cfg).split("PARAMS: ")[1].split(" ")[0]),
@@ -1130,7 +1129,7 @@ def write_run(config: SimConfig, out_dir: str | Path, name: str | None = None) -
     return run_dir
 
 
-SAMPLE_BASELINE = SimConfig(steps=3000, layers=4, lr_total_steps=3000)
+SAMPLE_BASELINE = SimConfig(steps=3000, n_layers=4, lr_total_steps=3000)
 
 
 def sample_configs() -> dict[str, SimConfig]:
