@@ -11,12 +11,12 @@ from collections.abc import Mapping, Sequence
 
 import polars as pl
 
+from ponder_app.charts import PHASE_LABELS
 from ponder_parse import catalog, patterns
 from ponder_parse.downsample import downsample
 from ponder_parse.run import Run
 from ponder_parse.smoothing import ema
-
-from ponder_app.charts import PHASE_LABELS
+from ponder_parse.sweep import group_band
 
 # Points a chart may send to the browser in total (all runs of one metric together).
 POINT_BUDGET = 24_000
@@ -87,27 +87,39 @@ def step_series(
     return pl.concat(out, how="diagonal_relaxed")
 
 
-def group_band(series: pl.DataFrame, groups: Mapping[str, Sequence[str]], x: str = "step") -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Seed groups: the mean line (as a run named by the group) and its min–max band.
+def seed_group_series(
+    series: pl.DataFrame, groups: Mapping[str, Sequence[str]], x: str = "step"
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Replace each seed group's runs by their mean line and a min–max band.
 
-    Runs are aligned on step; the band is over the smoothed values of the group's runs.
-    Returns (`lines`, `band`) with `band` rows `run, <x>, lo, hi`.
+    Works on the smoothed, downsampled series (aligned on step); runs outside every group
+    are kept as they are. Returns (`lines`, `band` rows `run, <x>, lo, hi`).
     """
     member = {r: g for g, rs in groups.items() for r in rs}
-    if series.is_empty() or not member:
+    grouped = series.filter(pl.col("run").is_in(list(member)))
+    if grouped.is_empty():
         return series, pl.DataFrame()
-    tagged = series.with_columns(pl.col("run").replace_strict(member, default=pl.col("run")).alias("group"))
-    agg = tagged.group_by("group", "step").agg(
-        pl.col(x).mean() if x != "step" else pl.lit(None).alias("_"),
-        pl.col("value").mean(),
-        pl.col("smooth").mean().alias("smooth"),
-        pl.col("smooth").min().alias("lo"),
-        pl.col("smooth").max().alias("hi"),
-        pl.len().alias("n"),
-    ).sort("group", "step")
-    lines = agg.select(pl.col("group").alias("run"), *([x] if x != "step" else []), "step", "value", "smooth")
-    band = agg.filter(pl.col("n") > 1).select(pl.col("group").alias("run"), pl.col(x if x != "step" else "step").alias(x), "lo", "hi")
-    return lines, band
+    frames = {
+        name: part.drop("run") for (name,), part in grouped.group_by("run", maintain_order=True)
+    }
+    cols = ["value", "smooth"] + ([x] if x != "step" else [])
+    agg = group_band(frames, groups, x="step", columns=cols)
+    wide = agg.pivot(on="metric", index=["group", "step"], values=["mean", "min", "max"])
+    lines = wide.select(
+        pl.col("group").alias("run"),
+        *([pl.col(f"mean_{x}").alias(x)] if x != "step" else []),
+        "step",
+        pl.col("mean_value").alias("value"),
+        pl.col("mean_smooth").alias("smooth"),
+    )
+    band = wide.select(
+        pl.col("group").alias("run"),
+        pl.col(f"mean_{x}" if x != "step" else "step").alias(x),
+        pl.col("min_smooth").alias("lo"),
+        pl.col("max_smooth").alias("hi"),
+    )
+    rest = series.filter(~pl.col("run").is_in(list(member)))
+    return pl.concat([rest, lines], how="diagonal_relaxed"), band
 
 
 def phase_bands(phases_df: pl.DataFrame, frame: pl.DataFrame | None = None, x: str = "step") -> pl.DataFrame:

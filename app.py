@@ -1,0 +1,121 @@
+"""Ponder run comparison: the frame. Loads runs, offers the shared sidebar, runs a page.
+
+    streamlit run app.py                       # the bundled sample sweep
+    streamlit run app.py -- --runs SWEEP_DIR   # your runs (or PONDER_RUNS=a:b)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+
+from ponder_app import state
+
+st.set_page_config(page_title="Ponder runs", page_icon=":material/stacked_line_chart:", layout="wide")
+
+PAGES = [
+    st.Page("pages/home.py", title="Runs", icon=":material/table_rows:", default=True),
+    st.Page("pages/step_line.py", title="Step line", icon=":material/show_chart:"),
+    st.Page("pages/layer_heatmaps.py", title="Layer heatmaps", icon=":material/grid_on:"),
+    st.Page("pages/survival_traces.py", title="Survival traces", icon=":material/timeline:"),
+    st.Page("pages/phase_comparison.py", title="Phase comparison", icon=":material/view_week:"),
+    st.Page("pages/red_flags.py", title="Red flags", icon=":material/flag:"),
+    st.Page("pages/economics.py", title="Recurrence economics", icon=":material/paid:"),
+    st.Page("pages/generations.py", title="Generations", icon=":material/notes:"),
+    st.Page("pages/sweep.py", title="Sweep", icon=":material/scatter_plot:"),
+]
+page = st.navigation(PAGES)
+
+
+def add_path() -> None:
+    raw = st.session_state.get("path_box", "").strip()
+    if not raw:
+        return
+    p = Path(raw).expanduser()
+    if not p.exists():
+        st.session_state["path_error"] = f"{raw}: no such file or folder"
+        return
+    paths = st.session_state.setdefault("extra_paths", [])
+    if str(p) not in paths:
+        paths.append(str(p))
+    st.session_state["path_box"] = ""
+    st.session_state.pop("path_error", None)
+
+
+with st.sidebar:
+    with st.expander("Add runs", expanded=False):
+        uploads = st.file_uploader(
+            "Logs, stats.json, config files, or .zip / .tar.gz of run folders",
+            accept_multiple_files=True,
+            key="uploads",
+        )
+        st.text_input(
+            "Path to a run folder, a log, or a folder of runs",
+            key="path_box",
+            on_change=add_path,
+            placeholder="/data/sweeps/target_k",
+        )
+        if err := st.session_state.get("path_error"):
+            st.error(err)
+        extra = st.session_state.get("extra_paths", [])
+        if extra:
+            st.caption("Added paths: " + ", ".join(f"`{p}`" for p in extra))
+            if st.button("Clear added paths", key="clear_paths"):
+                st.session_state["extra_paths"] = []
+                st.rerun()
+    live = st.toggle("Follow live runs", key="live", help="Re-read growing logs every few seconds (only the appended bytes are parsed).")
+
+upload_dirs, upload_messages = state.materialize(uploads or [])
+paths = state.configured_paths()
+if not paths and not upload_dirs:
+    paths = [str(state.SAMPLE_RUNS)]
+loaded = state.load_all(paths, upload_dirs, live=live)
+loaded.messages.extend(upload_messages)
+names = [r.name for r in loaded.runs]
+
+with st.sidebar:
+    if names:
+        previous = st.session_state.get("selected_runs")
+        known = st.session_state.get("known_runs", [])
+        # Keep the user's choice; runs that just appeared (an upload, a new path) are shown.
+        default = [n for n in names if previous is None or n in previous or n not in known]
+        st.session_state["known_runs"] = names
+        selected = st.multiselect("Runs shown", names, default=default, key="selected_widget")
+        st.session_state["selected_runs"] = selected
+        base_options = selected or names
+        prev_base = st.session_state.get("baseline")
+        baseline = st.selectbox(
+            "Baseline run",
+            base_options,
+            index=base_options.index(prev_base) if prev_base in base_options else 0,
+            help="Differences on the comparison pages are taken against this run.",
+        )
+        st.session_state["baseline"] = baseline
+    else:
+        selected, baseline = [], None
+    if loaded.failures or loaded.messages:
+        with st.expander(f"⚠️ {len(loaded.failures) + len(loaded.messages)} load problem(s)", expanded=True):
+            for f in loaded.failures:
+                st.markdown(f"- `{f.path}`: {f.reason}")
+            for m in loaded.messages:
+                st.markdown(f"- {m}")
+
+ctx = state.build_context(loaded, selected, baseline)
+state.set_context(ctx)
+
+if live:
+
+    @st.fragment(run_every="5s")
+    def _follow() -> None:
+        """Rerun the app when any followed log has grown."""
+        sizes = state.live_sizes([r.source for r in ctx.all_runs if r.source is not None])
+        if st.session_state.get("_live_sizes") not in (None, sizes):
+            st.session_state["_live_sizes"] = sizes
+            st.rerun()
+        st.session_state["_live_sizes"] = sizes
+
+    with st.sidebar:
+        _follow()
+
+page.run()

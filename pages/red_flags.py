@@ -1,0 +1,70 @@
+"""Red flags: the guide's trouble table evaluated over every run, with evidence and actions."""
+
+from __future__ import annotations
+
+import polars as pl
+import streamlit as st
+
+from ponder_app import ui
+from ponder_parse import flags
+
+# Which step-line metrics show a rule's evidence.
+RULE_METRICS: dict[str, list[str]] = {
+    "grad_sustained": ["steps.grad_norm"],
+    "gate_not_stopping": ["steps.avg_k", "steps.lambda_p"],
+    "gate_over_penalized": ["steps.avg_k", "steps.p_near_clamp"],
+    "gate_stuck_half": ["steps.avg_k"],
+    "p_near_clamp_high": ["steps.p_near_clamp", "steps.lambda_p"],
+    "delta_ce_negative": ["quality.delta_ce"],
+    "aux_high": ["steps.aux_loss"],
+    "gap_high": ["steps.avg_gap"],
+    "lm_not_decreasing": ["steps.lm_loss", "steps.lr"],
+    "throughput_low": ["steps.tok_per_sec", "steps.dt_ms"],
+    "no_deadband": ["steps.lambda_p", "steps.ctrl_err"],
+    "restarts": ["steps.lm_loss"],
+    "traceback": ["steps.lm_loss"],
+    "nonfinite": ["steps.lm_loss", "steps.tot_loss"],
+    "lambda_pinned": ["steps.lambda_p"],
+}
+ICON = {"critical": "🔴", "warning": "🟡", "info": "🔵"}
+
+ctx = ui.page_context(
+    "Red flags",
+    "Every row of the guide's red-flag table as a rule over each run, plus NaN/inf losses, "
+    "λ_p pinned at a clamp, restarts and unparsed lines. 'Sustained' means a window, not a spike.",
+)
+if ctx is not None:
+    findings = ctx.flags_all()
+    c1, c2 = st.columns([2, 3])
+    severities = c1.multiselect("Severity", list(flags.SEVERITIES), default=["critical", "warning"], key="rf_sev")
+    shown = findings.filter(pl.col("severity").is_in(severities))
+    counts = findings.group_by("severity").len()
+    c2.markdown(
+        " · ".join(f"{ICON.get(s, '')} **{n}** {s}" for s, n in counts.sort("severity").iter_rows())
+        or "No findings."
+    )
+    with st.expander("The rules", expanded=False):
+        st.dataframe(
+            pl.DataFrame([{"rule": r.name, "checks": r.title, "severity": r.severity, "where": r.scope, "action": r.action} for r in flags.RULES.values()]),
+            hide_index=True, width="stretch",
+        )
+    if shown.is_empty():
+        st.success("No findings at the chosen severities in the shown runs.")
+    ui.show_table(shown, "red-flags")
+    for i, f in enumerate(shown.iter_rows(named=True)):
+        with st.container(border=True):
+            a, b = st.columns([5, 1])
+            rule = flags.RULES.get(f["rule"])
+            a.markdown(
+                f"{ICON.get(f['severity'], '')} **{f['run']}** — {rule.title if rule else f['rule']}  \n"
+                f"steps {f['first_step']}–{f['last_step']} ({f['n_steps']} steps) · evidence: {f['evidence']}  \n"
+                f"*Action:* {f['action']}"
+            )
+            metrics = RULE_METRICS.get(f["rule"])
+            if metrics and f["first_step"] is not None and b.button("Open in step line", key=f"rf-open-{i}"):
+                pad = max(50, (f["last_step"] - f["first_step"]) // 5)
+                st.session_state["step_line_focus"] = {
+                    "metrics": metrics,
+                    "range": (max(0, f["first_step"] - pad), f["last_step"] + pad),
+                }
+                st.switch_page("pages/step_line.py")

@@ -1,0 +1,85 @@
+"""Step line: every per-step metric, runs overlaid, smoothed, with phases and thresholds."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from ponder_app import charts, prepare, ui
+from ponder_parse import catalog, sweep
+
+ctx = ui.page_context(
+    "Step line",
+    "Every per-step number the trainer prints (levels 1 and 4 of the guide), runs overlaid. "
+    "Faint: raw values; bold: smoothed. Dashed lines: the guide's healthy ranges and thresholds.",
+)
+if ctx is not None:
+    frames = {r.name: ctx.frame(r) for r in ctx.runs}
+    options = prepare.metric_options(frames)
+    by_key = {m.key: m for m in options}
+    focus = st.session_state.pop("step_line_focus", None)
+    default = [k for k in ("steps.lm_loss", "steps.avg_k", "steps.lambda_p") if k in by_key]
+    if focus:
+        st.session_state["sl_metrics"] = [k for k in focus["metrics"] if k in by_key] or default
+        st.session_state["sl_range"] = tuple(focus["range"])
+    chosen = st.multiselect(
+        "Metrics",
+        list(by_key),
+        default=default,
+        format_func=lambda k: f"{catalog.LEVEL_TITLES[by_key[k].level]} · {by_key[k].group} — {catalog.option_label(by_key[k])}",
+        key="sl_metrics",
+        help="Grouped by the guide's levels: the step line (level 1) and recurrence quality (level 4).",
+    )
+    c1, c2, c3, c4 = st.columns([2, 2, 2, 2])
+    weight = c1.slider("Smoothing (EMA weight)", 0.0, 0.99, 0.6, 0.01, key="sl_smooth", help="TensorBoard-style debiased exponential moving average. 0 = raw.")
+    x = c2.radio("X axis", ["step", "elapsed_min", "tokens"], format_func=charts.X_TITLES.get, key="sl_x", horizontal=False)
+    log_mode = c3.radio("Y scale", ["auto", "linear", "log"], key="sl_log", help="auto: log for metrics that span decades (LR, λ_p, ponder).")
+    group_seeds = c4.toggle("Group seeds (mean, min–max band)", key="sl_group", help="Runs that differ only in seed drawn as one line with a band.")
+    marks_audit = c4.toggle("Mark audit steps", key="sl_audit", value=False)
+    show_phases = c4.toggle("Phase bands (baseline run)", key="sl_phases", value=True)
+
+    lo = min(int(f["step"].min()) for f in frames.values() if f.height) if any(f.height for f in frames.values()) else 0
+    hi = max(int(f["step"].max()) for f in frames.values() if f.height) if any(f.height for f in frames.values()) else 1
+    if "sl_range" in st.session_state:
+        a, b = st.session_state["sl_range"]
+        st.session_state["sl_range"] = (max(lo, min(a, hi)), max(lo, min(b, hi)))
+    step_range = st.slider("Step range (zoom: the visible range is re-sampled at full resolution)", lo, max(hi, lo + 1), (lo, max(hi, lo + 1)), key="sl_range")
+
+    groups = sweep.seed_groups(ctx.runs) if group_seeds else {}
+    groups = {g: members for g, members in groups.items() if len(members) > 1}
+    base = ctx.baseline
+    bands = prepare.phase_bands(ctx.phases(base), frames.get(base.name), x) if (show_phases and base is not None) else None
+    markers = prepare.event_markers(ctx.runs, frames, x, step_range, marks_audit)
+    colors = dict(ctx.colors)
+    for i, g in enumerate(groups):
+        colors.setdefault(g, charts.PALETTE[(len(ctx.all_runs) + i) % len(charts.PALETTE)])
+    if not chosen:
+        st.info("Pick at least one metric.")
+    for key in chosen:
+        m = by_key[key]
+        series = prepare.step_series(frames, m.column, x=x, weight=weight, step_range=step_range)
+        band = None
+        if groups:
+            series, band = prepare.seed_group_series(series, groups, x)
+        log_y = m.log_scale if log_mode == "auto" else log_mode == "log"
+        target = base.meta.get("target_k") if base is not None else None
+        chart = charts.metric_chart(
+            series,
+            title=f"{m.label} — {m.meaning}",
+            y_title=m.label,
+            colors=colors,
+            x=x,
+            log_y=log_y,
+            smoothed=weight > 0,
+            refs=catalog.reference_lines(m.column, m.table, target_k=target),
+            bands=bands,
+            markers=markers,
+            band=band,
+            value_format=m.fmt if not m.fmt.endswith("%") else ".2%",
+        )
+        ui.show_chart(chart, f"step_line-{m.column}")
+        with st.expander(f"About {m.label}", expanded=False):
+            st.markdown(m.help())
+    st.caption(
+        f"Each run is reduced to at most {prepare.points_per_run(len(frames))} points per metric by keeping "
+        "the minimum and maximum of every step bucket, so no spike is hidden; zoom in to see every step."
+    )

@@ -1,0 +1,299 @@
+"""The app's shared state: where runs come from, loading them (cached), and what every
+page needs to know (selected runs, baseline, colours, per-run analysis).
+
+This is the only module, besides the pages, that talks to Streamlit. Parsed runs are kept
+with `st.cache_resource`, keyed by the files' size and modification time (uploads: by
+content hash), so a rerun or a page switch costs nothing and a changed file is re-read.
+Runs are shared between sessions and treated as read-only; per-session edits (tags,
+phase overrides) live in session state and are applied on copies.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import streamlit as st
+
+from ponder_app import charts, prepare
+from ponder_parse import archives, flags, hparams, phases, summaries
+from ponder_parse.live import LiveLog
+from ponder_parse.loader import (
+    LoadFailure,
+    RunLoadError,
+    attach_hparams,
+    expand_paths,
+    find_log,
+    load_run,
+    unique_names,
+)
+from ponder_parse.run import Run
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE_RUNS = ROOT / "sample_runs"
+CTX_KEY = "_ponder_ctx"
+
+
+# --- where runs come from -------------------------------------------------------------
+
+
+def cli_paths(argv: Sequence[str] | None = None) -> list[str]:
+    """`streamlit run app.py -- --runs A B` → [A, B]."""
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--runs", nargs="*", default=[])
+    args, _ = parser.parse_known_args(list(sys.argv[1:] if argv is None else argv))
+    return [p for p in args.runs if p]
+
+
+def env_paths() -> list[str]:
+    """`PONDER_RUNS=a:b` (separated like PATH)."""
+    raw = os.environ.get("PONDER_RUNS", "")
+    return [p for p in raw.split(os.pathsep) if p.strip()]
+
+
+def configured_paths() -> list[str]:
+    """Paths from the command line, the environment and the sidebar; the sample sweep
+    when none are given (and no uploads either)."""
+    extra = st.session_state.get("extra_paths", [])
+    return [*cli_paths(), *env_paths(), *extra]
+
+
+# --- loading, cached ----------------------------------------------------------------------
+
+
+def _stamp(run_path: Path) -> tuple[Any, ...]:
+    """What identifies a run's files' content cheaply: sizes and modification times."""
+    files = [run_path] if run_path.is_file() else [p for p in run_path.iterdir() if p.is_file()]
+    out = []
+    for p in sorted(files):
+        try:
+            st_ = p.stat()
+        except OSError:
+            continue
+        out.append((p.name, st_.st_size, st_.st_mtime_ns))
+    return tuple(out)
+
+
+@st.cache_resource(show_spinner=False, max_entries=1000)
+def _load_cached(path: str, stamp: tuple[Any, ...]) -> Run:
+    run = load_run(path)
+    run.meta["cache_key"] = f"{path}|{hash(stamp)}"
+    return run
+
+
+@st.cache_resource(show_spinner=False, max_entries=200)
+def _live_reader(path: str) -> LiveLog:
+    return LiveLog(path)
+
+
+@dataclass
+class Loaded:
+    runs: list[Run] = field(default_factory=list)
+    failures: list[LoadFailure] = field(default_factory=list)
+    messages: list[str] = field(default_factory=list)
+
+
+def _upload_dir() -> Path:
+    d = st.session_state.get("_upload_dir")
+    if d is None or not Path(d).exists():
+        d = tempfile.mkdtemp(prefix="ponder-uploads-")
+        st.session_state["_upload_dir"] = d
+    return Path(d)
+
+
+def materialize(files: Sequence[Any]) -> tuple[list[Path], list[str]]:
+    """Uploaded files → run folders in this session's temporary folder, once per content."""
+    if not files:
+        return [], []
+    blobs = [(f.name, f.getvalue()) for f in files]
+    digest = hashlib.sha256()
+    for name, data in blobs:
+        digest.update(name.encode() + b"\0" + hashlib.sha256(data).digest())
+    key = digest.hexdigest()[:16]
+    cache = st.session_state.setdefault("_uploads", {})
+    if key not in cache:
+        dest = _upload_dir() / key
+        if dest.exists():
+            shutil.rmtree(dest)
+        dest.mkdir(parents=True)
+        result = archives.materialize_uploads(blobs, dest)
+        cache.clear()  # only the current set of uploads is kept
+        cache[key] = ([str(p) for p in result.run_dirs], list(result.messages))
+    dirs, messages = cache[key]
+    return [Path(p) for p in dirs], list(messages)
+
+
+def load_all(paths: Sequence[str], upload_dirs: Sequence[Path] = (), live: bool = False) -> Loaded:
+    """Every run the paths and uploads stand for; failures listed, never raised."""
+    out = Loaded()
+    run_paths, failures = expand_paths(paths)
+    out.failures.extend(failures)
+    targets = [*run_paths, *upload_dirs]
+    progress = st.progress(0.0, text="Reading runs…") if len(targets) > 3 else None
+    for i, p in enumerate(targets):
+        try:
+            if live and not str(p).endswith(".gz"):
+                reader = _live_reader(str(p))
+                reader.poll()
+                run = reader.run()
+                attach_hparams(run, p if p.is_dir() else None)
+                run.meta["cache_key"] = f"{p}|live|{reader.offset}"
+            else:
+                run = _load_cached(str(p), _stamp(p))
+            out.runs.append(run)
+        except RunLoadError as exc:
+            out.failures.append(LoadFailure(p, str(exc)))
+        except Exception as exc:  # noqa: BLE001 - a broken run never hides the others
+            out.failures.append(LoadFailure(p, f"could not be read: {exc!r}"))
+        if progress is not None:
+            progress.progress((i + 1) / len(targets), text=f"Reading runs… {i + 1}/{len(targets)}")
+    if progress is not None:
+        progress.empty()
+    # Names must be unique for colours and selection; cached runs are shared, so copy.
+    copies = [dataclasses.replace(r, meta=dict(r.meta)) for r in out.runs]
+    unique_names(copies)
+    out.runs = copies
+    return out
+
+
+# --- per-run analysis, cached by the run's cache key -----------------------------------------
+
+
+def _key(run: Run) -> str:
+    return str(run.meta.get("cache_key", id(run))) + "|" + run.name
+
+
+def _ov(overrides: dict[str, int] | None) -> tuple[tuple[str, int], ...]:
+    return tuple(sorted((overrides or {}).items()))
+
+
+@st.cache_resource(show_spinner=False, max_entries=2000)
+def _phases(key: str, ov: tuple[tuple[str, int], ...], _run: Run) -> pl.DataFrame:
+    return phases.phases(_run, dict(ov) or None)
+
+
+@st.cache_resource(show_spinner=False, max_entries=2000)
+def _flags(key: str, ov: tuple[tuple[str, int], ...], _run: Run) -> pl.DataFrame:
+    return flags.red_flags(_run, phases_df=_phases(key, ov, _run))
+
+
+@st.cache_resource(show_spinner=False, max_entries=2000)
+def _summary(key: str, ov: tuple[tuple[str, int], ...], _run: Run) -> dict[str, Any]:
+    return summaries.run_summary(_run, phases_df=_phases(key, ov, _run), findings=_flags(key, ov, _run))
+
+
+@st.cache_resource(show_spinner=False, max_entries=2000)
+def _phase_summary(key: str, ov: tuple[tuple[str, int], ...], _run: Run) -> pl.DataFrame:
+    return summaries.phase_summary(_run, _phases(key, ov, _run))
+
+
+@st.cache_resource(show_spinner=False, max_entries=2000)
+def _per_step(key: str, _run: Run) -> pl.DataFrame:
+    return prepare.per_step(_run)
+
+
+# --- what every page sees -----------------------------------------------------------------
+
+
+@dataclass
+class Context:
+    """The loaded runs and the user's choices, as the pages need them."""
+
+    all_runs: list[Run]
+    runs: list[Run]  # the selected ones, in load order
+    baseline: Run | None
+    colors: dict[str, str]
+    failures: list[LoadFailure]
+    messages: list[str]
+
+    def overrides(self, run: Run) -> dict[str, int]:
+        return dict(st.session_state.get("phase_overrides", {}).get(run.name, {}))
+
+    def phases(self, run: Run) -> pl.DataFrame:
+        return _phases(_key(run), _ov(self.overrides(run)), run)
+
+    def flags(self, run: Run) -> pl.DataFrame:
+        return _flags(_key(run), _ov(self.overrides(run)), run)
+
+    def summary(self, run: Run) -> dict[str, Any]:
+        return _summary(_key(run), _ov(self.overrides(run)), run)
+
+    def phase_summary(self, run: Run) -> pl.DataFrame:
+        return _phase_summary(_key(run), _ov(self.overrides(run)), run)
+
+    def frame(self, run: Run) -> pl.DataFrame:
+        """`steps` + `quality` per step, with elapsed-time and token axes."""
+        return _per_step(_key(run), run)
+
+    def flags_all(self, runs: Sequence[Run] | None = None) -> pl.DataFrame:
+        parts = [self.flags(r) for r in (self.runs if runs is None else runs)]
+        return pl.concat(parts) if parts else pl.DataFrame(schema=flags.FINDINGS_SCHEMA)
+
+    def by_name(self, name: str) -> Run | None:
+        return next((r for r in self.all_runs if r.name == name), None)
+
+
+def with_user_tags(runs: Sequence[Run]) -> list[Run]:
+    """Copies of the runs with the user's hyperparameter edits applied."""
+    edits: dict[str, dict[str, Any]] = st.session_state.get("tag_edits", {})
+    out = []
+    for r in runs:
+        if r.name in edits and edits[r.name]:
+            out.append(dataclasses.replace(r, hparams=hparams.apply_user_tags(r.hparams, edits[r.name])))
+        else:
+            out.append(r)
+    return out
+
+
+def build_context(loaded: Loaded, selected: Sequence[str], baseline: str | None) -> Context:
+    runs_all = with_user_tags(loaded.runs)
+    names = [r.name for r in runs_all]
+    chosen = [r for r in runs_all if r.name in set(selected)]
+    base = next((r for r in runs_all if r.name == baseline), chosen[0] if chosen else None)
+    return Context(
+        all_runs=runs_all,
+        runs=chosen,
+        baseline=base,
+        colors=charts.run_colors(names),
+        failures=list(loaded.failures),
+        messages=list(loaded.messages),
+    )
+
+
+def set_context(ctx: Context) -> None:
+    st.session_state[CTX_KEY] = ctx
+
+
+def context() -> Context:
+    """The context the frame built for this rerun (pages call this first)."""
+    ctx = st.session_state.get(CTX_KEY)
+    if ctx is None:  # a page run on its own (tests): build it the way the frame would
+        loaded = load_all([str(SAMPLE_RUNS)])
+        ctx = build_context(loaded, [r.name for r in loaded.runs], None)
+        set_context(ctx)
+    return ctx
+
+
+def log_exists(path: Path) -> bool:
+    return path.is_file() or (path.is_dir() and find_log(path) is not None)
+
+
+def live_sizes(paths: Sequence[Path]) -> tuple[int, ...]:
+    """Current sizes of followed logs: a change means new lines to read."""
+    out = []
+    for p in paths:
+        try:
+            out.append(p.stat().st_size)
+        except OSError:
+            out.append(-1)
+    return tuple(out)

@@ -1,0 +1,80 @@
+"""Small Streamlit helpers every page uses: charts and tables with downloads, guards."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import altair as alt
+import polars as pl
+import streamlit as st
+
+from ponder_app.state import Context, context
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._=-]+", "_", text).strip("_")[:80] or "chart"
+
+
+def _render(chart: alt.TopLevelMixin, fmt: str) -> bytes:
+    """PNG/SVG through vl-convert, only when the user asks for the file."""
+    import vl_convert as vlc
+
+    spec = chart.to_json()
+    if fmt == "svg":
+        return vlc.vegalite_to_svg(spec).encode()
+    return vlc.vegalite_to_png(spec, scale=2)
+
+
+def show_chart(chart: alt.TopLevelMixin, name: str, *, downloads: bool = True) -> None:
+    """Draw an Altair chart at container width, with PNG/SVG downloads beneath it."""
+    st.altair_chart(chart, width="stretch")
+    if downloads:
+        c1, c2, _ = st.columns([1, 1, 6])
+        slug = _slug(name)
+        c1.download_button(
+            "PNG", data=lambda: _render(chart, "png"), file_name=f"{slug}.png",
+            mime="image/png", key=f"png-{slug}", on_click="ignore", icon=":material/download:",
+        )
+        c2.download_button(
+            "SVG", data=lambda: _render(chart, "svg"), file_name=f"{slug}.svg",
+            mime="image/svg+xml", key=f"svg-{slug}", on_click="ignore", icon=":material/download:",
+        )
+
+
+def show_table(df: pl.DataFrame, name: str, *, column_config: dict[str, Any] | None = None, height: int | str = "auto", hide_index: bool = True) -> None:
+    """A sortable table with a CSV download (list columns written as text)."""
+    st.dataframe(df, width="stretch", hide_index=hide_index, column_config=column_config, height=height)
+    lists = [c for c, d in df.schema.items() if isinstance(d, pl.List | pl.Struct)]
+    out = df.with_columns(pl.col(c).cast(pl.String, strict=False) for c in lists) if lists else df
+    st.download_button(
+        "CSV", data=lambda: out.write_csv().encode(), file_name=f"{_slug(name)}.csv", mime="text/csv",
+        key=f"csv-{_slug(name)}", on_click="ignore", icon=":material/download:",
+    )
+
+
+def page_context(title: str, caption: str | None = None) -> Context | None:
+    """Title the page and return the context, or explain why there is nothing to show."""
+    st.title(title)
+    if caption:
+        st.caption(caption)
+    ctx = context()
+    if not ctx.all_runs:
+        st.info(
+            "No runs loaded. Add run folders or logs in the sidebar (upload, or a path), "
+            "or start the app with `streamlit run app.py -- --runs PATH`."
+        )
+        return None
+    if not ctx.runs:
+        st.info("No runs selected: pick runs to show in the sidebar.")
+        return None
+    return ctx
+
+
+def fmt(value: Any, spec: str = ".4g") -> str:
+    if value is None:
+        return "–"
+    try:
+        return format(value, spec)
+    except (TypeError, ValueError):
+        return str(value)
