@@ -18,7 +18,9 @@ and `s_last` the survival entering the last pass:
    judged (fewer than 2 values, or a NaN/inf anywhere).
 
 All comparisons are inclusive. Only `s_2` and the tail are used, so the rules work for any
-Kmax ≥ 2 and do not depend on `s_1` being printed as exactly 1.00.
+Kmax ≥ 2 and do not depend on `s_1` being printed as exactly 1.00. With Kmax = 2, `s_2` is
+also `s_last`, so only a narrow band (0.10 < s_2 ≤ 0.15 by default) reads as healthy: a
+two-pass trace has no room to show a drop followed by a clean stop.
 """
 
 from __future__ import annotations
