@@ -658,16 +658,16 @@ def materialize_uploads(
     written outside it.
     """
     dest = Path(dest)
-    dest.mkdir(parents=True, exist_ok=True)
     result = UploadResult()
     budget = _Budget(limits.max_total_bytes)
     try:
+        dest.mkdir(parents=True, exist_ok=True)
         taken = {p.name.lower() for p in dest.iterdir()}
     except OSError as exc:
         result.messages.append(f"the upload folder cannot be used ({exc.strerror or exc})")
         return result
 
-    # Classify first: sidecars can only be paired once every loose log is known.
+    # Sidecars wait until the end: they can only be paired once every loose log is known.
     slots: list[list[Path]] = []
     logs: dict[Path, str] = {}
     sidecars: list[_Sidecar] = []

@@ -498,3 +498,10 @@ def test_find_run_dirs_survives_symlink_cycles(tmp_path: Path) -> None:
     (tmp_path / "a" / "run" / "x.log").write_bytes(LOG)
     (tmp_path / "a" / "loop").symlink_to(tmp_path / "a")
     assert find_run_dirs(tmp_path) == [tmp_path / "a" / "run"]
+
+
+def test_unusable_destination_is_a_message(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    result = materialize_uploads([("a.log", LOG)], blocker)
+    assert result.run_dirs == [] and len(result.messages) == 1
