@@ -24,6 +24,7 @@ import argparse
 import json
 import math
 import sys
+import zlib
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -33,6 +34,7 @@ import numpy as np
 import polars as pl
 
 from ponder_parse import schema
+from ponder_parse.run import Run
 
 # --------------------------------------------------------------------------------------
 # Configuration
@@ -210,10 +212,8 @@ class SimResult:
     generations: pl.DataFrame
     meta: dict[str, Any] = field(default_factory=dict)
 
-    def to_run(self, name: str | None = None) -> Any:
+    def to_run(self, name: str | None = None) -> Run:
         """The truth as a `ponder_parse.run.Run`, e.g. to test analyses without parsing."""
-        from ponder_parse.run import Run
-
         snap_rows = [{"layer": i, **lay} for i, lay in enumerate(self.stats.get("layers", []))]
         snapshot_layers = (
             schema.conform(pl.from_dicts(snap_rows, infer_schema_length=None), schema.SNAPSHOT_LAYERS)
@@ -364,13 +364,18 @@ def _run_segment(
     The controller is the trainer's: λ += lambda_lr · (avg_k − TARGET_K), clamped, frozen
     on audit steps and, once the deadband is engaged, inside the asymmetric band.
     """
-    rng = np.random.default_rng([cfg.seed, 1, stream])
     n, nl, nk = end - start, cfg.n_layers, cfg.kmax
     steps = np.arange(start, end, dtype=np.int64)
-    audit = (steps >= cfg.ponder_start) & (rng.random(n) < cfg.audit_frac)
+    key = [cfg.seed, 1, stream]
+    draws = [
+        _block_draw([*key, 1], start, n, lambda g, sh: g.random(sh), ()),
+        _block_draw([*key, 2], start, n, lambda g, sh: g.standard_normal(sh), (2, nl)),
+        _block_draw([*key, 3], start, n, lambda g, sh: g.standard_normal(sh), (2, nl)),
+    ]
+    audit = (steps >= cfg.ponder_start) & (draws[0] < cfg.audit_frac)
     stuck = cfg.gate == "stuck"
-    walk = (0.004 if stuck else 0.012) * rng.standard_normal((n, 2, nl))
-    obs = (0.004 if stuck else 0.05) * rng.standard_normal((n, 2, nl))
+    walk = (0.004 if stuck else 0.012) * draws[1]
+    obs = (0.004 if stuck else 0.05) * draws[2]
     rate = 1.0 / 150.0
     mid = 0.5 * (cfg.lambda_min + cfg.lambda_max)
     lo_band, hi_band = cfg.target_k * (1 - cfg.deadband_lower), cfg.target_k * (1 + cfg.deadband_upper)
@@ -464,6 +469,62 @@ def _run_segment(
     )
 
 
+_BLOCK = 1024
+
+
+def _block_draw(key: list[int], start: int, n: int, draw: Any, tail: tuple[int, ...]) -> np.ndarray:
+    """Draws for absolute steps [start, start + n), identical for a step whichever segment
+    or run length asks for it: the stream is cut into fixed blocks of steps, each block
+    seeded by its index, so a crashed run's first process repeats the uncrashed run."""
+    first, last = start // _BLOCK, (start + n - 1) // _BLOCK
+    parts = [draw(np.random.default_rng([*key, c]), (_BLOCK, *tail)) for c in range(first, last + 1)]
+    off = start - first * _BLOCK
+    return np.concatenate(parts)[off : off + n]
+
+
+class _Noise:
+    """Per-step noise shared by every config of a seed until the force warmup ends, then
+    the config's own.
+
+    Runs of one seed see the same data in the same order, so a real sweep's curves are
+    identical until a hyperparameter first matters and then drift apart; drawing all
+    noise from the seed alone would instead keep them in lockstep forever, which looks
+    (and is) fake. Settings that only change what is printed, or how long the run is, do
+    not enter the fingerprint.
+    """
+
+    _UNFINGERPRINTED = frozenset(
+        {"seed", "steps", "crash_at", "crash_traceback", "truncate_last_line",
+         "checkpoint_every", "generate_every", "gen_samples", "baton"}
+    )
+
+    def __init__(self, cfg: SimConfig, stream: int, steps: np.ndarray) -> None:
+        hp = {k: v for k, v in cfg.to_json().items() if k not in self._UNFINGERPRINTED}
+        self.fingerprint = zlib.crc32(json.dumps(hp, sort_keys=True).encode())
+        self.key = [cfg.seed, 2, stream]
+        self.start, self.n = int(steps[0]), steps.size
+        self.early = steps < cfg.force_end
+        self.calls = 0
+
+    def _mix(self, draw: Any, tail: tuple[int, ...] = ()) -> np.ndarray:
+        self.calls += 1
+        shared = _block_draw([*self.key, 0, self.calls], self.start, self.n, draw, tail)
+        own = _block_draw([*self.key, self.fingerprint, self.calls], self.start, self.n, draw, tail)
+        return np.where(self.early.reshape((-1,) + (1,) * len(tail)), shared, own)
+
+    def normal(self, *shape: int) -> np.ndarray:
+        return self._mix(lambda g, sh: g.standard_normal(sh), tuple(shape[1:]))
+
+    def random(self) -> np.ndarray:
+        return self._mix(lambda g, sh: g.random(sh))
+
+    def uniform(self, low: float, high: float) -> np.ndarray:
+        return self._mix(lambda g, sh: g.uniform(low, high, sh))
+
+    def t(self, df: float) -> np.ndarray:
+        return self._mix(lambda g, sh: g.standard_t(df, sh))
+
+
 def _observe(cfg: SimConfig, const: _Constants, seg: _Segment, stream: int) -> None:
     """Everything else the trainer prints, derived from the segment's gate trajectory.
 
@@ -472,7 +533,7 @@ def _observe(cfg: SimConfig, const: _Constants, seg: _Segment, stream: int) -> N
     on after their survival has decayed (`frac = s ** (halt_thr / 0.5)`), which is what
     opens the exec-vs-k gap the guide warns about.
     """
-    rng = np.random.default_rng([cfg.seed, 2, stream])
+    rnd = _Noise(cfg, stream, seg.steps)
     var = cfg.variant_info
     n, nl, nk = seg.steps.size, cfg.n_layers, cfg.kmax
     t = seg.steps.astype(np.float64)
@@ -485,7 +546,7 @@ def _observe(cfg: SimConfig, const: _Constants, seg: _Segment, stream: int) -> N
     # Hard execution: fraction of the batch's tokens that ran at least j passes.
     ntok = var.tokens_per_step
     alpha = cfg.halt_thr / 0.5
-    frac = np.clip(s[:, :, 1:] ** alpha * np.exp(0.03 * rng.standard_normal((n, nl, nk - 1))), 0, 1)
+    frac = np.clip(s[:, :, 1:] ** alpha * np.exp(0.03 * rnd.normal(n, nl, nk - 1)), 0, 1)
     frac = np.minimum.accumulate(np.round(frac * ntok) / ntok, axis=2)
     frac = np.where(forced[:, None, None], s[:, :, 1:], frac)
     avg_exec_token = 1.0 + frac.sum(axis=2)
@@ -494,12 +555,12 @@ def _observe(cfg: SimConfig, const: _Constants, seg: _Segment, stream: int) -> N
     frac4 = np.zeros((n, nl, 3))
     frac4[:, :, : min(3, nk - 1)] = frac[:, :, :3]
 
-    p_std = seg.p1 * (1 - seg.p1) * seg.sig * np.exp(0.05 * rng.standard_normal((n, nl)))
+    p_std = seg.p1 * (1 - seg.p1) * seg.sig * np.exp(0.05 * rnd.normal(n, nl))
     progress = t / max(cfg.lr_total_steps, 1)
     ent = const.ent0 - 0.35 * (1 - np.exp(-progress / 0.3))[:, None]
-    ent = ent + 0.015 * rng.standard_normal((n, nl))
+    ent = ent + 0.015 * rnd.normal(n, nl)
     d_rel = const.d0 * (0.5 + 0.5 * np.exp(-progress / 0.4))[:, None]
-    d_rel = d_rel * np.exp(0.08 * rng.standard_normal((n, nl)))
+    d_rel = d_rel * np.exp(0.08 * rnd.normal(n, nl))
     h_diff = d_rel * (k - 1.0)
     p_diff = seg.q - seg.p1
     ponder_signal = (k - 1.0) / (nk - 1)
@@ -513,8 +574,8 @@ def _observe(cfg: SimConfig, const: _Constants, seg: _Segment, stream: int) -> N
     # Recurrence quality: how much the extra passes help, given they get exercised.
     ramp = 1.0 - np.exp(-t / 600.0)
     ce_mean = 0.05 * ramp * seg.use - 0.004 * (1.0 - seg.use)
-    ce = _away_from_zero(ce_mean + 0.018 * rng.standard_t(5, n), 1e-6)
-    dh = _away_from_zero(-0.5 * ce + 0.012 * rng.standard_normal(n), 1e-4)
+    ce = _away_from_zero(ce_mean + 0.018 * rnd.t(5), 1e-6)
+    dh = _away_from_zero(-0.5 * ce + 0.012 * rnd.normal(n), 1e-4)
     ce = np.where(econ, ce, 0.0)
     dh = np.where(econ, dh, 0.0)
     coupon = cfg.reward_eta * ce
@@ -523,18 +584,18 @@ def _observe(cfg: SimConfig, const: _Constants, seg: _Segment, stream: int) -> N
 
     # Losses: a noisy power-law descent, recurrence shaving a little off, rare grad spikes.
     tau = max(cfg.lr_total_steps, 1000) / 40.0
-    spikes = rng.random(n) < 0.003
-    spike_size = np.where(spikes, rng.uniform(3.0, 9.0, n), 1.0)
-    bump = np.convolve(np.where(spikes, rng.uniform(0.08, 0.3, n), 0.0), 0.7 ** np.arange(12))[:n]
+    spikes = rnd.random() < 0.003
+    spike_size = np.where(spikes, rnd.uniform(3.0, 9.0), 1.0)
+    bump = np.convolve(np.where(spikes, rnd.uniform(0.08, 0.3), 0.0), 0.7 ** np.arange(12))[:n]
     lm = 2.3 + 2.7 * (1.0 + t / tau) ** -0.6 - 0.06 * seg.use * ramp + bump
-    lm = lm + 0.035 * rng.standard_normal(n)
-    mtp = lm + 0.10 + 0.15 * np.exp(-t / 2000.0) + 0.03 * rng.standard_normal(n)
-    aux = 0.004 * (1.0 + 5.0 * np.exp(-t / 700.0)) * np.exp(0.35 * rng.standard_normal(n))
-    grad = 0.55 * (1.0 + 1.5 * np.exp(-t / 150.0)) * np.exp(0.22 * rng.standard_normal(n))
+    lm = lm + 0.035 * rnd.normal(n)
+    mtp = lm + 0.10 + 0.15 * np.exp(-t / 2000.0) + 0.03 * rnd.normal(n)
+    aux = 0.004 * (1.0 + 5.0 * np.exp(-t / 700.0)) * np.exp(0.35 * rnd.normal(n))
+    grad = 0.55 * (1.0 + 1.5 * np.exp(-t / 150.0)) * np.exp(0.22 * rnd.normal(n))
     grad = grad * spike_size
     lr = np.array([lr_at(cfg, int(x)) for x in seg.steps])
-    stall = np.where(rng.random(n) < 0.004, rng.uniform(2.0, 4.0, n), 1.0)
-    dt = var.dt_ms * (0.5 + 0.25 * avg_exec) * np.exp(0.04 * rng.standard_normal(n)) * stall
+    stall = np.where(rnd.random() < 0.004, rnd.uniform(2.0, 4.0), 1.0)
+    dt = var.dt_ms * (0.5 + 0.25 * avg_exec) * np.exp(0.04 * rnd.normal(n)) * stall
     tps = ntok * 1000.0 / dt
     if cfg.variant == "model3b":
         tot = lm + 0.3 * mtp + aux + net
@@ -543,8 +604,8 @@ def _observe(cfg: SimConfig, const: _Constants, seg: _Segment, stream: int) -> N
     else:
         tot = lm + net
         mtp_col = aux_col = np.full(n, np.nan)
-        baton = 0.35 + 0.15 * np.clip(t / max(cfg.steps, 1), 0, 1) + 0.03 * rng.standard_normal(n)
-        baton_lam = 0.02 + 0.5 * lam_applied + 0.002 * rng.standard_normal(n)
+        baton = 0.35 + 0.15 * np.clip(t / max(cfg.steps, 1), 0, 1) + 0.03 * rnd.normal(n)
+        baton_lam = 0.02 + 0.5 * lam_applied + 0.002 * rnd.normal(n)
         if not cfg.baton:
             baton = baton_lam = np.full(n, np.nan)
 
@@ -1132,27 +1193,61 @@ def write_run(config: SimConfig, out_dir: str | Path, name: str | None = None) -
 SAMPLE_BASELINE = SimConfig(steps=3000, n_layers=4, lr_total_steps=3000)
 
 
+def _sample_sweep() -> list[tuple[SimConfig, str]]:
+    b = SAMPLE_BASELINE
+    return [
+        (b, "Healthy: λ_p climbs to about 3e-2, the deadband engages, avg_k settles on "
+            "TARGET_K=1.30, traces like [1.00, 0.24, 0.03, 0.00], ΔCE mostly positive."),
+        (replace(b, seed=1), "The baseline again with another seed (group the two)."),
+        (replace(b, seed=2, crash_at=2377), "The baseline with a third seed that crashed "
+            "(CUDA OOM traceback) after step 2377 and resumed from the step-2250 checkpoint: "
+            "steps 2250-2377 appear twice, the later ones count."),
+        (replace(b, lambda_max=0.0005), "λ_p too low: pinned at its ceiling, the gates never "
+            "stop ([1.00, 0.95, 0.89, 0.83]), avg_k about 3.7. The deadband still engages "
+            "because λ_p sits above the middle of its range: [DB] alone proves nothing."),
+        (replace(b, lambda_min=0.05), "Over-penalized: a price floor of 5e-2 drives the gates "
+            "to the clamp and they stay there (absorbing state): [1.00, 0.02, 0.00, 0.00], "
+            "P_NR above 20%, avg_k about 1.03, many [TAX ONLY]; no deadband."),
+        (replace(b, gate="stuck"), "Gate stuck at 0.5: it never learns when to stop "
+            "([1.00, 0.50, 0.50, 0.50], p_std near 0), ignores the price, λ_p hits its ceiling."),
+        (replace(b, halt_thr=0.1), "Halting threshold too low: hard execution runs past the "
+            "soft survival, AVGS gap above 1 while k looks on target."),
+        (replace(b, variant="smollm", kmax=6), "The other trainer (log_fourier_adaptive.txt: "
+            "no MTP/AUX, BATON block) with six passes per layer; healthy."),
+    ]
+
+
 def sample_configs() -> dict[str, SimConfig]:
     """The committed sweep: a healthy baseline (three seeds, one of which crashed and was
     resumed), the three classic gate failures, a halting threshold set too low, and the
     other trainer. Names say what differs from `SAMPLE_BASELINE`."""
-    b = SAMPLE_BASELINE
-    configs = [
-        b,
-        replace(b, seed=1),
-        replace(b, seed=2, crash_at=2377),
-        replace(b, lambda_max=0.0005),
-        replace(b, lambda_min=0.05),
-        replace(b, gate="stuck"),
-        replace(b, halt_thr=0.1),
-        replace(b, variant="smollm", kmax=6),
-    ]
-    return {run_name(c, b): c for c in configs}
+    return {run_name(c, SAMPLE_BASELINE): c for c, _ in _sample_sweep()}
+
+
+def _sample_readme() -> str:
+    rows = "\n".join(
+        f"| `{run_name(c, SAMPLE_BASELINE)}` | {note} |" for c, note in _sample_sweep()
+    )
+    return (
+        "# Sample runs\n\n"
+        "A small simulated sweep, so the app has something to show before anything is\n"
+        "uploaded. `python -m ponder_parse.simulate sample_runs` rewrites these files byte for\n"
+        "byte. Each folder holds the trainer's log, the last step's `stats.json` and a\n"
+        "`config.json` with every setting; the folder name lists what differs from the\n"
+        "baseline (4 layers, 3 000 steps, LR schedule over 3 000 steps, trainer defaults\n"
+        "otherwise: TARGET_K=1.30, λ_p in [1e-4, 5e-2], force warmup to step 800, economic\n"
+        "control from step 1200).\n\n"
+        "| run | what it shows |\n|---|---|\n" + rows + "\n"
+    )
 
 
 def write_sample_sweep(out_dir: str | Path) -> list[Path]:
-    """Write every sample run under `out_dir`; returns the run directories in order."""
-    return [write_run(cfg, out_dir, name) for name, cfg in sample_configs().items()]
+    """Write every sample run (and a README describing them) under `out_dir`; returns the
+    run directories in order."""
+    out = Path(out_dir)
+    paths = [write_run(cfg, out, name) for name, cfg in sample_configs().items()]
+    (out / "README.md").write_bytes(_sample_readme().encode("utf-8"))
+    return paths
 
 
 def _main(argv: Iterable[str] | None = None) -> int:

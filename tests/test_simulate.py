@@ -94,6 +94,34 @@ def test_config_json_reproduces_the_run(tmp_path: Path) -> None:
     assert cfg == RESUMED
 
 
+def test_runs_share_history_until_they_diverge() -> None:
+    """Same seed, same data order: a longer run, a crashed run's first process and a run
+    with another price setting all repeat the baseline's steps until they differ."""
+    short = simulate(replace(SMALL, steps=1500))
+    assert simulate(SMALL).log_text.startswith(short.log_text)
+    crashed = simulate(replace(SMALL, crash_at=1400)).log_text
+    first = crashed[: crashed.index("Traceback")]
+    assert short.log_text.startswith(first)
+    other = simulate(replace(SMALL, lambda_max=0.0005)).steps
+    base = simulate(SMALL).steps
+    early = pl.col("step") < SMALL.force_end
+    assert base.filter(early)["lm_loss"].equals(other.filter(early)["lm_loss"])
+    late = pl.col("step") >= SMALL.ponder_start
+    assert (base.filter(late)["lm_loss"] != other.filter(late)["lm_loss"]).all()
+
+
+def test_truth_converts_to_a_run(small: SimResult) -> None:
+    run = small.to_run()
+    assert isinstance(run, ponder_parse.Run)
+    assert run.name == run_name(SMALL)
+    assert run.last_step == SMALL.steps - 1
+    assert run.snapshot_layers.height == SMALL.n_layers
+    assert run.snapshot_layers.columns == list(schema.SNAPSHOT_LAYERS)
+    for name, df in run.tables().items():
+        expected = schema.SNAPSHOT_LAYERS if name == "snapshot_layers" else schema.TABLES[name]
+        assert df.schema == pl.Schema(expected), name
+
+
 def test_run_name_lists_what_differs() -> None:
     assert run_name(SimConfig()) == "baseline,seed=0"
     assert run_name(SimConfig(lambda_max=0.0005)) == "lambda_max=0.0005,seed=0"
@@ -415,7 +443,8 @@ def test_quality_rules_and_layer_consistency(small: SimResult) -> None:
     j = small.layers.join(small.traces, on=["step", "layer"])
     k_from_trace = j["s_trace"].list.sum()
     assert np.allclose(j["k"], k_from_trace)
-    assert np.allclose(j["frac_ge2"], j["s_trace"].list.get(1), atol=0.05)
+    # Hard execution tracks soft survival up to batch noise and whole tokens (1/256).
+    assert np.allclose(j["frac_ge2"], j["s_trace"].list.get(1), rtol=0.15, atol=1 / 256)
     # On policy steps the trace follows the gate: survival into pass 2 is p(continue).
     policy = j.join(small.steps.select("step", "audit"), on="step").filter(
         pl.col("step") >= SMALL.force_end, ~pl.col("audit")
@@ -484,15 +513,13 @@ def test_sample_runs_on_disk_are_what_the_simulator_writes(tmp_path: Path) -> No
     on_disk = ROOT / "sample_runs"
     written = write_sample_sweep(tmp_path)
     assert [p.name for p in written] == list(sample_configs())
-    assert sorted(p.name for p in on_disk.iterdir() if p.is_dir()) == sorted(
-        p.name for p in written
-    )
-    for run_dir in written:
-        for f in sorted(run_dir.iterdir()):
-            assert (on_disk / run_dir.name / f.name).read_bytes() == f.read_bytes(), f
-        assert sorted(p.name for p in (on_disk / run_dir.name).iterdir()) == sorted(
-            p.name for p in run_dir.iterdir()
-        )
+    fresh = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*") if p.is_file())
+    committed = sorted(p.relative_to(on_disk) for p in on_disk.rglob("*") if p.is_file())
+    assert committed == fresh
+    for rel in fresh:
+        assert (on_disk / rel).read_bytes() == (tmp_path / rel).read_bytes(), rel
+    readme = (on_disk / "README.md").read_text()
+    assert all(f"`{name}`" in readme for name in sample_configs())
     total = sum(f.stat().st_size for f in on_disk.rglob("*") if f.is_file())
     assert total < 15e6
 
