@@ -120,6 +120,8 @@ class SimConfig:
     crash_traceback: bool = True
     # Leave the log as a live run looks: the next step line half written, no newline.
     truncate_last_line: bool = False
+    # From this step on the run has diverged: losses print `nan`, the gradient `inf`.
+    diverge_at: int | None = None
 
     def __post_init__(self) -> None:
         if self.variant not in VARIANTS:
@@ -132,6 +134,8 @@ class SimConfig:
             raise ValueError("n_layers must be between 1 and 64")
         if self.steps < 1:
             raise ValueError("steps must be positive")
+        if self.checkpoint_every < 1 or self.generate_every < 0 or self.gen_samples < 0:
+            raise ValueError("need checkpoint_every >= 1, generate_every >= 0, gen_samples >= 0")
         if not 0 <= self.force_end <= self.ponder_start:
             raise ValueError("need 0 <= force_end <= ponder_start")
         if not 0 < self.lambda_min <= self.lambda_max:
@@ -257,7 +261,6 @@ class _State:
     db_count: int = 0
     db_since: int = 0
     use: float = 1.0  # EMA of how much recurrence is exercised: what keeps it trained
-    db_engaged_at: int | None = None
 
     def copy(self) -> _State:
         return replace(
@@ -441,7 +444,6 @@ def _run_segment(
             st.db_count = st.db_count + 1 if st.lam > mid else 0
             if st.db_count >= cfg.deadband_patience:
                 st.db_active = True
-                st.db_engaged_at = t
                 out_engaged[i] = True
         out_lam_after[i] = st.lam
         out_p1[i], out_q[i], out_sig[i], out_pnr[i] = p1, q, st.sig, st.pnr
@@ -495,7 +497,7 @@ class _Noise:
 
     _UNFINGERPRINTED = frozenset(
         {"seed", "steps", "crash_at", "crash_traceback", "truncate_last_line",
-         "checkpoint_every", "generate_every", "gen_samples", "baton"}
+         "checkpoint_every", "generate_every", "gen_samples", "baton", "diverge_at"}
     )
 
     def __init__(self, cfg: SimConfig, stream: int, steps: np.ndarray) -> None:
@@ -597,6 +599,12 @@ def _observe(cfg: SimConfig, const: _Constants, seg: _Segment, stream: int) -> N
     stall = np.where(rnd.random() < 0.004, rnd.uniform(2.0, 4.0), 1.0)
     dt = var.dt_ms * (0.5 + 0.25 * avg_exec) * np.exp(0.04 * rnd.normal(n)) * stall
     tps = ntok * 1000.0 / dt
+    if cfg.diverge_at is not None:
+        # A blown-up run keeps printing: the gradient norm overflows, the losses are NaN.
+        gone = seg.steps >= cfg.diverge_at
+        lm = np.where(gone, np.nan, lm)
+        mtp = np.where(gone, np.nan, mtp)
+        grad = np.where(seg.steps == cfg.diverge_at, np.inf, np.where(gone, np.nan, grad))
     if cfg.variant == "model3b":
         tot = lm + 0.3 * mtp + aux + net
         mtp_col, aux_col = mtp, aux
@@ -952,12 +960,15 @@ def _tables(cfg: SimConfig, seg: _Segment, keep: np.ndarray, segment: int) -> di
     steps = seg.steps[keep]
     nl = cfg.n_layers
     c = seg.cols
+    # Blocks the variant does not print are nulls; NaN stays NaN (a diverged run printed it).
+    unprinted = {"mtp_loss", "aux_loss"} if cfg.variant == "smollm" else set()
+    if cfg.variant == "model3b" or not cfg.baton:
+        unprinted |= {"baton", "baton_lam"}
     step_df = pl.DataFrame(
         {"step": steps, "audit": seg.audit[keep], "deadband_active": seg.db[keep]}
-        | {name: c[name][keep] for name in _STEP_COLS}
+        | {name: c[name][keep] for name in _STEP_COLS if name not in unprinted}
         | {"segment": np.full(steps.size, segment, dtype=np.int32)}
-    ).with_columns(pl.col(pl.Float64).fill_nan(None).name.keep())
-    # NaN above only marks "not printed" (MTP on smollm, BATON when off): nulls in the table.
+    )
     step_df = schema.conform(step_df, schema.STEPS)
 
     lrows = keep & (seg.steps % 10 == 0)

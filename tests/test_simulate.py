@@ -110,6 +110,17 @@ def test_runs_share_history_until_they_diverge() -> None:
     assert (base.filter(late)["lm_loss"] != other.filter(late)["lm_loss"]).all()
 
 
+def test_diverged_run_prints_non_finite_values() -> None:
+    res = simulate(replace(SMALL, steps=1300, diverge_at=1250))
+    line = next(ln for ln in res.log_text.split("\n") if ln.startswith("STEP: 1250 "))
+    assert "| TOT: nan | LM: nan |" in line and "| GRAD: inf |" in line
+    assert "| MTP: nan |" in line and "| PL/LM: nan% |" in line
+    gone = res.steps.filter(pl.col("step") >= 1250)
+    assert gone["lm_loss"].is_nan().all() and gone["lm_loss"].null_count() == 0
+    assert math.isnan(res.stats["lm_loss"])
+    assert res.steps.filter(pl.col("step") < 1250)["lm_loss"].is_finite().all()
+
+
 def test_truth_converts_to_a_run(small: SimResult) -> None:
     run = small.to_run()
     assert isinstance(run, ponder_parse.Run)
@@ -654,6 +665,11 @@ def _assert_printed(
         assert (a.is_null() == b.is_null()).all(), col
         x = a.drop_nulls().to_numpy()
         y = b.drop_nulls().to_numpy()
+        # Non-finite values are data: `nan` and `inf` must come back where they were.
+        assert (np.isnan(x) == np.isnan(y)).all(), col
+        assert (x[np.isinf(x)] == y[np.isinf(x)]).all() and (np.isinf(x) == np.isinf(y)).all()
+        finite = np.isfinite(x)
+        x, y = x[finite], y[finite]
         half = 0.5 * 10.0 ** -digits
         bound = {"abs": half, "pct": half / 100, "rel": half * np.abs(x)}[kind]
         bad = np.abs(x - y) > bound + 1e-12
@@ -673,6 +689,7 @@ ROUND_TRIP = {
     "kmax3-collapse": replace(SMALL, kmax=3, lambda_min=0.05, lambda_max=0.05),
     "resumed-live": RESUMED,
     "resumed-no-traceback": replace(SMALL, crash_at=1500, crash_traceback=False, seed=3),
+    "diverged": replace(SMALL, diverge_at=1700),
 }
 
 
@@ -695,7 +712,7 @@ def test_parser_reads_back_what_was_printed(case: str, tmp_path: Path) -> None:
     for a, b in zip(j["s_trace"].to_list(), j["s_trace_p"].to_list(), strict=True):
         assert len(a) == len(b) == res.config.kmax
         assert all(abs(x - y) <= 0.005 + 1e-12 for x, y in zip(a, b, strict=True))
-    assert run.snapshot == res.stats
+    assert json.dumps(run.snapshot) == json.dumps(res.stats)  # NaN-aware equality
     assert run.meta["n_layers"] == res.config.n_layers
     assert run.meta["kmax"] == res.config.kmax
     assert run.meta["restarts"] == res.meta["restarts"]
