@@ -25,7 +25,7 @@ import json
 import math
 import sys
 import zlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -474,7 +474,10 @@ def _run_segment(
 _BLOCK = 1024
 
 
-def _block_draw(key: list[int], start: int, n: int, draw: Any, tail: tuple[int, ...]) -> np.ndarray:
+_Draw = Callable[[np.random.Generator, tuple[int, ...]], np.ndarray]
+
+
+def _block_draw(key: list[int], start: int, n: int, draw: _Draw, tail: tuple[int, ...]) -> np.ndarray:
     """Draws for absolute steps [start, start + n), identical for a step whichever segment
     or run length asks for it: the stream is cut into fixed blocks of steps, each block
     seeded by its index, so a crashed run's first process repeats the uncrashed run."""
@@ -508,7 +511,7 @@ class _Noise:
         self.early = steps < cfg.force_end
         self.calls = 0
 
-    def _mix(self, draw: Any, tail: tuple[int, ...] = ()) -> np.ndarray:
+    def _mix(self, draw: _Draw, tail: tuple[int, ...] = ()) -> np.ndarray:
         self.calls += 1
         shared = _block_draw([*self.key, 0, self.calls], self.start, self.n, draw, tail)
         own = _block_draw([*self.key, self.fingerprint, self.calls], self.start, self.n, draw, tail)
@@ -784,20 +787,27 @@ def _fake_step_line(cfg: SimConfig) -> str:
     )
 
 
-def _generation_block(cfg: SimConfig, step: int, stream: int) -> list[str]:
+def _generation_block(
+    cfg: SimConfig, step: int, stream: int
+) -> tuple[list[str], list[dict[str, Any]]]:
+    """A sample block as the trainer prints it, and its samples as generation rows.
+
+    Early samples are word salad and later ones read better, as a real model's do. Two
+    blocks carry text shaped exactly like log lines, indented as output: a model trained
+    on its own logs echoes them, and a parser must never take them for data.
+    """
     rng = np.random.default_rng([cfg.seed, 3, stream, step])
     lines = ["=" * 20 + f" GENERATION STEP {step} " + "=" * 20]
+    rows: list[dict[str, Any]] = []
     quality = min(1.0, step / 3000.0)
     for sample in range(1, cfg.gen_samples + 1):
         prompt = _PROMPTS[int(rng.integers(len(_PROMPTS)))]
         prompt_tokens = max(1, round(len(prompt.split()) * 1.3))
-        n_words = 96
         words = [
             str(rng.choice(_WORDS_LATE if rng.random() < quality else _WORDS_EARLY))
-            for _ in range(n_words)
+            for _ in range(96)
         ]
         out_lines = _wrap(" ".join(words), 76)
-        # The model echoes log-like text it saw in training; a parser must ignore it.
         if step == cfg.generate_every and sample == cfg.gen_samples:
             out_lines.insert(1, _fake_step_line(cfg))
         if step == 2 * cfg.generate_every and sample == 1:
@@ -806,10 +816,23 @@ def _generation_block(cfg: SimConfig, step: int, stream: int) -> list[str]:
                                             0.1, 0.04, 0.04, -0.1, 0.333, 0.0))
         lines += [f"[GEN {sample}]", f"  Prompt ({prompt_tokens} tokens):"]
         lines += ["    " + ln for ln in prompt.split("\n")]
-        lines += ["  Output (128 tokens):"]
+        lines += [f"  Output ({_GEN_TOKENS} tokens):"]
         lines += ["    " + ln for ln in out_lines]
+        rows.append(
+            {
+                "step": step,
+                "sample": sample,
+                "prompt_tokens": prompt_tokens,
+                "prompt": prompt,
+                "output_tokens": _GEN_TOKENS,
+                "output": "\n".join(out_lines),
+            }
+        )
     lines.append("=" * 60)
-    return lines
+    return lines, rows
+
+
+_GEN_TOKENS = 128
 
 
 def _wrap(text: str, width: int) -> list[str]:
@@ -890,32 +913,10 @@ def _render_segment(cfg: SimConfig, seg: _Segment, stream: int) -> tuple[list[st
                 f"(step={step}, λ_p={lam_after[i]:.2e})"
             )
         if step > 0 and cfg.generate_every > 0 and step % cfg.generate_every == 0:
-            block = _generation_block(cfg, step, stream)
+            block, rows = _generation_block(cfg, step, stream)
             out += block
-            gens += _generation_rows(step, block)
+            gens += rows
     return out, gens
-
-
-def _generation_rows(step: int, block: list[str]) -> list[dict[str, Any]]:
-    rows: list[dict[str, Any]] = []
-    cur: dict[str, Any] | None = None
-    part = ""
-    for line in block[1:-1]:
-        if line.startswith("[GEN "):
-            cur = {"step": step, "sample": int(line[5:-1]), "prompt": [], "output": []}
-            rows.append(cur)
-        elif line.startswith("  Prompt ("):
-            cur["prompt_tokens"] = int(line.split("(")[1].split()[0])  # type: ignore[index]
-            part = "prompt"
-        elif line.startswith("  Output ("):
-            cur["output_tokens"] = int(line.split("(")[1].split()[0])  # type: ignore[index]
-            part = "output"
-        else:
-            cur[part].append(line[4:])  # type: ignore[index]
-    for r in rows:
-        r["prompt"] = "\n".join(r["prompt"])
-        r["output"] = "\n".join(r["output"])
-    return rows
 
 
 def _traceback_lines(cfg: SimConfig) -> list[str]:
