@@ -615,7 +615,7 @@ def _observe(cfg: SimConfig, const: _Constants, seg: _Segment, stream: int) -> N
     else:
         tot = lm + net
         mtp_col = aux_col = np.full(n, np.nan)
-        baton = 0.35 + 0.15 * np.clip(t / max(cfg.steps, 1), 0, 1) + 0.03 * rnd.normal(n)
+        baton = 0.35 + 0.15 * np.clip(progress, 0, 1) + 0.03 * rnd.normal(n)
         baton_lam = 0.02 + 0.5 * lam_applied + 0.002 * rnd.normal(n)
         if not cfg.baton:
             baton = baton_lam = np.full(n, np.nan)
