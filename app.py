@@ -95,7 +95,7 @@ with st.sidebar:
     else:
         selected, baseline = [], None
     if loaded.failures or loaded.messages:
-        with st.expander(f"⚠️ {len(loaded.failures) + len(loaded.messages)} load problem(s)", expanded=True):
+        with st.expander(f"{len(loaded.failures) + len(loaded.messages)} load problem(s)", expanded=True, icon=":material/warning:"):
             for f in loaded.failures:
                 st.markdown(f"- `{f.path}`: {f.reason}")
             for m in loaded.messages:

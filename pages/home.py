@@ -16,7 +16,7 @@ if ctx is not None:
     rows = []
     for run in ctx.runs:
         s = ctx.summary(run)
-        health = "🔴 critical" if s["n_critical"] else ("🟡 warning" if s["n_warning"] else "🟢 healthy")
+        health = "critical" if s["n_critical"] else ("warning" if s["n_warning"] else "healthy")
         rows.append(
             {
                 "run": run.name,
@@ -43,8 +43,8 @@ if ctx is not None:
         table = table.join(hp.with_columns(pl.all().exclude("run").cast(pl.String)), on="run", how="left")
     c1, c2, c3, c4 = st.columns(4)
     c1.metric("Runs shown", f"{len(ctx.runs)} / {len(ctx.all_runs)}")
-    c2.metric("Healthy", sum(r["health"].startswith("🟢") for r in rows))
-    c3.metric("With critical flags", sum(r["health"].startswith("🔴") for r in rows))
+    c2.metric("Healthy", sum(r["health"] == "healthy" for r in rows))
+    c3.metric("With critical flags", sum(r["health"] == "critical" for r in rows))
     c4.metric("Lines not understood", sum(r["problems"] for r in rows))
     ui.show_table(
         table,
@@ -57,7 +57,7 @@ if ctx is not None:
         },
     )
     st.caption(
-        "Health: 🔴 at least one critical red flag, 🟡 warnings only, 🟢 none (see *Red flags*). "
+        "Health: *critical* at least one critical red flag, *warning* warnings only, *healthy* none (see *Red flags*). "
         "Hyperparameter columns show only what differs between the shown runs."
     )
 

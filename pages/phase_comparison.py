@@ -75,7 +75,13 @@ if ctx is not None:
         if show_diff:
             cols += [f"{c}_diff" for c in COMPARED_METRICS]
         cols = list(dict.fromkeys(c for c in cols if c in diffs.columns))
-        ui.show_table(diffs.select(cols).sort("phase", "run"), "phase-summary")
+        order = {p: i for i, p in enumerate(ph.PHASES)}
+        ui.show_table(
+            diffs.with_columns(pl.col("phase").replace_strict(order, default=99).alias("_o"))
+            .sort("_o", "run")
+            .select(cols),
+            "phase-summary",
+        )
         st.subheader("Key metrics per phase")
         key_metrics = [
             ("lm_change", "LM change over the phase"),

@@ -26,7 +26,11 @@ RULE_METRICS: dict[str, list[str]] = {
     "nonfinite": ["steps.lm_loss", "steps.tot_loss"],
     "lambda_pinned": ["steps.lambda_p"],
 }
-ICON = {"critical": "🔴", "warning": "🟡", "info": "🔵"}
+ICON = {
+    "critical": ":red[:material/error:]",
+    "warning": ":orange[:material/warning:]",
+    "info": ":blue[:material/info:]",
+}
 
 ctx = ui.page_context(
     "Red flags",

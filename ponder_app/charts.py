@@ -44,6 +44,12 @@ X_TITLES: dict[str, str] = {
     "tokens": "tokens seen (sum of tok/sec × dt)",
 }
 WIDTH = "container"
+# Streamlit fits the whole chart (legends and title included) into its height unless
+# only the width is fitted: legends would squeeze the plot to nothing.
+AUTOSIZE = alt.AutoSizeParams(type="fit-x", contains="padding")
+
+# Row counts are bounded by the downsampling in `prepare`; the exporter must not refuse them.
+alt.data_transformers.disable_max_rows()
 
 
 def run_colors(names: Sequence[str]) -> dict[str, str]:
@@ -61,7 +67,7 @@ def _empty(message: str) -> alt.Chart:
         alt.Chart(pl.DataFrame({"text": [message]}))
         .mark_text(size=14, color="#888888")
         .encode(text="text:N")
-        .properties(height=60, width=WIDTH)
+        .properties(height=60, width=WIDTH, autosize=AUTOSIZE)
     )
 
 
@@ -95,13 +101,14 @@ def metric_chart(
     names = data["run"].unique(maintain_order=True).to_list()
     scale = color_scale(colors, names)
     yscale = alt.Scale(type="log") if log_y else alt.Scale(zero=False)
+    yaxis = alt.Axis(format="~e") if log_y else alt.Axis()
     xscale = alt.Scale(domain=list(x_domain)) if x_domain else alt.Scale()
     xenc = alt.X(f"{x}:Q", title=X_TITLES.get(x, x), scale=xscale)
     if log_y:
         data = data.filter(pl.col("value") > 0)
         if smoothed:
             data = data.filter(pl.col("smooth") > 0)
-    base = alt.Chart(data).encode(x=xenc, color=alt.Color("run:N", scale=scale, legend=alt.Legend(title="run", orient="bottom", columns=4, labelLimit=260)))
+    base = alt.Chart(data).encode(x=xenc, color=alt.Color("run:N", scale=scale, legend=alt.Legend(title="run", orient="bottom", columns=4, labelLimit=260, symbolType="stroke", symbolOpacity=1, symbolStrokeWidth=3)))
     tooltip = [
         alt.Tooltip("run:N"),
         alt.Tooltip(f"{x}:Q", title=X_TITLES.get(x, x), format=",.6g"),
@@ -115,7 +122,7 @@ def metric_chart(
             .encode(
                 x=alt.X("start:Q", scale=xscale),
                 x2="end:Q",
-                color=alt.Color(
+                fill=alt.Fill(
                     "label:N",
                     scale=alt.Scale(
                         domain=list(PHASE_LABELS.values()),
@@ -134,10 +141,10 @@ def metric_chart(
         )
     if smoothed:
         tooltip.append(alt.Tooltip("smooth:Q", title=f"{y_title} (smoothed)", format=value_format))
-        layers.append(base.mark_line(opacity=0.22, strokeWidth=1).encode(y=alt.Y("value:Q", scale=yscale, title=y_title), detail="run:N"))
-        layers.append(base.mark_line(strokeWidth=1.8).encode(y=alt.Y("smooth:Q", scale=yscale, title=y_title), tooltip=tooltip))
+        layers.append(base.mark_line(opacity=0.22, strokeWidth=1).encode(y=alt.Y("value:Q", scale=yscale, title=y_title, axis=yaxis), detail="run:N"))
+        layers.append(base.mark_line(strokeWidth=1.8).encode(y=alt.Y("smooth:Q", scale=yscale, title=y_title, axis=yaxis), tooltip=tooltip))
     else:
-        layers.append(base.mark_line(strokeWidth=1.5).encode(y=alt.Y("value:Q", scale=yscale, title=y_title), tooltip=tooltip))
+        layers.append(base.mark_line(strokeWidth=1.5).encode(y=alt.Y("value:Q", scale=yscale, title=y_title, axis=yaxis), tooltip=tooltip))
     # Invisible points make the tooltip reachable anywhere along the line.
     layers.append(base.mark_point(opacity=0, size=30).encode(y=alt.Y(("smooth" if smoothed else "value") + ":Q", scale=yscale), tooltip=tooltip))
     if refs:
@@ -159,11 +166,7 @@ def metric_chart(
                 tooltip=["run:N", alt.Tooltip("kind:N", title="event"), alt.Tooltip("x:Q", title=X_TITLES.get(x, x))],
             )
         )
-    return (
-        alt.layer(*layers)
-        .resolve_scale(color="independent")
-        .properties(title=title, height=height, width=WIDTH)
-    )
+    return alt.layer(*layers).properties(title=title, height=height, width=WIDTH, autosize=AUTOSIZE)
 
 
 def heatmap(
@@ -201,7 +204,7 @@ def heatmap(
                 alt.Tooltip("value:Q", title=value_title, format=value_format),
             ],
         )
-        .properties(title=title, width=WIDTH, height=max(height, 18 * n_layers))
+        .properties(title=title, width=WIDTH, autosize=AUTOSIZE, height=max(height, 18 * n_layers))
     )
 
 
@@ -221,7 +224,7 @@ def pattern_timeline(data: pl.DataFrame, *, title: str, kmax: int | None = None)
             color=alt.Color(
                 "pattern:N",
                 scale=alt.Scale(domain=domain, range=[PATTERN_COLORS[p] for p in domain]),
-                legend=alt.Legend(title="pattern", orient="bottom", labelExpr=_pattern_label_expr()),
+                legend=alt.Legend(title="pattern", orient="bottom", labelExpr=_pattern_label_expr(), labelLimit=320),
             ),
             tooltip=[
                 alt.Tooltip("layer:O"),
@@ -230,7 +233,7 @@ def pattern_timeline(data: pl.DataFrame, *, title: str, kmax: int | None = None)
                 alt.Tooltip("s_trace_text:N", title="s_trace"),
             ],
         )
-        .properties(title=title, width=WIDTH, height=max(120, 18 * n_layers))
+        .properties(title=title, width=WIDTH, autosize=AUTOSIZE, height=max(120, 18 * n_layers))
     )
 
 
@@ -253,7 +256,7 @@ def pattern_share_bars(data: pl.DataFrame, *, title: str) -> alt.Chart:
             color=alt.Color(
                 "pattern:N",
                 scale=alt.Scale(domain=domain, range=[PATTERN_COLORS[p] for p in domain]),
-                legend=alt.Legend(title="pattern", orient="bottom", labelExpr=_pattern_label_expr()),
+                legend=alt.Legend(title="pattern", orient="bottom", labelExpr=_pattern_label_expr(), labelLimit=320),
             ),
             column=alt.Column("phase_label:N", title=None, sort=list(PHASE_LABELS.values())),
             order=alt.Order("pattern_rank:Q"),
@@ -327,10 +330,10 @@ def grouped_bars(
             x=alt.X("phase_label:N", title=None, sort=list(PHASE_LABELS.values()), axis=alt.Axis(labelAngle=0)),
             xOffset=alt.XOffset("run:N", sort=names),
             y=alt.Y(f"{value}:Q", title=title),
-            color=alt.Color("run:N", scale=color_scale(colors, names), legend=alt.Legend(orient="bottom", columns=3, labelLimit=260)),
+            color=alt.Color("run:N", scale=color_scale(colors, names), legend=alt.Legend(orient="bottom", columns=2, labelLimit=220)),
             tooltip=["run:N", alt.Tooltip("phase_label:N", title="phase"), alt.Tooltip(f"{value}:Q", format=value_format)],
         )
-        .properties(title=title, width=WIDTH, height=220)
+        .properties(title=title, width=WIDTH, autosize=AUTOSIZE, height=220)
     )
 
 
@@ -351,7 +354,7 @@ def histogram(data: pl.DataFrame, *, value: str, title: str, colors: Mapping[str
         )
     )
     zero = alt.Chart(pl.DataFrame({"x": [0.0]})).mark_rule(color="#333333", strokeDash=[4, 3]).encode(x="x:Q")
-    return alt.layer(bars, zero).properties(title=title, width=WIDTH, height=220)
+    return alt.layer(bars, zero).properties(title=title, width=WIDTH, autosize=AUTOSIZE, height=220)
 
 
 def count_bars(data: pl.DataFrame, *, category: str, title: str, domain: Sequence[str], range_: Sequence[str]) -> alt.Chart:
@@ -367,7 +370,7 @@ def count_bars(data: pl.DataFrame, *, category: str, title: str, domain: Sequenc
             color=alt.Color(f"{category}:N", scale=alt.Scale(domain=list(domain), range=list(range_)), legend=alt.Legend(orient="bottom")),
             tooltip=["run:N", f"{category}:N", alt.Tooltip("n:Q", title="steps")],
         )
-        .properties(title=title, width=WIDTH)
+        .properties(title=title, width=WIDTH, autosize=AUTOSIZE)
     )
 
 
@@ -401,7 +404,7 @@ def parallel_coordinates(data: pl.DataFrame, *, axes: Sequence[str], colors: Map
             detail="run:N",
             tooltip=["run:N", "axis:N", alt.Tooltip("value:Q", format=".4g")],
         )
-        .properties(title="Runs across hyperparameters and outcomes", width=WIDTH, height=300)
+        .properties(title="Runs across hyperparameters and outcomes", width=WIDTH, autosize=AUTOSIZE, height=300)
     )
 
 
@@ -421,5 +424,5 @@ def scatter(data: pl.DataFrame, *, x: str, y: str, colors: Mapping[str, str]) ->
             color=alt.Color("run:N", scale=color_scale(colors, names), legend=alt.Legend(orient="bottom", columns=3, labelLimit=260)),
             tooltip=["run:N", f"{x}:{xtype}", alt.Tooltip(f"{y}:Q", format=".4g")],
         )
-        .properties(title=f"{y} against {x}", width=WIDTH, height=300)
+        .properties(title=f"{y} against {x}", width=WIDTH, autosize=AUTOSIZE, height=300)
     )

@@ -180,7 +180,9 @@ def layer_grid(run: Run, column: str, max_cols: int = 200, step_range: tuple[int
     lo, hi = int(df["step"].min()), int(df["step"].max())  # type: ignore[arg-type]
     steps = df["step"].unique().sort()
     spacing = int(steps.diff().drop_nulls().min() or 1) if steps.len() > 1 else 1
-    width = max(spacing, -(-(hi - lo + 1) // max_cols))
+    # A whole number of logging intervals per bucket: otherwise some buckets hold one
+    # sample and others two, and the picture stripes.
+    width = spacing * max(1, -(-(hi - lo + 1) // (spacing * max_cols)))
     return (
         df.with_columns(((pl.col("step") - lo) // width).alias("_b"))
         .group_by("layer", "_b")

@@ -31,7 +31,6 @@ from ponder_parse.live import LiveLog
 from ponder_parse.loader import (
     LoadFailure,
     RunLoadError,
-    attach_hparams,
     expand_paths,
     find_log,
     load_run,
@@ -146,7 +145,6 @@ def load_all(paths: Sequence[str], upload_dirs: Sequence[Path] = (), live: bool 
                 reader = _live_reader(str(p))
                 reader.poll()
                 run = reader.run()
-                attach_hparams(run, p if p.is_dir() else None)
                 run.meta["cache_key"] = f"{p}|live|{reader.offset}"
             else:
                 run = _load_cached(str(p), _stamp(p))

@@ -30,13 +30,13 @@ def show_chart(chart: alt.TopLevelMixin, name: str, *, downloads: bool = True) -
     """Draw an Altair chart at container width, with PNG/SVG downloads beneath it."""
     st.altair_chart(chart, width="stretch")
     if downloads:
-        c1, c2, _ = st.columns([1, 1, 6])
+        row = st.container(horizontal=True)
         slug = _slug(name)
-        c1.download_button(
+        row.download_button(
             "PNG", data=lambda: _render(chart, "png"), file_name=f"{slug}.png",
             mime="image/png", key=f"png-{slug}", on_click="ignore", icon=":material/download:",
         )
-        c2.download_button(
+        row.download_button(
             "SVG", data=lambda: _render(chart, "svg"), file_name=f"{slug}.svg",
             mime="image/svg+xml", key=f"svg-{slug}", on_click="ignore", icon=":material/download:",
         )

@@ -13,7 +13,7 @@ from pathlib import Path
 import polars as pl
 
 from ponder_parse import logparse, schema
-from ponder_parse.loader import build_run, find_log
+from ponder_parse.loader import attach_hparams, build_run, find_log
 from ponder_parse.run import Run
 
 # Raw chunks are merged once there are this many, so finalizing stays one concat away.
@@ -110,7 +110,9 @@ class LiveLog:
             "live": True,
         }
         stats = (self.directory or self.log.parent) / "stats.json"
-        return build_run(tables, facts, name=self.name, source=self.log, stats_path=stats)
+        run = build_run(tables, facts, name=self.name, source=self.log, stats_path=stats)
+        attach_hparams(run, self.directory)
+        return run
 
 
 def _merge(chunks: list[logparse.RawChunk]) -> logparse.RawChunk:

@@ -9,7 +9,6 @@ hides the others.
 
 from __future__ import annotations
 
-import gzip
 import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -19,14 +18,14 @@ from typing import Any
 import polars as pl
 
 from ponder_parse import logparse, schema
+from ponder_parse.archives import find_run_dirs, is_log_file
 from ponder_parse.hparams import hparams_for
 from ponder_parse.meta import derive_meta, detect_variant
 from ponder_parse.run import Run
 from ponder_parse.snapshot import read_snapshot, snapshot_layers
 
 LOG_SUFFIXES = (".txt", ".log", ".txt.gz", ".log.gz")
-SNIFF_BYTES = 64 * 1024
-MAX_DEPTH = 4
+MAX_LOG_BYTES = 4 * 2**30  # decompressed; a 10 000-step log is about 6 MB
 
 
 class RunLoadError(Exception):
@@ -54,63 +53,40 @@ def _has_log_suffix(path: Path) -> bool:
     return path.name.lower().endswith(LOG_SUFFIXES)
 
 
-def _open_bytes(path: Path) -> tuple[bytes, str | None]:
-    """File content, gunzipped when needed; a gzip stream that ends early (a log still
-    being compressed, a cut download) yields what is there plus a note."""
+def _open_bytes(path: Path, limit: int = MAX_LOG_BYTES) -> tuple[bytes, str | None]:
+    """File content, gunzipped when needed.
+
+    Decompression stops at `limit` bytes (a compressed upload must not be able to fill
+    memory), and a gzip stream that ends early (a log still being compressed, a cut
+    download) yields what is there; both come with a note.
+    """
     data = path.read_bytes()
     if not (path.suffix.lower() == ".gz" or data[:2] == b"\x1f\x8b"):
         return data, None
+    d = zlib.decompressobj(wbits=47)
     try:
-        return gzip.decompress(data), None
-    except (EOFError, OSError, zlib.error):
-        d = zlib.decompressobj(wbits=47)
-        try:
-            out = d.decompress(data)
-        except zlib.error as exc:
-            return b"", f"not a readable gzip file ({exc})"
+        out = d.decompress(data, limit)
+    except zlib.error as exc:
+        return b"", f"not a readable gzip file ({exc})"
+    if d.unconsumed_tail:
+        return out, f"decompressed log is larger than {limit // 2**20} MiB: only the start was read"
+    if not d.eof:
         return out, "compressed log ends early: showing what could be decompressed"
+    return out, None
 
 
 def sniff_log(path: Path) -> bool:
-    """Whether a file is a trainer log: named like one, or holding a step line early on."""
-    name = path.name.lower()
-    if not path.is_file() or not _has_log_suffix(path):
-        return False
-    if name.startswith("log_"):
-        return True
-    try:
-        head, _ = (
-            _open_bytes(path) if name.endswith(".gz") else (path.open("rb").read(SNIFF_BYTES), None)
-        )
-    except OSError:
-        return False
-    head = head[:SNIFF_BYTES]
-    return b"STEP: " in head or b"INIT | PARAMS" in head
+    """Whether a file is a trainer log (named like one, or holding a step line early on)."""
+    return path.is_file() and is_log_file(path)
 
 
 def find_log(directory: Path) -> Path | None:
-    """The trainer log in a run folder: `log_*` first, else any log-like file with step lines."""
+    """The trainer log in a run folder: `log_*` first (the largest), else any log-like file."""
     candidates = sorted(p for p in directory.iterdir() if p.is_file() and _has_log_suffix(p))
     named = [p for p in candidates if p.name.lower().startswith("log_")]
     if named:
         return max(named, key=lambda p: p.stat().st_size)
-    for p in candidates:
-        if sniff_log(p):
-            return p
-    return None
-
-
-def find_run_dirs(root: Path, depth: int = 0) -> list[Path]:
-    """A folder holding a log is a run; a folder of run folders expands to each of them."""
-    if find_log(root) is not None:
-        return [root]
-    if depth >= MAX_DEPTH:
-        return []
-    out: list[Path] = []
-    for child in sorted(root.iterdir()):
-        if child.is_dir() and not child.name.startswith((".", "__")):
-            out.extend(find_run_dirs(child, depth + 1))
-    return out
+    return next((p for p in candidates if sniff_log(p)), None)
 
 
 def run_name_for(log_path: Path, directory: Path | None) -> str:
@@ -244,7 +220,7 @@ def expand_paths(paths: Iterable[str | Path]) -> tuple[list[Path], list[LoadFail
         elif p.is_file():
             out.append(p)
         else:
-            found = find_run_dirs(p)
+            found = [d for d in find_run_dirs(p) if find_log(d) is not None]
             if found:
                 out.extend(found)
             else:

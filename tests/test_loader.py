@@ -169,3 +169,12 @@ def test_meta_restarts_and_deadband(write_log) -> None:
     assert run.meta["restarts"] == 1 and run.meta["resume_steps"] == [10]
     assert run.meta["deadband_step"] == 11 and run.meta["target_k"] == 1.3
     assert run.meta["target_k_source"] == "deadband"
+
+
+def test_decompression_is_capped(tmp_path) -> None:
+    from ponder_parse.loader import _open_bytes
+
+    p = tmp_path / "bomb.log.gz"
+    p.write_bytes(gzip.compress(b"\n" * 5_000_000))
+    data, note = _open_bytes(p, limit=1_000_000)
+    assert len(data) == 1_000_000 and "larger than" in note
