@@ -40,7 +40,9 @@ if ctx is not None:
     if varying:
         hp_all = sweep.sweep_table(ctx.runs)
         hp = hp_all.select("run", *[k for k in varying if k in hp_all.columns])
-        table = table.join(hp.with_columns(pl.all().exclude("run").cast(pl.String)), on="run", how="left")
+        hp = hp.with_columns(pl.all().exclude("run").cast(pl.String))
+        # What differs between runs sits next to the run's name, before the outcomes.
+        table = table.join(hp, on="run", how="left").select("run", *hp.columns[1:], pl.exclude("run", *hp.columns[1:]))
     c1, c2, c3, c4 = st.columns(4)
     c1.metric("Runs shown", f"{len(ctx.runs)} / {len(ctx.all_runs)}")
     c2.metric("Healthy", sum(r["health"] == "healthy" for r in rows))

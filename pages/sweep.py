@@ -23,7 +23,8 @@ if ctx is not None:
     varying = sweep.varying_hparams(ctx.runs)
     only_diff = st.toggle("Show only hyperparameters that differ", value=True, key="sw_diff")
     hp_cols = [c for c in table.columns if c != "run" and c not in OUTCOMES]
-    keep = ["run", *([c for c in hp_cols if c in varying] if only_diff else hp_cols), *[c for c in OUTCOMES if c in table.columns]]
+    # Outcomes first: a sweep is read by ranking runs, then asking what they had in common.
+    keep = ["run", *[c for c in OUTCOMES if c in table.columns], *([c for c in hp_cols if c in varying] if only_diff else hp_cols)]
     ui.show_table(table.select(keep), "sweep", column_config={"win_rate": st.column_config.NumberColumn(format="percent")})
 
     groups = sweep.seed_groups(ctx.runs)
@@ -34,7 +35,9 @@ if ctx is not None:
 
     numeric = [c for c in keep[1:] if table.schema[c].is_numeric() and table[c].n_unique() > 1]
     st.subheader("Parallel coordinates")
-    axes = st.multiselect("Axes", numeric, default=numeric[:8], key="sw_axes")
+    hp_numeric = [c for c in numeric if c not in OUTCOMES]
+    out_numeric = [c for c in ("final_lm", "k_mean_economic", "win_rate") if c in numeric]
+    axes = st.multiselect("Axes", numeric, default=hp_numeric[:5] + out_numeric, key="sw_axes")
     ui.show_chart(charts.parallel_coordinates(table, axes=axes, colors=ctx.colors), "sweep-parallel")
 
     st.subheader("Outcome against a hyperparameter")
@@ -44,7 +47,8 @@ if ctx is not None:
     if xs and ys:
         x = c1.selectbox("Hyperparameter", xs, key="sw_x")
         y = c2.selectbox("Outcome", ys, key="sw_y")
-        ui.show_chart(charts.scatter(table, x=x, y=y, colors=ctx.colors), f"sweep-{y}-vs-{x}")
+        log_x = c1.toggle("Log x", key="sw_logx", help="For settings swept over decades (λ_p bounds, learning rates).")
+        ui.show_chart(charts.scatter(table, x=x, y=y, colors=ctx.colors, log_x=log_x), f"sweep-{y}-vs-{x}")
 
     st.subheader("Edit tags")
     st.caption("Your edits apply to this session: fix a missing seed, or tag runs for grouping.")

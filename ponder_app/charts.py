@@ -408,18 +408,24 @@ def parallel_coordinates(data: pl.DataFrame, *, axes: Sequence[str], colors: Map
     )
 
 
-def scatter(data: pl.DataFrame, *, x: str, y: str, colors: Mapping[str, str]) -> alt.Chart:
+def scatter(data: pl.DataFrame, *, x: str, y: str, colors: Mapping[str, str], log_x: bool = False) -> alt.Chart:
     """One point per run: a summary metric against a hyperparameter."""
     data = data.filter(pl.col(x).is_not_null() & pl.col(y).is_not_null())
+    xtype = "Q" if data.schema[x].is_numeric() else "N"
+    if log_x and xtype == "Q":
+        data = data.filter(pl.col(x) > 0)
     if data.is_empty():
         return _empty(f"no runs with both {x} and {y}")
     names = data["run"].to_list()
-    xtype = "Q" if data.schema[x].is_numeric() else "N"
     return (
         alt.Chart(data)
         .mark_circle(size=120, opacity=0.85)
         .encode(
-            x=alt.X(f"{x}:{xtype}", title=x, scale=alt.Scale(zero=False) if xtype == "Q" else alt.Undefined),
+            x=alt.X(
+                f"{x}:{xtype}",
+                title=x,
+                scale=(alt.Scale(type="log") if log_x else alt.Scale(zero=False)) if xtype == "Q" else alt.Undefined,
+            ),
             y=alt.Y(f"{y}:Q", title=y, scale=alt.Scale(zero=False)),
             color=alt.Color("run:N", scale=color_scale(colors, names), legend=alt.Legend(orient="bottom", columns=3, labelLimit=260)),
             tooltip=["run:N", f"{x}:{xtype}", alt.Tooltip(f"{y}:Q", format=".4g")],
