@@ -38,7 +38,7 @@ if ctx is not None:
         ),
         "economics-ctrl_err",
     )
-    rates = [prepare.rolling_rates(r, window) for r in ctx.runs]
+    rates = [prepare.rolling_rates(r, window, prepare.points_per_run(len(ctx.runs))) for r in ctx.runs]
     rates = [r for r in rates if r.height]
     if rates:
         rr = pl.concat(rates)
@@ -54,7 +54,11 @@ if ctx is not None:
     if q.height:
         left, right = st.columns(2)
         with left:
-            ui.show_chart(charts.histogram(q.filter(pl.col("status").is_in(["ECONOMIC WIN", "TAX ONLY"])), value="delta_ce", title="ΔCE on policy steps (right of 0: recurrence helped)", colors=ctx.colors), "economics-delta_ce")
+            bins = prepare.histogram_bins(q.filter(pl.col("status").is_in(["ECONOMIC WIN", "TAX ONLY"])), "delta_ce")
+            ui.show_chart(
+                charts.histogram(bins, title="ΔCE on policy steps (right of 0: recurrence helped)", x_title="ΔCE", colors=ctx.colors),
+                "economics-delta_ce",
+            )
         with right:
             counts = q.group_by("run", "status").agg(pl.len().alias("n"))
             ui.show_chart(

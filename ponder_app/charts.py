@@ -44,6 +44,7 @@ X_TITLES: dict[str, str] = {
     "tokens": "tokens seen (sum of tok/sec × dt)",
 }
 WIDTH = "container"
+TOOLTIP_POINTS = 3000  # hover targets per chart
 # Streamlit fits the whole chart (legends and title included) into its height unless
 # only the width is fitted: legends would squeeze the plot to nothing.
 AUTOSIZE = alt.AutoSizeParams(type="fit-x", contains="padding")
@@ -145,8 +146,15 @@ def metric_chart(
         layers.append(base.mark_line(strokeWidth=1.8).encode(y=alt.Y("smooth:Q", scale=yscale, title=y_title, axis=yaxis), tooltip=tooltip))
     else:
         layers.append(base.mark_line(strokeWidth=1.5).encode(y=alt.Y("value:Q", scale=yscale, title=y_title, axis=yaxis), tooltip=tooltip))
-    # Invisible points make the tooltip reachable anywhere along the line.
-    layers.append(base.mark_point(opacity=0, size=30).encode(y=alt.Y(("smooth" if smoothed else "value") + ":Q", scale=yscale), tooltip=tooltip))
+    # Invisible points make the tooltip reachable along the line; a thinned copy of the
+    # data is enough for that and keeps the browser's work small.
+    every = max(1, data.height // TOOLTIP_POINTS)
+    hover = data.gather_every(every) if every > 1 else data
+    layers.append(
+        alt.Chart(hover)
+        .mark_point(opacity=0, size=40)
+        .encode(x=xenc, y=alt.Y(("smooth" if smoothed else "value") + ":Q", scale=yscale), tooltip=tooltip)
+    )
     if refs:
         rdf = pl.DataFrame({"y": [float(v) for v, _ in refs], "label": [lbl for _, lbl in refs]})
         if log_y:
@@ -337,20 +345,24 @@ def grouped_bars(
     )
 
 
-def histogram(data: pl.DataFrame, *, value: str, title: str, colors: Mapping[str, str], bins: int = 40) -> alt.Chart:
-    """Overlaid per-run histograms (rows `run, <value>`), with a zero line."""
-    data = data.filter(pl.col(value).is_finite())
+def histogram(data: pl.DataFrame, *, title: str, x_title: str, colors: Mapping[str, str]) -> alt.Chart:
+    """Overlaid per-run histograms from pre-binned counts (rows `run, lo, hi, n`), zero marked.
+
+    Binning happens in Polars (`prepare.histogram_bins`): the browser gets a few hundred
+    rows instead of every value.
+    """
     if data.is_empty():
         return _empty(f"{title}: no values")
     names = data["run"].unique(maintain_order=True).to_list()
     bars = (
         alt.Chart(data)
-        .mark_bar(opacity=0.45, binSpacing=0)
+        .mark_rect(opacity=0.45)
         .encode(
-            x=alt.X(f"{value}:Q", bin=alt.Bin(maxbins=bins), title=title),
-            y=alt.Y("count():Q", stack=None, title="steps"),
+            x=alt.X("lo:Q", title=x_title),
+            x2="hi:Q",
+            y=alt.Y("n:Q", title="steps", stack=None),
             color=alt.Color("run:N", scale=color_scale(colors, names), legend=alt.Legend(orient="bottom", columns=3, labelLimit=260)),
-            tooltip=["run:N", alt.Tooltip("count():Q", title="steps")],
+            tooltip=["run:N", alt.Tooltip("lo:Q", title="from", format=".4g"), alt.Tooltip("hi:Q", title="to", format=".4g"), alt.Tooltip("n:Q", title="steps")],
         )
     )
     zero = alt.Chart(pl.DataFrame({"x": [0.0]})).mark_rule(color="#333333", strokeDash=[4, 3]).encode(x="x:Q")

@@ -19,8 +19,8 @@ from ponder_parse.smoothing import ema
 from ponder_parse.sweep import group_band
 
 # Points a chart may send to the browser in total (all runs of one metric together).
-POINT_BUDGET = 24_000
-MIN_POINTS_PER_RUN = 300
+POINT_BUDGET = 16_000
+MIN_POINTS_PER_RUN = 250
 MAX_POINTS_PER_RUN = 2_000
 
 
@@ -243,19 +243,21 @@ def with_phase_labels(df: pl.DataFrame) -> pl.DataFrame:
     return df.with_columns(pl.col("phase").replace_strict(PHASE_LABELS, default=pl.col("phase")).alias("phase_label"))
 
 
-def rolling_rates(run: Run, window: int = 100) -> pl.DataFrame:
+def rolling_rates(run: Run, window: int = 100, max_points: int = MAX_POINTS_PER_RUN) -> pl.DataFrame:
     """ECONOMIC WIN share of policy steps and CONFIDENCE+ share, over a trailing window of steps."""
     q = run.quality.sort("step")
     policy = q.filter(pl.col("status").is_in(["ECONOMIC WIN", "TAX ONLY"]))
     if policy.height == 0:
         return pl.DataFrame()
     w = min(window, policy.height)
-    return policy.select(
+    rates = policy.select(
         pl.lit(run.name).alias("run"),
         "step",
         (pl.col("status") == "ECONOMIC WIN").cast(pl.Float64).rolling_mean(w, min_samples=max(1, w // 4)).alias("win_rate"),
         pl.col("confidence").cast(pl.Float64).rolling_mean(w, min_samples=max(1, w // 4)).alias("confidence_rate"),
     )
+    kept = downsample(rates, x="step", columns=["win_rate", "confidence_rate"], max_points=max_points)
+    return rates.join(kept.select("step").unique(), on="step", how="semi").sort("step")
 
 
 def metric_options(frames: Mapping[str, pl.DataFrame]) -> list[catalog.Metric]:
@@ -269,3 +271,26 @@ def metric_options(frames: Mapping[str, pl.DataFrame]) -> list[catalog.Metric]:
         for m in catalog.metrics_for(table, numeric_only=True)
         if m.column in present and m.column != "step"
     ]
+
+
+def histogram_bins(data: pl.DataFrame, value: str, bins: int = 40, by: str = "run") -> pl.DataFrame:
+    """Counts per bin and run over a shared set of bins: rows `run, lo, hi, n`.
+
+    The range is the 0.5–99.5 percentile of all finite values so one outlier does not
+    squash every bar into a single bin; values beyond it land in the edge bins.
+    """
+    finite = data.filter(pl.col(value).is_finite())
+    if finite.is_empty():
+        return pl.DataFrame(schema={by: pl.String, "lo": pl.Float64, "hi": pl.Float64, "n": pl.UInt32})
+    lo = float(finite[value].quantile(0.005))  # type: ignore[arg-type]
+    hi = float(finite[value].quantile(0.995))  # type: ignore[arg-type]
+    if hi <= lo:
+        lo, hi = lo - 0.5, hi + 0.5
+    width = (hi - lo) / bins
+    idx = ((pl.col(value) - lo) / width).floor().clip(0, bins - 1).cast(pl.Int64)
+    return (
+        finite.group_by(by, idx.alias("_b"))
+        .agg(pl.len().alias("n"))
+        .select(by, (lo + pl.col("_b") * width).alias("lo"), (lo + (pl.col("_b") + 1) * width).alias("hi"), "n")
+        .sort(by, "lo")
+    )
