@@ -112,9 +112,9 @@ def _lines_frame(lines: pl.DataFrame, first_line_no: int) -> pl.DataFrame:
         "line_no", offset=first_line_no
     )
     df = df.with_columns(pl.col("line_no").cast(pl.Int64))
-    # CRLF endings, then carriage-return overwrites (progress bars): each CR-separated
-    # segment is looked at on its own, under the physical line's number.
-    df = df.with_columns(pl.col("text").str.strip_chars_end("\r"))
+    # CRLF endings are gone already (`read_lines`); carriage-return overwrites (progress
+    # bars) remain: each CR-separated segment is looked at on its own, under the
+    # physical line's number.
     if df.height and df["text"].str.contains("\r", literal=True).any():
         df = (
             df.with_columns(pl.col("text").str.split("\r"))
@@ -466,8 +466,15 @@ def scan_lines(
     )
 
     # --- data lines: the regex-heavy work, run as parallel lazy queries --------------------
+    # One pass splits the lines by kind (cheaper than a filter per kind).
+    parts = df.partition_by("kind", as_dict=True)
+    empty = df.clear()
+
+    def part(kind: str) -> pl.DataFrame:
+        return parts.get((kind,), empty)
+
     def of(kind: str) -> pl.LazyFrame:
-        return df.filter(pl.col("kind") == kind).lazy()
+        return part(kind).lazy()
 
     queries = {
         "steps": step_lines.filter(pl.col("_ok"))
@@ -494,19 +501,21 @@ def scan_lines(
             tables[name] = frame.drop("text", "_ok", strict=False)
 
     # --- generations ---------------------------------------------------------------------
-    gen = df.filter(pl.col("kind") == "generation")
+    gen = part("generation")
     if gen.height:
         tables["generations"] = _generations(gen)
 
     # --- events: run-level lines and stderr noise ----------------------------------------
-    ev = df.filter(~pl.col("kind").is_in([*DATA_KINDS, "generation", "blank", "unknown"]))
+    not_events = {*DATA_KINDS, "generation", "blank", "unknown"}
+    ev_parts = [f for (k,), f in parts.items() if k not in not_events]
+    ev = pl.concat(ev_parts).sort("line_no") if ev_parts else empty
     if ev.height:
         # A progress bar redraws itself many times on one line: keep its last state.
         ev = ev.filter((pl.col("kind") != "progress") | pl.col("line_no").is_last_distinct())
         tables["events"] = ev.select("line_no", _event_step().alias("step"), "kind", "text")
 
     problems.append(
-        _problem_rows(df.filter(pl.col("kind") == "unknown"), pl.lit("unrecognized line"))
+        _problem_rows(part("unknown"), pl.lit("unrecognized line"))
     )
     problems = [p for p in problems if p.height]
     if problems:
