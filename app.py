@@ -6,11 +6,12 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import streamlit as st
 
-from ponder_app import state
+from ponder_app import state, ui
 
 st.set_page_config(page_title="Ponder runs", page_icon=":material/stacked_line_chart:", layout="wide")
 
@@ -118,4 +119,13 @@ if live:
     with st.sidebar:
         _follow()
 
-page.run()
+try:
+    page.run()
+except Exception as exc:  # noqa: BLE001 - a page failing on odd input gets a message, not a traceback
+    logging.getLogger("ponder_app").exception("page %s failed", page.title)
+    st.error(
+        f"This page could not be drawn for the selected runs ({type(exc).__name__}: {exc}). "
+        "Try deselecting the run that causes it in the sidebar; the other pages still work.",
+        icon=":material/error:",
+    )
+ui.show_errors(ctx)

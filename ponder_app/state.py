@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import hashlib
+import logging
 import os
 import shutil
 import sys
@@ -38,6 +39,7 @@ from ponder_parse.loader import (
 )
 from ponder_parse.run import Run
 
+logger = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_RUNS = ROOT / "sample_runs"
 CTX_KEY = "_ponder_ctx"
@@ -213,21 +215,45 @@ class Context:
     colors: dict[str, str]
     failures: list[LoadFailure]
     messages: list[str]
+    errors: dict[str, str] = field(default_factory=dict)  # run → what could not be computed
 
     def overrides(self, run: Run) -> dict[str, int]:
         return dict(st.session_state.get("phase_overrides", {}).get(run.name, {}))
 
+    def _safe(self, what: str, run: Run, fn: Any, fallback: Any) -> Any:
+        """One run's analysis failing must not take the page (or the other runs) down:
+        the failure is recorded and shown as a message, the run gets an empty result."""
+        try:
+            return fn()
+        except Exception as exc:  # noqa: BLE001
+            logger.exception("%s failed for run %s", what, run.name)
+            self.errors.setdefault(run.name, f"{what} could not be computed: {exc}")
+            return fallback
+
     def phases(self, run: Run) -> pl.DataFrame:
-        return _phases(_key(run), _ov(self.overrides(run)), run)
+        return self._safe(
+            "phases", run, lambda: _phases(_key(run), _ov(self.overrides(run)), run),
+            pl.DataFrame(schema=phases.PHASES_SCHEMA),
+        )
 
     def flags(self, run: Run) -> pl.DataFrame:
-        return _flags(_key(run), _ov(self.overrides(run)), run)
+        return self._safe(
+            "red flags", run, lambda: _flags(_key(run), _ov(self.overrides(run)), run),
+            pl.DataFrame(schema=flags.FINDINGS_SCHEMA),
+        )
 
     def summary(self, run: Run) -> dict[str, Any]:
-        return _summary(_key(run), _ov(self.overrides(run)), run)
+        empty = dict.fromkeys(summaries.RUN_SUMMARY_SCHEMA) | {
+            "run": run.name, "steps": run.n_steps, "n_critical": 0, "n_warning": 0, "n_info": 0,
+            "problems": run.problems.height, "restarts": 0,
+        }
+        return self._safe("summary", run, lambda: _summary(_key(run), _ov(self.overrides(run)), run), empty)
 
     def phase_summary(self, run: Run) -> pl.DataFrame:
-        return _phase_summary(_key(run), _ov(self.overrides(run)), run)
+        return self._safe(
+            "phase summary", run, lambda: _phase_summary(_key(run), _ov(self.overrides(run)), run),
+            pl.DataFrame(schema=summaries.SUMMARY_SCHEMA),
+        )
 
     def frame(self, run: Run) -> pl.DataFrame:
         """`steps` + `quality` per step, with elapsed-time and token axes."""

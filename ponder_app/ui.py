@@ -71,6 +71,12 @@ def page_context(title: str, caption: str | None = None) -> Context | None:
     return ctx
 
 
+def show_errors(ctx: Context) -> None:
+    """Per-run analysis failures, said plainly at the end of the page."""
+    for name, message in ctx.errors.items():
+        st.warning(f"**{name}**: {message}. The other runs are unaffected.", icon=":material/warning:")
+
+
 def fmt(value: Any, spec: str = ".4g") -> str:
     if value is None:
         return "–"
