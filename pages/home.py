@@ -92,6 +92,12 @@ if ctx is not None:
                         pl.DataFrame({"key": list(hp), "value": [str(v) for v in hp.values()], "from": [src.get(k, "") for k in hp]}),
                         hide_index=True, width="stretch", height=240,
                     )
+            kinds = meta.get("line_kinds", {})
+            if kinds:
+                st.caption(
+                    f"{meta.get('n_lines', 0)} lines: "
+                    + ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in kinds.items())
+                )
             if run.problems.height:
                 st.markdown("**Lines not understood** (line number, text, reason)")
                 ui.show_table(run.problems, f"problems-{run.name}", height=200)

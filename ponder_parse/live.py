@@ -107,6 +107,7 @@ class LiveLog:
             "truncated": bool(self.partial),
             "n_lines": n_lines,
             "invalid_utf8": self.invalid_utf8,
+            "line_kinds": logparse.line_kinds(chunks),
             "live": True,
         }
         stats = (self.directory or self.log.parent) / "stats.json"

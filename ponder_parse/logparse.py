@@ -520,6 +520,9 @@ def scan_lines(
     problems = [p for p in problems if p.height]
     if problems:
         tables["problems"] = pl.concat(problems).sort("line_no")
+    # The accounting of every line by kind (a line some of whose parts were unreadable
+    # counts under its kind and shows in `problems` too).
+    tables["line_kinds"] = df.group_by("kind").agg(pl.col("line_no").n_unique().alias("n"))
 
     # --- state for the next chunk ------------------------------------------------------------
     new_state = replace(state, line_no=state.line_no + consumed)
@@ -633,6 +636,15 @@ def _latest(df: pl.DataFrame | None, keys: list[str], s: dict[str, pl.DataType])
     return schema.conform(out, s)
 
 
+def line_kinds(chunks: list[RawChunk]) -> dict[str, int]:
+    """How many lines of each kind the chunks held (blank lines included)."""
+    kinds = _concat(chunks, "line_kinds")
+    if kinds is None:
+        return {}
+    agg = kinds.group_by("kind").agg(pl.col("n").sum()).sort("n", descending=True)
+    return {str(k): int(n) for k, n in agg.iter_rows()}
+
+
 def finalize(chunks: list[RawChunk]) -> dict[str, pl.DataFrame]:
     """Raw chunk rows → the `Run` tables, with resumed steps resolved."""
     events = _concat(chunks, "events")
@@ -668,6 +680,7 @@ def parse_bytes(data: bytes) -> tuple[dict[str, pl.DataFrame], dict[str, Any]]:
         "truncated": bool(rest),
         "n_lines": n + bool(rest),
         "invalid_utf8": invalid,
+        "line_kinds": line_kinds([chunk]),
     }
     if rest:
         tables["problems"] = pl.concat(

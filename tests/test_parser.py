@@ -312,3 +312,14 @@ def test_empty_and_non_log_text() -> None:
         assert dict(df.schema) == {k: v for k, v in schema.TABLES[name].items()}
     t, _ = parse_text("hello\nworld\n")
     assert t["problems"]["reason"].to_list() == ["unrecognized line"] * 2
+
+
+def test_line_kinds_account_for_every_physical_line() -> None:
+    lines = small_log(steps=40, layers=2) + ["", "garbage", "Traceback (most recent call last):", "  x"]
+    lines += generation_block(40, [("p", "o\n\nSTEP: 1 | fake")]) + ["💾 Checkpoint saved: c.pt (step=40, λ_p=1.00e-03)"]
+    t, facts = parse_text("\n".join(lines) + "\n" + "STEP: 41 | TO")
+    kinds = facts["line_kinds"]
+    assert sum(kinds.values()) + facts["truncated"] == facts["n_lines"] == len(lines) + 1
+    assert kinds["step"] == 40 and kinds["blank"] == 1 and kinds["unknown"] == 1
+    assert kinds["traceback"] == 2 and kinds["checkpoint"] == 1
+    assert kinds["generation"] == len(generation_block(40, [("p", "o\n\nSTEP: 1 | fake")]))
