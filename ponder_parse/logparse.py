@@ -124,8 +124,8 @@ def _lines_frame(lines: pl.DataFrame, first_line_no: int) -> pl.DataFrame:
     return df.with_row_index("_i")
 
 
-def _classify(df: pl.DataFrame) -> pl.DataFrame:
-    """Give every line a `kind`.
+def _classify(df: pl.DataFrame) -> tuple[dict[str, pl.DataFrame], pl.DataFrame]:
+    """Split the lines by `kind` (a frame per kind) and describe the non-data lines' blocks.
 
     The data lines (the bulk of a log) are recognised by cheap anchored prefixes over all
     rows; everything else, usually a few hundred lines, gets the finer look: generation
@@ -147,9 +147,14 @@ def _classify(df: pl.DataFrame) -> pl.DataFrame:
         .then(pl.lit("lr_check"))
     )
     df = df.with_columns(kind=main)
+    parts = {
+        str(k): f for (k,), f in df.partition_by("kind", as_dict=True).items() if k is not None
+    }
     rest = df.filter(pl.col("kind").is_null())
     if rest.height == 0:
-        return df.with_columns(
+        return parts, rest.select(
+            "_i",
+            "line_no",
             _in_gen=pl.lit(False),
             _gc=pl.lit(False),
             _ggrp=pl.lit(0),
@@ -218,15 +223,10 @@ def _classify(df: pl.DataFrame) -> pl.DataFrame:
         .then(pl.lit("traceback"))
         .otherwise(pl.lit("unknown"))
     )
-    rest = rest.select("_i", kind.alias("_kind"), "_in_gen", "_gc", "_ggrp", "_in_tb", "_tgrp")
-    return (
-        df.join(rest, on="_i", how="left")
-        .with_columns(
-            pl.coalesce("kind", "_kind").alias("kind"),
-            pl.col("_in_gen", "_gc", "_in_tb").fill_null(False),
-        )
-        .drop("_kind")
-    )
+    rest = rest.with_columns(kind.alias("kind"))
+    for (k,), f in rest.select("_i", "line_no", "text", "kind").partition_by("kind", as_dict=True).items():
+        parts[str(k)] = f
+    return parts, rest.select("_i", "line_no", "_in_gen", "_gc", "_ggrp", "_in_tb", "_tgrp")
 
 
 def _problem_rows(df: pl.DataFrame, reason: pl.Expr) -> pl.DataFrame:
@@ -246,10 +246,17 @@ def _after(e: pl.Expr, prefix: str, suffix: str = "") -> pl.Expr:
     return _num(e.str.strip_suffix(suffix) if suffix else e)
 
 
-# Fast field extraction. A line is first validated against its full pattern (a
-# capture-free match, which the regex engine runs as a DFA); the fields of a valid line
-# then sit at fixed positions between literal separators, so plain splits and prefix
-# strips read them several times faster than capture groups would.
+# Fast field extraction. The fields of a step, layer or quality line sit at fixed
+# positions between literal separators, so plain splits and prefix strips read them
+# several times faster than regex capture groups. Validation is structural and just as
+# strict: the line must have exactly the parts its format has, every label must be where
+# the format puts it (a missing or different label leaves text in front of the number and
+# the cast fails), and every number must parse. A line failing any of that is a problem.
+
+_STEP_REQUIRED = (
+    "step", "tot_loss", "lm_loss", "total_ponder", "ponder_raw", "reward", "lr", "grad_norm",
+    "lambda_p", "ctrl_err", "p_near_clamp", "dt_ms", "tok_per_sec",
+)  # fmt: skip
 
 
 def _step_fields(df: pl.LazyFrame) -> pl.LazyFrame:
@@ -257,13 +264,20 @@ def _step_fields(df: pl.LazyFrame) -> pl.LazyFrame:
     has_mtp = t.str.contains("| MTP: ", literal=True)
     has_baton = t.str.contains("| BATON: ", literal=True)
     has_pl = t.str.contains("| PL/LM: ", literal=True)
+    n_parts = 11 + 2 * has_mtp.cast(pl.Int32) + has_baton.cast(pl.Int32) + 2 * has_pl.cast(pl.Int32)
+    head = p.list.get(0, null_on_oob=True)
     ponder = p.list.get(3, null_on_oob=True).str.split(" ")
     avgs = p.list.get(-3, null_on_oob=True).str.split(", ")
     baton = p.list.get(9 + 2 * has_mtp.cast(pl.Int32), null_on_oob=True).str.split(" (lam=")
-    return df.with_columns(_p=t.str.split(" | ")).select(
+    fields = df.with_columns(_p=t.str.split(" | ")).select(
         "line_no",
-        "step",
-        t.str.contains("[AUDIT]", literal=True).alias("audit"),
+        "text",
+        head.str.strip_prefix("[AUDIT] ")
+        .str.strip_prefix("STEP: ")
+        .str.strip_suffix(" [AUDIT]")
+        .cast(pl.Int64, strict=False)
+        .alias("step"),
+        head.str.contains("[AUDIT]", literal=True).alias("audit"),
         _after(p.list.get(1, null_on_oob=True), "TOT:").alias("tot_loss"),
         _after(p.list.get(2, null_on_oob=True), "LM:").alias("lm_loss"),
         _num(ponder.list.get(1, null_on_oob=True)).alias("total_ponder"),
@@ -292,8 +306,33 @@ def _step_fields(df: pl.LazyFrame) -> pl.LazyFrame:
         pl.when(has_pl).then(_after(avgs.list.get(1, null_on_oob=True), "k=")).alias("avg_k"),
         pl.when(has_pl).then(_after(avgs.list.get(2, null_on_oob=True), "gap=")).alias("avg_gap"),
         _after(p.list.get(-2, null_on_oob=True), "dt:", "ms").alias("dt_ms"),
-        _after(p.list.get(-1, null_on_oob=True), "tok/sec:").alias("tok_per_sec"),
-        "segment",
+        _after(p.list.get(-1, null_on_oob=True).str.strip_chars_end(), "tok/sec:").alias(
+            "tok_per_sec"
+        ),
+        (p.list.len() == n_parts).alias("_shape"),
+        (
+            (ponder.list.len() == 6)
+            & (ponder.list.get(0, null_on_oob=True) == "PONDER:")
+            & (ponder.list.get(2, null_on_oob=True) == "(RAW:")
+            & (ponder.list.get(4, null_on_oob=True) == "RWD:")
+        ).alias("_ponder_ok"),
+        has_mtp.alias("_mtp"),
+        has_baton.alias("_baton"),
+        has_pl.alias("_pl"),
+    )
+    ok = (
+        pl.all_horizontal(pl.col(c).is_not_null() for c in _STEP_REQUIRED)
+        & pl.col("_shape")
+        & pl.col("_ponder_ok").fill_null(False)
+        & (~pl.col("_mtp") | (pl.col("mtp_loss").is_not_null() & pl.col("aux_loss").is_not_null()))
+        & (~pl.col("_baton") | (pl.col("baton").is_not_null() & pl.col("baton_lam").is_not_null()))
+        & (
+            ~pl.col("_pl")
+            | pl.all_horizontal(pl.col(c).is_not_null() for c in ("pl_lm", "avg_exec", "avg_k", "avg_gap"))
+        )
+    )
+    return fields.with_columns(_ok=ok.fill_null(False)).drop(
+        "_shape", "_ponder_ok", "_mtp", "_baton", "_pl"
     )
 
 
@@ -319,30 +358,31 @@ _LAYER_PARTS = (
 
 def _layer_fields(df: pl.LazyFrame) -> pl.LazyFrame:
     t, p = pl.col("text"), pl.col("_p")
-    head = t.str.extract_groups(r"L(?P<layer>\d+): k_exec=(?P<k_exec>\d+)")
-    return (
+    head = p.list.get(0, null_on_oob=True).str.extract_groups(
+        r"^ ?L(?P<layer>[0-9]+): k_exec=(?P<k_exec>[0-9]+)$"
+    )
+    fields = [
+        (_after(p.list.get(i, null_on_oob=True), pre, suf) / (100 if suf else 1)).alias(name)
+        for i, pre, suf, name in _LAYER_PARTS
+    ]
+    out = (
         df.with_columns(
-            _ok=t.str.contains(fmt.LAYER),
-            _p=t.str.replace_all(" | ", ", ", literal=True).str.split(", "),
-            _h=head,
+            _p=t.str.replace_all(" | ", ", ", literal=True).str.strip_chars_end().str.split(", ")
         )
+        .with_columns(_h=head, _n=p.list.len())
         .unnest("_h")
         .select(
             "line_no",
             "text",
-            "_ok",
-            "step",
-            "segment",
             pl.col("layer").cast(pl.Int32, strict=False),
             pl.col("k_exec").cast(pl.Int32, strict=False),
-            *[
-                (_after(p.list.get(i, null_on_oob=True), pre, suf) / (100 if suf else 1)).alias(
-                    name
-                )
-                for i, pre, suf, name in _LAYER_PARTS
-            ],
+            *fields,
+            "_n",
         )
     )
+    names = ["layer", "k_exec", *(name for *_, name in _LAYER_PARTS)]
+    ok = pl.all_horizontal(pl.col(c).is_not_null() for c in names) & (pl.col("_n") == 16)
+    return out.with_columns(_ok=ok.fill_null(False)).drop("_n")
 
 
 def _trace_fields(df: pl.LazyFrame) -> pl.LazyFrame:
@@ -354,8 +394,6 @@ def _trace_fields(df: pl.LazyFrame) -> pl.LazyFrame:
             "line_no",
             "text",
             pl.col("layer").is_not_null().alias("_ok"),
-            "step",
-            "segment",
             pl.col("layer").cast(pl.Int32, strict=False),
             pl.col("values")
             .str.strip_chars()
@@ -376,7 +414,6 @@ def _lr_fields(df: pl.LazyFrame) -> pl.LazyFrame:
             "text",
             pl.col("step").is_not_null().alias("_ok"),
             pl.col("step").cast(pl.Int64, strict=False),
-            "segment",
             pl.col("lr").cast(pl.Float64, strict=False),
             "phase",
         )
@@ -386,20 +423,20 @@ def _lr_fields(df: pl.LazyFrame) -> pl.LazyFrame:
 def _quality_fields(df: pl.LazyFrame) -> pl.LazyFrame:
     t, p = pl.col("text"), pl.col("_p")
     coupon = p.list.get(2, null_on_oob=True).str.split(" ")
-    return df.with_columns(
-        _ok=t.str.contains(fmt.QUALITY), _p=t.str.strip_chars_start(" ").str.split(" | ")
-    ).select(
+    out = df.with_columns(_p=t.str.strip_chars().str.split(" | ")).select(
         "line_no",
         "text",
-        "_ok",
-        "step",
-        "segment",
         _after(p.list.get(0, null_on_oob=True), "RECURRENCE QUALITY: ΔCE=").alias("delta_ce"),
         _after(p.list.get(1, null_on_oob=True), "ΔH=").alias("delta_h"),
         _num(coupon.list.get(1, null_on_oob=True)).alias("coupon"),
-        t.str.extract(r"\[(ECONOMIC WIN|TAX ONLY|AUDIT-POS|AUDIT-NEG)\]").alias("status"),
+        t.str.extract(r"\[(ECONOMIC WIN|TAX ONLY|AUDIT-POS|AUDIT-NEG)\]( \[CONFIDENCE\+\])?[ \t]*$").alias("status"),
         t.str.contains("[CONFIDENCE+]", literal=True).alias("confidence"),
+        ((p.list.len() == 3) & (coupon.list.get(0, null_on_oob=True) == "COUPON:")).alias("_shape"),
     )
+    ok = pl.all_horizontal(
+        pl.col(c).is_not_null() for c in ("delta_ce", "delta_h", "coupon", "status")
+    ) & pl.col("_shape")
+    return out.with_columns(_ok=ok.fill_null(False)).drop("_shape")
 
 
 def scan_lines(
@@ -411,42 +448,48 @@ def scan_lines(
     When `final` is false, an open generation or stderr block at the end of the chunk is
     left unconsumed, so the caller can offer those lines again once more have arrived.
     """
-    df = _classify(_lines_frame(lines, state.line_no + 1))
+    frame = _lines_frame(lines, state.line_no + 1)
+    parts, rest = _classify(frame)
     consumed = lines.height
-    if not final and df.height:
-        last = df.row(df.height - 1, named=True)
+    if not final and frame.height and rest.height and rest["_i"][-1] == frame.height - 1:
+        last = rest.row(rest.height - 1, named=True)
         hold_from: int | None = None
         if last["_in_gen"] and not last["_gc"]:
-            hold_from = int(df.filter(pl.col("_ggrp") == last["_ggrp"])["line_no"].min())
+            hold_from = int(rest.filter(pl.col("_ggrp") == last["_ggrp"])["line_no"].min())
         elif last["_in_tb"]:
-            hold_from = int(df.filter(pl.col("_tgrp") == last["_tgrp"])["line_no"].min())
+            hold_from = int(rest.filter(pl.col("_tgrp") == last["_tgrp"])["line_no"].min())
         if hold_from is not None and hold_from > state.line_no + 1:
             consumed = hold_from - state.line_no - 1
-            df = df.filter(pl.col("line_no") < hold_from)
+            parts = {k: f.filter(pl.col("line_no") < hold_from) for k, f in parts.items()}
         elif hold_from is not None:
             # The whole chunk is one open block: nothing can be decided yet.
             return RawChunk({}), state, 0
+    empty = frame.clear().select("_i", "line_no", "text", kind=pl.lit(None, pl.String))
+
+    def part(kind: str) -> pl.DataFrame:
+        return parts.get(kind, empty)
+
+    # --- data lines: the string work, run as parallel lazy queries ----------------------
+    queries = {
+        "steps": part("step").lazy().pipe(_step_fields),
+        "layers": part("layer").lazy().pipe(_layer_fields),
+        "quality": part("quality").lazy().pipe(_quality_fields),
+        "traces": part("trace").lazy().pipe(_trace_fields),
+        "lr_checks": part("lr_check").lazy().pipe(_lr_fields),
+    }
+    results = dict(zip(queries, pl.collect_all(list(queries.values())), strict=True))
 
     # --- the step/segment context every line inherits ---------------------------------
-    # A step line that does not match its full pattern is not data, and does not move
-    # the context either.
-    step_lines = df.filter(pl.col("kind") == "step").select(
-        "line_no",
-        "text",
-        _ok=pl.col("text").str.contains(fmt.STEP),
-        step=pl.col("text").str.extract(r"STEP: (\d+)").cast(pl.Int64, strict=False),
-    )
+    # Only a valid step line moves the context. A step line starts a new segment when its
+    # number does not exceed the previous step line's (the log was appended after a
+    # resume) or a resume line stands between the two.
+    steps = results["steps"]
     marks = pl.concat(
         [
-            step_lines.filter(pl.col("_ok")).select("line_no", "step", _resume=pl.lit(False)),
-            df.filter(pl.col("kind") == "resume").select(
-                "line_no", step=pl.lit(None, pl.Int64), _resume=pl.lit(True)
-            ),
+            steps.filter(pl.col("_ok")).select("line_no", "step", _resume=pl.lit(False)),
+            part("resume").select("line_no", step=pl.lit(None, pl.Int64), _resume=pl.lit(True)),
         ]
     ).sort("line_no")
-    # Segment: a step line starts a new segment when its number does not exceed the
-    # previous step line's (the log was appended after a resume) or a resume line
-    # stands between the two.
     marks = marks.with_columns(
         _resumes=pl.col("_resume").cum_sum().cast(pl.Int64) + int(state.resume_pending)
     )
@@ -456,49 +499,38 @@ def scan_lines(
     new_seg = (pl.col("step") <= prev_step).fill_null(False) | (
         (pl.col("_resumes") > prev_resumes) & prev_step.is_not_null()
     )
-    srows = srows.with_columns(
-        segment=(new_seg.cast(pl.Int32).cum_sum() + state.segment).cast(pl.Int32)
-    )
-    df = df.join(srows.select("line_no", "step", "segment"), on="line_no", how="left")
-    df = df.with_columns(
-        pl.col("step").forward_fill().fill_null(pl.lit(state.step, dtype=pl.Int64)),
-        pl.col("segment").forward_fill().fill_null(state.segment).cast(pl.Int32),
+    srows = srows.select(
+        "line_no",
+        pl.col("step").alias("_ctx_step"),
+        (new_seg.cast(pl.Int32).cum_sum() + state.segment).cast(pl.Int32).alias("segment"),
     )
 
-    # --- data lines: the regex-heavy work, run as parallel lazy queries --------------------
-    # One pass splits the lines by kind (cheaper than a filter per kind).
-    parts = df.partition_by("kind", as_dict=True)
-    empty = df.clear()
+    def with_context(df: pl.DataFrame) -> pl.DataFrame:
+        """The step and segment of the latest valid step line at or before each row."""
+        if df.is_empty():
+            return df.with_columns(
+                pl.lit(None, pl.Int64).alias("_ctx_step"), pl.lit(None, pl.Int32).alias("segment")
+            )
+        return df.join_asof(srows, on="line_no", strategy="backward").with_columns(
+            pl.col("_ctx_step").fill_null(pl.lit(state.step, dtype=pl.Int64)),
+            pl.col("segment").fill_null(state.segment).cast(pl.Int32),
+        )
 
-    def part(kind: str) -> pl.DataFrame:
-        return parts.get((kind,), empty)
-
-    def of(kind: str) -> pl.LazyFrame:
-        return part(kind).lazy()
-
-    queries = {
-        "steps": step_lines.filter(pl.col("_ok"))
-        .join(srows.select("line_no", "segment"), on="line_no")
-        .lazy()
-        .pipe(_step_fields),
-        "layers": of("layer").pipe(_layer_fields),
-        "quality": of("quality").pipe(_quality_fields),
-        "traces": of("trace").pipe(_trace_fields),
-        "lr_checks": of("lr_check").drop("step").pipe(_lr_fields),
-    }
-    results = dict(zip(queries, pl.collect_all(list(queries.values())), strict=True))
-
-    problems: list[pl.DataFrame] = [
-        _problem_rows(step_lines.filter(~pl.col("_ok")), pl.lit("malformed step line"))
-    ]
+    problems: list[pl.DataFrame] = []
     tables: dict[str, pl.DataFrame] = {}
-    for name, frame in results.items():
-        if name != "steps":
-            bad = frame.filter(~pl.col("_ok"))
-            problems.append(_problem_rows(bad, pl.lit(f"malformed {_KIND_LABELS[name]} line")))
-            frame = frame.filter(pl.col("_ok"))
-        if frame.height:
-            tables[name] = frame.drop("text", "_ok", strict=False)
+    for name, frame_ in results.items():
+        problems.append(
+            _problem_rows(frame_.filter(~pl.col("_ok")), pl.lit(f"malformed {_KIND_LABELS[name]} line"))
+        )
+        good = frame_.filter(pl.col("_ok")).drop("text", "_ok")
+        if good.is_empty():
+            continue
+        good = with_context(good)
+        if name in ("steps", "lr_checks"):  # these carry their own step
+            good = good.drop("_ctx_step")
+        else:
+            good = good.rename({"_ctx_step": "step"})
+        tables[name] = good
 
     # --- generations ---------------------------------------------------------------------
     gen = part("generation")
@@ -507,33 +539,34 @@ def scan_lines(
 
     # --- events: run-level lines and stderr noise ----------------------------------------
     not_events = {*DATA_KINDS, "generation", "blank", "unknown"}
-    ev_parts = [f for (k,), f in parts.items() if k not in not_events]
-    ev = pl.concat(ev_parts).sort("line_no") if ev_parts else empty
-    if ev.height:
+    ev_parts = [f for k, f in parts.items() if k not in not_events]
+    if ev_parts:
+        ev = with_context(pl.concat(ev_parts).sort("line_no")).rename({"_ctx_step": "step"})
         # A progress bar redraws itself many times on one line: keep its last state.
         ev = ev.filter((pl.col("kind") != "progress") | pl.col("line_no").is_last_distinct())
         tables["events"] = ev.select("line_no", _event_step().alias("step"), "kind", "text")
 
-    problems.append(
-        _problem_rows(part("unknown"), pl.lit("unrecognized line"))
-    )
+    problems.append(_problem_rows(part("unknown"), pl.lit("unrecognized line")))
     problems = [p for p in problems if p.height]
     if problems:
         tables["problems"] = pl.concat(problems).sort("line_no")
     # The accounting of every line by kind (a line some of whose parts were unreadable
     # counts under its kind and shows in `problems` too).
-    tables["line_kinds"] = df.group_by("kind").agg(pl.col("line_no").n_unique().alias("n"))
+    tables["line_kinds"] = pl.DataFrame(
+        {"kind": list(parts), "n": [f["line_no"].n_unique() for f in parts.values()]},
+        schema={"kind": pl.String, "n": pl.Int64},
+    )
 
     # --- state for the next chunk ------------------------------------------------------------
     new_state = replace(state, line_no=state.line_no + consumed)
     if srows.height:
-        last = srows.row(srows.height - 1, named=True)
+        last_row = srows.row(srows.height - 1, named=True)
         new_state = replace(
             new_state,
-            step=last["step"],
-            segment=last["segment"],
+            step=last_row["_ctx_step"],
+            segment=last_row["segment"],
             resume_pending=bool(
-                marks.filter(pl.col("_resume") & (pl.col("line_no") > last["line_no"])).height
+                marks.filter(pl.col("_resume") & (pl.col("line_no") > last_row["line_no"])).height
             ),
         )
     elif marks.height:
@@ -542,6 +575,7 @@ def scan_lines(
 
 
 _KIND_LABELS = {
+    "steps": "step",
     "layers": "layer",
     "quality": "RECURRENCE QUALITY",
     "traces": "s_trace",
