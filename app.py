@@ -27,6 +27,10 @@ PAGES = [
     st.Page("pages/sweep.py", title="Sweep", icon=":material/scatter_plot:"),
 ]
 page = st.navigation(PAGES)
+# A deep link that reached a page before the frame ever ran (see ui.page_context) comes
+# back here once; now that the frame is in place, go where the user was going.
+if target := st.session_state.pop("_deep_link", None):
+    st.switch_page(target)
 
 
 def add_path() -> None:
@@ -77,12 +81,15 @@ names = [r.name for r in loaded.runs]
 
 with st.sidebar:
     if names:
-        previous = st.session_state.get("selected_runs")
-        known = st.session_state.get("known_runs", [])
-        # Keep the user's choice; runs that just appeared (an upload, a new path) are shown.
-        default = [n for n in names if previous is None or n in previous or n not in known]
+        known = st.session_state.get("known_runs")
+        if known is None or "selected_widget" not in st.session_state:
+            st.session_state["selected_widget"] = list(names)
+        elif known != names:
+            # Keep the user's choice; runs that just appeared (an upload, a new path) are shown.
+            kept = [n for n in st.session_state["selected_widget"] if n in names]
+            st.session_state["selected_widget"] = kept + [n for n in names if n not in known]
         st.session_state["known_runs"] = names
-        selected = st.multiselect("Runs shown", names, default=default, key="selected_widget")
+        selected = st.multiselect("Runs shown", names, key="selected_widget")
         st.session_state["selected_runs"] = selected
         base_options = selected or names
         prev_base = st.session_state.get("baseline")
@@ -119,6 +126,7 @@ if live:
     with st.sidebar:
         _follow()
 
+st.session_state["_in_frame"] = True
 try:
     page.run()
 except Exception as exc:  # noqa: BLE001 - a page failing on odd input gets a message, not a traceback
@@ -128,4 +136,6 @@ except Exception as exc:  # noqa: BLE001 - a page failing on odd input gets a me
         "Try deselecting the run that causes it in the sidebar; the other pages still work.",
         icon=":material/error:",
     )
+finally:
+    st.session_state.pop("_in_frame", None)
 ui.show_errors(ctx)

@@ -16,7 +16,10 @@ if ctx is not None:
     rows = []
     for run in ctx.runs:
         s = ctx.summary(run)
-        health = "critical" if s["n_critical"] else ("warning" if s["n_warning"] else "healthy")
+        if not run.n_steps:
+            health = "no data"
+        else:
+            health = "critical" if s["n_critical"] else ("warning" if s["n_warning"] else "healthy")
         rows.append(
             {
                 "run": run.name,
@@ -59,7 +62,8 @@ if ctx is not None:
         },
     )
     st.caption(
-        "Health: *critical* at least one critical red flag, *warning* warnings only, *healthy* none (see *Red flags*). "
+        "Health: *critical* at least one critical red flag, *warning* warnings only, *healthy* none "
+        "(see *Red flags*), *no data* no step line could be read (see the run's problems below). "
         "Hyperparameter columns show only what differs between the shown runs."
     )
 

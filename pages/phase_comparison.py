@@ -53,6 +53,7 @@ if ctx is not None:
         st.rerun()
     if any(overrides.get(r.name) for r in ctx.runs) and st.button("Reset to what the logs say", key="phase_reset"):
         st.session_state["phase_overrides"] = {}
+        st.session_state.pop("phase_editor", None)  # the editor would re-apply its old edits
         st.rerun()
 
     st.subheader("Phase summaries")

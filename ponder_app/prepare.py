@@ -99,24 +99,26 @@ def seed_group_series(
     grouped = series.filter(pl.col("run").is_in(list(member)))
     if grouped.is_empty():
         return series, pl.DataFrame()
+    # group_band's long output has its own `value`-free columns; name ours apart from them.
+    rename = {"value": "raw_v", "smooth": "smooth_v"} | ({x: "x_v"} if x != "step" else {})
     frames = {
-        name: part.drop("run") for (name,), part in grouped.group_by("run", maintain_order=True)
+        name: part.drop("run").rename(rename)
+        for (name,), part in grouped.group_by("run", maintain_order=True)
     }
-    cols = ["value", "smooth"] + ([x] if x != "step" else [])
-    agg = group_band(frames, groups, x="step", columns=cols)
+    agg = group_band(frames, groups, x="step", columns=list(rename.values()))
     wide = agg.pivot(on="metric", index=["group", "step"], values=["mean", "min", "max"])
     lines = wide.select(
         pl.col("group").alias("run"),
-        *([pl.col(f"mean_{x}").alias(x)] if x != "step" else []),
+        *([pl.col("mean_x_v").alias(x)] if x != "step" else []),
         "step",
-        pl.col("mean_value").alias("value"),
-        pl.col("mean_smooth").alias("smooth"),
+        pl.col("mean_raw_v").alias("value"),
+        pl.col("mean_smooth_v").alias("smooth"),
     )
     band = wide.select(
         pl.col("group").alias("run"),
-        pl.col(f"mean_{x}" if x != "step" else "step").alias(x),
-        pl.col("min_smooth").alias("lo"),
-        pl.col("max_smooth").alias("hi"),
+        pl.col("mean_x_v" if x != "step" else "step").alias(x),
+        pl.col("min_smooth_v").alias("lo"),
+        pl.col("max_smooth_v").alias("hi"),
     )
     rest = series.filter(~pl.col("run").is_in(list(member)))
     return pl.concat([rest, lines], how="diagonal_relaxed"), band
@@ -256,7 +258,10 @@ def rolling_rates(run: Run, window: int = 100, max_points: int = MAX_POINTS_PER_
         (pl.col("status") == "ECONOMIC WIN").cast(pl.Float64).rolling_mean(w, min_samples=max(1, w // 4)).alias("win_rate"),
         pl.col("confidence").cast(pl.Float64).rolling_mean(w, min_samples=max(1, w // 4)).alias("confidence_rate"),
     )
-    kept = downsample(rates, x="step", columns=["win_rate", "confidence_rate"], max_points=max_points)
+    # Two series share the kept steps: half the budget each keeps the union within it.
+    kept = downsample(
+        rates, x="step", columns=["win_rate", "confidence_rate"], max_points=max(4, max_points // 2)
+    )
     return rates.join(kept.select("step").unique(), on="step", how="semi").sort("step")
 
 

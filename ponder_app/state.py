@@ -115,6 +115,10 @@ def _upload_dir() -> Path:
 def materialize(files: Sequence[Any]) -> tuple[list[Path], list[str]]:
     """Uploaded files → run folders in this session's temporary folder, once per content."""
     if not files:
+        cache = st.session_state.get("_uploads", {})
+        for old in list(cache):
+            shutil.rmtree(_upload_dir() / old, ignore_errors=True)
+        cache.clear()
         return [], []
     blobs = [(f.name, f.getvalue()) for f in files]
     digest = hashlib.sha256()
@@ -128,7 +132,10 @@ def materialize(files: Sequence[Any]) -> tuple[list[Path], list[str]]:
             shutil.rmtree(dest)
         dest.mkdir(parents=True)
         result = archives.materialize_uploads(blobs, dest)
-        cache.clear()  # only the current set of uploads is kept
+        # Only the current set of uploads is kept, on disk too.
+        for old in list(cache):
+            shutil.rmtree(_upload_dir() / old, ignore_errors=True)
+        cache.clear()
         cache[key] = ([str(p) for p in result.run_dirs], list(result.messages))
     dirs, messages = cache[key]
     return [Path(p) for p in dirs], list(messages)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import sys
+from pathlib import Path
 from typing import Any
 
 import altair as alt
@@ -53,8 +55,24 @@ def show_table(df: pl.DataFrame, name: str, *, column_config: dict[str, Any] | N
     )
 
 
+def ensure_frame(page_path: str) -> None:
+    """Run a page inside the frame (sidebar, loaded runs) even on a deep link.
+
+    Streamlit runs a `pages/` script on its own when a deep link is the server's very
+    first request (before `app.py` has declared its navigation). Such a run goes to the
+    frame first and comes back to the page from there.
+    """
+    if st.session_state.get("_in_frame"):
+        return
+    st.session_state["_deep_link"] = page_path
+    st.switch_page("app.py")
+
+
 def page_context(title: str, caption: str | None = None) -> Context | None:
     """Title the page and return the context, or explain why there is nothing to show."""
+    caller = sys._getframe(1).f_globals.get("__file__")
+    if caller:
+        ensure_frame(f"pages/{Path(caller).name}")
     st.title(title)
     if caption:
         st.caption(caption)

@@ -19,7 +19,7 @@ import polars as pl
 
 from ponder_parse import logparse, schema
 from ponder_parse.archives import find_run_dirs, is_log_file
-from ponder_parse.hparams import hparams_for
+from ponder_parse.hparams import CONFIG_FILE_NAMES, hparams_for
 from ponder_parse.meta import derive_meta, detect_variant
 from ponder_parse.run import Run
 from ponder_parse.snapshot import read_snapshot, snapshot_layers
@@ -141,8 +141,12 @@ def build_run(
     notes = list(extra_problems)
     if facts.get("invalid_utf8"):
         notes.append("invalid UTF-8 bytes in the log: shown as \ufffd")
-    if tables["steps"].is_empty() and facts.get("n_lines", 0) > 0:
-        notes.append("no step lines found: is this a trainer log?")
+    if tables["steps"].is_empty():
+        notes.append(
+            "no step lines found: is this a trainer log?"
+            if facts.get("n_lines", 0) > 0
+            else "the log is empty (training not started yet?)"
+        )
     problems += [_file_problem(where, why) for why in notes]
     tables = dict(tables, problems=pl.concat(problems, how="vertical_relaxed"))
     snap_layers = snapshot_layers(snapshot)
@@ -223,9 +227,38 @@ def expand_paths(paths: Iterable[str | Path]) -> tuple[list[Path], list[LoadFail
             found = [d for d in find_run_dirs(p) if find_log(d) is not None]
             if found:
                 out.extend(found)
+                failures.extend(
+                    LoadFailure(d, "looks like a run folder (config or stats.json) but holds no trainer log")
+                    for d in _runs_without_log(p, set(found))
+                )
             else:
                 failures.append(LoadFailure(p, "no trainer log found in this folder"))
     return out, failures
+
+
+def _runs_without_log(root: Path, found: set[Path], depth: int = 4) -> list[Path]:
+    """Folders under `root` that carry a run's side files but no log: worth a word, since
+    the user probably expected a run there."""
+    markers = {"stats.json", *CONFIG_FILE_NAMES}
+    out: list[Path] = []
+
+    def walk(d: Path, level: int) -> None:
+        if d in found or level > depth:
+            return
+        try:
+            children = sorted(d.iterdir())
+        except OSError:
+            return
+        if d != root and any(c.name in markers for c in children if c.is_file()):
+            if not any(f == d or d in f.parents for f in found):
+                out.append(d)
+            return
+        for c in children:
+            if c.is_dir() and not c.name.startswith((".", "__")):
+                walk(c, level + 1)
+
+    walk(root, 0)
+    return out
 
 
 def unique_names(runs: list[Run]) -> None:
