@@ -39,10 +39,14 @@ if ctx is not None:
 
     lo = min(int(f["step"].min()) for f in frames.values() if f.height) if any(f.height for f in frames.values()) else 0
     hi = max(int(f["step"].max()) for f in frames.values() if f.height) if any(f.height for f in frames.values()) else 1
-    if "sl_range" in st.session_state:
-        a, b = st.session_state["sl_range"]
-        st.session_state["sl_range"] = (max(lo, min(a, hi)), max(lo, min(b, hi)))
-    step_range = st.slider("Step range (zoom: the visible range is re-sampled at full resolution)", lo, max(hi, lo + 1), (lo, max(hi, lo + 1)), key="sl_range")
+    top = max(hi, lo + 1)
+    a, b = st.session_state.get("sl_range", (lo, top))
+    # Clamped to the runs shown now (a run may have been deselected); set through session
+    # state only, so the slider has one source of truth.
+    st.session_state["sl_range"] = (max(lo, min(a, top)), max(lo, min(b, top)))
+    step_range = st.slider(
+        "Step range (zoom: the visible range is re-sampled at full resolution)", lo, top, key="sl_range"
+    )
 
     groups = sweep.seed_groups(ctx.runs) if group_seeds else {}
     groups = {g: members for g, members in groups.items() if len(members) > 1}

@@ -43,10 +43,14 @@ if ctx is not None:
         st.subheader("Traces at one step")
         all_steps = sorted({s for r in runs for s in r.traces["step"].unique().to_list()})
         step = st.select_slider("Trace step", all_steps, value=all_steps[-1], key="st_step")
-        cols = st.columns(min(4, len(runs) + 1))
-        cols[0].altair_chart(charts.reference_shapes_chart(), width="stretch")
-        for i, run in enumerate(runs):
+        left, right = st.columns([1, 4])
+        left.altair_chart(charts.reference_shapes_chart(), width="stretch")
+        frames = []
+        for run in runs:
             data = prepare.traces_at(run, step)
-            at = int(data["step"][0]) if data.height else None
-            title = f"{run.name} @ {at}" if at is not None else run.name
-            cols[(i + 1) % len(cols)].altair_chart(charts.trace_curves(data, title=title), width="stretch")
+            if data.height:
+                at = int(data["step"][0])
+                frames.append(data.with_columns(pl.lit(f"{run.name} @ {at}").alias("series")))
+        curves = pl.concat(frames) if frames else pl.DataFrame()
+        with right:
+            ui.show_chart(charts.trace_curves(curves, title=f"Every layer's trace at step {step}"), f"traces-at-{step}")

@@ -274,22 +274,31 @@ def pattern_share_bars(data: pl.DataFrame, *, title: str) -> alt.Chart:
     )
 
 
-def trace_curves(data: pl.DataFrame, *, title: str, colors: Mapping[str, str] | None = None) -> alt.Chart:
-    """Survival probability entering each pass: rows `series, layer, k, s` (k = 1..Kmax)."""
+def trace_curves(data: pl.DataFrame, *, title: str, columns: int = 4) -> alt.FacetChart | alt.Chart:
+    """Survival probability entering each pass, one small panel per run.
+
+    Rows `series, layer, k, s` (k = 1..Kmax; `series` names the run and its trace step).
+    One faceted chart rather than a chart per run: a sweep of twenty runs stays one
+    specification for the browser to lay out.
+    """
     if data.is_empty():
         return _empty(f"{title}: no traces at this step")
-    enc_color = alt.Color("layer:N", title="layer", scale=alt.Scale(scheme="viridis"), sort="ascending")
-    return (
+    enc_color = alt.Color("layer:O", title="layer", scale=alt.Scale(scheme="viridis"))
+    base = (
         alt.Chart(data)
         .mark_line(point=True)
         .encode(
             x=alt.X("k:O", title="pass k"),
             y=alt.Y("s:Q", title="survival s entering pass", scale=alt.Scale(domain=[0, 1.02])),
             color=enc_color,
-            tooltip=["layer:N", "k:O", alt.Tooltip("s:Q", format=".2f")],
+            tooltip=["series:N", "layer:O", "k:O", alt.Tooltip("s:Q", format=".2f")],
         )
-        .properties(title=title, width=220, height=200)
+        .properties(width=190, height=170)
     )
+    return base.facet(
+        facet=alt.Facet("series:N", title=None, header=alt.Header(labelLimit=260, labelFontSize=11)),
+        columns=columns,
+    ).properties(title=title)
 
 
 def reference_shapes_chart() -> alt.Chart:
