@@ -107,12 +107,6 @@ def test_loose_logs_each_become_a_run() -> None:
         assert len(list(upload_root(at).rglob(f"{name}/*"))) == 1
 
 
-@pytest.mark.xfail(
-    reason="runs that appear after the first run (uploads, added paths) are not selected: "
-    "the keyed 'Runs shown' multiselect keeps its old value, so the app says "
-    "'No runs selected' until the user picks them",
-    strict=True,
-)
 def test_uploaded_run_is_shown_at_once() -> None:
     at = new_app().run()
     upload(at, ("log_alpha.txt", log_bytes(3000)))
@@ -225,11 +219,6 @@ def test_hostile_archives_are_refused(tmp_path: Path, _isolated: Path) -> None:
     assert not [p for p in root.rglob("*") if p.is_symlink()]
 
 
-@pytest.mark.xfail(
-    reason="replacing the uploads leaves the previous upload's extracted files on disk "
-    "(state.materialize clears its cache entry but never removes the folder)",
-    strict=True,
-)
 def test_replaced_uploads_are_removed_from_disk() -> None:
     at = new_app().run()
     upload(at, ("log_alpha.txt", log_bytes(1500)))

@@ -276,11 +276,6 @@ def test_step_line_metric_choice(fresh: AppTest) -> None:
     assert ce["step"].min() >= 1200  # quality lines start at the ponder start
 
 
-@pytest.mark.xfail(
-    reason="Group seeds raises polars DuplicateError: prepare.seed_group_series passes its "
-    "'value' column to sweep.group_band, which unpivots into a column also named 'value'",
-    strict=True,
-)
 def test_step_line_group_seeds(fresh: AppTest) -> None:
     goto(fresh, "step_line")
     fresh.toggle(key="sl_group").set_value(True).run()
@@ -322,11 +317,14 @@ def test_survival_trace_step(fresh: AppTest) -> None:
     assert fresh.select_slider(key="st_step").value == 2950
     fresh.select_slider(key="st_step").set_value(1000).run()
     assert_ok(fresh)
-    chart = chart_by_title(fresh, "baseline,seed=0 @")
-    assert title(chart) == "baseline,seed=0 @ 1000"
-    data = dataset_with(chart, "layer", "k", "s")
+    curves = [c for c in charts(fresh) if dataset_with(c, "layer", "k", "s") is not None]
+    assert curves, "no trace curves"
+    data = pl.concat([dataset_with(c, "layer", "k", "s") for c in curves], how="diagonal_relaxed")
     assert set(data["step"]) == {1000}
-    assert data.filter(pl.col("k") == 1)["s"].to_list() == [1.0] * data["layer"].n_unique()
+    base = data.filter(pl.col("series") == "baseline,seed=0 @ 1000") if "series" in data.columns else data
+    assert base.height and base.filter(pl.col("k") == 1)["s"].to_list() == [1.0] * base["layer"].n_unique()
+    # The late, healthy shape is gone at step 1000 (still in gate learning: s_2 high).
+    assert base.filter(pl.col("k") == 2)["s"].min() > 0.5
 
 
 def _edit_phase(at: AppTest, row: int, **values: int) -> None:
@@ -356,11 +354,6 @@ def test_phase_boundary_override(fresh: AppTest) -> None:
     assert bands.filter(pl.col("label") == "economic control")["start"][0] == 1500
 
 
-@pytest.mark.xfail(
-    reason="'Reset to what the logs say' does not reset: the data editor keeps its edit "
-    "state, so the next run re-applies the old edit as an override",
-    strict=True,
-)
 def test_phase_boundary_reset(fresh: AppTest) -> None:
     goto(fresh, "phase_comparison")
     _edit_phase(fresh, 0, ponder_start=1500)
@@ -535,11 +528,6 @@ def test_broken_runs_beside_good_ones(broken_sweep: Path, monkeypatch: pytest.Mo
             assert charts(at), f"{page} draws nothing beside broken runs"
 
 
-@pytest.mark.xfail(
-    reason="an empty log loads as a 'healthy' run with 0 steps and no problem: nothing on "
-    "the home page says it is broken",
-    strict=True,
-)
 def test_every_broken_run_is_reported_on_home(broken_sweep: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PONDER_RUNS", str(broken_sweep))
     at = new_app().run()
@@ -550,11 +538,6 @@ def test_every_broken_run_is_reported_on_home(broken_sweep: Path, monkeypatch: p
         assert row["problems"] > 0 or row["health"] != "healthy", row
 
 
-@pytest.mark.xfail(
-    reason="a run folder inside a sweep that holds config.json but no log is skipped "
-    "silently (only a path given directly is reported)",
-    strict=True,
-)
 def test_run_folder_without_log_is_reported(broken_sweep: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PONDER_RUNS", str(broken_sweep))
     at = new_app().run()

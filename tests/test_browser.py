@@ -257,11 +257,6 @@ def test_upload_a_loose_log(browser, server: str, loose_log: Path) -> None:
         page.close()
 
 
-@pytest.mark.xfail(
-    reason="an uploaded run is loaded but not selected: the page says 'No runs selected' "
-    "until the user picks it in the sidebar",
-    strict=True,
-)
 def test_uploaded_log_appears_in_the_runs_table_at_once(browser, server: str, loose_log: Path) -> None:
     page = open_app(browser, server)
     try:
@@ -275,12 +270,6 @@ def test_uploaded_log_appears_in_the_runs_table_at_once(browser, server: str, lo
 # --- a bookmarked page as the server's first request ------------------------------------------------
 
 
-@pytest.mark.xfail(
-    reason="with a pages/ folder Streamlit starts in its legacy multipage mode until app.py "
-    "calls st.navigation: a deep link as the server's first request runs the page without "
-    "the frame (no sidebar, auto-discovered page list, sample runs)",
-    strict=True,
-)
 def test_deep_link_as_first_request(browser, start_server) -> None:
     url = start_server()  # a fresh server: nothing has run app.py yet
     page = open_app(browser, url, "/step_line")

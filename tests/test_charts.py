@@ -133,7 +133,15 @@ def _shares() -> pl.DataFrame:
 
 
 def _curves() -> pl.DataFrame:
-    return pl.DataFrame({"step": [50] * 4, "layer": [0, 0, 1, 1], "k": [1, 2, 1, 2], "s": [1.0, 0.3, 1.0, 0.9]})
+    return pl.DataFrame(
+        {
+            "series": ["a @ 50"] * 4 + ["b @ 50"] * 2,
+            "step": [50] * 6,
+            "layer": [0, 0, 1, 1, 0, 0],
+            "k": [1, 2, 1, 2, 1, 2],
+            "s": [1.0, 0.3, 1.0, 0.9, 1.0, 0.5],
+        }
+    )
 
 
 def _phase_rows() -> pl.DataFrame:
@@ -362,10 +370,17 @@ def test_pattern_share_bars_facet_by_phase() -> None:
 
 
 def test_trace_curves() -> None:
-    d = to_dict(charts.trace_curves(_curves(), title="run @ 50"))
-    assert marks(d) == ["line"] and d["mark"].get("point") is True
-    assert d["encoding"]["y"]["scale"]["domain"] == [0, 1.02]
-    assert d["encoding"]["x"]["field"] == "k"
+    d = to_dict(charts.trace_curves(_curves(), title="traces at step 50"))
+    line = next(layer for layer in layers(d) if mark(layer) == "line")
+    assert line["mark"].get("point") is True
+    assert line["encoding"]["y"]["scale"]["domain"] == [0, 1.02]
+    assert line["encoding"]["x"]["field"] == "k"
+    assert line["encoding"]["color"]["field"] == "layer"
+    # One panel per run (the `series` label), so runs are never mixed in one panel.
+    panels = d.get("facet", {}).get("field") or line["encoding"].get("facet", {}).get("field")
+    assert panels == "series"
+    rows = pl.DataFrame(next(iter(d["datasets"].values())))
+    assert set(rows["series"]) == {"a @ 50", "b @ 50"} and rows.height == 6
 
 
 def test_grouped_bars_drop_non_finite_values() -> None:

@@ -140,11 +140,6 @@ def test_step_series_other_x_axes_and_missing_columns() -> None:
 # --- seed groups ------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    reason="prepare.seed_group_series raises polars DuplicateError: its 'value' column is "
-    "passed to sweep.group_band, which unpivots into a column also named 'value'",
-    strict=True,
-)
 def test_seed_group_series_mean_and_band() -> None:
     series = pl.DataFrame(
         {
@@ -304,11 +299,6 @@ def test_rolling_rates_over_policy_steps_only() -> None:
     assert prepare.rolling_rates(Run(name="e")).is_empty()
 
 
-@pytest.mark.xfail(
-    reason="rolling_rates downsamples win_rate and confidence_rate separately and keeps the "
-    "union of their points: up to twice max_points rows",
-    strict=True,
-)
 def test_rolling_rates_respects_max_points() -> None:
     rates = prepare.rolling_rates(Run(name="r", quality=quality_frame()), window=100, max_points=50)
     assert rates.height <= 50
