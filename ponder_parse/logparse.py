@@ -666,8 +666,22 @@ def _latest(df: pl.DataFrame | None, keys: list[str], s: dict[str, pl.DataType])
     """Keep the later occurrence of each key (a resumed run re-logs steps) and sort."""
     if df is None:
         return schema.empty(s)
-    out = df.sort("line_no").unique(keys, keep="last", maintain_order=True).sort(keys)
-    return schema.conform(out, s)
+    if not _in_key_order(df, keys):
+        df = df.sort("line_no").unique(keys, keep="last", maintain_order=True).sort(keys)
+    return schema.conform(df, s)
+
+
+def _in_key_order(df: pl.DataFrame, keys: list[str]) -> bool:
+    """Rows already strictly increasing by key (no resume repeated a step): the common
+    case, checked in one cheap pass instead of a sort and a de-duplication."""
+    if df.height < 2:
+        return True
+    if len(keys) == 1:
+        return bool((df[keys[0]].diff().drop_nulls() > 0).all())
+    k0, k1 = keys
+    step_up = pl.col(k0).diff() > 0
+    same_step_layer_up = (pl.col(k0).diff() == 0) & (pl.col(k1).cast(pl.Int64).diff() > 0)
+    return bool(df.select((step_up | same_step_layer_up).slice(1).all()).item())
 
 
 def line_kinds(chunks: list[RawChunk]) -> dict[str, int]:
