@@ -217,6 +217,44 @@ def test_page_in_the_browser(app_page, server: str, name: str) -> None:
     assert drawn_pixels > 400, f"{name}: the first chart looks blank"
 
 
+CHART_WIDTHS_JS = """() => {
+  const main = document.querySelector('[data-testid="stMain"]');
+  const charts = [...document.querySelectorAll('[data-testid="stVegaLiteChart"]')].map(el => {
+    const drawn = el.querySelector('canvas, svg.marks');
+    const block = el.parentElement.closest('[data-testid="stVerticalBlock"]');
+    return [Math.round(drawn.getBoundingClientRect().width), Math.round(block.getBoundingClientRect().width)];
+  });
+  return {scroll: main.scrollWidth, client: main.clientWidth, charts};
+}"""
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param(
+            n,
+            marks=pytest.mark.xfail(
+                reason="survival traces: the pattern-share bars (3 facets × 260 px) and the faceted "
+                "traces-at-a-step chart (4 columns × 190 px) are wider than their column, so the "
+                "page scrolls sideways and the layer legend is cut off",
+                strict=True,
+            ),
+        )
+        if n == "survival_traces"
+        else n
+        for n in sorted(CHART_PAGES)
+    ],
+)
+def test_charts_fit_their_column(app_page, server: str, name: str) -> None:
+    go_to(app_page, server, name)
+    app_page.locator('[data-testid="stVegaLiteChart"]').first.locator("canvas, svg").first.wait_for()
+    app_page.wait_for_timeout(500)  # let every chart lay itself out
+    widths = app_page.evaluate(CHART_WIDTHS_JS)
+    too_wide = [(i, w, col) for i, (w, col) in enumerate(widths["charts"]) if w > col + 2]
+    assert not too_wide, f"charts wider than their column (index, chart px, column px): {too_wide}"
+    assert widths["scroll"] <= widths["client"] + 2, "the page scrolls sideways"
+
+
 def test_home_table_in_the_browser(app_page, server: str) -> None:
     go_to(app_page, server, "home")
     assert sorted(first_column(app_page)) == SAMPLE_NAMES
