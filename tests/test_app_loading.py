@@ -332,3 +332,16 @@ def test_live_following_a_growing_log(tmp_path: Path, monkeypatch: pytest.Monkey
     at.toggle(key="live").set_value(False).run()
     assert_ok(at)
     assert steps()[0] >= third[0]
+
+
+def test_runs_with_the_same_folder_name_stay_apart(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    healthy = copy_run("baseline,seed=0", tmp_path / "sweep_a", "run1")
+    stuck = copy_run("gate=stuck,seed=0", tmp_path / "sweep_b", "run1")
+    monkeypatch.setenv("PONDER_RUNS", os.pathsep.join([str(healthy.parent), str(stuck.parent)]))
+    at = new_app().run()
+    assert_ok(at)
+    t = runs_table(at)
+    health = dict(zip(t["run"], t["health"], strict=True))
+    assert health == {"sweep_a/run1": "healthy", "sweep_b/run1": "critical"}
+    goto(at, "red_flags")
+    assert set(table_with(at, "first_step")["run"]) == {"sweep_b/run1"}
