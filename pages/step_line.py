@@ -60,10 +60,12 @@ if ctx is not None:
         st.info("Pick at least one metric.")
     for key in chosen:
         m = by_key[key]
-        series = prepare.step_series(frames, m.column, x=x, weight=weight, step_range=step_range)
         band = None
         if groups:
-            series, band = prepare.seed_group_series(series, groups, x)
+            full = prepare.step_series(frames, m.column, x=x, weight=weight, step_range=step_range, thin=False)
+            series, band = prepare.seed_group_series(full, groups, x)
+        else:
+            series = prepare.step_series(frames, m.column, x=x, weight=weight, step_range=step_range)
         log_y = m.log_scale if log_mode == "auto" else log_mode == "log"
         target = base.meta.get("target_k") if base is not None else None
         chart = charts.metric_chart(

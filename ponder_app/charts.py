@@ -232,7 +232,7 @@ def pattern_timeline(data: pl.DataFrame, *, title: str, kmax: int | None = None)
             color=alt.Color(
                 "pattern:N",
                 scale=alt.Scale(domain=domain, range=[PATTERN_COLORS[p] for p in domain]),
-                legend=alt.Legend(title="pattern", orient="bottom", labelExpr=_pattern_label_expr(), labelLimit=320),
+                legend=alt.Legend(title="pattern", orient="bottom", labelExpr=_pattern_label_expr(), labelLimit=320, columns=3),
             ),
             tooltip=[
                 alt.Tooltip("layer:O"),
@@ -259,22 +259,22 @@ def pattern_share_bars(data: pl.DataFrame, *, title: str) -> alt.Chart:
         alt.Chart(data)
         .mark_bar()
         .encode(
-            y=alt.Y("run:N", title=None, axis=alt.Axis(labelLimit=260)),
+            y=alt.Y("run:N", title=None, axis=alt.Axis(labelLimit=180)),
             x=alt.X("share:Q", title="share of traces", axis=alt.Axis(format="%"), scale=alt.Scale(domain=[0, 1])),
             color=alt.Color(
                 "pattern:N",
                 scale=alt.Scale(domain=domain, range=[PATTERN_COLORS[p] for p in domain]),
-                legend=alt.Legend(title="pattern", orient="bottom", labelExpr=_pattern_label_expr(), labelLimit=320),
+                legend=alt.Legend(title="pattern", orient="bottom", labelExpr=_pattern_label_expr(), labelLimit=320, columns=3),
             ),
             column=alt.Column("phase_label:N", title=None, sort=list(PHASE_LABELS.values())),
             order=alt.Order("pattern_rank:Q"),
             tooltip=["run:N", alt.Tooltip("phase_label:N", title="phase"), "pattern:N", alt.Tooltip("share:Q", format=".1%"), alt.Tooltip("n:Q", title="traces")],
         )
-        .properties(title=title, width=260)
+        .properties(title=title, width=190)
     )
 
 
-def trace_curves(data: pl.DataFrame, *, title: str, columns: int = 4) -> alt.FacetChart | alt.Chart:
+def trace_curves(data: pl.DataFrame, *, title: str, columns: int = 3) -> alt.FacetChart | alt.Chart:
     """Survival probability entering each pass, one small panel per run.
 
     Rows `series, layer, k, s` (k = 1..Kmax; `series` names the run and its trace step).
@@ -293,7 +293,7 @@ def trace_curves(data: pl.DataFrame, *, title: str, columns: int = 4) -> alt.Fac
             color=enc_color,
             tooltip=["series:N", "layer:O", "k:O", alt.Tooltip("s:Q", format=".2f")],
         )
-        .properties(width=190, height=170)
+        .properties(width=170, height=160)
     )
     return base.facet(
         facet=alt.Facet("series:N", title=None, header=alt.Header(labelLimit=260, labelFontSize=11)),

@@ -51,13 +51,13 @@ def step_series(
     weight: float = 0.6,
     step_range: tuple[int, int] | None = None,
     max_points: int | None = None,
+    thin: bool = True,
 ) -> pl.DataFrame:
     """Long rows `run, <x>, step, value, smooth` for one metric across runs.
 
-    Smoothing runs on the full series; then the visible step range is cut out and
-    bucketed so every spike survives (min and max of each bucket are kept).
+    Smoothing runs on the full series; then the visible step range is cut out and, with
+    `thin`, bucketed so every spike survives (min and max of each bucket are kept).
     """
-    max_points = max_points or points_per_run(len(frames))
     out = []
     for name, df in frames.items():
         if column not in df.columns or df[column].is_null().all():
@@ -71,8 +71,6 @@ def step_series(
             s = s.filter(pl.col("step").is_between(step_range[0], step_range[1]))
         if s.is_empty():
             continue
-        kept = downsample(s, x="step", columns=[column], max_points=max_points).select("step")
-        s = s.join(kept.unique(), on="step", how="semi").sort("step")
         out.append(
             s.select(
                 pl.lit(name).alias("run"),
@@ -84,22 +82,42 @@ def step_series(
         )
     if not out:
         return pl.DataFrame(schema={"run": pl.String, "step": pl.Int64, "value": pl.Float64, "smooth": pl.Float64})
-    return pl.concat(out, how="diagonal_relaxed")
+    series = pl.concat(out, how="diagonal_relaxed")
+    return thin_series(series, max_points or points_per_run(len(out))) if thin else series
+
+
+def thin_series(series: pl.DataFrame, max_points: int) -> pl.DataFrame:
+    """Keep, per run, the steps where the raw value reaches each bucket's min or max."""
+    if series.is_empty():
+        return series
+    # downsample's long output has a `value` column of its own.
+    raw = series.select("run", "step", pl.col("value").alias("_raw"))
+    kept = downsample(raw, x="step", columns=["_raw"], max_points=max_points, by="run")
+    return series.join(kept.select("run", "step").unique(), on=["run", "step"], how="semi").sort("run", "step", maintain_order=True)
 
 
 def seed_group_series(
-    series: pl.DataFrame, groups: Mapping[str, Sequence[str]], x: str = "step"
+    series: pl.DataFrame,
+    groups: Mapping[str, Sequence[str]],
+    x: str = "step",
+    max_points: int | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Replace each seed group's runs by their mean line and a min–max band.
 
-    Works on the smoothed, downsampled series (aligned on step); runs outside every group
-    are kept as they are. Returns (`lines`, `band` rows `run, <x>, lo, hi`).
+    `series` is the full-resolution output of `step_series(..., thin=False)`: seeds are
+    averaged step by step on every logged step, and only then is the result thinned for
+    the browser (thinning first would average different steps of different seeds).
+    Runs outside every group are thinned as they are. Returns (`lines`, `band` rows
+    `run, <x>, lo, hi`).
     """
     member = {r: g for g, rs in groups.items() for r in rs}
+    rest = series.filter(~pl.col("run").is_in(list(member)))
     grouped = series.filter(pl.col("run").is_in(list(member)))
+    n_lines = rest["run"].n_unique() + len({member[r] for r in grouped["run"].unique()})
+    max_points = max_points or points_per_run(max(1, n_lines))
     if grouped.is_empty():
-        return series, pl.DataFrame()
-    # group_band's long output has its own `value`-free columns; name ours apart from them.
+        return thin_series(series, max_points), pl.DataFrame()
+    # group_band's long output has its own column names; name ours apart from them.
     rename = {"value": "raw_v", "smooth": "smooth_v"} | ({x: "x_v"} if x != "step" else {})
     frames = {
         name: part.drop("run").rename(rename)
@@ -107,21 +125,19 @@ def seed_group_series(
     }
     agg = group_band(frames, groups, x="step", columns=list(rename.values()))
     wide = agg.pivot(on="metric", index=["group", "step"], values=["mean", "min", "max"])
-    lines = wide.select(
+    full = wide.select(
         pl.col("group").alias("run"),
         *([pl.col("mean_x_v").alias(x)] if x != "step" else []),
         "step",
         pl.col("mean_raw_v").alias("value"),
         pl.col("mean_smooth_v").alias("smooth"),
-    )
-    band = wide.select(
-        pl.col("group").alias("run"),
-        pl.col("mean_x_v" if x != "step" else "step").alias(x),
         pl.col("min_smooth_v").alias("lo"),
         pl.col("max_smooth_v").alias("hi"),
     )
-    rest = series.filter(~pl.col("run").is_in(list(member)))
-    return pl.concat([rest, lines], how="diagonal_relaxed"), band
+    full = thin_series(full, max_points)
+    lines = full.drop("lo", "hi")
+    band = full.select("run", pl.col(x if x != "step" else "step").alias(x), "lo", "hi")
+    return pl.concat([thin_series(rest, max_points), lines], how="diagonal_relaxed"), band
 
 
 def phase_bands(phases_df: pl.DataFrame, frame: pl.DataFrame | None = None, x: str = "step") -> pl.DataFrame:

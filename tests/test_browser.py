@@ -228,23 +228,7 @@ CHART_WIDTHS_JS = """() => {
 }"""
 
 
-@pytest.mark.parametrize(
-    "name",
-    [
-        pytest.param(
-            n,
-            marks=pytest.mark.xfail(
-                reason="survival traces: the pattern-share bars (3 facets × 260 px) and the faceted "
-                "traces-at-a-step chart (4 columns × 190 px) are wider than their column, so the "
-                "page scrolls sideways and the layer legend is cut off",
-                strict=True,
-            ),
-        )
-        if n == "survival_traces"
-        else n
-        for n in sorted(CHART_PAGES)
-    ],
-)
+@pytest.mark.parametrize("name", sorted(CHART_PAGES))
 def test_charts_fit_their_column(app_page, server: str, name: str) -> None:
     go_to(app_page, server, name)
     app_page.locator('[data-testid="stVegaLiteChart"]').first.locator("canvas, svg").first.wait_for()
