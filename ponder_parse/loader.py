@@ -75,6 +75,16 @@ def _open_bytes(path: Path, limit: int = MAX_LOG_BYTES) -> tuple[bytes, str | No
     return out, None
 
 
+def _log_content(path: Path) -> tuple[bytes | Path, str | None]:
+    """A compressed log's bytes, or a plain log's path (read by Polars directly, so the
+    file's content is not held twice in memory)."""
+    with path.open("rb") as fh:
+        magic = fh.read(2)
+    if path.suffix.lower() == ".gz" or magic == b"\x1f\x8b":
+        return _open_bytes(path)
+    return path, None
+
+
 def sniff_log(path: Path) -> bool:
     """Whether a file is a trainer log (named like one, or holding a step line early on)."""
     return path.is_file() and is_log_file(path)
@@ -101,7 +111,7 @@ def run_name_for(log_path: Path, directory: Path | None) -> str:
 
 
 def parse_run(
-    data: bytes | str,
+    data: bytes | str | Path,
     *,
     name: str,
     source: Path | None = None,
@@ -184,7 +194,7 @@ def load_run(path: str | Path) -> Run:
         log, name = path, run_name_for(path, None)
         stats = path.parent / "stats.json" if _single_log(path.parent) else None
     try:
-        data, note = _open_bytes(log)
+        data, note = _log_content(log)
     except OSError as exc:
         raise RunLoadError(f"{log}: cannot be read ({exc.strerror or exc})") from exc
     notes = [note] if note else []

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import polars as pl
@@ -77,7 +78,7 @@ class RawChunk:
     tables: dict[str, pl.DataFrame] = field(default_factory=dict)
 
 
-def read_lines(data: bytes) -> tuple[pl.DataFrame, str, bool]:
+def read_lines(data: bytes | Path) -> tuple[pl.DataFrame, str, bool]:
     """Complete lines as a frame (`text`, CRLF already stripped) and the unterminated
     remainder: a line still being written, which must not be parsed as data.
 
@@ -86,6 +87,13 @@ def read_lines(data: bytes) -> tuple[pl.DataFrame, str, bool]:
     value says so).
     """
     invalid = False
+    if isinstance(data, Path):
+        # Read by Polars straight from the file: no second copy of a large log in memory.
+        try:
+            df = pl.read_lines(data, name="text")
+        except Exception:  # noqa: BLE001 - invalid UTF-8: take the careful path below
+            return read_lines(data.read_bytes())
+        return _split_rest(df, _ends_with_newline(data), invalid)
     try:
         df = pl.read_lines(io.BytesIO(data), name="text")
     except Exception:  # noqa: BLE001 - invalid UTF-8, or a Polars without read_lines
@@ -100,11 +108,22 @@ def read_lines(data: bytes) -> tuple[pl.DataFrame, str, bool]:
         )
         if lines and lines[-1] == "":
             df = df.head(df.height - 1)
-    rest = ""
-    if data and not data.endswith(b"\n") and df.height:
-        rest = df["text"][-1]
-        df = df.head(df.height - 1)
-    return df, rest, invalid
+    return _split_rest(df, not data or data.endswith(b"\n"), invalid)
+
+
+def _ends_with_newline(path: Path) -> bool:
+    with path.open("rb") as fh:
+        if fh.seek(0, 2) == 0:
+            return True
+        fh.seek(-1, 2)
+        return fh.read(1) == b"\n"
+
+
+def _split_rest(df: pl.DataFrame, complete: bool, invalid: bool) -> tuple[pl.DataFrame, str, bool]:
+    """Set an unterminated last line apart from the complete ones."""
+    if complete or not df.height:
+        return df, "", invalid
+    return df.head(df.height - 1), df["text"][-1], invalid
 
 
 def _lines_frame(lines: pl.DataFrame, first_line_no: int) -> pl.DataFrame:
@@ -714,8 +733,9 @@ def finalize(chunks: list[RawChunk]) -> dict[str, pl.DataFrame]:
     }
 
 
-def parse_bytes(data: bytes) -> tuple[dict[str, pl.DataFrame], dict[str, Any]]:
-    """Parse a whole log. Returns the tables and facts about the text itself.
+def parse_bytes(data: bytes | Path) -> tuple[dict[str, pl.DataFrame], dict[str, Any]]:
+    """Parse a whole log (its bytes, or the path of a plain file). Returns the tables and
+    facts about the text itself.
 
     A last line without its newline is a line still being written: it is reported as a
     problem and never parsed as data (a cut-off number would parse as a wrong value).
