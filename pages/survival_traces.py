@@ -44,7 +44,8 @@ if ctx is not None:
         all_steps = sorted({s for r in runs for s in r.traces["step"].unique().to_list()})
         step = st.select_slider("Trace step", all_steps, value=all_steps[-1], key="st_step")
         left, right = st.columns([1, 4])
-        left.altair_chart(charts.reference_shapes_chart(), width="stretch")
+        with left:
+            ui.show_chart(charts.reference_shapes_chart(), "reference-shapes", downloads=False)
         frames = []
         for run in runs:
             data = prepare.traces_at(run, step)

@@ -7,6 +7,7 @@ has the same colour on every page.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping, Sequence
 
 import altair as alt
@@ -51,6 +52,37 @@ AUTOSIZE = alt.AutoSizeParams(type="fit-x", contains="padding")
 
 # Row counts are bounded by the downsampling in `prepare`; the exporter must not refuse them.
 alt.data_transformers.disable_max_rows()
+
+
+_SPEC_LOCK = threading.Lock()
+
+
+def _collect_datasets(data: object, datasets: dict[str, object]) -> dict[str, str]:
+    """Altair data transformer: keep each frame as it is, referenced by name (a frame
+    shared by several layers is sent once)."""
+    name = f"data-{id(data):x}"
+    datasets[name] = data
+    return {"name": name}
+
+
+alt.data_transformers.register("ponder_collect", _collect_datasets)
+
+
+def to_spec(chart: alt.TopLevelMixin) -> dict:
+    """The chart's Vega-Lite spec with its frames under `datasets`, unvalidated.
+
+    Every chart here is built by a function whose output the tests validate against the
+    Vega-Lite schema; validating again on every render costs about 0.1 s a chart (most
+    of a page's time), so the app skips it. The frames stay Polars frames: Streamlit
+    sends them to the browser as Arrow.
+    """
+    datasets: dict[str, object] = {}
+    with _SPEC_LOCK, alt.theme.enable("none"), alt.data_transformers.enable(
+        "ponder_collect", datasets=datasets
+    ):
+        spec = chart.to_dict(validate=False)
+    spec["datasets"] = {**spec.get("datasets", {}), **datasets}
+    return spec
 
 
 def run_colors(names: Sequence[str]) -> dict[str, str]:

@@ -11,6 +11,7 @@ import altair as alt
 import polars as pl
 import streamlit as st
 
+from ponder_app import charts
 from ponder_app.state import Context, context
 
 
@@ -30,7 +31,7 @@ def _render(chart: alt.TopLevelMixin, fmt: str) -> bytes:
 
 def show_chart(chart: alt.TopLevelMixin, name: str, *, downloads: bool = True) -> None:
     """Draw an Altair chart at container width, with PNG/SVG downloads beneath it."""
-    st.altair_chart(chart, width="stretch")
+    st.vega_lite_chart(charts.to_spec(chart), width="stretch")
     if downloads:
         row = st.container(horizontal=True)
         slug = _slug(name)

@@ -84,17 +84,27 @@ def downsample(
         .cast(pl.Int64)
     )
     bk = [*keys, "_bucket"]
-    out = (
-        long.with_row_index("_i")
-        .with_columns(_bucket=bucket, _n=pl.len().over(keys))
-        .with_columns(
-            _keep=(pl.col("_n") <= max_points)
-            | (pl.col("_i") == pl.col("_i").min().over(keys))
-            | (pl.col("_i") == pl.col("_i").max().over(keys))
-            | (pl.col("_i") == pl.col("_i").get(pl.col("value").arg_max()).over(bk))
-            | (pl.col("_i") == pl.col("_i").get(pl.col("value").arg_min()).over(bk))
-        )
-        .filter(pl.col("_keep"))
-        .sort("_i")
+    long = long.with_row_index("_i").with_columns(_bucket=bucket)
+    # Group-bys rather than window expressions: one pass per level, far less work on a
+    # sweep's worth of series.
+    per_key = long.group_by(keys).agg(
+        pl.col("_i").min().alias("first"), pl.col("_i").max().alias("last"), pl.len().alias("n")
     )
+    per_bucket = long.group_by(bk).agg(
+        pl.col("_i").get(pl.col("value").arg_max()).alias("max"),
+        pl.col("_i").get(pl.col("value").arg_min()).alias("min"),
+    )
+    keep = pl.concat(
+        [
+            per_key.select(pl.col("first").alias("_i")),
+            per_key.select(pl.col("last").alias("_i")),
+            per_bucket.select(pl.col("max").alias("_i")),
+            per_bucket.select(pl.col("min").alias("_i")),
+        ]
+    )
+    whole = per_key.filter(pl.col("n") <= max_points).select(keys)  # small series: keep all
+    out = long.join(keep.unique(), on="_i", how="semi")
+    if whole.height:
+        out = pl.concat([out, long.join(whole, on=keys, how="semi")]).unique("_i")
+    out = out.sort("_i")
     return out.select(list(schema)).cast(schema)  # type: ignore[arg-type]
