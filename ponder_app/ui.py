@@ -48,12 +48,21 @@ def show_chart(chart: alt.TopLevelMixin, name: str, *, downloads: bool = True) -
 def show_table(df: pl.DataFrame, name: str, *, column_config: dict[str, Any] | None = None, height: int | str = "auto", hide_index: bool = True) -> None:
     """A sortable table with a CSV download (list columns written as text)."""
     st.dataframe(df, width="stretch", hide_index=hide_index, column_config=column_config, height=height)
-    lists = [c for c, d in df.schema.items() if isinstance(d, pl.List | pl.Struct)]
-    out = df.with_columns(pl.col(c).cast(pl.String, strict=False) for c in lists) if lists else df
     st.download_button(
-        "CSV", data=lambda: out.write_csv().encode(), file_name=f"{_slug(name)}.csv", mime="text/csv",
+        "CSV", data=lambda: csv_bytes(df), file_name=f"{_slug(name)}.csv", mime="text/csv",
         key=f"csv-{_slug(name)}", on_click="ignore", icon=":material/download:",
     )
+
+
+def csv_bytes(df: pl.DataFrame) -> bytes:
+    """A table as CSV; list columns (survival traces) are written as `[1.0, 0.82, …]` text."""
+    lists = [c for c, d in df.schema.items() if isinstance(d, pl.List)]
+    out = df.with_columns(
+        ("[" + pl.col(c).cast(pl.List(pl.String)).list.join(", ") + "]").alias(c) for c in lists
+    )
+    structs = [c for c, d in out.schema.items() if isinstance(d, pl.Struct)]
+    out = out.with_columns(pl.col(c).struct.json_encode() for c in structs)
+    return out.write_csv().encode()
 
 
 def ensure_frame(page_path: str) -> None:
