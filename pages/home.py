@@ -39,13 +39,20 @@ if ctx is not None:
             }
         )
     table = pl.DataFrame(rows)
-    varying = [k for k in sweep.varying_hparams(ctx.runs) if k != "variant"]
+    # The settings the sweep varied (from config files and folder names), not the model
+    # facts the logs print (parameter count, width...), which differ only between variants.
+    swept = {
+        k for r in ctx.runs for k, src in r.meta.get("hparam_sources", {}).items() if src != "log"
+    }
+    varying = [k for k in sweep.varying_hparams(ctx.runs) if k in swept]
     if varying:
         hp_all = sweep.sweep_table(ctx.runs)
         hp = hp_all.select("run", *[k for k in varying if k in hp_all.columns])
         hp = hp.with_columns(pl.all().exclude("run").cast(pl.String))
-        # What differs between runs sits next to the run's name, before the outcomes.
-        table = table.join(hp, on="run", how="left").select("run", *hp.columns[1:], pl.exclude("run", *hp.columns[1:]))
+        # What differs between runs sits next to the run's name and health, before the outcomes.
+        table = table.join(hp, on="run", how="left").select(
+            "run", "health", *hp.columns[1:], pl.exclude("run", "health", *hp.columns[1:])
+        )
     c1, c2, c3, c4 = st.columns(4)
     c1.metric("Runs shown", f"{len(ctx.runs)} / {len(ctx.all_runs)}")
     c2.metric("Healthy", sum(r["health"] == "healthy" for r in rows))
