@@ -13,6 +13,7 @@ chunks, resolves resumed steps and derives run metadata (cheap Polars operations
 
 from __future__ import annotations
 
+import functools
 import io
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -26,6 +27,7 @@ from ponder_parse import schema
 PROBLEM_TEXT_MAX = 300
 
 
+@functools.cache
 def _event_markers() -> tuple[tuple[str, pl.Expr], ...]:
     t = pl.col("text")
     # Order matters only where one line could carry two markers: the first wins.
@@ -278,7 +280,9 @@ _STEP_REQUIRED = (
 )  # fmt: skip
 
 
-def _step_fields(df: pl.LazyFrame) -> pl.LazyFrame:
+@functools.cache
+def _step_exprs() -> tuple[tuple[str | pl.Expr, ...], pl.Expr]:
+    """The step line's field and validity expressions, built once."""
     t, p = pl.col("text"), pl.col("_p")
     has_mtp = t.str.contains("| MTP: ", literal=True)
     has_baton = t.str.contains("| BATON: ", literal=True)
@@ -288,7 +292,7 @@ def _step_fields(df: pl.LazyFrame) -> pl.LazyFrame:
     ponder = p.list.get(3, null_on_oob=True).str.split(" ")
     avgs = p.list.get(-3, null_on_oob=True).str.split(", ")
     baton = p.list.get(9 + 2 * has_mtp.cast(pl.Int32), null_on_oob=True).str.split(" (lam=")
-    fields = df.with_columns(_p=t.str.split(" | ")).select(
+    fields = (
         "line_no",
         "text",
         head.str.strip_prefix("[AUDIT] ")
@@ -350,8 +354,16 @@ def _step_fields(df: pl.LazyFrame) -> pl.LazyFrame:
             | pl.all_horizontal(pl.col(c).is_not_null() for c in ("pl_lm", "avg_exec", "avg_k", "avg_gap"))
         )
     )
-    return fields.with_columns(_ok=ok.fill_null(False)).drop(
-        "_shape", "_ponder_ok", "_mtp", "_baton", "_pl"
+    return fields, ok.fill_null(False)
+
+
+def _step_fields(df: pl.LazyFrame) -> pl.LazyFrame:
+    fields, ok = _step_exprs()
+    return (
+        df.with_columns(_p=pl.col("text").str.split(" | "))
+        .select(fields)
+        .with_columns(_ok=ok)
+        .drop("_shape", "_ponder_ok", "_mtp", "_baton", "_pl")
     )
 
 
@@ -375,20 +387,32 @@ _LAYER_PARTS = (
 )
 
 
-def _layer_fields(df: pl.LazyFrame) -> pl.LazyFrame:
-    t, p = pl.col("text"), pl.col("_p")
+@functools.cache
+def _layer_exprs() -> tuple[pl.Expr, tuple[pl.Expr, ...], pl.Expr]:
+    """The per-layer line's head, field and validity expressions, built once."""
+    p = pl.col("_p")
     head = p.list.get(0, null_on_oob=True).str.extract_groups(
         r"^ ?L(?P<layer>[0-9]+): k_exec=(?P<k_exec>[0-9]+)$"
     )
-    fields = [
+    fields = tuple(
         (_after(p.list.get(i, null_on_oob=True), pre, suf) / (100 if suf else 1)).alias(name)
         for i, pre, suf, name in _LAYER_PARTS
-    ]
-    out = (
+    )
+    names = ["layer", "k_exec", *(name for *_, name in _LAYER_PARTS)]
+    ok = pl.all_horizontal(pl.col(c).is_not_null() for c in names) & (pl.col("_n") == 16)
+    return head, fields, ok.fill_null(False)
+
+
+def _layer_fields(df: pl.LazyFrame) -> pl.LazyFrame:
+    head, fields, ok = _layer_exprs()
+    return (
         df.with_columns(
-            _p=t.str.replace_all(" | ", ", ", literal=True).str.strip_chars_end().str.split(", ")
+            _p=pl.col("text")
+            .str.replace_all(" | ", ", ", literal=True)
+            .str.strip_chars_end()
+            .str.split(", ")
         )
-        .with_columns(_h=head, _n=p.list.len())
+        .with_columns(_h=head, _n=pl.col("_p").list.len())
         .unnest("_h")
         .select(
             "line_no",
@@ -398,10 +422,9 @@ def _layer_fields(df: pl.LazyFrame) -> pl.LazyFrame:
             *fields,
             "_n",
         )
+        .with_columns(_ok=ok)
+        .drop("_n")
     )
-    names = ["layer", "k_exec", *(name for *_, name in _LAYER_PARTS)]
-    ok = pl.all_horizontal(pl.col(c).is_not_null() for c in names) & (pl.col("_n") == 16)
-    return out.with_columns(_ok=ok.fill_null(False)).drop("_n")
 
 
 def _trace_fields(df: pl.LazyFrame) -> pl.LazyFrame:
