@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
-# Set up a virtual environment with the project and its test extras, then run lint and tests.
+# Set up everything the tests need (a virtual environment with the project and its test
+# extras; Debian's chromium for the browser tests), then run lint and the tests.
 set -euo pipefail
-. "$(dirname "$0")/_venv.sh" -e ".[test]"
 if ! command -v chromium >/dev/null 2>&1; then
-    echo "chromium not found: the browser tests need Debian's chromium (apt-get install chromium)" >&2
-    exit 1
+    if [ "$(id -u)" = "0" ]; then SUDO=""; else SUDO="sudo"; fi
+    echo "installing Debian's chromium for the browser tests..." >&2
+    export DEBIAN_FRONTEND=noninteractive
+    $SUDO apt-get update -qq
+    $SUDO apt-get install -y -qq chromium >/dev/null
 fi
+. "$(dirname "$0")/_venv.sh" -e ".[test]"
 "$VENV/bin/ruff" check .
 exec "$VENV/bin/python" -m pytest -q "$@"
