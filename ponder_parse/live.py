@@ -8,6 +8,7 @@ The resulting `Run` equals what a full re-parse of the same bytes gives.
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import polars as pl
@@ -31,6 +32,11 @@ class LiveLog:
         self.log = log
         self.directory = p if p.is_dir() else None
         self.name = name or (p.name if p.is_dir() else log.stem)
+        self._lock = threading.RLock()
+        self.reset()
+
+    def reset(self) -> None:
+        """Start over (the file was replaced or truncated)."""
         self.offset = 0  # bytes consumed from the file
         self.partial = b""  # bytes after the last newline: a line still being written
         self.held = pl.DataFrame(schema={"text": pl.String})  # complete lines not yet decided
@@ -39,12 +45,16 @@ class LiveLog:
         self.invalid_utf8 = False
         self.bytes_parsed = 0  # what the last poll actually parsed (for tests and benchmarks)
 
-    def reset(self) -> None:
-        """Start over (the file was replaced or truncated)."""
-        self.__init__(self.log if self.directory is None else self.directory, self.name)  # type: ignore[misc]
-
     def poll(self) -> bool:
-        """Read what was appended; returns whether anything new was parsed."""
+        """Read what was appended; returns whether anything new was parsed.
+
+        Safe to call from several threads (an app serving several sessions shares one
+        reader per log): polls and snapshots take turns.
+        """
+        with self._lock:
+            return self._poll()
+
+    def _poll(self) -> bool:
         size = self.log.stat().st_size
         if size < self.offset:
             self.reset()
@@ -76,6 +86,10 @@ class LiveLog:
 
     def run(self) -> Run:
         """The run as read so far (held-back lines are parsed as they stand, not committed)."""
+        with self._lock:
+            return self._run()
+
+    def _run(self) -> Run:
         chunks = list(self.chunks)
         state = self.state
         if self.held.height:
