@@ -142,6 +142,9 @@ def metric_chart(
         if smoothed:
             data = data.filter(pl.col("smooth") > 0)
     base = alt.Chart(data).encode(x=xenc, color=alt.Color("run:N", scale=scale, legend=alt.Legend(title="run", orient="bottom", columns=4, labelLimit=260, symbolType="stroke", symbolOpacity=1, symbolStrokeWidth=3)))
+    # Clicking a run in the legend highlights it (shift-click for several), as in
+    # TensorBoard and W&B; clicking empty space clears the highlight.
+    pick = alt.selection_point(fields=["run"], bind="legend")
     tooltip = [
         alt.Tooltip("run:N"),
         alt.Tooltip(f"{x}:Q", title=X_TITLES.get(x, x), format=",.6g"),
@@ -174,10 +177,32 @@ def metric_chart(
         )
     if smoothed:
         tooltip.append(alt.Tooltip("smooth:Q", title=f"{y_title} (smoothed)", format=value_format))
-        layers.append(base.mark_line(opacity=0.22, strokeWidth=1).encode(y=alt.Y("value:Q", scale=yscale, title=y_title, axis=yaxis), detail="run:N"))
-        layers.append(base.mark_line(strokeWidth=1.8).encode(y=alt.Y("smooth:Q", scale=yscale, title=y_title, axis=yaxis), tooltip=tooltip))
+        layers.append(
+            base.mark_line(strokeWidth=1).encode(
+                y=alt.Y("value:Q", scale=yscale, title=y_title, axis=yaxis),
+                detail="run:N",
+                opacity=alt.condition(pick, alt.value(0.22), alt.value(0.04)),
+            )
+        )
+        layers.append(
+            base.mark_line(strokeWidth=1.8)
+            .encode(
+                y=alt.Y("smooth:Q", scale=yscale, title=y_title, axis=yaxis),
+                tooltip=tooltip,
+                opacity=alt.condition(pick, alt.value(1.0), alt.value(0.12)),
+            )
+            .add_params(pick)
+        )
     else:
-        layers.append(base.mark_line(strokeWidth=1.5).encode(y=alt.Y("value:Q", scale=yscale, title=y_title, axis=yaxis), tooltip=tooltip))
+        layers.append(
+            base.mark_line(strokeWidth=1.5)
+            .encode(
+                y=alt.Y("value:Q", scale=yscale, title=y_title, axis=yaxis),
+                tooltip=tooltip,
+                opacity=alt.condition(pick, alt.value(1.0), alt.value(0.12)),
+            )
+            .add_params(pick)
+        )
     # Invisible points make the tooltip reachable along the line; a thinned copy of the
     # data is enough for that and keeps the browser's work small.
     every = max(1, data.height // TOOLTIP_POINTS)

@@ -226,7 +226,12 @@ def test_metric_chart_lines_colours_and_data() -> None:
     d = to_dict(charts.metric_chart(data, title="LM — loss", y_title="LM", colors=COLORS))
     lines = layers_with(d, "line")
     assert [ln["encoding"]["y"]["field"] for ln in lines] == ["value", "smooth"]
-    assert lines[0]["mark"]["opacity"] < lines[1]["mark"].get("opacity", 1.0)  # raw drawn faint
+    # Raw drawn faint behind the smoothed line, highlighted or not (legend selection).
+    raw_op, smooth_op = (ln["encoding"]["opacity"] for ln in lines)
+    assert raw_op["condition"]["value"] < smooth_op["condition"]["value"]
+    assert raw_op["value"] < smooth_op["value"] < smooth_op["condition"]["value"]
+    params = d.get("params", []) + [p for ln in lines for p in ln.get("params", [])]
+    assert any(p.get("bind") == "legend" for p in params)
     scale = lines[1]["encoding"]["color"]["scale"]
     assert scale["domain"] == RUNS
     assert scale["range"] == [COLORS[r] for r in RUNS]
