@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 
 import streamlit as st
@@ -122,6 +123,10 @@ if live:
             st.session_state["_live_sizes"] = sizes
             st.rerun()
         st.session_state["_live_sizes"] = sizes
+        st.caption(
+            f"Following {len(sizes)} log(s), {sum(s for s in sizes if s > 0) / 1e6:.1f} MB; "
+            f"checked at {time.strftime('%H:%M:%S')} (every 5 s)."
+        )
 
     with st.sidebar:
         _follow()
