@@ -33,7 +33,6 @@ from ponder_parse.loader import (
     LoadFailure,
     RunLoadError,
     expand_paths,
-    find_log,
     load_run,
     unique_names,
 )
@@ -313,10 +312,6 @@ def context() -> Context:
         ctx = build_context(loaded, [r.name for r in loaded.runs], None)
         set_context(ctx)
     return ctx
-
-
-def log_exists(path: Path) -> bool:
-    return path.is_file() or (path.is_dir() and find_log(path) is not None)
 
 
 def live_sizes(paths: Sequence[Path]) -> tuple[int, ...]:
