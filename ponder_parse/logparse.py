@@ -197,7 +197,9 @@ def _classify(df: pl.DataFrame) -> tuple[dict[str, pl.DataFrame], pl.DataFrame]:
         _tb=t.str.starts_with("Traceback (most recent call last)")
         | t.str.starts_with("During handling of the above exception")
         | t.str.starts_with("The above exception was the direct cause"),
-        _warn=t.str.contains(fmt.WARNING_MARK, literal=True) & ~t.str.starts_with(" "),
+        _warn=(t.str.contains(fmt.WARNING_MARK, literal=True) & ~t.str.starts_with(" "))
+        | t.str.starts_with("WARNING:")  # Python's logging module
+        | t.str.starts_with("[W "),  # PyTorch's C++ warnings: `[W socket.cpp:...]`
         _prog=t.str.contains(fmt.PROGRESS),
         _adj=adjacent,
     )

@@ -323,3 +323,9 @@ def test_line_kinds_account_for_every_physical_line() -> None:
     assert kinds["step"] == 40 and kinds["blank"] == 1 and kinds["unknown"] == 1
     assert kinds["traceback"] == 2 and kinds["checkpoint"] == 1
     assert kinds["generation"] == len(generation_block(40, [("p", "o\n\nSTEP: 1 | fake")]))
+
+
+def test_logging_and_torch_warnings_are_warnings() -> None:
+    t, _ = parse([step_line(1), "WARNING:root:something odd", "[W socket.cpp:663] [c10d] no peer", step_line(2)])
+    assert t["events"]["kind"].to_list() == ["warning", "warning"]
+    assert t["problems"].is_empty()
