@@ -22,12 +22,14 @@ PALETTE: tuple[str, ...] = (
     "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
 )  # fmt: skip
 
+AUDIT_PATTERN = "audit"  # a trace logged on an audit step (forced k=2): not classified
 PATTERN_COLORS: dict[str, str] = {
     patterns.HEALTHY: "#59a14f",
     patterns.NOT_STOPPING: "#f28e2b",
     patterns.OVER_PENALIZED: "#e15759",
     patterns.STUCK_HALF: "#b07aa1",
     patterns.OTHER: "#bab0ac",
+    AUDIT_PATTERN: "#c6dbef",
 }
 PHASE_COLORS: dict[str, str] = {
     "force_warmup": "#e8e8e8",
@@ -303,7 +305,8 @@ def pattern_timeline(data: pl.DataFrame, *, title: str, kmax: int | None = None)
 
 
 def _pattern_label_expr() -> str:
-    pairs = ", ".join(f"'{k}': '{v}'" for k, v in patterns.PATTERN_TITLES.items())
+    titles = patterns.PATTERN_TITLES | {AUDIT_PATTERN: "Audit step (forced k=2)"}
+    pairs = ", ".join(f"'{k}': '{v}'" for k, v in titles.items())
     return f"({{{pairs}}})[datum.label] || datum.label"
 
 
@@ -311,7 +314,7 @@ def pattern_share_bars(data: pl.DataFrame, *, title: str) -> alt.Chart:
     """Stacked share of each pattern: rows `run, phase, pattern, share, n`."""
     if data.is_empty():
         return _empty(f"{title}: no classified traces")
-    domain = list(PATTERN_COLORS)
+    domain = list(patterns.PATTERNS)  # audit-step traces are not counted in shares
     return (
         alt.Chart(data)
         .mark_bar()

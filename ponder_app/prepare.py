@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 
 import polars as pl
 
-from ponder_app.charts import PHASE_LABELS
+from ponder_app.charts import AUDIT_PATTERN, PHASE_LABELS
 from ponder_parse import catalog, patterns
 from ponder_parse.downsample import downsample
 from ponder_parse.run import Run
@@ -230,6 +230,14 @@ def trace_timeline(run: Run, thresholds: patterns.PatternThresholds = patterns.D
     if tr.is_empty():
         return pl.DataFrame()
     tr = patterns.classify_traces(tr, thresholds)
+    # A trace on an audit step shows the forced k=2 passes, not the gate's choice.
+    audits = run.steps.filter(pl.col("audit").fill_null(False))["step"]
+    tr = tr.with_columns(
+        pl.when(pl.col("step").is_in(audits.implode()))
+        .then(pl.lit(AUDIT_PATTERN))
+        .otherwise(pl.col("pattern"))
+        .alias("pattern")
+    )
     steps = tr["step"].unique().sort()
     spacing = int(steps.diff().drop_nulls().min() or 50) if steps.len() > 1 else 50
     return tr.select(

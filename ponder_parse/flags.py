@@ -36,6 +36,7 @@ from ponder_parse.patterns import (
     STUCK_HALF,
     PatternThresholds,
     classify_traces,
+    policy_traces,
 )
 from ponder_parse.phases import assign_phase, phases
 from ponder_parse.run import Run
@@ -877,7 +878,7 @@ def red_flags(
         q = assign_phase(run.quality, phases_df).filter(pl.col("phase") == "economic")
         found += _rule_delta_ce(run, q, rules)
         judged_from = int(econ_row["start"]) + rules.economic_grace_steps
-        tr = assign_phase(run.traces, phases_df).filter(
+        tr = assign_phase(policy_traces(run), phases_df).filter(
             (pl.col("phase") == "economic") & (pl.col("step") >= judged_from)
         )
         found += _rule_traces(run, tr, rules)

@@ -161,13 +161,26 @@ def reference_shapes_frame() -> pl.DataFrame:
     return pl.DataFrame(rows, schema={"pattern": pl.String, "k": pl.Int32, "s": pl.Float64})
 
 
+def policy_traces(run: Run) -> pl.DataFrame:
+    """The run's traces without those logged on audit steps.
+
+    An audit step forces every token through k=2 as a counterfactual, so its trace shows
+    the forced passes (`[1.00, 1.00, 0.00, 0.00]`), not what the gate decided: it must
+    not count towards the gate's pattern.
+    """
+    audits = run.steps.filter(pl.col("audit").fill_null(False)).select("step")
+    if audits.is_empty():
+        return run.traces
+    return run.traces.join(audits, on="step", how="anti")
+
+
 def _classified(
     data: Run | pl.DataFrame,
     need_phase: bool,
     phases_df: pl.DataFrame | None,
     thresholds: PatternThresholds,
 ) -> pl.DataFrame:
-    df = data.traces if isinstance(data, Run) else data
+    df = policy_traces(data) if isinstance(data, Run) else data
     if "pattern" not in df.columns:
         df = classify_traces(df, thresholds)
     if need_phase and "phase" not in df.columns:

@@ -211,3 +211,27 @@ def test_dominant_pattern_tie_is_deterministic() -> None:
 def test_dominant_pattern_empty_run() -> None:
     run = Run(name="empty")
     assert P.dominant_pattern(run, phases(run)).is_empty()
+
+
+def test_traces_on_audit_steps_do_not_count_towards_the_gate_pattern() -> None:
+    import polars as pl
+
+    from ponder_parse import schema
+    from ponder_parse.patterns import dominant_pattern, pattern_shares, policy_traces
+    from ponder_parse.run import Run
+
+    steps = schema.conform(
+        pl.DataFrame({"step": [50, 100, 150], "audit": [False, True, False]}), schema.STEPS
+    )
+    stuck, forced = [1.0, 0.5, 0.5, 0.5], [1.0, 1.0, 0.0, 0.0]
+    traces = pl.DataFrame(
+        {"step": [50, 100, 150], "layer": [0, 0, 0], "s_trace": [stuck, forced, stuck]},
+        schema=schema.TRACES,
+    )
+    run = Run(name="r", steps=steps, traces=traces)
+    assert policy_traces(run)["step"].to_list() == [50, 150]
+    shares = pattern_shares(run)
+    assert shares["pattern"].to_list() == ["stuck_half"] and shares["share"][0] == 1.0
+    assert dominant_pattern(run, pl.DataFrame({"phase": ["economic"], "start": [0], "end": [200]}))[
+        "pattern"
+    ].to_list() == ["stuck_half"]

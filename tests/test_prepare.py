@@ -370,3 +370,15 @@ def test_histogram_bins_share_bins_across_runs() -> None:
     assert (edges["hi"] > edges["lo"]).all()
     widths = (edges["hi"] - edges["lo"]).to_numpy()
     assert widths == pytest.approx(np.full(len(widths), widths[0]))
+
+
+def test_trace_timeline_marks_audit_steps_instead_of_classifying_them() -> None:
+    from ponder_app.charts import AUDIT_PATTERN
+
+    steps = schema.conform(pl.DataFrame({"step": [50, 100], "audit": [False, True]}), schema.STEPS)
+    traces = pl.DataFrame(
+        {"step": [50, 100], "layer": [0, 0], "s_trace": [[1.0, 0.5, 0.5, 0.5], [1.0, 1.0, 0.0, 0.0]]},
+        schema=schema.TRACES,
+    )
+    cells = prepare.trace_timeline(Run(name="r", steps=steps, traces=traces))
+    assert cells.sort("step")["pattern"].to_list() == ["stuck_half", AUDIT_PATTERN]
