@@ -25,7 +25,11 @@ if ctx is not None:
             st.caption(f"Thresholds: {t}")
         st.subheader("Pattern timeline")
         for run in runs:
-            ui.show_chart(charts.pattern_timeline(prepare.trace_timeline(run), title=run.name), f"pattern-timeline-{run.name}")
+            ph = ctx.phases(run)
+            gate = ph.filter(ph["phase"] == "gate_learning")["start"]
+            force_end = int(gate[0]) if gate.len() else None
+            cells = prepare.trace_timeline(run, force_end=force_end)
+            ui.show_chart(charts.pattern_timeline(cells, title=run.name), f"pattern-timeline-{run.name}")
 
         st.subheader("Pattern shares per phase")
         parts = []

@@ -22,7 +22,7 @@ PALETTE: tuple[str, ...] = (
     "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
 )  # fmt: skip
 
-AUDIT_PATTERN = "audit"  # a trace logged on an audit step (forced k=2): not classified
+AUDIT_PATTERN = "forced"  # a trace logged while k=2 was forced (audit step, warmup): not classified
 PATTERN_COLORS: dict[str, str] = {
     patterns.HEALTHY: "#59a14f",
     patterns.NOT_STOPPING: "#f28e2b",
@@ -305,7 +305,7 @@ def pattern_timeline(data: pl.DataFrame, *, title: str, kmax: int | None = None)
 
 
 def _pattern_label_expr() -> str:
-    titles = patterns.PATTERN_TITLES | {AUDIT_PATTERN: "Audit step (forced k=2)"}
+    titles = patterns.PATTERN_TITLES | {AUDIT_PATTERN: "Forced k=2 (warmup or audit step)"}
     pairs = ", ".join(f"'{k}': '{v}'" for k, v in titles.items())
     return f"({{{pairs}}})[datum.label] || datum.label"
 

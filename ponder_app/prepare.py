@@ -222,18 +222,30 @@ def layer_diff(grid: pl.DataFrame, base: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def trace_timeline(run: Run, thresholds: patterns.PatternThresholds = patterns.DEFAULT, step_range: tuple[int, int] | None = None) -> pl.DataFrame:
-    """Classified traces as timeline cells: `layer, step, start, end, pattern, s_trace_text`."""
+def trace_timeline(
+    run: Run,
+    thresholds: patterns.PatternThresholds = patterns.DEFAULT,
+    step_range: tuple[int, int] | None = None,
+    force_end: int | None = None,
+) -> pl.DataFrame:
+    """Classified traces as timeline cells: `layer, step, start, end, pattern, s_trace_text`.
+
+    Traces logged while passes were forced to k=2 (audit steps, and the force-2 warmup
+    before `force_end`) show the forcing, not the gate's choice: they are marked as
+    forced instead of classified.
+    """
     tr = run.traces
     if step_range is not None:
         tr = tr.filter(pl.col("step").is_between(*step_range))
     if tr.is_empty():
         return pl.DataFrame()
     tr = patterns.classify_traces(tr, thresholds)
-    # A trace on an audit step shows the forced k=2 passes, not the gate's choice.
     audits = run.steps.filter(pl.col("audit").fill_null(False))["step"]
+    forced = pl.col("step").is_in(audits.implode())
+    if force_end is not None:
+        forced = forced | (pl.col("step") < force_end)
     tr = tr.with_columns(
-        pl.when(pl.col("step").is_in(audits.implode()))
+        pl.when(forced)
         .then(pl.lit(AUDIT_PATTERN))
         .otherwise(pl.col("pattern"))
         .alias("pattern")
