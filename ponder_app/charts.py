@@ -177,6 +177,7 @@ def metric_chart(
             .mark_area(opacity=0.18)
             .encode(x=xenc, y=alt.Y("lo:Q", scale=yscale), y2="hi:Q", color=alt.Color("run:N", scale=scale, legend=None))
         )
+    front = "smooth" if smoothed else "value"  # the line the eye follows and hovers
     if smoothed:
         tooltip.append(alt.Tooltip("smooth:Q", title=f"{y_title} (smoothed)", format=value_format))
         layers.append(
@@ -186,25 +187,15 @@ def metric_chart(
                 opacity=alt.condition(pick, alt.value(0.22), alt.value(0.04)),
             )
         )
-        layers.append(
-            base.mark_line(strokeWidth=1.8)
-            .encode(
-                y=alt.Y("smooth:Q", scale=yscale, title=y_title, axis=yaxis),
-                tooltip=tooltip,
-                opacity=alt.condition(pick, alt.value(1.0), alt.value(0.12)),
-            )
-            .add_params(pick)
+    layers.append(
+        base.mark_line(strokeWidth=1.8 if smoothed else 1.5)
+        .encode(
+            y=alt.Y(f"{front}:Q", scale=yscale, title=y_title, axis=yaxis),
+            tooltip=tooltip,
+            opacity=alt.condition(pick, alt.value(1.0), alt.value(0.12)),
         )
-    else:
-        layers.append(
-            base.mark_line(strokeWidth=1.5)
-            .encode(
-                y=alt.Y("value:Q", scale=yscale, title=y_title, axis=yaxis),
-                tooltip=tooltip,
-                opacity=alt.condition(pick, alt.value(1.0), alt.value(0.12)),
-            )
-            .add_params(pick)
-        )
+        .add_params(pick)
+    )
     # Invisible points make the tooltip reachable along the line; a thinned copy of the
     # data is enough for that and keeps the browser's work small.
     every = max(1, data.height // TOOLTIP_POINTS)
@@ -212,7 +203,7 @@ def metric_chart(
     layers.append(
         alt.Chart(hover)
         .mark_point(opacity=0, size=40)
-        .encode(x=xenc, y=alt.Y(("smooth" if smoothed else "value") + ":Q", scale=yscale), tooltip=tooltip)
+        .encode(x=xenc, y=alt.Y(f"{front}:Q", scale=yscale), tooltip=tooltip)
     )
     if refs:
         rdf = pl.DataFrame({"y": [float(v) for v, _ in refs], "label": [lbl for _, lbl in refs]})

@@ -3,6 +3,10 @@
 Kept apart from the parsing machinery so that the exact shape of each line (taken from
 the trainers' own f-strings) can be read in one place. All patterns are Rust-regex
 compatible (no look-around, no back-references) because Polars evaluates them.
+
+The full step, layer and quality patterns are the reference for those lines' shape; the
+parser itself reads and validates them structurally (`logparse._step_fields` and kin),
+which is faster, and the line-by-line baseline in `benchmarks/parse_speed.py` uses them.
 """
 
 from __future__ import annotations
@@ -33,7 +37,6 @@ STEP = (
     rf"(?: \| PL/LM: {_n('pl_lm')}% \| AVGS: exec={_n('avg_exec')}, k={_n('avg_k')}, gap={_n('avg_gap')})?"
     rf" \| dt: *{_n('dt_ms')}ms \| tok/sec: *{_n('tok_per_sec')}[ \t]*$"
 )
-STEP_PERCENT_COLUMNS = ("p_near_clamp", "pl_lm")
 
 # Level 2: one per layer, one leading space.
 LAYER = (
@@ -44,7 +47,6 @@ LAYER = (
     rf" \| Δh={_n('h_diff')}, Δp={_n('p_diff')}"
     rf" \| ponder={_n('ponder_signal')}, λ_p={_n('lambda_p')}[ \t]*$"
 )
-LAYER_PERCENT_COLUMNS = ("frac_ge2", "frac_ge3", "frac_ge4")
 
 # Level 3.
 TRACE = rf"^[ \t]*L(?P<layer>[0-9]+) s_trace: \[(?P<values>[ \t]*(?:{NUM}(?:[ \t]*,[ \t]*{NUM})*)?[ \t]*)\][ \t]*$"
@@ -71,7 +73,8 @@ INIT_FIELDS = {
 TARGET_K = rf"TARGET_K=({NUM})"
 LAMBDA_VALUE = rf"λ_p\s*=\s*({NUM})"
 CHECKPOINT_STEP = r"\(step=(\d+)"
-RESUME_STEP = r"(?:Resuming from step|at step) (\d+)"
+# The step a resume or pause line names: "Resuming from step 1250", "... at step 812".
+NAMED_STEP = r"(?:Resuming from step|at step) (\d+)"
 GEN_HEADER = r"^=+ GENERATION STEP (\d+) =+\s*$"
 GEN_CLOSE = r"^={20,}\s*$"
 GEN_SAMPLE = r"^\[GEN (\d+)\]\s*$"

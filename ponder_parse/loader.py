@@ -85,18 +85,13 @@ def _log_content(path: Path) -> tuple[bytes | Path, str | None]:
     return path, None
 
 
-def sniff_log(path: Path) -> bool:
-    """Whether a file is a trainer log (named like one, or holding a step line early on)."""
-    return path.is_file() and is_log_file(path)
-
-
 def find_log(directory: Path) -> Path | None:
     """The trainer log in a run folder: `log_*` first (the largest), else any log-like file."""
     candidates = sorted(p for p in directory.iterdir() if p.is_file() and _has_log_suffix(p))
     named = [p for p in candidates if p.name.lower().startswith("log_")]
     if named:
         return max(named, key=lambda p: p.stat().st_size)
-    return next((p for p in candidates if sniff_log(p)), None)
+    return next((p for p in candidates if is_log_file(p)), None)
 
 
 def run_name_for(log_path: Path, directory: Path | None) -> str:
@@ -218,7 +213,7 @@ def attach_hparams(run: Run, run_dir: Path | None) -> None:
 
 def _single_log(directory: Path) -> bool:
     try:
-        return sum(1 for p in directory.iterdir() if sniff_log(p)) == 1
+        return sum(1 for p in directory.iterdir() if is_log_file(p)) == 1
     except OSError:
         return False
 

@@ -6,9 +6,10 @@ stderr noise mixed into the file), or `problems` (with its line number and a rea
 Blank lines are the only lines that leave no row.
 
 Parsing is split in two so a growing log can be followed cheaply:
-`scan_lines` turns a chunk of complete lines into raw rows (the regex work, proportional
+`scan_lines` turns a chunk of complete lines into raw rows (the string work, proportional
 to the chunk), carrying a small `ScanState` across chunks; `finalize` concatenates raw
-chunks, resolves resumed steps and derives run metadata (cheap Polars operations).
+chunks and resolves resumed steps (cheap Polars operations). Run metadata is derived from
+the finished tables in `meta.py`.
 """
 
 from __future__ import annotations
@@ -58,8 +59,8 @@ def _event_markers() -> tuple[tuple[str, pl.Expr], ...]:
     )
 
 
-# Line kinds whose content is data: a line of such a kind that does not match its full
-# pattern is reported as a problem rather than silently dropped.
+# Line kinds whose content is data: a line of such a kind that does not parse is reported
+# as a problem rather than silently dropped.
 DATA_KINDS = ("step", "layer", "trace", "quality", "lr_check")
 
 
@@ -634,7 +635,7 @@ def _event_step() -> pl.Expr:
         pl.when(pl.col("kind") == "checkpoint")
         .then(t.str.extract(fmt.CHECKPOINT_STEP))
         .when(pl.col("kind").is_in(["resume", "pause"]))
-        .then(t.str.extract(r"step (\d+)"))
+        .then(t.str.extract(fmt.NAMED_STEP))
         .cast(pl.Int64, strict=False)
     )
     return pl.coalesce(named, pl.col("step"))
