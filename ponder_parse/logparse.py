@@ -146,17 +146,14 @@ def _lines_frame(lines: pl.DataFrame, first_line_no: int) -> pl.DataFrame:
     return df.with_row_index("_i")
 
 
-def _classify(df: pl.DataFrame) -> tuple[dict[str, pl.DataFrame], pl.DataFrame]:
-    """Split the lines by `kind` (a frame per kind) and describe the non-data lines' blocks.
+def _main_kind() -> pl.Expr:
+    """The data kinds, recognised by anchored prefixes over every line (the bulk of a log).
 
-    The data lines (the bulk of a log) are recognised by cheap anchored prefixes over all
-    rows; everything else, usually a few hundred lines, gets the finer look: generation
-    and stderr blocks claim their lines first, then event markers, then the leftovers.
     Leading-space counts are exact so that indented model output (four spaces) can never
     pass for a data line.
     """
     t = pl.col("text")
-    main = (
+    return (
         pl.when(t.str.starts_with("STEP: ") | t.str.starts_with("[AUDIT] STEP: "))
         .then(pl.lit("step"))
         .when(t.str.contains(r"^ ?L[0-9]+: "))
@@ -167,22 +164,25 @@ def _classify(df: pl.DataFrame) -> tuple[dict[str, pl.DataFrame], pl.DataFrame]:
         .then(pl.lit("quality"))
         .when(t.str.starts_with("LR CHECK:"))
         .then(pl.lit("lr_check"))
+        .otherwise(pl.lit("rest"))
     )
-    df = df.with_columns(kind=main)
-    parts = {
-        str(k): f for (k,), f in df.partition_by("kind", as_dict=True).items() if k is not None
-    }
-    rest = df.filter(pl.col("kind").is_null())
-    if rest.height == 0:
-        return parts, rest.select(
-            "_i",
-            "line_no",
-            _in_gen=pl.lit(False),
-            _gc=pl.lit(False),
-            _ggrp=pl.lit(0),
-            _in_tb=pl.lit(False),
-            _tgrp=pl.lit(0),
-        )
+
+
+def _classify(df: pl.DataFrame) -> dict[str, pl.DataFrame]:
+    """The lines split by data kind (a frame per kind); `rest` holds every other line."""
+    kinds = df.with_columns(kind=_main_kind())
+    return {str(k): f for (k,), f in kinds.partition_by("kind", as_dict=True).items()}
+
+
+def _rest_kinds(rest: pl.LazyFrame) -> pl.LazyFrame:
+    """The finer look at the non-data lines, usually a few hundred.
+
+    Generation and stderr blocks claim their lines first, then event markers, then the
+    leftovers. Blocks are contiguous runs of lines, so "the block's first line is a
+    header" is a forward fill from each break (a scan, far cheaper than a windowed
+    group-by).
+    """
+    t = pl.col("text")
     blank = t.str.strip_chars() == ""
     # A data line between two other lines ends any block: rows that are not adjacent.
     adjacent = (pl.col("_i").diff() == 1).fill_null(False)
@@ -205,9 +205,7 @@ def _classify(df: pl.DataFrame) -> tuple[dict[str, pl.DataFrame], pl.DataFrame]:
         _adj=adjacent,
     )
     # Generation block: a header, then content lines, up to and including a closing
-    # rule of `=`. Anything else ends the block early (a crashed generation). Blocks are
-    # contiguous runs, so "the block's first line is a header" is a forward fill from
-    # each break (a scan, far cheaper than a windowed group-by).
+    # rule of `=`. Anything else ends the block early (a crashed generation).
     gen_break = (
         pl.col("_gh")
         | ~(pl.col("_gcontent") | pl.col("_gc"))
@@ -232,9 +230,7 @@ def _classify(df: pl.DataFrame) -> tuple[dict[str, pl.DataFrame], pl.DataFrame]:
         _tgrp=pl.col("_tbrk").cum_sum(),
         _block=pl.when(pl.col("_tbrk")).then(block_kind).forward_fill(),
     )
-    rest = rest.with_columns(
-        _in_tb=(pl.col("_block") != "") & ~pl.col("_in_gen"),
-    )
+    rest = rest.with_columns(_in_tb=(pl.col("_block") != "") & ~pl.col("_in_gen"))
     kind = pl.when(pl.col("_in_gen")).then(pl.lit("generation"))
     kind = kind.when(pl.col("_prog")).then(pl.lit("progress"))
     kind = kind.when(pl.col("_in_tb")).then(pl.col("_block"))
@@ -247,13 +243,12 @@ def _classify(df: pl.DataFrame) -> tuple[dict[str, pl.DataFrame], pl.DataFrame]:
         .then(pl.lit("traceback"))
         .otherwise(pl.lit("unknown"))
     )
-    rest = rest.with_columns(kind.alias("kind"))
-    for (k,), f in rest.select("_i", "line_no", "text", "kind").partition_by("kind", as_dict=True).items():
-        parts[str(k)] = f
-    return parts, rest.select("_i", "line_no", "_in_gen", "_gc", "_ggrp", "_in_tb", "_tgrp")
+    return rest.select(
+        "_i", "line_no", "text", kind.alias("kind"), "_in_gen", "_gc", "_ggrp", "_in_tb", "_tgrp"
+    )
 
 
-def _problem_rows(df: pl.DataFrame, reason: pl.Expr) -> pl.DataFrame:
+def _problem_rows(df: pl.LazyFrame, reason: pl.Expr) -> pl.LazyFrame:
     return df.select(
         "line_no",
         pl.col("text").str.slice(0, PROBLEM_TEXT_MAX),
@@ -261,21 +256,31 @@ def _problem_rows(df: pl.DataFrame, reason: pl.Expr) -> pl.DataFrame:
     )
 
 
-def _num(e: pl.Expr) -> pl.Expr:
-    return e.cast(pl.Float64, strict=False)
-
-
-def _after(e: pl.Expr, prefix: str, suffix: str = "") -> pl.Expr:
-    e = e.str.strip_prefix(prefix).str.strip_chars_start(" ")
-    return _num(e.str.strip_suffix(suffix) if suffix else e)
-
-
 # Fast field extraction. The fields of a step, layer or quality line sit at fixed
-# positions between literal separators, so plain splits and prefix strips read them
+# positions between literal separators, so plain splits and exact-label strips read them
 # several times faster than regex capture groups. Validation is structural and just as
 # strict: the line must have exactly the parts its format has, every label must be where
 # the format puts it (a missing or different label leaves text in front of the number and
 # the cast fails), and every number must parse. A line failing any of that is a problem.
+
+
+def _num(e: pl.Expr) -> pl.Expr:
+    return e.cast(pl.Float64, strict=False)
+
+
+def _val(e: pl.Expr, label: str, suffix: str = "", *, padded: bool = False) -> pl.Expr:
+    """The number after an exact label (and before a suffix) in one part of a line."""
+    e = e.str.strip_prefix(label)
+    if padded:  # right-aligned by the trainer's format: `dt:  420.00ms`
+        e = e.str.strip_chars_start(" ")
+    if suffix:  # required: `P_NR: 3.2` without its `%` is not the trainer's line
+        return pl.when(e.str.ends_with(suffix)).then(_num(e.str.strip_suffix(suffix)))
+    return _num(e)
+
+
+def _part(i: int | pl.Expr) -> pl.Expr:
+    return pl.col("_p").list.get(i, null_on_oob=True)
+
 
 _STEP_REQUIRED = (
     "step", "tot_loss", "lm_loss", "total_ponder", "ponder_raw", "reward", "lr", "grad_norm",
@@ -283,94 +288,137 @@ _STEP_REQUIRED = (
 )  # fmt: skip
 
 
+def _step_blocks(steps: pl.DataFrame) -> tuple[bool, bool, bool]:
+    """Which optional blocks (MTP + AUX, BATON, PL/LM + AVGS) any step line of a chunk
+    has: a block no line has is not looked for, which saves its string work."""
+    t = pl.col("text")
+    if steps.is_empty():
+        return (False, False, False)
+    row = steps.select(
+        t.str.contains("| MTP: ", literal=True).any().alias("mtp"),
+        t.str.contains("| BATON: ", literal=True).any().alias("baton"),
+        t.str.contains("| PL/LM: ", literal=True).any().alias("pl"),
+    ).row(0)
+    return (bool(row[0]), bool(row[1]), bool(row[2]))
+
+
 @functools.cache
-def _step_exprs() -> tuple[tuple[str | pl.Expr, ...], pl.Expr]:
-    """The step line's field and validity expressions, built once."""
-    t, p = pl.col("text"), pl.col("_p")
-    has_mtp = t.str.contains("| MTP: ", literal=True)
-    has_baton = t.str.contains("| BATON: ", literal=True)
-    has_pl = t.str.contains("| PL/LM: ", literal=True)
-    n_parts = 11 + 2 * has_mtp.cast(pl.Int32) + has_baton.cast(pl.Int32) + 2 * has_pl.cast(pl.Int32)
-    head = p.list.get(0, null_on_oob=True)
-    ponder = p.list.get(3, null_on_oob=True).str.split(" ")
-    avgs = p.list.get(-3, null_on_oob=True).str.split(", ")
-    baton = p.list.get(9 + 2 * has_mtp.cast(pl.Int32), null_on_oob=True).str.split(" (lam=")
+def _step_exprs(
+    mtp_block: bool = True, baton_block: bool = True, pl_block: bool = True
+) -> tuple[tuple[pl.Expr, ...], pl.Expr]:
+    """The step line's field and validity expressions, built once per block combination.
+
+    Parts (split on ` | `): 0 `STEP: n [AUDIT]`, 1 TOT, 2 LM, 3 PONDER (RAW, RWD), 4 LR,
+    5 GRAD, 6 λ_p[DB], 7 CTRL_ERR, 8 P_NR, then the optional blocks MTP + AUX (model3b),
+    BATON (smollm), PL/LM + AVGS (per-layer stats), and always dt, tok/sec last. A line
+    has an optional block when its label is where the block would be; otherwise the
+    block's fields are null, and the part count must match the blocks found.
+    """
+    none = pl.lit(None, pl.Float64)
+    head = _part(0)
+    mtp = _val(_part(9), "MTP: ") if mtp_block else none
+    has_mtp = mtp.is_not_null()
+    if baton_block:
+        at = pl.when(has_mtp).then(pl.lit(11)).otherwise(pl.lit(9)) if mtp_block else 9
+        baton = _part(at).str.strip_prefix("BATON: ").str.strip_suffix(")").str.split(" (lam=")
+        baton_v = _num(baton.list.get(0, null_on_oob=True))
+        baton_lam = _num(baton.list.get(1, null_on_oob=True))
+        baton_shape = baton.list.len() == 2
+    else:
+        baton_v = baton_lam = none
+        baton_shape = pl.lit(True)
+    ponder = _part(3).str.split(" ")
+    if pl_block:
+        avgs = _part(-3).str.strip_prefix("AVGS: exec=").str.split(", ")
+        pl_fields = (
+            (_val(_part(-4), "PL/LM: ", "%") / 100).alias("pl_lm"),
+            _num(avgs.list.get(0, null_on_oob=True)).alias("avg_exec"),
+            _val(avgs.list.get(1, null_on_oob=True), "k=").alias("avg_k"),
+            _val(avgs.list.get(2, null_on_oob=True), "gap=").alias("avg_gap"),
+        )
+        avgs_shape = avgs.list.len() == 3
+    else:
+        pl_fields = tuple(none.alias(c) for c in ("pl_lm", "avg_exec", "avg_k", "avg_gap"))
+        avgs_shape = pl.lit(True)
     fields = (
-        "line_no",
-        "text",
+        pl.col("line_no"),
+        pl.col("text"),
         head.str.strip_prefix("[AUDIT] ")
         .str.strip_prefix("STEP: ")
         .str.strip_suffix(" [AUDIT]")
         .cast(pl.Int64, strict=False)
         .alias("step"),
         head.str.contains("[AUDIT]", literal=True).alias("audit"),
-        _after(p.list.get(1, null_on_oob=True), "TOT:").alias("tot_loss"),
-        _after(p.list.get(2, null_on_oob=True), "LM:").alias("lm_loss"),
+        _val(_part(1), "TOT: ").alias("tot_loss"),
+        _val(_part(2), "LM: ").alias("lm_loss"),
         _num(ponder.list.get(1, null_on_oob=True)).alias("total_ponder"),
         _num(ponder.list.get(3, null_on_oob=True).str.strip_suffix(",")).alias("ponder_raw"),
         _num(ponder.list.get(5, null_on_oob=True).str.strip_suffix(")")).alias("reward"),
-        _after(p.list.get(4, null_on_oob=True), "LR:").alias("lr"),
-        _after(p.list.get(5, null_on_oob=True), "GRAD:").alias("grad_norm"),
-        _after(p.list.get(6, null_on_oob=True), "λ_p:", "[DB]").alias("lambda_p"),
-        p.list.get(6, null_on_oob=True).str.ends_with("[DB]").alias("deadband_active"),
-        _after(p.list.get(7, null_on_oob=True), "CTRL_ERR:").alias("ctrl_err"),
-        (_after(p.list.get(8, null_on_oob=True), "P_NR:", "%") / 100).alias("p_near_clamp"),
-        pl.when(has_mtp).then(_after(p.list.get(9, null_on_oob=True), "MTP:")).alias("mtp_loss"),
-        pl.when(has_mtp).then(_after(p.list.get(10, null_on_oob=True), "AUX:")).alias("aux_loss"),
-        pl.when(has_baton)
-        .then(_after(baton.list.get(0, null_on_oob=True), "BATON:"))
-        .alias("baton"),
-        pl.when(has_baton)
-        .then(_num(baton.list.get(1, null_on_oob=True).str.strip_suffix(")")))
-        .alias("baton_lam"),
-        pl.when(has_pl)
-        .then(_after(p.list.get(-4, null_on_oob=True), "PL/LM:", "%") / 100)
-        .alias("pl_lm"),
-        pl.when(has_pl)
-        .then(_after(avgs.list.get(0, null_on_oob=True), "AVGS: exec="))
-        .alias("avg_exec"),
-        pl.when(has_pl).then(_after(avgs.list.get(1, null_on_oob=True), "k=")).alias("avg_k"),
-        pl.when(has_pl).then(_after(avgs.list.get(2, null_on_oob=True), "gap=")).alias("avg_gap"),
-        _after(p.list.get(-2, null_on_oob=True), "dt:", "ms").alias("dt_ms"),
-        _after(p.list.get(-1, null_on_oob=True).str.strip_chars_end(), "tok/sec:").alias(
-            "tok_per_sec"
-        ),
-        (p.list.len() == n_parts).alias("_shape"),
+        _val(_part(4), "LR: ").alias("lr"),
+        _val(_part(5), "GRAD: ").alias("grad_norm"),
+        _num(_part(6).str.strip_prefix("λ_p: ").str.strip_suffix("[DB]")).alias("lambda_p"),
+        _part(6).str.ends_with("[DB]").alias("deadband_active"),
+        _val(_part(7), "CTRL_ERR: ").alias("ctrl_err"),
+        (_val(_part(8), "P_NR: ", "%") / 100).alias("p_near_clamp"),
+        mtp.alias("mtp_loss"),
+        (pl.when(has_mtp).then(_val(_part(10), "AUX: ")) if mtp_block else none).alias("aux_loss"),
+        baton_v.alias("baton"),
+        baton_lam.alias("baton_lam"),
+        *pl_fields,
+        _val(_part(-2), "dt: ", "ms", padded=True).alias("dt_ms"),
+        _val(_part(-1).str.strip_chars_end(), "tok/sec: ", padded=True).alias("tok_per_sec"),
+        pl.col("_p").list.len().alias("_n"),
         (
             (ponder.list.len() == 6)
             & (ponder.list.get(0, null_on_oob=True) == "PONDER:")
             & (ponder.list.get(2, null_on_oob=True) == "(RAW:")
             & (ponder.list.get(4, null_on_oob=True) == "RWD:")
-        ).alias("_ponder_ok"),
-        has_mtp.alias("_mtp"),
-        has_baton.alias("_baton"),
-        has_pl.alias("_pl"),
+        ).alias("_shape"),
+        baton_shape.alias("_baton_shape"),
+        avgs_shape.alias("_avgs_shape"),
     )
+    present = pl.col("mtp_loss").is_not_null()
+    has_baton = pl.col("baton").is_not_null() | pl.col("baton_lam").is_not_null()
+    has_pl = pl.col("pl_lm").is_not_null()
     ok = (
         pl.all_horizontal(pl.col(c).is_not_null() for c in _STEP_REQUIRED)
-        & pl.col("_shape")
-        & pl.col("_ponder_ok").fill_null(False)
-        & (~pl.col("_mtp") | (pl.col("mtp_loss").is_not_null() & pl.col("aux_loss").is_not_null()))
-        & (~pl.col("_baton") | (pl.col("baton").is_not_null() & pl.col("baton_lam").is_not_null()))
+        # exactly the parts of the blocks found, and the composite parts well formed
         & (
-            ~pl.col("_pl")
-            | pl.all_horizontal(pl.col(c).is_not_null() for c in ("pl_lm", "avg_exec", "avg_k", "avg_gap"))
+            pl.col("_n")
+            == 11
+            + 2 * present.cast(pl.Int32)
+            + has_baton.cast(pl.Int32)
+            + 2 * has_pl.cast(pl.Int32)
+        )
+        & pl.col("_shape")
+        & (~present | pl.col("aux_loss").is_not_null())
+        & (
+            ~has_baton
+            | (pl.col("baton").is_not_null() & pl.col("baton_lam").is_not_null())
+            & pl.col("_baton_shape")
+        )
+        & (
+            ~has_pl
+            | pl.all_horizontal(pl.col(c).is_not_null() for c in ("avg_exec", "avg_k", "avg_gap"))
+            & pl.col("_avgs_shape")
         )
     )
     return fields, ok.fill_null(False)
 
 
-def _step_fields(df: pl.LazyFrame) -> pl.LazyFrame:
-    fields, ok = _step_exprs()
+def _step_fields(
+    df: pl.LazyFrame, blocks: tuple[bool, bool, bool] = (True, True, True)
+) -> pl.LazyFrame:
+    fields, ok = _step_exprs(*blocks)
     return (
         df.with_columns(_p=pl.col("text").str.split(" | "))
         .select(fields)
         .with_columns(_ok=ok)
-        .drop("_shape", "_ponder_ok", "_mtp", "_baton", "_pl")
+        .drop("_n", "_shape", "_baton_shape", "_avgs_shape")
     )
 
 
-# Per-layer line parts after turning " | " into ", ": the prefix before each value.
+# Per-layer line parts after turning " | " into ", ": the label before each value.
 _LAYER_PARTS = (
     (1, "expected_k=", "", "k"),
     (2, "s_fin=", "", "s_final"),
@@ -391,40 +439,35 @@ _LAYER_PARTS = (
 
 
 @functools.cache
-def _layer_exprs() -> tuple[pl.Expr, tuple[pl.Expr, ...], pl.Expr]:
-    """The per-layer line's head, field and validity expressions, built once."""
-    p = pl.col("_p")
-    head = p.list.get(0, null_on_oob=True).str.extract_groups(
-        r"^ ?L(?P<layer>[0-9]+): k_exec=(?P<k_exec>[0-9]+)$"
-    )
-    fields = tuple(
-        (_after(p.list.get(i, null_on_oob=True), pre, suf) / (100 if suf else 1)).alias(name)
-        for i, pre, suf, name in _LAYER_PARTS
+def _layer_exprs() -> tuple[tuple[pl.Expr, ...], pl.Expr]:
+    """The per-layer line's field and validity expressions, built once."""
+    head = _part(0).str.strip_prefix(" ").str.strip_prefix("L").str.splitn(": k_exec=", 2)
+    fields = (
+        pl.col("line_no"),
+        pl.col("text"),
+        head.struct.field("field_0").cast(pl.Int32, strict=False).alias("layer"),
+        head.struct.field("field_1").cast(pl.Int32, strict=False).alias("k_exec"),
+        *(
+            (_val(_part(i), label, suffix) / (100 if suffix else 1)).alias(name)
+            for i, label, suffix, name in _LAYER_PARTS
+        ),
+        pl.col("_p").list.len().alias("_n"),
     )
     names = ["layer", "k_exec", *(name for *_, name in _LAYER_PARTS)]
     ok = pl.all_horizontal(pl.col(c).is_not_null() for c in names) & (pl.col("_n") == 16)
-    return head, fields, ok.fill_null(False)
+    return fields, ok.fill_null(False)
 
 
 def _layer_fields(df: pl.LazyFrame) -> pl.LazyFrame:
-    head, fields, ok = _layer_exprs()
+    fields, ok = _layer_exprs()
     return (
         df.with_columns(
             _p=pl.col("text")
-            .str.replace_all(" | ", ", ", literal=True)
             .str.strip_chars_end()
+            .str.replace_all(" | ", ", ", literal=True)
             .str.split(", ")
         )
-        .with_columns(_h=head, _n=pl.col("_p").list.len())
-        .unnest("_h")
-        .select(
-            "line_no",
-            "text",
-            pl.col("layer").cast(pl.Int32, strict=False),
-            pl.col("k_exec").cast(pl.Int32, strict=False),
-            *fields,
-            "_n",
-        )
+        .select(fields)
         .with_columns(_ok=ok)
         .drop("_n")
     )
@@ -465,23 +508,46 @@ def _lr_fields(df: pl.LazyFrame) -> pl.LazyFrame:
     )
 
 
+_QUALITY_STATUS = ("ECONOMIC WIN", "TAX ONLY", "AUDIT-POS", "AUDIT-NEG")
+
+
 def _quality_fields(df: pl.LazyFrame) -> pl.LazyFrame:
-    t, p = pl.col("text"), pl.col("_p")
-    coupon = p.list.get(2, null_on_oob=True).str.split(" ")
-    out = df.with_columns(_p=t.str.strip_chars().str.split(" | ")).select(
+    # `  RECURRENCE QUALITY: ΔCE=… | ΔH=… | COUPON: … [STATUS][ [CONFIDENCE+]]`
+    coupon = _part(2).str.strip_prefix("COUPON: ").str.splitn(" [", 2)
+    tag = coupon.struct.field("field_1")
+    confidence = tag.str.ends_with("] [CONFIDENCE+]")
+    status = tag.str.strip_suffix("] [CONFIDENCE+]").str.strip_suffix("]")
+    out = df.with_columns(_p=pl.col("text").str.strip_chars().str.split(" | ")).select(
         "line_no",
         "text",
-        _after(p.list.get(0, null_on_oob=True), "RECURRENCE QUALITY: ΔCE=").alias("delta_ce"),
-        _after(p.list.get(1, null_on_oob=True), "ΔH=").alias("delta_h"),
-        _num(coupon.list.get(1, null_on_oob=True)).alias("coupon"),
-        t.str.extract(r"\[(ECONOMIC WIN|TAX ONLY|AUDIT-POS|AUDIT-NEG)\]( \[CONFIDENCE\+\])?[ \t]*$").alias("status"),
-        t.str.contains("[CONFIDENCE+]", literal=True).alias("confidence"),
-        ((p.list.len() == 3) & (coupon.list.get(0, null_on_oob=True) == "COUPON:")).alias("_shape"),
+        _val(_part(0), "RECURRENCE QUALITY: ΔCE=").alias("delta_ce"),
+        _val(_part(1), "ΔH=").alias("delta_h"),
+        _num(coupon.struct.field("field_0")).alias("coupon"),
+        pl.when(status.is_in(_QUALITY_STATUS)).then(status).alias("status"),
+        confidence.alias("confidence"),
+        (pl.col("_p").list.len() == 3).alias("_shape"),
     )
     ok = pl.all_horizontal(
         pl.col(c).is_not_null() for c in ("delta_ce", "delta_h", "coupon", "status")
     ) & pl.col("_shape")
     return out.with_columns(_ok=ok.fill_null(False)).drop("_shape")
+
+
+_FIELD_QUERIES = {
+    "steps": ("step", _step_fields),
+    "layers": ("layer", _layer_fields),
+    "quality": ("quality", _quality_fields),
+    "traces": ("trace", _trace_fields),
+    "lr_checks": ("lr_check", _lr_fields),
+}
+
+_KIND_LABELS = {
+    "steps": "step",
+    "layers": "layer",
+    "quality": "RECURRENCE QUALITY",
+    "traces": "s_trace",
+    "lr_checks": "LR CHECK",
+}
 
 
 def scan_lines(
@@ -492,9 +558,27 @@ def scan_lines(
     Returns the raw rows, the state for the next chunk, and how many lines were consumed.
     When `final` is false, an open generation or stderr block at the end of the chunk is
     left unconsumed, so the caller can offer those lines again once more have arrived.
+
+    The work runs as two batches of lazy queries (fields of every kind and the finer look
+    at the other lines; then the step context, events and problems), so a chunk costs a
+    handful of Polars calls whatever its size: a growing log is re-scanned in small
+    chunks, and a small eager call costs about as much as parsing a thousand lines.
     """
     frame = _lines_frame(lines, state.line_no + 1)
-    parts, rest = _classify(frame)
+    parts = _classify(frame)
+    empty = frame.clear().select("_i", "line_no", "text", kind=pl.lit(None, pl.String))
+
+    def part(kind: str) -> pl.DataFrame:
+        return parts.get(kind, empty)
+
+    # --- batch 1: the string work -----------------------------------------------------
+    names = list(_FIELD_QUERIES)
+    queries = [part(kind).lazy().pipe(fields) for kind, fields in _FIELD_QUERIES.values()]
+    queries[0] = part("step").lazy().pipe(_step_fields, _step_blocks(part("step")))
+    queries.append(_rest_kinds(part("rest").lazy()))
+    *fields_out, rest = pl.collect_all(queries)
+    results = dict(zip(names, fields_out, strict=True))
+
     consumed = lines.height
     if not final and frame.height and rest.height and rest["_i"][-1] == frame.height - 1:
         last = rest.row(rest.height - 1, named=True)
@@ -505,127 +589,110 @@ def scan_lines(
             hold_from = int(rest.filter(pl.col("_tgrp") == last["_tgrp"])["line_no"].min())
         if hold_from is not None and hold_from > state.line_no + 1:
             consumed = hold_from - state.line_no - 1
-            parts = {k: f.filter(pl.col("line_no") < hold_from) for k, f in parts.items()}
+            keep = pl.col("line_no") < hold_from
+            results = {k: f.filter(keep) for k, f in results.items()}
+            rest = rest.filter(keep)
+            parts = {k: f.filter(keep) for k, f in parts.items()}
         elif hold_from is not None:
             # The whole chunk is one open block: nothing can be decided yet.
             return RawChunk({}), state, 0
-    empty = frame.clear().select("_i", "line_no", "text", kind=pl.lit(None, pl.String))
 
-    def part(kind: str) -> pl.DataFrame:
-        return parts.get(kind, empty)
-
-    # --- data lines: the string work, run as parallel lazy queries ----------------------
-    queries = {
-        "steps": part("step").lazy().pipe(_step_fields),
-        "layers": part("layer").lazy().pipe(_layer_fields),
-        "quality": part("quality").lazy().pipe(_quality_fields),
-        "traces": part("trace").lazy().pipe(_trace_fields),
-        "lr_checks": part("lr_check").lazy().pipe(_lr_fields),
-    }
-    results = dict(zip(queries, pl.collect_all(list(queries.values())), strict=True))
-
-    # --- the step/segment context every line inherits ---------------------------------
+    # --- batch 2: the step/segment context every line inherits, events, problems --------
     # Only a valid step line moves the context. A step line starts a new segment when its
     # number does not exceed the previous step line's (the log was appended after a
     # resume) or a resume line stands between the two.
-    steps = results["steps"]
+    lazy = {k: f.lazy() for k, f in results.items()}
+    rest_lf = rest.lazy()
+    resumes = rest_lf.filter(pl.col("kind") == "resume").select("line_no")
     marks = pl.concat(
         [
-            steps.filter(pl.col("_ok")).select("line_no", "step", _resume=pl.lit(False)),
-            part("resume").select("line_no", step=pl.lit(None, pl.Int64), _resume=pl.lit(True)),
+            lazy["steps"].filter(pl.col("_ok")).select("line_no", "step", _resume=pl.lit(False)),
+            resumes.select("line_no", step=pl.lit(None, pl.Int64), _resume=pl.lit(True)),
         ]
     ).sort("line_no")
     marks = marks.with_columns(
         _resumes=pl.col("_resume").cum_sum().cast(pl.Int64) + int(state.resume_pending)
     )
-    srows = marks.filter(~pl.col("_resume"))
     prev_step = pl.col("step").shift(1, fill_value=pl.lit(state.step, dtype=pl.Int64))
     prev_resumes = pl.col("_resumes").shift(1, fill_value=0)
     new_seg = (pl.col("step") <= prev_step).fill_null(False) | (
         (pl.col("_resumes") > prev_resumes) & prev_step.is_not_null()
     )
-    srows = srows.select(
-        "line_no",
-        pl.col("step").alias("_ctx_step"),
-        (new_seg.cast(pl.Int32).cum_sum() + state.segment).cast(pl.Int32).alias("segment"),
+    srows = (
+        marks.filter(~pl.col("_resume"))
+        .select(
+            "line_no",
+            pl.col("step").alias("_ctx_step"),
+            (new_seg.cast(pl.Int32).cum_sum() + state.segment).cast(pl.Int32).alias("segment"),
+        )
+        .collect()
     )
 
-    def with_context(df: pl.DataFrame) -> pl.DataFrame:
+    def with_context(df: pl.LazyFrame) -> pl.LazyFrame:
         """The step and segment of the latest valid step line at or before each row."""
-        if df.is_empty():
-            return df.with_columns(
-                pl.lit(None, pl.Int64).alias("_ctx_step"), pl.lit(None, pl.Int32).alias("segment")
-            )
-        return df.join_asof(srows, on="line_no", strategy="backward").with_columns(
+        return df.join_asof(srows.lazy(), on="line_no", strategy="backward").with_columns(
             pl.col("_ctx_step").fill_null(pl.lit(state.step, dtype=pl.Int64)),
             pl.col("segment").fill_null(state.segment).cast(pl.Int32),
         )
 
-    problems: list[pl.DataFrame] = []
-    tables: dict[str, pl.DataFrame] = {}
-    for name, frame_ in results.items():
-        problems.append(
-            _problem_rows(frame_.filter(~pl.col("_ok")), pl.lit(f"malformed {_KIND_LABELS[name]} line"))
-        )
-        good = frame_.filter(pl.col("_ok")).drop("text", "_ok")
-        if good.is_empty():
-            continue
-        good = with_context(good)
+    out: dict[str, pl.LazyFrame] = {}
+    for name, lf in lazy.items():
+        good = with_context(lf.filter(pl.col("_ok")).drop("text", "_ok"))
         if name in ("steps", "lr_checks"):  # these carry their own step
             good = good.drop("_ctx_step")
         else:
             good = good.rename({"_ctx_step": "step"})
-        tables[name] = good
-
-    # --- generations ---------------------------------------------------------------------
-    gen = part("generation")
-    if gen.height:
-        tables["generations"] = _generations(gen)
-
-    # --- events: run-level lines and stderr noise ----------------------------------------
-    not_events = {*DATA_KINDS, "generation", "blank", "unknown"}
-    ev_parts = [f for k, f in parts.items() if k not in not_events]
-    if ev_parts:
-        ev = with_context(pl.concat(ev_parts).sort("line_no")).rename({"_ctx_step": "step"})
-        # A progress bar redraws itself many times on one line: keep its last state.
-        ev = ev.filter((pl.col("kind") != "progress") | pl.col("line_no").is_last_distinct())
-        tables["events"] = ev.select("line_no", _event_step().alias("step"), "kind", "text")
-
-    problems.append(_problem_rows(part("unknown"), pl.lit("unrecognized line")))
-    problems = [p for p in problems if p.height]
-    if problems:
-        tables["problems"] = pl.concat(problems).sort("line_no")
+        out[name] = good
+    out["generations"] = _generations(rest_lf.filter(pl.col("kind") == "generation"))
+    not_events = pl.col("kind").is_in(["generation", "blank", "unknown"])
+    ev = with_context(rest_lf.filter(~not_events).select("line_no", "text", "kind"))
+    # A progress bar redraws itself many times on one line: keep its last state.
+    ev = ev.filter((pl.col("kind") != "progress") | pl.col("line_no").is_last_distinct())
+    out["events"] = ev.select("line_no", _event_step().alias("step"), "kind", "text")
+    out["problems"] = pl.concat(
+        [
+            *(
+                _problem_rows(
+                    lf.filter(~pl.col("_ok")), pl.lit(f"malformed {_KIND_LABELS[name]} line")
+                )
+                for name, lf in lazy.items()
+            ),
+            _problem_rows(rest_lf.filter(pl.col("kind") == "unknown"), pl.lit("unrecognized line")),
+        ]
+    ).sort("line_no")
     # The accounting of every line by kind (a line some of whose parts were unreadable
-    # counts under its kind and shows in `problems` too).
+    # counts under its kind and shows in `problems` too; a physical line split by
+    # carriage returns counts once under each kind it held).
+    out["_rest_kinds"] = rest_lf.group_by("kind").agg(n=pl.col("line_no").n_unique())
+    out["_last_resume"] = resumes.select(pl.col("line_no").max())
+    done = dict(zip(out, pl.collect_all(list(out.values())), strict=True))
+
+    tables = {k: v for k, v in done.items() if not k.startswith("_") and v.height}
+    kinds = {
+        kind: parts[kind]["line_no"].n_unique()
+        for kind, _ in _FIELD_QUERIES.values()
+        if kind in parts and parts[kind].height
+    }
+    kinds.update(dict(done["_rest_kinds"].iter_rows()))
     tables["line_kinds"] = pl.DataFrame(
-        {"kind": list(parts), "n": [f["line_no"].n_unique() for f in parts.values()]},
+        {"kind": list(kinds), "n": list(kinds.values())},
         schema={"kind": pl.String, "n": pl.Int64},
     )
 
     # --- state for the next chunk ------------------------------------------------------------
     new_state = replace(state, line_no=state.line_no + consumed)
+    last_resume = done["_last_resume"].item()
     if srows.height:
-        last_row = srows.row(srows.height - 1, named=True)
+        line_no, step, segment = srows.row(-1)
         new_state = replace(
             new_state,
-            step=last_row["_ctx_step"],
-            segment=last_row["segment"],
-            resume_pending=bool(
-                marks.filter(pl.col("_resume") & (pl.col("line_no") > last_row["line_no"])).height
-            ),
+            step=step,
+            segment=segment,
+            resume_pending=last_resume is not None and last_resume > line_no,
         )
-    elif marks.height:
+    elif last_resume is not None:
         new_state = replace(new_state, resume_pending=state.step is not None)
     return RawChunk(tables), new_state, consumed
-
-
-_KIND_LABELS = {
-    "steps": "step",
-    "layers": "layer",
-    "quality": "RECURRENCE QUALITY",
-    "traces": "s_trace",
-    "lr_checks": "LR CHECK",
-}
 
 
 def _event_step() -> pl.Expr:
@@ -638,10 +705,10 @@ def _event_step() -> pl.Expr:
         .then(t.str.extract(fmt.NAMED_STEP))
         .cast(pl.Int64, strict=False)
     )
-    return pl.coalesce(named, pl.col("step"))
+    return pl.coalesce(named, pl.col("_ctx_step"))
 
 
-def _generations(gen: pl.DataFrame) -> pl.DataFrame:
+def _generations(gen: pl.LazyFrame) -> pl.LazyFrame:
     """Generation blocks → one row per sample. Model output is text, never data."""
     t = pl.col("text")
     g = gen.with_columns(

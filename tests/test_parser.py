@@ -19,7 +19,7 @@ from trainer_lines import (
 )
 
 from ponder_parse import schema
-from ponder_parse.logparse import parse_text
+from ponder_parse.logparse import PROBLEM_TEXT_MAX, parse_text
 
 GUIDE_STEP = (
     "STEP: 1500 | TOT: 3.2145 | LM: 2.9800 | PONDER: 0.000123 (RAW: 0.000456, RWD: 0.000333) "
@@ -77,6 +77,92 @@ def test_smollm_step_line_without_mtp_with_baton() -> None:
     assert row["baton"] == 0.512 and row["baton_lam"] == 0.25
     assert row["pl_lm"] is None and row["avg_k"] is None
     assert row["dt_ms"] == 1234.5 and row["tok_per_sec"] == 12345.67
+
+
+def test_step_layouts_mixed_in_one_log() -> None:
+    """Optional blocks are looked for per line: model3b with and without per-layer stats,
+    smollm with and without BATON, and both with BATON and MTP, all in one file."""
+    lines = [
+        step_line(1),
+        step_line(2, avgs=None),
+        step_line(3, variant="smollm", baton=(0.5, 0.125)),
+        step_line(4, variant="smollm", avgs=None),
+        step_line(5, baton=(0.25, 0.5), audit=True),
+    ]
+    t, _ = parse(lines)
+    assert t["problems"].is_empty()
+    s = t["steps"]
+    assert s["step"].to_list() == [1, 2, 3, 4, 5]
+    assert s["mtp_loss"].to_list() == [3.12, 3.12, None, None, 3.12]
+    assert s["aux_loss"].to_list() == [0.0021, 0.0021, None, None, 0.0021]
+    assert s["baton"].to_list() == [None, None, 0.5, None, 0.25]
+    assert s["baton_lam"].to_list() == [None, None, 0.125, None, 0.5]
+    assert s["avg_k"].to_list() == [1.38, None, 1.38, None, 1.38]
+    assert s["audit"].to_list() == [False, False, False, False, True]
+    assert s["dt_ms"].to_list() == [420.0] * 5
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        ("| TOT: ", "| TOTAL: "),  # a label that is not the trainer's
+        (" | LM: 2.9800", ""),  # a part missing
+        ("(RAW: ", "(RAW2: "),  # a label inside a composite part
+        (", RWD: 0.000333)", ")"),  # a composite part cut short
+        ("gap=0.05", "gap=0.05, x=1"),  # a composite part with one value too many
+        ("| AUX: 0.0021 ", ""),  # MTP without AUX
+        ("| MTP: 3.1200 ", ""),  # AUX without MTP
+        ("| AVGS: exec=1.43, k=1.38, gap=0.05 ", ""),  # PL/LM without AVGS
+        ("| PL/LM: 0.04% ", ""),  # AVGS without PL/LM
+        ("GRAD: 0.8732", "GRAD: 0.87x2"),  # a number that does not parse
+        ("P_NR: 3.2%", "P_NR: 3.2"),  # a percentage without its sign
+        ("| tok/sec:    609.52", ""),  # the last part missing
+        (" | dt:  420.00ms", " | dt:  420.00ms | dt:  420.00ms"),  # a part too many
+    ],
+)
+def test_step_line_deviations_are_problems(old: str, new: str) -> None:
+    line = REAL_AUDIT_STEP.replace(old, new)
+    assert line != REAL_AUDIT_STEP
+    t, _ = parse([step_line(1), line])
+    assert t["steps"]["step"].to_list() == [1]
+    assert t["problems"].rows() == [(2, line[:PROBLEM_TEXT_MAX], "malformed step line")]
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        ("expected_k=", "expect_k="),
+        ("tail: ≥2:41.20%", "tail: ≥2:41.20"),
+        (", d_rel=0.043", ""),
+        ("λ_p=1.20e-03", "λ_p=1.20e-03, extra=1"),
+        ("k_exec=2", "k_exec=2.5"),
+    ],
+)
+def test_layer_line_deviations_are_problems(old: str, new: str) -> None:
+    good = layer_line(0)
+    line = good.replace(old, new)
+    assert line != good
+    t, _ = parse([step_line(1), line])
+    assert t["layers"].is_empty()
+    assert t["problems"].rows() == [(2, line, "malformed layer line")]
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        ("[ECONOMIC WIN]", "[BIG WIN]"),
+        ("COUPON: ", "COUPONS: "),
+        (" [CONFIDENCE+]", " [CONFIDENCE]"),
+        ("ΔH=-0.0312 | ", ""),
+    ],
+)
+def test_quality_line_deviations_are_problems(old: str, new: str) -> None:
+    good = quality_line(0.0423, -0.0312, 0.000333, "ECONOMIC WIN", True)
+    line = good.replace(old, new)
+    assert line != good
+    t, _ = parse([step_line(1), line])
+    assert t["quality"].is_empty()
+    assert t["problems"].rows() == [(2, line, "malformed RECURRENCE QUALITY line")]
 
 
 def test_non_finite_values_are_data() -> None:
