@@ -248,6 +248,15 @@ def _rest_kinds(rest: pl.LazyFrame) -> pl.LazyFrame:
     )
 
 
+@functools.cache
+def _no_rest() -> pl.DataFrame:
+    """The (empty) result of `_rest_kinds` for a chunk of data lines only."""
+    lines = pl.DataFrame(
+        schema={"_i": pl.UInt32, "line_no": pl.Int64, "text": pl.String, "kind": pl.String}
+    )
+    return _rest_kinds(lines.lazy()).collect()
+
+
 def _problem_rows(df: pl.LazyFrame, reason: pl.Expr) -> pl.LazyFrame:
     return df.select(
         "line_no",
@@ -288,25 +297,16 @@ _STEP_REQUIRED = (
 )  # fmt: skip
 
 
-def _step_blocks(steps: pl.DataFrame) -> tuple[bool, bool, bool]:
-    """Which optional blocks (MTP + AUX, BATON, PL/LM + AVGS) any step line of a chunk
-    has: a block no line has is not looked for, which saves its string work."""
-    t = pl.col("text")
-    if steps.is_empty():
-        return (False, False, False)
-    row = steps.select(
-        t.str.contains("| MTP: ", literal=True).any().alias("mtp"),
-        t.str.contains("| BATON: ", literal=True).any().alias("baton"),
-        t.str.contains("| PL/LM: ", literal=True).any().alias("pl"),
-    ).row(0)
-    return (bool(row[0]), bool(row[1]), bool(row[2]))
+def _has_baton(steps: pl.DataFrame) -> bool:
+    """Whether any step line of a chunk has the BATON block (some smollm runs): when
+    none has, its string work is skipped. The other optional blocks are common enough
+    to always be looked for."""
+    return bool(steps.height and steps["text"].str.contains("| BATON: ", literal=True).any())
 
 
 @functools.cache
-def _step_exprs(
-    mtp_block: bool = True, baton_block: bool = True, pl_block: bool = True
-) -> tuple[tuple[pl.Expr, ...], pl.Expr]:
-    """The step line's field and validity expressions, built once per block combination.
+def _step_exprs(baton_block: bool = True) -> tuple[tuple[pl.Expr, ...], pl.Expr]:
+    """The step line's field and validity expressions, built once.
 
     Parts (split on ` | `): 0 `STEP: n [AUDIT]`, 1 TOT, 2 LM, 3 PONDER (RAW, RWD), 4 LR,
     5 GRAD, 6 λ_p[DB], 7 CTRL_ERR, 8 P_NR, then the optional blocks MTP + AUX (model3b),
@@ -316,10 +316,10 @@ def _step_exprs(
     """
     none = pl.lit(None, pl.Float64)
     head = _part(0)
-    mtp = _val(_part(9), "MTP: ") if mtp_block else none
+    mtp = _val(_part(9), "MTP: ")
     has_mtp = mtp.is_not_null()
     if baton_block:
-        at = pl.when(has_mtp).then(pl.lit(11)).otherwise(pl.lit(9)) if mtp_block else 9
+        at = pl.when(has_mtp).then(pl.lit(11)).otherwise(pl.lit(9))
         baton = _part(at).str.strip_prefix("BATON: ").str.strip_suffix(")").str.split(" (lam=")
         baton_v = _num(baton.list.get(0, null_on_oob=True))
         baton_lam = _num(baton.list.get(1, null_on_oob=True))
@@ -328,18 +328,7 @@ def _step_exprs(
         baton_v = baton_lam = none
         baton_shape = pl.lit(True)
     ponder = _part(3).str.split(" ")
-    if pl_block:
-        avgs = _part(-3).str.strip_prefix("AVGS: exec=").str.split(", ")
-        pl_fields = (
-            (_val(_part(-4), "PL/LM: ", "%") / 100).alias("pl_lm"),
-            _num(avgs.list.get(0, null_on_oob=True)).alias("avg_exec"),
-            _val(avgs.list.get(1, null_on_oob=True), "k=").alias("avg_k"),
-            _val(avgs.list.get(2, null_on_oob=True), "gap=").alias("avg_gap"),
-        )
-        avgs_shape = avgs.list.len() == 3
-    else:
-        pl_fields = tuple(none.alias(c) for c in ("pl_lm", "avg_exec", "avg_k", "avg_gap"))
-        avgs_shape = pl.lit(True)
+    avgs = _part(-3).str.strip_prefix("AVGS: exec=").str.split(", ")
     fields = (
         pl.col("line_no"),
         pl.col("text"),
@@ -361,10 +350,13 @@ def _step_exprs(
         _val(_part(7), "CTRL_ERR: ").alias("ctrl_err"),
         (_val(_part(8), "P_NR: ", "%") / 100).alias("p_near_clamp"),
         mtp.alias("mtp_loss"),
-        (pl.when(has_mtp).then(_val(_part(10), "AUX: ")) if mtp_block else none).alias("aux_loss"),
+        pl.when(has_mtp).then(_val(_part(10), "AUX: ")).alias("aux_loss"),
         baton_v.alias("baton"),
         baton_lam.alias("baton_lam"),
-        *pl_fields,
+        (_val(_part(-4), "PL/LM: ", "%") / 100).alias("pl_lm"),
+        _num(avgs.list.get(0, null_on_oob=True)).alias("avg_exec"),
+        _val(avgs.list.get(1, null_on_oob=True), "k=").alias("avg_k"),
+        _val(avgs.list.get(2, null_on_oob=True), "gap=").alias("avg_gap"),
         _val(_part(-2), "dt: ", "ms", padded=True).alias("dt_ms"),
         _val(_part(-1).str.strip_chars_end(), "tok/sec: ", padded=True).alias("tok_per_sec"),
         pl.col("_p").list.len().alias("_n"),
@@ -375,7 +367,7 @@ def _step_exprs(
             & (ponder.list.get(4, null_on_oob=True) == "RWD:")
         ).alias("_shape"),
         baton_shape.alias("_baton_shape"),
-        avgs_shape.alias("_avgs_shape"),
+        (avgs.list.len() == 3).alias("_avgs_shape"),
     )
     present = pl.col("mtp_loss").is_not_null()
     has_baton = pl.col("baton").is_not_null() | pl.col("baton_lam").is_not_null()
@@ -406,10 +398,8 @@ def _step_exprs(
     return fields, ok.fill_null(False)
 
 
-def _step_fields(
-    df: pl.LazyFrame, blocks: tuple[bool, bool, bool] = (True, True, True)
-) -> pl.LazyFrame:
-    fields, ok = _step_exprs(*blocks)
+def _step_fields(df: pl.LazyFrame, baton_block: bool = True) -> pl.LazyFrame:
+    fields, ok = _step_exprs(baton_block)
     return (
         df.with_columns(_p=pl.col("text").str.split(" | "))
         .select(fields)
@@ -571,13 +561,20 @@ def scan_lines(
     def part(kind: str) -> pl.DataFrame:
         return parts.get(kind, empty)
 
-    # --- batch 1: the string work -----------------------------------------------------
-    names = list(_FIELD_QUERIES)
-    queries = [part(kind).lazy().pipe(fields) for kind, fields in _FIELD_QUERIES.values()]
-    queries[0] = part("step").lazy().pipe(_step_fields, _step_blocks(part("step")))
-    queries.append(_rest_kinds(part("rest").lazy()))
-    *fields_out, rest = pl.collect_all(queries)
-    results = dict(zip(names, fields_out, strict=True))
+    # --- batch 1: the string work (kinds the chunk holds only: a live chunk is small) --
+    queries = {
+        name: part(kind).lazy().pipe(fields)
+        for name, (kind, fields) in _FIELD_QUERIES.items()
+        if kind in parts
+    }
+    if "step" in parts:
+        queries["steps"] = part("step").lazy().pipe(_step_fields, _has_baton(part("step")))
+    if "rest" in parts:
+        queries["_rest"] = _rest_kinds(part("rest").lazy())
+    results = dict(zip(queries, pl.collect_all(list(queries.values())), strict=True))
+    rest = results.pop("_rest", None)
+    if rest is None:
+        rest = _no_rest()
 
     consumed = lines.height
     if not final and frame.height and rest.height and rest["_i"][-1] == frame.height - 1:
@@ -604,9 +601,14 @@ def scan_lines(
     lazy = {k: f.lazy() for k, f in results.items()}
     rest_lf = rest.lazy()
     resumes = rest_lf.filter(pl.col("kind") == "resume").select("line_no")
+    step_marks = (
+        lazy["steps"].filter(pl.col("_ok")).select("line_no", "step")
+        if "steps" in lazy
+        else pl.LazyFrame(schema={"line_no": pl.Int64, "step": pl.Int64})
+    )
     marks = pl.concat(
         [
-            lazy["steps"].filter(pl.col("_ok")).select("line_no", "step", _resume=pl.lit(False)),
+            step_marks.with_columns(_resume=pl.lit(False)),
             resumes.select("line_no", step=pl.lit(None, pl.Int64), _resume=pl.lit(True)),
         ]
     ).sort("line_no")
@@ -643,28 +645,27 @@ def scan_lines(
         else:
             good = good.rename({"_ctx_step": "step"})
         out[name] = good
-    out["generations"] = _generations(rest_lf.filter(pl.col("kind") == "generation"))
-    not_events = pl.col("kind").is_in(["generation", "blank", "unknown"])
-    ev = with_context(rest_lf.filter(~not_events).select("line_no", "text", "kind"))
-    # A progress bar redraws itself many times on one line: keep its last state.
-    ev = ev.filter((pl.col("kind") != "progress") | pl.col("line_no").is_last_distinct())
-    out["events"] = ev.select("line_no", _event_step().alias("step"), "kind", "text")
-    out["problems"] = pl.concat(
-        [
-            *(
-                _problem_rows(
-                    lf.filter(~pl.col("_ok")), pl.lit(f"malformed {_KIND_LABELS[name]} line")
-                )
-                for name, lf in lazy.items()
-            ),
-            _problem_rows(rest_lf.filter(pl.col("kind") == "unknown"), pl.lit("unrecognized line")),
-        ]
-    ).sort("line_no")
-    # The accounting of every line by kind (a line some of whose parts were unreadable
-    # counts under its kind and shows in `problems` too; a physical line split by
-    # carriage returns counts once under each kind it held).
-    out["_rest_kinds"] = rest_lf.group_by("kind").agg(n=pl.col("line_no").n_unique())
-    out["_last_resume"] = resumes.select(pl.col("line_no").max())
+    problems = [
+        _problem_rows(lf.filter(~pl.col("_ok")), pl.lit(f"malformed {_KIND_LABELS[name]} line"))
+        for name, lf in lazy.items()
+    ]
+    if rest.height:
+        out["generations"] = _generations(rest_lf.filter(pl.col("kind") == "generation"))
+        not_events = pl.col("kind").is_in(["generation", "blank", "unknown"])
+        ev = with_context(rest_lf.filter(~not_events).select("line_no", "text", "kind"))
+        # A progress bar redraws itself many times on one line: keep its last state.
+        ev = ev.filter((pl.col("kind") != "progress") | pl.col("line_no").is_last_distinct())
+        out["events"] = ev.select("line_no", _event_step().alias("step"), "kind", "text")
+        problems.append(
+            _problem_rows(rest_lf.filter(pl.col("kind") == "unknown"), pl.lit("unrecognized line"))
+        )
+        # The accounting of every line by kind (a line some of whose parts were unreadable
+        # counts under its kind and shows in `problems` too; a physical line split by
+        # carriage returns counts once under each kind it held).
+        out["_rest_kinds"] = rest_lf.group_by("kind").agg(n=pl.col("line_no").n_unique())
+        out["_last_resume"] = resumes.select(pl.col("line_no").max())
+    if problems:
+        out["problems"] = pl.concat(problems).sort("line_no")
     done = dict(zip(out, pl.collect_all(list(out.values())), strict=True))
 
     tables = {k: v for k, v in done.items() if not k.startswith("_") and v.height}
@@ -673,7 +674,8 @@ def scan_lines(
         for kind, _ in _FIELD_QUERIES.values()
         if kind in parts and parts[kind].height
     }
-    kinds.update(dict(done["_rest_kinds"].iter_rows()))
+    if "_rest_kinds" in done:
+        kinds.update(dict(done["_rest_kinds"].iter_rows()))
     tables["line_kinds"] = pl.DataFrame(
         {"kind": list(kinds), "n": list(kinds.values())},
         schema={"kind": pl.String, "n": pl.Int64},
@@ -681,7 +683,7 @@ def scan_lines(
 
     # --- state for the next chunk ------------------------------------------------------------
     new_state = replace(state, line_no=state.line_no + consumed)
-    last_resume = done["_last_resume"].item()
+    last_resume = done["_last_resume"].item() if "_last_resume" in done else None
     if srows.height:
         line_no, step, segment = srows.row(-1)
         new_state = replace(
