@@ -18,13 +18,16 @@ import os
 import shutil
 import sys
 import tempfile
+import threading
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 import streamlit as st
+from streamlit.runtime.scriptrunner import add_script_run_ctx, get_script_run_ctx
 
 from ponder_app import charts, prepare
 from ponder_parse import archives, flags, hparams, phases, summaries
@@ -34,6 +37,7 @@ from ponder_parse.loader import (
     RunLoadError,
     expand_paths,
     load_run,
+    load_workers,
     unique_names,
 )
 from ponder_parse.run import Run
@@ -140,29 +144,52 @@ def materialize(files: Sequence[Any]) -> tuple[list[Path], list[str]]:
     return [Path(p) for p in dirs], list(messages)
 
 
+def _load_one(p: Path, live: bool) -> Run:
+    if live and not str(p).endswith(".gz"):
+        reader = _live_reader(str(p))
+        reader.poll()
+        run = reader.run()
+        run.meta["cache_key"] = f"{p}|live|{reader.offset}"
+        return run
+    return _load_cached(str(p), _stamp(p))
+
+
 def load_all(paths: Sequence[str], upload_dirs: Sequence[Path] = (), live: bool = False) -> Loaded:
-    """Every run the paths and uploads stand for; failures listed, never raised."""
+    """Every run the paths and uploads stand for; failures listed, never raised.
+
+    Runs are read side by side (see `load_workers`); the progress bar and the results
+    stay in the script's thread and in the order the runs were given.
+    """
     out = Loaded()
     run_paths, failures = expand_paths(paths)
     out.failures.extend(failures)
     targets = [*run_paths, *upload_dirs]
     progress = st.progress(0.0, text="Reading runs…") if len(targets) > 3 else None
-    for i, p in enumerate(targets):
-        try:
-            if live and not str(p).endswith(".gz"):
-                reader = _live_reader(str(p))
-                reader.poll()
-                run = reader.run()
-                run.meta["cache_key"] = f"{p}|live|{reader.offset}"
-            else:
-                run = _load_cached(str(p), _stamp(p))
-            out.runs.append(run)
-        except RunLoadError as exc:
-            out.failures.append(LoadFailure(p, str(exc)))
-        except Exception as exc:  # noqa: BLE001 - a broken run never hides the others
-            out.failures.append(LoadFailure(p, f"could not be read: {exc!r}"))
-        if progress is not None:
-            progress.progress((i + 1) / len(targets), text=f"Reading runs… {i + 1}/{len(targets)}")
+    ctx = get_script_run_ctx()
+
+    def attach() -> None:  # the cached loaders belong to this session's script run
+        if ctx is not None:
+            add_script_run_ctx(threading.current_thread(), ctx)
+
+    outcomes: dict[int, Run | LoadFailure] = {}
+    with ThreadPoolExecutor(max_workers=load_workers(len(targets)), initializer=attach) as pool:
+        futures = {pool.submit(_load_one, p, live): i for i, p in enumerate(targets)}
+        for n, fut in enumerate(as_completed(futures), start=1):
+            i = futures[fut]
+            try:
+                outcomes[i] = fut.result()
+            except RunLoadError as exc:
+                outcomes[i] = LoadFailure(targets[i], str(exc))
+            except Exception as exc:  # noqa: BLE001 - a broken run never hides the others
+                outcomes[i] = LoadFailure(targets[i], f"could not be read: {exc!r}")
+            if progress is not None:
+                progress.progress(n / len(targets), text=f"Reading runs… {n}/{len(targets)}")
+    for i in range(len(targets)):
+        got = outcomes[i]
+        if isinstance(got, Run):
+            out.runs.append(got)
+        else:
+            out.failures.append(got)
     if progress is not None:
         progress.empty()
     # Names must be unique for colours and selection; cached runs are shared, so copy.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+from pathlib import Path
 
 import polars as pl
 import pytest
@@ -128,6 +129,32 @@ def test_load_runs_expands_sweep_folders_and_collects_failures(tmp_path) -> None
     assert [r.name for r in runs] == ["a,seed=0", "a,seed=1"]
     assert len(runs.failures) == 1 and "no such" in runs.failures[0].reason
     assert isinstance(runs, list) and runs.by_name()["a,seed=1"].n_steps == 15
+
+
+def test_load_runs_side_by_side_keeps_order_and_isolates_failures(
+    tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Runs are parsed concurrently; the result keeps the folders' order whatever order
+    they finish in, and a run that blows up is a failure, not an exception."""
+    from ponder_parse import loader
+
+    sweep = tmp_path / "sweep"
+    for i, steps in enumerate((400, 5, 300, 8, 200, 12)):
+        d = sweep / f"run{i}"
+        d.mkdir(parents=True)
+        (d / "log_kronecker_adaptive.txt").write_text("\n".join(small_log(steps, 2)) + "\n")
+    real = loader.load_run
+
+    def flaky(path):
+        if Path(path).name == "run3":
+            raise ValueError("disk on fire")
+        return real(path)
+
+    monkeypatch.setattr(loader, "load_run", flaky)
+    runs = load_runs([sweep])
+    assert [r.name for r in runs] == ["run0", "run1", "run2", "run4", "run5"]
+    assert [r.n_steps for r in runs] == [400, 5, 300, 200, 12]
+    assert [(f.path.name, "disk on fire" in f.reason) for f in runs.failures] == [("run3", True)]
 
 
 def test_duplicate_run_names_are_disambiguated(tmp_path) -> None:
