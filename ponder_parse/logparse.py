@@ -782,20 +782,33 @@ def _latest(df: pl.DataFrame | None, keys: list[str], s: dict[str, pl.DataType])
         return schema.empty(s)
     if not _in_key_order(df, keys):
         df = df.sort("line_no").unique(keys, keep="last", maintain_order=True).sort(keys)
+    return _conform(df, s)
+
+
+def _conform(df: pl.DataFrame, s: dict[str, pl.DataType]) -> pl.DataFrame:
+    """`schema.conform`, without a query when the columns are already those of the
+    schema (what `scan_lines` produces): picking columns is far cheaper than a select."""
+    if all(df.schema.get(name) == dtype for name, dtype in s.items()):
+        return df[list(s)]
     return schema.conform(df, s)
+
+
+def _by_line(df: pl.DataFrame) -> pl.DataFrame:
+    return df if df["line_no"].is_sorted() else df.sort("line_no")
 
 
 def _in_key_order(df: pl.DataFrame, keys: list[str]) -> bool:
     """Rows already strictly increasing by key (no resume repeated a step): the common
-    case, checked in one cheap pass instead of a sort and a de-duplication."""
+    case, checked with two native passes instead of a sort and a de-duplication."""
     if df.height < 2:
         return True
-    if len(keys) == 1:
-        return bool((df[keys[0]].diff().drop_nulls() > 0).all())
-    k0, k1 = keys
-    step_up = pl.col(k0).diff() > 0
-    same_step_layer_up = (pl.col(k0).diff() == 0) & (pl.col(k1).cast(pl.Int64).diff() > 0)
-    return bool(df.select((step_up | same_step_layer_up).slice(1).all()).item())
+    key = df[keys[0]].cast(pl.Int64)
+    if len(keys) == 2:  # (step, layer) or (step, sample): small second parts
+        minor = df[keys[1]].cast(pl.Int64)
+        if minor.min() < 0 or minor.max() >= 1 << 20:
+            return False
+        key = key * (1 << 20) + minor
+    return key.null_count() == 0 and key.is_sorted() and key.n_unique() == key.len()
 
 
 def line_kinds(chunks: list[RawChunk]) -> dict[str, int]:
@@ -821,10 +834,10 @@ def finalize(chunks: list[RawChunk]) -> dict[str, pl.DataFrame]:
         "generations": _latest(generations, ["step", "sample"], schema.GENERATIONS),
         "events": schema.empty(schema.EVENTS)
         if events is None
-        else schema.conform(events.sort("line_no"), schema.EVENTS),
+        else _conform(_by_line(events), schema.EVENTS),
         "problems": schema.empty(schema.PROBLEMS)
         if problems is None
-        else schema.conform(problems.sort("line_no"), schema.PROBLEMS),
+        else _conform(_by_line(problems), schema.PROBLEMS),
     }
 
 
