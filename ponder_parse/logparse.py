@@ -146,32 +146,36 @@ def _lines_frame(lines: pl.DataFrame, first_line_no: int) -> pl.DataFrame:
     return df.with_row_index("_i")
 
 
+# Codes of the line kinds `_main_kind` tells apart (small integers partition fastest).
+_MAIN_KINDS = ("step", "layer", "trace", "quality", "lr_check", "rest")
+
+
 def _main_kind() -> pl.Expr:
-    """The data kinds, recognised by anchored prefixes over every line (the bulk of a log).
+    """The data kinds, recognised by anchored prefixes over every line (the bulk of a log),
+    as an index into `_MAIN_KINDS`.
 
     Leading-space counts are exact so that indented model output (four spaces) can never
     pass for a data line.
     """
     t = pl.col("text")
-    return (
-        pl.when(t.str.starts_with("STEP: ") | t.str.starts_with("[AUDIT] STEP: "))
-        .then(pl.lit("step"))
-        .when(t.str.contains(r"^ ?L[0-9]+: "))
-        .then(pl.lit("layer"))
-        .when(t.str.contains(r"^ {0,2}L[0-9]+ s_trace:"))
-        .then(pl.lit("trace"))
-        .when(t.str.contains(r"^ {0,2}RECURRENCE QUALITY:"))
-        .then(pl.lit("quality"))
-        .when(t.str.starts_with("LR CHECK:"))
-        .then(pl.lit("lr_check"))
-        .otherwise(pl.lit("rest"))
+    tests = (
+        t.str.starts_with("STEP: ") | t.str.starts_with("[AUDIT] STEP: "),
+        t.str.contains(r"^ ?L[0-9]+: "),
+        t.str.contains(r"^ {0,2}L[0-9]+ s_trace:"),
+        t.str.contains(r"^ {0,2}RECURRENCE QUALITY:"),
+        t.str.starts_with("LR CHECK:"),
     )
+    kind = pl.when(tests[0]).then(pl.lit(0, pl.UInt8))
+    for code, test in enumerate(tests[1:], start=1):
+        kind = kind.when(test).then(pl.lit(code, pl.UInt8))
+    return kind.otherwise(pl.lit(len(tests), pl.UInt8))
 
 
 def _classify(df: pl.DataFrame) -> dict[str, pl.DataFrame]:
     """The lines split by data kind (a frame per kind); `rest` holds every other line."""
-    kinds = df.with_columns(kind=_main_kind())
-    return {str(k): f for (k,), f in kinds.partition_by("kind", as_dict=True).items()}
+    kinds = df.with_columns(_kind=_main_kind())
+    parts = kinds.partition_by("_kind", as_dict=True, include_key=False)
+    return {_MAIN_KINDS[int(code)]: f for (code,), f in parts.items()}
 
 
 def _rest_kinds(rest: pl.LazyFrame) -> pl.LazyFrame:
@@ -251,9 +255,7 @@ def _rest_kinds(rest: pl.LazyFrame) -> pl.LazyFrame:
 @functools.cache
 def _no_rest() -> pl.DataFrame:
     """The (empty) result of `_rest_kinds` for a chunk of data lines only."""
-    lines = pl.DataFrame(
-        schema={"_i": pl.UInt32, "line_no": pl.Int64, "text": pl.String, "kind": pl.String}
-    )
+    lines = pl.DataFrame(schema={"_i": pl.UInt32, "line_no": pl.Int64, "text": pl.String})
     return _rest_kinds(lines.lazy()).collect()
 
 
@@ -556,7 +558,7 @@ def scan_lines(
     """
     frame = _lines_frame(lines, state.line_no + 1)
     parts = _classify(frame)
-    empty = frame.clear().select("_i", "line_no", "text", kind=pl.lit(None, pl.String))
+    empty = frame.clear()
 
     def part(kind: str) -> pl.DataFrame:
         return parts.get(kind, empty)
