@@ -558,6 +558,31 @@ def _lambda_candidates(
     return out
 
 
+def _merge_equal_clamps(
+    candidates: list[tuple[str, float, str]], rules: FlagRules
+) -> list[tuple[str, float, str]]:
+    """A min and a max bound that are the same price (a sweep that fixed λ_p) are one
+    clamp, reported once."""
+    out: list[tuple[str, float, str]] = []
+    for side, bound, source in candidates:
+        same = next(
+            (
+                i
+                for i, (s, b, src) in enumerate(out)
+                if s in ("min", "max")
+                and s != side
+                and "observed" not in (src, source)
+                and abs(b - bound) <= rules.lambda_rel_tol * max(abs(b), abs(bound))
+            ),
+            None,
+        )
+        if same is None:
+            out.append((side, bound, source))
+        else:
+            out[same] = ("min = max", out[same][1], out[same][2])
+    return out
+
+
 def _rule_lambda(
     run: Run, econ: pl.DataFrame, judged_from: int, rules: FlagRules
 ) -> list[dict[str, Any]]:
@@ -568,7 +593,7 @@ def _rule_lambda(
         return []
     target = _target_k(run, econ)
     found = []
-    for side, bound, source in _lambda_candidates(run, econ, rules):
+    for side, bound, source in _merge_equal_clamps(_lambda_candidates(run, econ, rules), rules):
         if bound <= 0:
             continue
         c = pl.col("lambda_p")
@@ -587,8 +612,9 @@ def _rule_lambda(
         flagged = _sustained(judged, cond, rules.lambda_sustain)
         if flagged.is_empty():
             continue
+        where = "its min and max clamp (the same)" if side == "min = max" else f"its {side} clamp"
         evidence = (
-            f"λ_p at its {side} clamp {bound:.2e} ({source} bound) on {flagged.height} "
+            f"λ_p at {where} {bound:.2e} ({source} bound) on {flagged.height} "
             f"economic-phase steps ({_episodes_text(flagged)}){push}"
         )
         found.append(

@@ -266,6 +266,16 @@ def test_lambda_pinned_at_min() -> None:
     assert f["severity"][0] == "warning"
 
 
+def test_lambda_fixed_by_equal_clamps_is_reported_once() -> None:
+    run = make_run()
+    run.steps = run.steps.with_columns(lambda_p=pl.lit(0.05))
+    run.hparams = {"lambda_min": 0.05, "lambda_max": 0.05}
+    f = F.red_flags(run).filter(pl.col("rule") == "lambda_pinned")
+    assert f.height == 1
+    assert f["value"][0] == pytest.approx(0.05)
+    assert "min and max clamp" in f["evidence"][0] and "config bound" in f["evidence"][0]
+
+
 def test_lambda_bounds_from_config_and_observation() -> None:
     run = make_run()
     run.steps = run.steps.with_columns(
