@@ -552,9 +552,10 @@ def scan_lines(
     left unconsumed, so the caller can offer those lines again once more have arrived.
 
     The work runs as two batches of lazy queries (fields of every kind and the finer look
-    at the other lines; then the step context, events and problems), so a chunk costs a
-    handful of Polars calls whatever its size: a growing log is re-scanned in small
-    chunks, and a small eager call costs about as much as parsing a thousand lines.
+    at the other lines; then the step context, events and problems), so a chunk costs
+    about a dozen Polars calls whatever its size. Each call has a fixed cost (planning,
+    dispatch) of tenths of a millisecond, which is most of the time spent on the small
+    chunks a growing log is followed in.
     """
     frame = _lines_frame(lines, state.line_no + 1)
     parts = _classify(frame)
