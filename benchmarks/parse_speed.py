@@ -53,6 +53,7 @@ TABLES = ("steps", "layers", "traces", "quality", "lr_checks")
 TARGET_SPEEDUP = 10.0
 TARGET_MBPS = 150.0
 TARGET_RSS_MULTIPLE = 5.0
+HELD_RUNS = 4  # further loads kept to measure the heap each loaded run holds
 
 
 def machine() -> dict[str, Any]:
@@ -322,6 +323,12 @@ def _rss_child(run_dir: str, warm_dir: str | None) -> None:
         getattr(run, name).estimated_size()
         for name in (*TABLES, "events", "generations", "problems")
     )
+    # What a sweep pays per run: the heap that stays with each further loaded run.
+    gc.collect()
+    held_before = _memory_kib().get("RssAnon", 0)
+    kept = [ponder_parse.load_run(run_dir) for _ in range(HELD_RUNS)]
+    gc.collect()
+    held_per_run = (_memory_kib().get("RssAnon", 0) - held_before) / len(kept)
     # Without a reset the old peak (imports) may exceed the load's: an upper bound only.
     base = before["VmRSS"] if reset else max(before["VmRSS"], before["VmHWM"])
     print(
@@ -332,6 +339,7 @@ def _rss_child(run_dir: str, warm_dir: str | None) -> None:
                 "added_retained_kib": after["VmRSS"] - before["VmRSS"],
                 "added_anon_peak_kib": anon_peak[0] - before.get("RssAnon", 0),
                 "added_file_kib": after.get("RssFile", 0) - before.get("RssFile", 0),
+                "held_per_run_kib": held_per_run,
                 "peak_reset": reset,
                 "tables_bytes": tables,
                 "load_s": elapsed,
@@ -358,6 +366,7 @@ def measure_rss(run_dir: Path, warm_dir: Path | None = None, trials: int = 3) ->
         "added_retained_mib": mid["added_retained_kib"] / 1024,
         "added_anon_peak_mib": mid["added_anon_peak_kib"] / 1024,
         "added_file_mib": mid["added_file_kib"] / 1024,
+        "held_per_run_mib": mid["held_per_run_kib"] / 1024,
         "peak_reset": mid["peak_reset"],
         "tables_mib": mid["tables_bytes"] / 2**20,
     }
@@ -469,6 +478,11 @@ def main(argv: list[str] | None = None) -> int:
         f"{'  the loaded tables themselves':44s} {rss['tables_mib'] * 2**20 / size:11.2f}x  "
         f"({rss['tables_mib']:.1f} MiB; RSS still added after the load: "
         f"+{rss['added_retained_mib']:.1f} MiB)"
+    )
+    print(
+        f"{'  heap kept per loaded run (' + str(HELD_RUNS) + ' more loads)':44s} "
+        f"{rss['held_per_run_mib'] * 2**20 / size:11.2f}x  "
+        f"(+{rss['held_per_run_mib']:.1f} MiB per run: what a sweep holds per run)"
     )
     if not rss["peak_reset"]:
         print("  note: could not reset the peak-RSS mark; the RSS figures are upper bounds")

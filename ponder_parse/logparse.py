@@ -259,10 +259,17 @@ def _no_rest() -> pl.DataFrame:
     return _rest_kinds(lines.lazy()).collect()
 
 
+def _own(e: pl.Expr) -> pl.Expr:
+    """A copy of a string column. Strings cut from the log share its text buffers, so a
+    handful of event lines kept in a `Run` would otherwise keep the whole log's text in
+    memory (several MB per run in a sweep)."""
+    return pl.concat_str([e, pl.lit("")])
+
+
 def _problem_rows(df: pl.LazyFrame, reason: pl.Expr) -> pl.LazyFrame:
     return df.select(
         "line_no",
-        pl.col("text").str.slice(0, PROBLEM_TEXT_MAX),
+        _own(pl.col("text").str.slice(0, PROBLEM_TEXT_MAX)).alias("text"),
         reason.alias("reason"),
     )
 
@@ -495,7 +502,7 @@ def _lr_fields(df: pl.LazyFrame) -> pl.LazyFrame:
             pl.col("step").is_not_null().alias("_ok"),
             pl.col("step").cast(pl.Int64, strict=False),
             pl.col("lr").cast(pl.Float64, strict=False),
-            "phase",
+            _own(pl.col("phase")).alias("phase"),
         )
     )
 
@@ -515,7 +522,7 @@ def _quality_fields(df: pl.LazyFrame) -> pl.LazyFrame:
         _val(_part(0), "RECURRENCE QUALITY: ΔCE=").alias("delta_ce"),
         _val(_part(1), "ΔH=").alias("delta_h"),
         _num(coupon.struct.field("field_0")).alias("coupon"),
-        pl.when(status.is_in(_QUALITY_STATUS)).then(status).alias("status"),
+        pl.when(status.is_in(_QUALITY_STATUS)).then(_own(status)).alias("status"),
         confidence.alias("confidence"),
         (pl.col("_p").list.len() == 3).alias("_shape"),
     )
@@ -658,7 +665,9 @@ def scan_lines(
         ev = with_context(rest_lf.filter(~not_events).select("line_no", "text", "kind"))
         # A progress bar redraws itself many times on one line: keep its last state.
         ev = ev.filter((pl.col("kind") != "progress") | pl.col("line_no").is_last_distinct())
-        out["events"] = ev.select("line_no", _event_step().alias("step"), "kind", "text")
+        out["events"] = ev.select(
+            "line_no", _event_step().alias("step"), "kind", _own(pl.col("text")).alias("text")
+        )
         problems.append(
             _problem_rows(rest_lf.filter(pl.col("kind") == "unknown"), pl.lit("unrecognized line"))
         )
@@ -766,9 +775,9 @@ def _generations(gen: pl.LazyFrame) -> pl.LazyFrame:
         "step",
         "sample",
         "prompt_tokens",
-        pl.col("prompt").str.strip_chars_end("\n"),
+        _own(pl.col("prompt").str.strip_chars_end("\n")).alias("prompt"),
         "output_tokens",
-        pl.col("output").str.strip_chars_end("\n"),
+        _own(pl.col("output").str.strip_chars_end("\n")).alias("output"),
     )
 
 
