@@ -472,38 +472,38 @@ def _layer_fields(df: pl.LazyFrame) -> pl.LazyFrame:
     )
 
 
-def _trace_fields(df: pl.LazyFrame) -> pl.LazyFrame:
-    m = pl.col("text").str.extract_groups(fmt.TRACE)
+def _pattern_fields(df: pl.LazyFrame, pattern: str, key: str, *fields: pl.Expr) -> pl.LazyFrame:
+    """Lines read with one anchored pattern (the rarer kinds: traces, LR checks); a line
+    is valid when the pattern matched it."""
     return (
-        df.with_columns(_m=m)
+        df.with_columns(_m=pl.col("text").str.extract_groups(pattern))
         .unnest("_m")
-        .select(
-            "line_no",
-            "text",
-            pl.col("layer").is_not_null().alias("_ok"),
-            pl.col("layer").cast(pl.Int32, strict=False),
-            pl.col("values")
-            .str.strip_chars()
-            .str.split(",")
-            .list.eval(pl.element().str.strip_chars().cast(pl.Float64, strict=False))
-            .alias("s_trace"),
-        )
+        .select("line_no", "text", pl.col(key).is_not_null().alias("_ok"), *fields)
+    )
+
+
+def _trace_fields(df: pl.LazyFrame) -> pl.LazyFrame:
+    return _pattern_fields(
+        df,
+        fmt.TRACE,
+        "layer",
+        pl.col("layer").cast(pl.Int32, strict=False),
+        pl.col("values")
+        .str.strip_chars()
+        .str.split(",")
+        .list.eval(pl.element().str.strip_chars().cast(pl.Float64, strict=False))
+        .alias("s_trace"),
     )
 
 
 def _lr_fields(df: pl.LazyFrame) -> pl.LazyFrame:
-    m = pl.col("text").str.extract_groups(fmt.LR_CHECK)
-    return (
-        df.with_columns(_m=m)
-        .unnest("_m")
-        .select(
-            "line_no",
-            "text",
-            pl.col("step").is_not_null().alias("_ok"),
-            pl.col("step").cast(pl.Int64, strict=False),
-            pl.col("lr").cast(pl.Float64, strict=False),
-            _own(pl.col("phase")).alias("phase"),
-        )
+    return _pattern_fields(
+        df,
+        fmt.LR_CHECK,
+        "step",
+        pl.col("step").cast(pl.Int64, strict=False),
+        pl.col("lr").cast(pl.Float64, strict=False),
+        _own(pl.col("phase")).alias("phase"),
     )
 
 
