@@ -440,12 +440,12 @@ _LAYER_PARTS = (
 @functools.cache
 def _layer_exprs() -> tuple[tuple[pl.Expr, ...], pl.Expr]:
     """The per-layer line's field and validity expressions, built once."""
-    head = _part(0).str.strip_prefix(" ").str.strip_prefix("L").str.splitn(": k_exec=", 2)
+    head = _part(0).str.extract_groups(r"^ ?L(?P<layer>[0-9]+): k_exec=(?P<k_exec>[0-9]+)$")
     fields = (
         pl.col("line_no"),
         pl.col("text"),
-        head.struct.field("field_0").cast(pl.Int32, strict=False).alias("layer"),
-        head.struct.field("field_1").cast(pl.Int32, strict=False).alias("k_exec"),
+        head.struct.field("layer").cast(pl.Int32, strict=False).alias("layer"),
+        head.struct.field("k_exec").cast(pl.Int32, strict=False).alias("k_exec"),
         *(
             (_val(_part(i), label, suffix) / (100 if suffix else 1)).alias(name)
             for i, label, suffix, name in _LAYER_PARTS

@@ -136,6 +136,7 @@ def test_step_line_deviations_are_problems(old: str, new: str) -> None:
         (", d_rel=0.043", ""),
         ("λ_p=1.20e-03", "λ_p=1.20e-03, extra=1"),
         ("k_exec=2", "k_exec=2.5"),
+        ("k_exec=2", "k_exec=+2"),
     ],
 )
 def test_layer_line_deviations_are_problems(old: str, new: str) -> None:
