@@ -59,11 +59,6 @@ def _event_markers() -> tuple[tuple[str, pl.Expr], ...]:
     )
 
 
-# Line kinds whose content is data: a line of such a kind that does not parse is reported
-# as a problem rather than silently dropped.
-DATA_KINDS = ("step", "layer", "trace", "quality", "lr_check")
-
-
 @dataclass(frozen=True)
 class ScanState:
     """What a chunk needs to know about the lines before it."""
@@ -315,7 +310,7 @@ def _has_baton(steps: pl.DataFrame) -> bool:
 
 @functools.cache
 def _step_exprs(baton_block: bool = True) -> tuple[tuple[pl.Expr, ...], pl.Expr]:
-    """The step line's field and validity expressions, built once.
+    """The step line's field and validity expressions, built once per `baton_block`.
 
     Parts (split on ` | `): 0 `STEP: n [AUDIT]`, 1 TOT, 2 LM, 3 PONDER (RAW, RWD), 4 LR,
     5 GRAD, 6 λ_p[DB], 7 CTRL_ERR, 8 P_NR, then the optional blocks MTP + AUX (model3b),
@@ -566,21 +561,17 @@ def scan_lines(
     """
     frame = _lines_frame(lines, state.line_no + 1)
     parts = _classify(frame)
-    empty = frame.clear()
-
-    def part(kind: str) -> pl.DataFrame:
-        return parts.get(kind, empty)
 
     # --- batch 1: the string work (kinds the chunk holds only: a live chunk is small) --
     queries = {
-        name: part(kind).lazy().pipe(fields)
+        name: parts[kind].lazy().pipe(fields)
         for name, (kind, fields) in _FIELD_QUERIES.items()
         if kind in parts
     }
     if "step" in parts:
-        queries["steps"] = part("step").lazy().pipe(_step_fields, _has_baton(part("step")))
+        queries["steps"] = parts["step"].lazy().pipe(_step_fields, _has_baton(parts["step"]))
     if "rest" in parts:
-        queries["_rest"] = _rest_kinds(part("rest").lazy())
+        queries["_rest"] = _rest_kinds(parts["rest"].lazy())
     results = dict(zip(queries, pl.collect_all(list(queries.values())), strict=True))
     rest = results.pop("_rest", None)
     if rest is None:
@@ -794,14 +785,6 @@ def _latest(df: pl.DataFrame | None, keys: list[str], s: dict[str, pl.DataType])
         return schema.empty(s)
     if not _in_key_order(df, keys):
         df = df.sort("line_no").unique(keys, keep="last", maintain_order=True).sort(keys)
-    return _conform(df, s)
-
-
-def _conform(df: pl.DataFrame, s: dict[str, pl.DataType]) -> pl.DataFrame:
-    """`schema.conform`, without a query when the columns are already those of the
-    schema (what `scan_lines` produces): picking columns is far cheaper than a select."""
-    if all(df.schema.get(name) == dtype for name, dtype in s.items()):
-        return df[list(s)]
     return schema.conform(df, s)
 
 
@@ -846,10 +829,10 @@ def finalize(chunks: list[RawChunk]) -> dict[str, pl.DataFrame]:
         "generations": _latest(generations, ["step", "sample"], schema.GENERATIONS),
         "events": schema.empty(schema.EVENTS)
         if events is None
-        else _conform(_by_line(events), schema.EVENTS),
+        else schema.conform(_by_line(events), schema.EVENTS),
         "problems": schema.empty(schema.PROBLEMS)
         if problems is None
-        else _conform(_by_line(problems), schema.PROBLEMS),
+        else schema.conform(_by_line(problems), schema.PROBLEMS),
     }
 
 

@@ -145,7 +145,13 @@ def empty(schema: dict[str, pl.DataType]) -> pl.DataFrame:
 
 
 def conform(df: pl.DataFrame, schema: dict[str, pl.DataType]) -> pl.DataFrame:
-    """Select and cast `df` to exactly `schema` (missing columns become nulls)."""
+    """Select and cast `df` to exactly `schema` (missing columns become nulls).
+
+    A frame whose columns already have the schema's types (what the parser produces) only
+    has its columns picked: far cheaper than a select, which plans a query.
+    """
+    if all(df.schema.get(name) == dtype for name, dtype in schema.items()):
+        return df[list(schema)]
     return df.select(
         [
             (pl.col(name) if name in df.columns else pl.lit(None)).cast(dtype).alias(name)
