@@ -41,14 +41,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:  # run as a script from anywhere, without installing
-    sys.path.insert(0, str(ROOT))
+from _common import DATA_DIR, ROOT, machine, verdict  # also puts the project on the path
 
 if TYPE_CHECKING:
     from ponder_parse.simulate import SimConfig
 
-DATA_DIR = Path(__file__).resolve().parent / "_data"
 MANIFEST = ".bench-sweep.json"  # a dotfile: never mistaken for a run by the loader
 
 TARGET_COLD_LOAD_S = 5.0
@@ -63,12 +60,6 @@ VARIATIONS: tuple[dict[str, Any], ...] = (
     {"halt_thr": 0.3},
 )
 
-
-def machine() -> dict[str, Any]:
-    """Cores and load: timings from a busy machine are not comparable, so every report
-    says how busy it was."""
-    load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
-    return {"cpus": os.cpu_count(), "load_avg_1_5_15": [round(x, 2) for x in load]}
 
 
 # --- the sweep ------------------------------------------------------------------------------
@@ -369,9 +360,6 @@ def drive_app(
 
 # --- report -------------------------------------------------------------------------------
 
-
-def verdict(ok: bool) -> str:
-    return "PASS" if ok else "MISS"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import os
 import re
 import resource
 import statistics
@@ -37,17 +36,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:  # run as a script from anywhere, without installing
-    sys.path.insert(0, str(ROOT))
+import polars as pl
+from _common import DATA_DIR, machine, verdict  # also puts the project on the path
 
-import polars as pl  # noqa: E402
+import ponder_parse
+from ponder_parse import line_formats as fmt
+from ponder_parse.simulate import SimConfig, write_run
 
-import ponder_parse  # noqa: E402
-from ponder_parse import line_formats as fmt  # noqa: E402
-from ponder_parse.simulate import SimConfig, write_run  # noqa: E402
-
-DATA_DIR = Path(__file__).resolve().parent / "_data"
 TABLES = ("steps", "layers", "traces", "quality", "lr_checks")
 
 TARGET_SPEEDUP = 10.0
@@ -55,12 +50,6 @@ TARGET_MBPS = 150.0
 TARGET_RSS_MULTIPLE = 5.0
 HELD_RUNS = 4  # further loads kept to measure the heap each loaded run holds
 
-
-def machine() -> dict[str, Any]:
-    """Cores and load: timings from a busy machine are not comparable, so every report
-    says how busy it was."""
-    load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
-    return {"cpus": os.cpu_count(), "load_avg_1_5_15": [round(x, 2) for x in load]}
 
 
 # --- input --------------------------------------------------------------------------------
@@ -374,9 +363,6 @@ def measure_rss(run_dir: Path, warm_dir: Path | None = None, trials: int = 3) ->
 
 # --- report -------------------------------------------------------------------------------
 
-
-def verdict(ok: bool) -> str:
-    return "PASS" if ok else "MISS"
 
 
 def main(argv: list[str] | None = None) -> int:

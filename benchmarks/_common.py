@@ -1,0 +1,31 @@
+"""What both benchmark scripts share: where the project and the cached inputs are, the
+machine facts every report starts with, and the verdict words.
+
+Imported as `_common` by the scripts (run as `python benchmarks/<script>.py`, their own
+folder is first on the import path); importing it also makes the project importable
+without installing it.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # run as a script from anywhere, without installing
+    sys.path.insert(0, str(ROOT))
+
+DATA_DIR = Path(__file__).resolve().parent / "_data"
+
+
+def machine() -> dict[str, Any]:
+    """Cores and load: timings from a busy machine are not comparable, so every report
+    says how busy it was."""
+    load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
+    return {"cpus": os.cpu_count(), "load_avg_1_5_15": [round(x, 2) for x in load]}
+
+
+def verdict(ok: bool) -> str:
+    return "PASS" if ok else "MISS"
