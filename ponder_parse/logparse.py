@@ -336,9 +336,8 @@ def _step_exprs(baton_block: bool = True) -> tuple[tuple[pl.Expr, ...], pl.Expr]
     fields = (
         pl.col("line_no"),
         pl.col("text"),
-        head.str.strip_prefix("[AUDIT] ")
-        .str.strip_prefix("STEP: ")
-        .str.strip_suffix(" [AUDIT]")
+        # the audit flag after the number (real logs) or before `STEP:` (the guide)
+        head.str.extract(r"^(?:\[AUDIT\] )?STEP: ([0-9]+)(?: \[AUDIT\])?$")
         .cast(pl.Int64, strict=False)
         .alias("step"),
         head.str.contains("[AUDIT]", literal=True).alias("audit"),

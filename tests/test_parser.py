@@ -106,6 +106,8 @@ def test_step_layouts_mixed_in_one_log() -> None:
     ("old", "new"),
     [
         ("| TOT: ", "| TOTAL: "),  # a label that is not the trainer's
+        ("STEP: 1500", "STEP: +1500"),  # a step number is plain digits
+        ("STEP: 1500", "STEP: -1500"),
         (" | LM: 2.9800", ""),  # a part missing
         ("(RAW: ", "(RAW2: "),  # a label inside a composite part
         (", RWD: 0.000333)", ")"),  # a composite part cut short
