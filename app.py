@@ -1,7 +1,7 @@
 """Ponder run comparison: the frame. Loads runs, offers the shared sidebar, runs a page.
 
-    streamlit run app.py                       # the bundled sample sweep
-    streamlit run app.py -- --runs SWEEP_DIR   # your runs (or PONDER_RUNS=a:b)
+streamlit run app.py                       # the bundled sample sweep
+streamlit run app.py -- --runs SWEEP_DIR   # your runs (or PONDER_RUNS=a:b)
 """
 
 from __future__ import annotations
@@ -14,7 +14,9 @@ import streamlit as st
 
 from ponder_app import state, ui
 
-st.set_page_config(page_title="Ponder runs", page_icon=":material/stacked_line_chart:", layout="wide")
+st.set_page_config(
+    page_title="Ponder runs", page_icon=":material/stacked_line_chart:", layout="wide"
+)
 
 PAGES = [
     st.Page("pages/home.py", title="Runs", icon=":material/table_rows:", default=True),
@@ -70,7 +72,11 @@ with st.sidebar:
             if st.button("Clear added paths", key="clear_paths"):
                 st.session_state["extra_paths"] = []
                 st.rerun()
-    live = st.toggle("Follow live runs", key="live", help="Re-read growing logs every few seconds (only the appended bytes are parsed).")
+    live = st.toggle(
+        "Follow live runs",
+        key="live",
+        help="Re-read growing logs every few seconds (only the appended bytes are parsed).",
+    )
 
 upload_dirs, upload_messages = state.materialize(uploads or [])
 paths = state.configured_paths()
@@ -104,7 +110,11 @@ with st.sidebar:
     else:
         selected, baseline = [], None
     if loaded.failures or loaded.messages:
-        with st.expander(f"{len(loaded.failures) + len(loaded.messages)} load problem(s)", expanded=True, icon=":material/warning:"):
+        with st.expander(
+            f"{len(loaded.failures) + len(loaded.messages)} load problem(s)",
+            expanded=True,
+            icon=":material/warning:",
+        ):
             for f in loaded.failures:
                 st.markdown(f"- `{f.path}`: {f.reason}")
             for m in loaded.messages:

@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any
 from _common import DATA_DIR, ROOT, machine, verdict  # also puts the project on the path
 
 if TYPE_CHECKING:
-    from ponder_parse.simulate import SimConfig
+    from ponder_parse.sim.simulate import SimConfig
 
 MANIFEST = ".bench-sweep.json"  # a dotfile: never mistaken for a run by the loader
 
@@ -61,7 +61,6 @@ VARIATIONS: tuple[dict[str, Any], ...] = (
 )
 
 
-
 # --- the sweep ------------------------------------------------------------------------------
 
 
@@ -69,7 +68,7 @@ def sweep_configs(n_runs: int, steps: int, layers: int) -> dict[str, SimConfig]:
     """`n_runs` configs that look like a real sweep: five settings x seeds, 8 layers, the
     LR schedule over the whole run, and one run that crashed and resumed (so the resume
     handling is part of the cost)."""
-    from ponder_parse.simulate import SimConfig, run_name
+    from ponder_parse.sim.simulate import SimConfig, run_name
 
     base = SimConfig(steps=steps, n_layers=layers, lr_total_steps=steps)
     out: dict[str, SimConfig] = {}
@@ -82,7 +81,7 @@ def sweep_configs(n_runs: int, steps: int, layers: int) -> dict[str, SimConfig]:
 
 
 def _write_one(args: tuple[SimConfig, str, str]) -> str:
-    from ponder_parse.simulate import write_run
+    from ponder_parse.sim.simulate import write_run
 
     cfg, out_dir, name = args
     return str(write_run(cfg, out_dir, name))
@@ -359,7 +358,6 @@ def drive_app(
 
 
 # --- report -------------------------------------------------------------------------------
-
 
 
 def main(argv: list[str] | None = None) -> int:

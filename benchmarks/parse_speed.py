@@ -40,8 +40,8 @@ import polars as pl
 from _common import DATA_DIR, machine, verdict  # also puts the project on the path
 
 import ponder_parse
-from ponder_parse import line_formats as fmt
-from ponder_parse.simulate import SimConfig, write_run
+from ponder_parse.format import grammar as fmt
+from ponder_parse.sim.simulate import SimConfig, write_run
 
 TABLES = ("steps", "layers", "traces", "quality", "lr_checks")
 
@@ -49,7 +49,6 @@ TARGET_SPEEDUP = 10.0
 TARGET_MBPS = 150.0
 TARGET_RSS_MULTIPLE = 5.0
 HELD_RUNS = 4  # further loads kept to measure the heap each loaded run holds
-
 
 
 # --- input --------------------------------------------------------------------------------
@@ -214,7 +213,8 @@ def stage_times(run_dir: Path, repeat: int) -> dict[str, float] | str:
     """Best time of each stage of `load_run`. Uses the parser's internal functions, so it
     reports why instead of failing when those change."""
     try:
-        from ponder_parse import loader, logparse
+        from ponder_parse.files import loader
+        from ponder_parse.parse import scan as logparse
 
         log = loader.find_log(run_dir)
         assert log is not None
@@ -362,7 +362,6 @@ def measure_rss(run_dir: Path, warm_dir: Path | None = None, trials: int = 3) ->
 
 
 # --- report -------------------------------------------------------------------------------
-
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -25,6 +25,8 @@ if ctx is not None:
                 if rows.is_empty():
                     st.caption(f"no sample at step {step}")
                 for g in rows.iter_rows(named=True):
-                    st.caption(f"Sample {g['sample']} · prompt {g['prompt_tokens']} tokens · output {g['output_tokens']} tokens")
+                    st.caption(
+                        f"Sample {g['sample']} · prompt {g['prompt_tokens']} tokens · output {g['output_tokens']} tokens"
+                    )
                     st.text(g["prompt"])
                     st.code(g["output"], language=None, wrap_lines=True)

@@ -6,7 +6,7 @@ import polars as pl
 import streamlit as st
 
 from ponder_app import ui
-from ponder_parse import sweep
+from ponder_parse.analysis import sweep
 
 ctx = ui.page_context(
     "Runs",
@@ -81,7 +81,9 @@ if ctx is not None:
         with st.expander(label, expanded=False):
             c1, c2 = st.columns(2)
             with c1:
-                st.markdown(f"**Source:** `{run.source.name if run.source else '?'}` ({run.variant})")
+                st.markdown(
+                    f"**Source:** `{run.source.name if run.source else '?'}` ({run.variant})"
+                )
                 if meta.get("init"):
                     st.code(meta["init"], language=None)
                 facts = {
@@ -93,15 +95,27 @@ if ctx is not None:
                     "resumed at steps": ", ".join(map(str, meta.get("resume_steps", []))) or None,
                     "log still being written": meta.get("truncated"),
                 }
-                st.table(pl.DataFrame({"fact": list(facts), "value": [ui.fmt(v) for v in facts.values()]}))
+                st.table(
+                    pl.DataFrame(
+                        {"fact": list(facts), "value": [ui.fmt(v) for v in facts.values()]}
+                    )
+                )
             with c2:
                 hp = run.hparams
                 if hp:
                     src = meta.get("hparam_sources", {})
                     st.markdown("**Hyperparameters**")
                     st.dataframe(
-                        pl.DataFrame({"key": list(hp), "value": [str(v) for v in hp.values()], "from": [src.get(k, "") for k in hp]}),
-                        hide_index=True, width="stretch", height=240,
+                        pl.DataFrame(
+                            {
+                                "key": list(hp),
+                                "value": [str(v) for v in hp.values()],
+                                "from": [src.get(k, "") for k in hp],
+                            }
+                        ),
+                        hide_index=True,
+                        width="stretch",
+                        height=240,
                     )
             kinds = meta.get("line_kinds", {})
             if kinds:

@@ -6,7 +6,7 @@ import polars as pl
 import streamlit as st
 
 from ponder_app import charts, prepare, ui
-from ponder_parse import phases as ph
+from ponder_parse.analysis import phases as ph
 
 ctx = ui.page_context(
     "Phase comparison",
@@ -35,13 +35,19 @@ if ctx is not None:
         width="stretch",
         key="phase_editor",
         column_config={
-            "force_end": st.column_config.NumberColumn("force_end (first gate-learning step)", min_value=0, step=1),
-            "ponder_start": st.column_config.NumberColumn("ponder_start (first economic step)", min_value=0, step=1),
+            "force_end": st.column_config.NumberColumn(
+                "force_end (first gate-learning step)", min_value=0, step=1
+            ),
+            "ponder_start": st.column_config.NumberColumn(
+                "ponder_start (first economic step)", min_value=0, step=1
+            ),
         },
     )
     overrides = dict(st.session_state.get("phase_overrides", {}))
     changed = False
-    for old, new in zip(bounds.iter_rows(named=True), pl.DataFrame(edited).iter_rows(named=True), strict=True):
+    for old, new in zip(
+        bounds.iter_rows(named=True), pl.DataFrame(edited).iter_rows(named=True), strict=True
+    ):
         ov = dict(overrides.get(old["run"], {}))
         for k in ("force_end", "ponder_start"):
             if new[k] is not None and int(new[k]) != old[k]:
@@ -51,7 +57,9 @@ if ctx is not None:
     if changed:
         st.session_state["phase_overrides"] = overrides
         st.rerun()
-    if any(overrides.get(r.name) for r in ctx.runs) and st.button("Reset to what the logs say", key="phase_reset"):
+    if any(overrides.get(r.name) for r in ctx.runs) and st.button(
+        "Reset to what the logs say", key="phase_reset"
+    ):
         st.session_state["phase_overrides"] = {}
         st.session_state.pop("phase_editor", None)  # the editor would re-apply its old edits
         st.rerun()
@@ -62,17 +70,34 @@ if ctx is not None:
     if table.is_empty():
         st.info("No phases: the shown runs have no step lines.")
     else:
-        from ponder_parse.summaries import COMPARED_METRICS
+        from ponder_parse.analysis.summaries import COMPARED_METRICS
 
         base_rows = table.filter(pl.col("run") == base.name).select(
             "phase", *[pl.col(c).alias(f"_b_{c}") for c in COMPARED_METRICS if c in table.columns]
         )
-        diffs = table.join(base_rows, on="phase", how="left").with_columns(
-            (pl.col(c) - pl.col(f"_b_{c}")).alias(f"{c}_diff") for c in COMPARED_METRICS if c in table.columns
-        ).drop([f"_b_{c}" for c in COMPARED_METRICS if c in table.columns])
+        diffs = (
+            table.join(base_rows, on="phase", how="left")
+            .with_columns(
+                (pl.col(c) - pl.col(f"_b_{c}")).alias(f"{c}_diff")
+                for c in COMPARED_METRICS
+                if c in table.columns
+            )
+            .drop([f"_b_{c}" for c in COMPARED_METRICS if c in table.columns])
+        )
         diffs = prepare.with_phase_labels(diffs)
-        show_diff = st.toggle(f"Show differences from the baseline ({base.name})", value=True, key="pc_diff")
-        cols = ["run", "phase", "start", "end", "steps", *COMPARED_METRICS, "dominant_pattern", "dominant_pattern_share"]
+        show_diff = st.toggle(
+            f"Show differences from the baseline ({base.name})", value=True, key="pc_diff"
+        )
+        cols = [
+            "run",
+            "phase",
+            "start",
+            "end",
+            "steps",
+            *COMPARED_METRICS,
+            "dominant_pattern",
+            "dominant_pattern_share",
+        ]
         if show_diff:
             cols += [f"{c}_diff" for c in COMPARED_METRICS]
         cols = list(dict.fromkeys(c for c in cols if c in diffs.columns))
@@ -96,4 +121,7 @@ if ctx is not None:
         for i, (col, title) in enumerate(key_metrics):
             if col in diffs.columns:
                 with left if i % 2 == 0 else right:
-                    ui.show_chart(charts.grouped_bars(diffs, value=col, title=title, colors=ctx.colors), f"phase-{col}")
+                    ui.show_chart(
+                        charts.grouped_bars(diffs, value=col, title=title, colors=ctx.colors),
+                        f"phase-{col}",
+                    )

@@ -6,7 +6,7 @@ import polars as pl
 import streamlit as st
 
 from ponder_app import ui
-from ponder_parse import flags
+from ponder_parse.analysis import red_flags as flags
 
 # Which step-line metrics show a rule's evidence.
 RULE_METRICS: dict[str, list[str]] = {
@@ -40,7 +40,9 @@ ctx = ui.page_context(
 if ctx is not None:
     findings = ctx.flags_all()
     c1, c2 = st.columns([2, 3])
-    severities = c1.multiselect("Severity", list(flags.SEVERITIES), default=["critical", "warning"], key="rf_sev")
+    severities = c1.multiselect(
+        "Severity", list(flags.SEVERITIES), default=["critical", "warning"], key="rf_sev"
+    )
     shown = findings.filter(pl.col("severity").is_in(severities))
     counts = findings.group_by("severity").len()
     c2.markdown(
@@ -49,8 +51,20 @@ if ctx is not None:
     )
     with st.expander("The rules", expanded=False):
         st.dataframe(
-            pl.DataFrame([{"rule": r.name, "checks": r.title, "severity": r.severity, "where": r.scope, "action": r.action} for r in flags.RULES.values()]),
-            hide_index=True, width="stretch",
+            pl.DataFrame(
+                [
+                    {
+                        "rule": r.name,
+                        "checks": r.title,
+                        "severity": r.severity,
+                        "where": r.scope,
+                        "action": r.action,
+                    }
+                    for r in flags.RULES.values()
+                ]
+            ),
+            hide_index=True,
+            width="stretch",
         )
     if shown.is_empty():
         st.success("No findings at the chosen severities in the shown runs.")
@@ -65,7 +79,11 @@ if ctx is not None:
                 f"*Action:* {f['action']}"
             )
             metrics = RULE_METRICS.get(f["rule"])
-            if metrics and f["first_step"] is not None and b.button("Open in step line", key=f"rf-open-{i}"):
+            if (
+                metrics
+                and f["first_step"] is not None
+                and b.button("Open in step line", key=f"rf-open-{i}")
+            ):
                 pad = max(50, (f["last_step"] - f["first_step"]) // 5)
                 st.session_state["step_line_focus"] = {
                     "metrics": metrics,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from ponder_app import charts, prepare, ui
-from ponder_parse import catalog, sweep
+from ponder_parse.analysis import catalog, sweep
 
 ctx = ui.page_context(
     "Step line",
@@ -25,33 +25,73 @@ if ctx is not None:
         "Metrics",
         list(by_key),
         default=default,
-        format_func=lambda k: f"{catalog.LEVEL_TITLES[by_key[k].level]} · {by_key[k].group} — {catalog.option_label(by_key[k])}",
+        format_func=lambda k: (
+            f"{catalog.LEVEL_TITLES[by_key[k].level]} · {by_key[k].group} — {catalog.option_label(by_key[k])}"
+        ),
         key="sl_metrics",
         help="Grouped by the guide's levels: the step line (level 1) and recurrence quality (level 4).",
     )
     c1, c2, c3, c4 = st.columns([2, 2, 2, 2])
-    weight = c1.slider("Smoothing (EMA weight)", 0.0, 0.99, 0.6, 0.01, key="sl_smooth", help="TensorBoard-style debiased exponential moving average. 0 = raw.")
-    x = c2.radio("X axis", ["step", "elapsed_min", "tokens"], format_func=charts.X_TITLES.get, key="sl_x", horizontal=False)
-    log_mode = c3.radio("Y scale", ["auto", "linear", "log"], key="sl_log", help="auto: log for metrics that span decades (LR, λ_p, ponder).")
-    group_seeds = c4.toggle("Group seeds (mean, min–max band)", key="sl_group", help="Runs that differ only in seed drawn as one line with a band.")
+    weight = c1.slider(
+        "Smoothing (EMA weight)",
+        0.0,
+        0.99,
+        0.6,
+        0.01,
+        key="sl_smooth",
+        help="TensorBoard-style debiased exponential moving average. 0 = raw.",
+    )
+    x = c2.radio(
+        "X axis",
+        ["step", "elapsed_min", "tokens"],
+        format_func=charts.X_TITLES.get,
+        key="sl_x",
+        horizontal=False,
+    )
+    log_mode = c3.radio(
+        "Y scale",
+        ["auto", "linear", "log"],
+        key="sl_log",
+        help="auto: log for metrics that span decades (LR, λ_p, ponder).",
+    )
+    group_seeds = c4.toggle(
+        "Group seeds (mean, min–max band)",
+        key="sl_group",
+        help="Runs that differ only in seed drawn as one line with a band.",
+    )
     marks_audit = c4.toggle("Mark audit steps", key="sl_audit", value=False)
     show_phases = c4.toggle("Phase bands (baseline run)", key="sl_phases", value=True)
 
-    lo = min(int(f["step"].min()) for f in frames.values() if f.height) if any(f.height for f in frames.values()) else 0
-    hi = max(int(f["step"].max()) for f in frames.values() if f.height) if any(f.height for f in frames.values()) else 1
+    lo = (
+        min(int(f["step"].min()) for f in frames.values() if f.height)
+        if any(f.height for f in frames.values())
+        else 0
+    )
+    hi = (
+        max(int(f["step"].max()) for f in frames.values() if f.height)
+        if any(f.height for f in frames.values())
+        else 1
+    )
     top = max(hi, lo + 1)
     a, b = st.session_state.get("sl_range", (lo, top))
     # Clamped to the runs shown now (a run may have been deselected); set through session
     # state only, so the slider has one source of truth.
     st.session_state["sl_range"] = (max(lo, min(a, top)), max(lo, min(b, top)))
     step_range = st.slider(
-        "Step range (zoom: the visible range is re-sampled at full resolution)", lo, top, key="sl_range"
+        "Step range (zoom: the visible range is re-sampled at full resolution)",
+        lo,
+        top,
+        key="sl_range",
     )
 
     groups = sweep.seed_groups(ctx.runs) if group_seeds else {}
     groups = {g: members for g, members in groups.items() if len(members) > 1}
     base = ctx.baseline
-    bands = prepare.phase_bands(ctx.phases(base), frames.get(base.name), x) if (show_phases and base is not None) else None
+    bands = (
+        prepare.phase_bands(ctx.phases(base), frames.get(base.name), x)
+        if (show_phases and base is not None)
+        else None
+    )
     markers = prepare.event_markers(ctx.runs, frames, x, step_range, marks_audit)
     colors = dict(ctx.colors)
     for i, g in enumerate(groups):
@@ -62,10 +102,14 @@ if ctx is not None:
         m = by_key[key]
         band = None
         if groups:
-            full = prepare.step_series(frames, m.column, x=x, weight=weight, step_range=step_range, thin=False)
+            full = prepare.step_series(
+                frames, m.column, x=x, weight=weight, step_range=step_range, thin=False
+            )
             series, band = prepare.seed_group_series(full, groups, x)
         else:
-            series = prepare.step_series(frames, m.column, x=x, weight=weight, step_range=step_range)
+            series = prepare.step_series(
+                frames, m.column, x=x, weight=weight, step_range=step_range
+            )
         log_y = m.log_scale if log_mode == "auto" else log_mode == "log"
         target = base.meta.get("target_k") if base is not None else None
         chart = charts.metric_chart(

@@ -6,7 +6,7 @@ import polars as pl
 import streamlit as st
 
 from ponder_app import charts, prepare, ui
-from ponder_parse import patterns
+from ponder_parse.analysis import patterns
 
 ctx = ui.page_context(
     "Survival traces",
@@ -21,7 +21,12 @@ if ctx is not None:
     else:
         with st.expander("How traces are classified", expanded=False):
             t = patterns.DEFAULT
-            st.markdown("\n".join(f"- **{patterns.PATTERN_TITLES[p]}** — {patterns.PATTERN_MEANINGS[p]}" for p in patterns.PATTERNS))
+            st.markdown(
+                "\n".join(
+                    f"- **{patterns.PATTERN_TITLES[p]}** — {patterns.PATTERN_MEANINGS[p]}"
+                    for p in patterns.PATTERNS
+                )
+            )
             st.caption(f"Thresholds: {t}")
         st.subheader("Pattern timeline")
         for run in runs:
@@ -29,7 +34,9 @@ if ctx is not None:
             gate = ph.filter(ph["phase"] == "gate_learning")["start"]
             force_end = int(gate[0]) if gate.len() else None
             cells = prepare.trace_timeline(run, force_end=force_end)
-            ui.show_chart(charts.pattern_timeline(cells, title=run.name), f"pattern-timeline-{run.name}")
+            ui.show_chart(
+                charts.pattern_timeline(cells, title=run.name), f"pattern-timeline-{run.name}"
+            )
 
         st.subheader("Pattern shares per phase")
         parts = []
@@ -38,11 +45,23 @@ if ctx is not None:
             if sh.height:
                 parts.append(sh.with_columns(pl.lit(run.name).alias("run")))
         if parts:
-            shares = prepare.with_phase_labels(pl.concat(parts, how="diagonal_relaxed")).with_columns(
-                pl.col("pattern").replace_strict({p: i for i, p in enumerate(patterns.PATTERNS)}, default=99).alias("pattern_rank")
+            shares = prepare.with_phase_labels(
+                pl.concat(parts, how="diagonal_relaxed")
+            ).with_columns(
+                pl.col("pattern")
+                .replace_strict({p: i for i, p in enumerate(patterns.PATTERNS)}, default=99)
+                .alias("pattern_rank")
             )
-            ui.show_chart(charts.pattern_share_bars(shares, title="Share of each pattern, per run and phase"), "pattern-shares")
-            ui.show_table(shares.select("run", "phase", "pattern", "n", "share").sort("run", "phase", "pattern"), "pattern-shares")
+            ui.show_chart(
+                charts.pattern_share_bars(shares, title="Share of each pattern, per run and phase"),
+                "pattern-shares",
+            )
+            ui.show_table(
+                shares.select("run", "phase", "pattern", "n", "share").sort(
+                    "run", "phase", "pattern"
+                ),
+                "pattern-shares",
+            )
 
         st.subheader("Traces at one step")
         all_steps = sorted({s for r in runs for s in r.traces["step"].unique().to_list()})
@@ -58,4 +77,7 @@ if ctx is not None:
                 frames.append(data.with_columns(pl.lit(f"{run.name} @ {at}").alias("series")))
         curves = pl.concat(frames) if frames else pl.DataFrame()
         with right:
-            ui.show_chart(charts.trace_curves(curves, title=f"Every layer's trace at step {step}"), f"traces-at-{step}")
+            ui.show_chart(
+                charts.trace_curves(curves, title=f"Every layer's trace at step {step}"),
+                f"traces-at-{step}",
+            )

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 import altair as alt
 import polars as pl
 
-from ponder_parse import patterns
+from ponder_parse.analysis import patterns
 
 # Tableau-10 then its lighter partner colours: distinguishable for up to 20 runs.
 PALETTE: tuple[str, ...] = (
@@ -79,8 +79,10 @@ def to_spec(chart: alt.TopLevelMixin) -> dict:
     sends them to the browser as Arrow.
     """
     datasets: dict[str, object] = {}
-    with _SPEC_LOCK, alt.theme.enable("none"), alt.data_transformers.enable(
-        "ponder_collect", datasets=datasets
+    with (
+        _SPEC_LOCK,
+        alt.theme.enable("none"),
+        alt.data_transformers.enable("ponder_collect", datasets=datasets),
     ):
         spec = chart.to_dict(validate=False)
     spec["datasets"] = {**spec.get("datasets", {}), **datasets}
@@ -143,7 +145,22 @@ def metric_chart(
         data = data.filter(pl.col("value") > 0)
         if smoothed:
             data = data.filter(pl.col("smooth") > 0)
-    base = alt.Chart(data).encode(x=xenc, color=alt.Color("run:N", scale=scale, legend=alt.Legend(title="run", orient="bottom", columns=4, labelLimit=260, symbolType="stroke", symbolOpacity=1, symbolStrokeWidth=3)))
+    base = alt.Chart(data).encode(
+        x=xenc,
+        color=alt.Color(
+            "run:N",
+            scale=scale,
+            legend=alt.Legend(
+                title="run",
+                orient="bottom",
+                columns=4,
+                labelLimit=260,
+                symbolType="stroke",
+                symbolOpacity=1,
+                symbolStrokeWidth=3,
+            ),
+        ),
+    )
     # Clicking a run in the legend highlights it (shift-click for several), as in
     # TensorBoard and W&B; clicking empty space clears the highlight.
     pick = alt.selection_point(fields=["run"], bind="legend")
@@ -168,14 +185,24 @@ def metric_chart(
                     ),
                     legend=alt.Legend(title="phase", orient="top"),
                 ),
-                tooltip=[alt.Tooltip("label:N", title="phase"), "start:Q", "end:Q", alt.Tooltip("source:N", title="from")],
+                tooltip=[
+                    alt.Tooltip("label:N", title="phase"),
+                    "start:Q",
+                    "end:Q",
+                    alt.Tooltip("source:N", title="from"),
+                ],
             )
         )
     if band is not None and not band.is_empty():
         layers.append(
             alt.Chart(band)
             .mark_area(opacity=0.18)
-            .encode(x=xenc, y=alt.Y("lo:Q", scale=yscale), y2="hi:Q", color=alt.Color("run:N", scale=scale, legend=None))
+            .encode(
+                x=xenc,
+                y=alt.Y("lo:Q", scale=yscale),
+                y2="hi:Q",
+                color=alt.Color("run:N", scale=scale, legend=None),
+            )
         )
     front = "smooth" if smoothed else "value"  # the line the eye follows and hovers
     if smoothed:
@@ -212,7 +239,13 @@ def metric_chart(
         layers.append(
             alt.Chart(rdf)
             .mark_rule(strokeDash=[5, 4], color="#888888", strokeWidth=1)
-            .encode(y=alt.Y("y:Q", scale=yscale), tooltip=[alt.Tooltip("label:N", title="reference"), alt.Tooltip("y:Q", title="value", format=value_format)])
+            .encode(
+                y=alt.Y("y:Q", scale=yscale),
+                tooltip=[
+                    alt.Tooltip("label:N", title="reference"),
+                    alt.Tooltip("y:Q", title="value", format=value_format),
+                ],
+            )
         )
     if markers is not None and not markers.is_empty():
         layers.append(
@@ -221,7 +254,11 @@ def metric_chart(
             .encode(
                 x=alt.X("x:Q", scale=xscale),
                 color=alt.Color("run:N", scale=scale, legend=None),
-                tooltip=["run:N", alt.Tooltip("kind:N", title="event"), alt.Tooltip("x:Q", title=X_TITLES.get(x, x))],
+                tooltip=[
+                    "run:N",
+                    alt.Tooltip("kind:N", title="event"),
+                    alt.Tooltip("x:Q", title=X_TITLES.get(x, x)),
+                ],
             )
         )
     return alt.layer(*layers).properties(title=title, height=height, width=WIDTH, autosize=AUTOSIZE)
@@ -243,7 +280,9 @@ def heatmap(
         return _empty(f"{title}: no per-layer data")
     if diverging:
         lim = max(abs(domain[0]), abs(domain[1])) if domain else None
-        scale = alt.Scale(scheme="redblue", domainMid=0, reverse=True, **({"domain": [-lim, lim]} if lim else {}))
+        scale = alt.Scale(
+            scheme="redblue", domainMid=0, reverse=True, **({"domain": [-lim, lim]} if lim else {})
+        )
     else:
         scale = alt.Scale(scheme=scheme, **({"domain": list(domain)} if domain else {}))
     n_layers = data["layer"].n_unique()
@@ -282,7 +321,13 @@ def pattern_timeline(data: pl.DataFrame, *, title: str, kmax: int | None = None)
             color=alt.Color(
                 "pattern:N",
                 scale=alt.Scale(domain=domain, range=[PATTERN_COLORS[p] for p in domain]),
-                legend=alt.Legend(title="pattern", orient="bottom", labelExpr=_pattern_label_expr(), labelLimit=320, columns=3),
+                legend=alt.Legend(
+                    title="pattern",
+                    orient="bottom",
+                    labelExpr=_pattern_label_expr(),
+                    labelLimit=320,
+                    columns=3,
+                ),
             ),
             tooltip=[
                 alt.Tooltip("layer:O"),
@@ -311,15 +356,32 @@ def pattern_share_bars(data: pl.DataFrame, *, title: str) -> alt.Chart:
         .mark_bar()
         .encode(
             y=alt.Y("run:N", title=None, axis=alt.Axis(labelLimit=180)),
-            x=alt.X("share:Q", title="share of traces", axis=alt.Axis(format="%"), scale=alt.Scale(domain=[0, 1])),
+            x=alt.X(
+                "share:Q",
+                title="share of traces",
+                axis=alt.Axis(format="%"),
+                scale=alt.Scale(domain=[0, 1]),
+            ),
             color=alt.Color(
                 "pattern:N",
                 scale=alt.Scale(domain=domain, range=[PATTERN_COLORS[p] for p in domain]),
-                legend=alt.Legend(title="pattern", orient="bottom", labelExpr=_pattern_label_expr(), labelLimit=320, columns=3),
+                legend=alt.Legend(
+                    title="pattern",
+                    orient="bottom",
+                    labelExpr=_pattern_label_expr(),
+                    labelLimit=320,
+                    columns=3,
+                ),
             ),
             column=alt.Column("phase_label:N", title=None, sort=list(PHASE_LABELS.values())),
             order=alt.Order("pattern_rank:Q"),
-            tooltip=["run:N", alt.Tooltip("phase_label:N", title="phase"), "pattern:N", alt.Tooltip("share:Q", format=".1%"), alt.Tooltip("n:Q", title="traces")],
+            tooltip=[
+                "run:N",
+                alt.Tooltip("phase_label:N", title="phase"),
+                "pattern:N",
+                alt.Tooltip("share:Q", format=".1%"),
+                alt.Tooltip("n:Q", title="traces"),
+            ],
         )
         .properties(title=title, width=190)
     )
@@ -347,7 +409,9 @@ def trace_curves(data: pl.DataFrame, *, title: str, columns: int = 3) -> alt.Fac
         .properties(width=170, height=160)
     )
     return base.facet(
-        facet=alt.Facet("series:N", title=None, header=alt.Header(labelLimit=260, labelFontSize=11)),
+        facet=alt.Facet(
+            "series:N", title=None, header=alt.Header(labelLimit=260, labelFontSize=11)
+        ),
         columns=columns,
     ).properties(title=title)
 
@@ -370,7 +434,12 @@ def reference_shapes_chart() -> alt.Chart:
             color=alt.Color(
                 "pattern:N",
                 scale=alt.Scale(domain=domain, range=[PATTERN_COLORS[p] for p in domain]),
-                legend=alt.Legend(title="guide's shapes", orient="bottom", labelExpr=_pattern_label_expr(), columns=1),
+                legend=alt.Legend(
+                    title="guide's shapes",
+                    orient="bottom",
+                    labelExpr=_pattern_label_expr(),
+                    columns=1,
+                ),
             ),
             tooltip=["label:N", "k:O", alt.Tooltip("s:Q", format=".2f")],
         )
@@ -395,17 +464,32 @@ def grouped_bars(
         alt.Chart(data)
         .mark_bar()
         .encode(
-            x=alt.X("phase_label:N", title=None, sort=list(PHASE_LABELS.values()), axis=alt.Axis(labelAngle=0)),
+            x=alt.X(
+                "phase_label:N",
+                title=None,
+                sort=list(PHASE_LABELS.values()),
+                axis=alt.Axis(labelAngle=0),
+            ),
             xOffset=alt.XOffset("run:N", sort=names),
             y=alt.Y(f"{value}:Q", title=title),
-            color=alt.Color("run:N", scale=color_scale(colors, names), legend=alt.Legend(orient="bottom", columns=2, labelLimit=220)),
-            tooltip=["run:N", alt.Tooltip("phase_label:N", title="phase"), alt.Tooltip(f"{value}:Q", format=value_format)],
+            color=alt.Color(
+                "run:N",
+                scale=color_scale(colors, names),
+                legend=alt.Legend(orient="bottom", columns=2, labelLimit=220),
+            ),
+            tooltip=[
+                "run:N",
+                alt.Tooltip("phase_label:N", title="phase"),
+                alt.Tooltip(f"{value}:Q", format=value_format),
+            ],
         )
         .properties(title=title, width=WIDTH, autosize=AUTOSIZE, height=220)
     )
 
 
-def histogram(data: pl.DataFrame, *, title: str, x_title: str, colors: Mapping[str, str]) -> alt.Chart:
+def histogram(
+    data: pl.DataFrame, *, title: str, x_title: str, colors: Mapping[str, str]
+) -> alt.Chart:
     """Overlaid per-run histograms from pre-binned counts (rows `run, lo, hi, n`), zero marked.
 
     Binning happens in Polars (`prepare.histogram_bins`): the browser gets a few hundred
@@ -421,15 +505,30 @@ def histogram(data: pl.DataFrame, *, title: str, x_title: str, colors: Mapping[s
             x=alt.X("lo:Q", title=x_title),
             x2="hi:Q",
             y=alt.Y("n:Q", title="steps", stack=None),
-            color=alt.Color("run:N", scale=color_scale(colors, names), legend=alt.Legend(orient="bottom", columns=3, labelLimit=260)),
-            tooltip=["run:N", alt.Tooltip("lo:Q", title="from", format=".4g"), alt.Tooltip("hi:Q", title="to", format=".4g"), alt.Tooltip("n:Q", title="steps")],
+            color=alt.Color(
+                "run:N",
+                scale=color_scale(colors, names),
+                legend=alt.Legend(orient="bottom", columns=3, labelLimit=260),
+            ),
+            tooltip=[
+                "run:N",
+                alt.Tooltip("lo:Q", title="from", format=".4g"),
+                alt.Tooltip("hi:Q", title="to", format=".4g"),
+                alt.Tooltip("n:Q", title="steps"),
+            ],
         )
     )
-    zero = alt.Chart(pl.DataFrame({"x": [0.0]})).mark_rule(color="#333333", strokeDash=[4, 3]).encode(x="x:Q")
+    zero = (
+        alt.Chart(pl.DataFrame({"x": [0.0]}))
+        .mark_rule(color="#333333", strokeDash=[4, 3])
+        .encode(x="x:Q")
+    )
     return alt.layer(bars, zero).properties(title=title, width=WIDTH, autosize=AUTOSIZE, height=220)
 
 
-def count_bars(data: pl.DataFrame, *, category: str, title: str, domain: Sequence[str], range_: Sequence[str]) -> alt.Chart:
+def count_bars(
+    data: pl.DataFrame, *, category: str, title: str, domain: Sequence[str], range_: Sequence[str]
+) -> alt.Chart:
     """Stacked counts per run: rows `run, <category>, n`."""
     if data.is_empty():
         return _empty(f"{title}: none")
@@ -439,14 +538,20 @@ def count_bars(data: pl.DataFrame, *, category: str, title: str, domain: Sequenc
         .encode(
             y=alt.Y("run:N", title=None, axis=alt.Axis(labelLimit=260)),
             x=alt.X("n:Q", title="steps", stack="normalize", axis=alt.Axis(format="%")),
-            color=alt.Color(f"{category}:N", scale=alt.Scale(domain=list(domain), range=list(range_)), legend=alt.Legend(orient="bottom")),
+            color=alt.Color(
+                f"{category}:N",
+                scale=alt.Scale(domain=list(domain), range=list(range_)),
+                legend=alt.Legend(orient="bottom"),
+            ),
             tooltip=["run:N", f"{category}:N", alt.Tooltip("n:Q", title="steps")],
         )
         .properties(title=title, width=WIDTH, autosize=AUTOSIZE)
     )
 
 
-def parallel_coordinates(data: pl.DataFrame, *, axes: Sequence[str], colors: Mapping[str, str]) -> alt.Chart:
+def parallel_coordinates(
+    data: pl.DataFrame, *, axes: Sequence[str], colors: Mapping[str, str]
+) -> alt.Chart:
     """One line per run across hyperparameter and summary axes, each axis min–max scaled.
 
     `data` has a `run` column plus the `axes` (numeric). Tooltips carry the real values.
@@ -470,17 +575,30 @@ def parallel_coordinates(data: pl.DataFrame, *, axes: Sequence[str], colors: Map
         alt.Chart(long)
         .mark_line(point=True, opacity=0.8)
         .encode(
-            x=alt.X("axis:N", sort=list(axes), title=None, axis=alt.Axis(labelAngle=-20, labelLimit=200)),
+            x=alt.X(
+                "axis:N", sort=list(axes), title=None, axis=alt.Axis(labelAngle=-20, labelLimit=200)
+            ),
             y=alt.Y("scaled:Q", title="min → max of each axis", axis=alt.Axis(format="%")),
-            color=alt.Color("run:N", scale=color_scale(colors, names), legend=alt.Legend(orient="bottom", columns=3, labelLimit=260)),
+            color=alt.Color(
+                "run:N",
+                scale=color_scale(colors, names),
+                legend=alt.Legend(orient="bottom", columns=3, labelLimit=260),
+            ),
             detail="run:N",
             tooltip=["run:N", "axis:N", alt.Tooltip("value:Q", format=".4g")],
         )
-        .properties(title="Runs across hyperparameters and outcomes", width=WIDTH, autosize=AUTOSIZE, height=300)
+        .properties(
+            title="Runs across hyperparameters and outcomes",
+            width=WIDTH,
+            autosize=AUTOSIZE,
+            height=300,
+        )
     )
 
 
-def scatter(data: pl.DataFrame, *, x: str, y: str, colors: Mapping[str, str], log_x: bool = False) -> alt.Chart:
+def scatter(
+    data: pl.DataFrame, *, x: str, y: str, colors: Mapping[str, str], log_x: bool = False
+) -> alt.Chart:
     """One point per run: a summary metric against a hyperparameter."""
     data = data.filter(pl.col(x).is_not_null() & pl.col(y).is_not_null())
     xtype = "Q" if data.schema[x].is_numeric() else "N"
@@ -496,10 +614,16 @@ def scatter(data: pl.DataFrame, *, x: str, y: str, colors: Mapping[str, str], lo
             x=alt.X(
                 f"{x}:{xtype}",
                 title=x,
-                scale=(alt.Scale(type="log") if log_x else alt.Scale(zero=False)) if xtype == "Q" else alt.Undefined,
+                scale=(alt.Scale(type="log") if log_x else alt.Scale(zero=False))
+                if xtype == "Q"
+                else alt.Undefined,
             ),
             y=alt.Y(f"{y}:Q", title=y, scale=alt.Scale(zero=False)),
-            color=alt.Color("run:N", scale=color_scale(colors, names), legend=alt.Legend(orient="bottom", columns=3, labelLimit=260)),
+            color=alt.Color(
+                "run:N",
+                scale=color_scale(colors, names),
+                legend=alt.Legend(orient="bottom", columns=3, labelLimit=260),
+            ),
             tooltip=["run:N", f"{x}:{xtype}", alt.Tooltip(f"{y}:Q", format=".4g")],
         )
         .properties(title=f"{y} against {x}", width=WIDTH, autosize=AUTOSIZE, height=300)

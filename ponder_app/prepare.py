@@ -12,11 +12,11 @@ from collections.abc import Mapping, Sequence
 import polars as pl
 
 from ponder_app.charts import AUDIT_PATTERN, PHASE_LABELS
-from ponder_parse import catalog, patterns
-from ponder_parse.downsample import downsample
+from ponder_parse.analysis import catalog, patterns
+from ponder_parse.analysis.downsample import downsample
+from ponder_parse.analysis.smoothing import ema
+from ponder_parse.analysis.sweep import group_band
 from ponder_parse.run import Run
-from ponder_parse.smoothing import ema
-from ponder_parse.sweep import group_band
 
 # Points a chart may send to the browser in total (all runs of one metric together).
 POINT_BUDGET = 16_000
@@ -29,13 +29,19 @@ def per_step(run: Run) -> pl.DataFrame:
     the alternative x axes (elapsed minutes from the summed dt, tokens from tok/sec × dt)."""
     steps = run.steps
     q = run.quality.select("step", "delta_ce", "delta_h", "coupon")
-    df = steps.join(q, on="step", how="left") if q.height else steps.with_columns(
-        pl.lit(None, pl.Float64).alias(c) for c in ("delta_ce", "delta_h", "coupon")
+    df = (
+        steps.join(q, on="step", how="left")
+        if q.height
+        else steps.with_columns(
+            pl.lit(None, pl.Float64).alias(c) for c in ("delta_ce", "delta_h", "coupon")
+        )
     )
     dt_s = pl.col("dt_ms").fill_nan(None).fill_null(0.0).clip(lower_bound=0) / 1000.0
     return df.with_columns(
         (dt_s.cum_sum() / 60.0).alias("elapsed_min"),
-        (dt_s * pl.col("tok_per_sec").fill_nan(None).fill_null(0.0).clip(lower_bound=0)).cum_sum().alias("tokens"),
+        (dt_s * pl.col("tok_per_sec").fill_nan(None).fill_null(0.0).clip(lower_bound=0))
+        .cum_sum()
+        .alias("tokens"),
     )
 
 
@@ -64,8 +70,10 @@ def step_series(
             continue
         s = df.select("step", x, column) if x != "step" else df.select("step", column)
         s = s.filter(pl.col(column).is_not_null())
-        s = ema(s, column, weight=weight, suffix="_smooth") if weight > 0 else s.with_columns(
-            pl.col(column).alias(f"{column}_smooth")
+        s = (
+            ema(s, column, weight=weight, suffix="_smooth")
+            if weight > 0
+            else s.with_columns(pl.col(column).alias(f"{column}_smooth"))
         )
         if step_range is not None:
             s = s.filter(pl.col("step").is_between(step_range[0], step_range[1]))
@@ -81,7 +89,9 @@ def step_series(
             )
         )
     if not out:
-        return pl.DataFrame(schema={"run": pl.String, "step": pl.Int64, "value": pl.Float64, "smooth": pl.Float64})
+        return pl.DataFrame(
+            schema={"run": pl.String, "step": pl.Int64, "value": pl.Float64, "smooth": pl.Float64}
+        )
     series = pl.concat(out, how="diagonal_relaxed")
     return thin_series(series, max_points or points_per_run(len(out))) if thin else series
 
@@ -93,7 +103,9 @@ def thin_series(series: pl.DataFrame, max_points: int) -> pl.DataFrame:
     # downsample's long output has a `value` column of its own.
     raw = series.select("run", "step", pl.col("value").alias("_raw"))
     kept = downsample(raw, x="step", columns=["_raw"], max_points=max_points, by="run")
-    return series.join(kept.select("run", "step").unique(), on=["run", "step"], how="semi").sort("run", "step", maintain_order=True)
+    return series.join(kept.select("run", "step").unique(), on=["run", "step"], how="semi").sort(
+        "run", "step", maintain_order=True
+    )
 
 
 def seed_group_series(
@@ -140,7 +152,9 @@ def seed_group_series(
     return pl.concat([thin_series(rest, max_points), lines], how="diagonal_relaxed"), band
 
 
-def phase_bands(phases_df: pl.DataFrame, frame: pl.DataFrame | None = None, x: str = "step") -> pl.DataFrame:
+def phase_bands(
+    phases_df: pl.DataFrame, frame: pl.DataFrame | None = None, x: str = "step"
+) -> pl.DataFrame:
     """Phase spans in x units (`start, end, label, source`) for shading behind a chart."""
     if phases_df.is_empty():
         return pl.DataFrame()
@@ -154,10 +168,18 @@ def phase_bands(phases_df: pl.DataFrame, frame: pl.DataFrame | None = None, x: s
             df.select(pl.col(c).alias("step")).join_asof(lookup, on="step", strategy="backward")[x]
         )
         df = df.with_columns(start=to_x("start"), end=to_x("end"))
-    return df.select(pl.col("start").cast(pl.Float64), pl.col("end").cast(pl.Float64), "label", "source")
+    return df.select(
+        pl.col("start").cast(pl.Float64), pl.col("end").cast(pl.Float64), "label", "source"
+    )
 
 
-def event_markers(runs: Sequence[Run], frames: Mapping[str, pl.DataFrame], x: str, step_range: tuple[int, int] | None, audits: bool) -> pl.DataFrame:
+def event_markers(
+    runs: Sequence[Run],
+    frames: Mapping[str, pl.DataFrame],
+    x: str,
+    step_range: tuple[int, int] | None,
+    audits: bool,
+) -> pl.DataFrame:
     """Vertical markers: deadband engagement, restarts, and (optionally) audit steps."""
     rows = []
     for run in runs:
@@ -166,7 +188,9 @@ def event_markers(runs: Sequence[Run], frames: Mapping[str, pl.DataFrame], x: st
             marks.append((int(run.meta["deadband_step"]), "deadband engaged"))
         marks += [(int(s), "resumed from checkpoint") for s in run.meta.get("resume_steps", [])]
         if audits:
-            marks += [(int(s), "audit step") for s in run.steps.filter(pl.col("audit"))["step"].to_list()]
+            marks += [
+                (int(s), "audit step") for s in run.steps.filter(pl.col("audit"))["step"].to_list()
+            ]
         for step, kind in marks:
             if step_range is None or step_range[0] <= step <= step_range[1]:
                 rows.append({"run": run.name, "step": step, "kind": kind})
@@ -180,11 +204,17 @@ def event_markers(runs: Sequence[Run], frames: Mapping[str, pl.DataFrame], x: st
         frame = frames.get(str(name[0]))
         if frame is None:
             continue
-        parts.append(part.sort("step").join_asof(frame.select("step", x).sort("step"), on="step").rename({x: "x"}))
+        parts.append(
+            part.sort("step")
+            .join_asof(frame.select("step", x).sort("step"), on="step")
+            .rename({x: "x"})
+        )
     return pl.concat(parts) if parts else pl.DataFrame()
 
 
-def layer_grid(run: Run, column: str, max_cols: int = 200, step_range: tuple[int, int] | None = None) -> pl.DataFrame:
+def layer_grid(
+    run: Run, column: str, max_cols: int = 200, step_range: tuple[int, int] | None = None
+) -> pl.DataFrame:
     """Per-layer metric bucketed into at most `max_cols` step spans (bucket mean).
 
     Rows `layer, start, end, value`. Means over spans keep the picture honest at any width;
@@ -194,7 +224,9 @@ def layer_grid(run: Run, column: str, max_cols: int = 200, step_range: tuple[int
     if step_range is not None:
         df = df.filter(pl.col("step").is_between(*step_range))
     if df.is_empty():
-        return pl.DataFrame(schema={"layer": pl.Int32, "start": pl.Int64, "end": pl.Int64, "value": pl.Float64})
+        return pl.DataFrame(
+            schema={"layer": pl.Int32, "start": pl.Int64, "end": pl.Int64, "value": pl.Float64}
+        )
     lo, hi = int(df["step"].min()), int(df["step"].max())  # type: ignore[arg-type]
     steps = df["step"].unique().sort()
     spacing = int(steps.diff().drop_nulls().min() or 1) if steps.len() > 1 else 1
@@ -217,9 +249,9 @@ def layer_grid(run: Run, column: str, max_cols: int = 200, step_range: tuple[int
 
 def layer_diff(grid: pl.DataFrame, base: pl.DataFrame) -> pl.DataFrame:
     """Run minus baseline on the cells both have."""
-    return grid.join(base.select("layer", "start", pl.col("value").alias("_b")), on=["layer", "start"]).select(
-        "layer", "start", "end", (pl.col("value") - pl.col("_b")).alias("value")
-    )
+    return grid.join(
+        base.select("layer", "start", pl.col("value").alias("_b")), on=["layer", "start"]
+    ).select("layer", "start", "end", (pl.col("value") - pl.col("_b")).alias("value"))
 
 
 def trace_timeline(
@@ -245,10 +277,7 @@ def trace_timeline(
     if force_end is not None:
         forced = forced | (pl.col("step") < force_end)
     tr = tr.with_columns(
-        pl.when(forced)
-        .then(pl.lit(AUDIT_PATTERN))
-        .otherwise(pl.col("pattern"))
-        .alias("pattern")
+        pl.when(forced).then(pl.lit(AUDIT_PATTERN)).otherwise(pl.col("pattern")).alias("pattern")
     )
     steps = tr["step"].unique().sort()
     spacing = int(steps.diff().drop_nulls().min() or 50) if steps.len() > 1 else 50
@@ -258,7 +287,11 @@ def trace_timeline(
         pl.col("step").alias("start"),
         (pl.col("step") + spacing).alias("end"),
         pl.col("pattern").fill_null(patterns.OTHER),
-        ("[" + pl.col("s_trace").list.eval(pl.element().round(2).cast(pl.String)).list.join(", ") + "]").alias("s_trace_text"),
+        (
+            "["
+            + pl.col("s_trace").list.eval(pl.element().round(2).cast(pl.String)).list.join(", ")
+            + "]"
+        ).alias("s_trace_text"),
     )
 
 
@@ -278,10 +311,14 @@ def traces_at(run: Run, step: int) -> pl.DataFrame:
 
 
 def with_phase_labels(df: pl.DataFrame) -> pl.DataFrame:
-    return df.with_columns(pl.col("phase").replace_strict(PHASE_LABELS, default=pl.col("phase")).alias("phase_label"))
+    return df.with_columns(
+        pl.col("phase").replace_strict(PHASE_LABELS, default=pl.col("phase")).alias("phase_label")
+    )
 
 
-def rolling_rates(run: Run, window: int = 100, max_points: int = MAX_POINTS_PER_RUN) -> pl.DataFrame:
+def rolling_rates(
+    run: Run, window: int = 100, max_points: int = MAX_POINTS_PER_RUN
+) -> pl.DataFrame:
     """ECONOMIC WIN share of policy steps and CONFIDENCE+ share, over a trailing window of steps."""
     q = run.quality.sort("step")
     policy = q.filter(pl.col("status").is_in(["ECONOMIC WIN", "TAX ONLY"]))
@@ -291,8 +328,14 @@ def rolling_rates(run: Run, window: int = 100, max_points: int = MAX_POINTS_PER_
     rates = policy.select(
         pl.lit(run.name).alias("run"),
         "step",
-        (pl.col("status") == "ECONOMIC WIN").cast(pl.Float64).rolling_mean(w, min_samples=max(1, w // 4)).alias("win_rate"),
-        pl.col("confidence").cast(pl.Float64).rolling_mean(w, min_samples=max(1, w // 4)).alias("confidence_rate"),
+        (pl.col("status") == "ECONOMIC WIN")
+        .cast(pl.Float64)
+        .rolling_mean(w, min_samples=max(1, w // 4))
+        .alias("win_rate"),
+        pl.col("confidence")
+        .cast(pl.Float64)
+        .rolling_mean(w, min_samples=max(1, w // 4))
+        .alias("confidence_rate"),
     )
     # Two series share the kept steps: half the budget each keeps the union within it.
     kept = downsample(
@@ -322,7 +365,9 @@ def histogram_bins(data: pl.DataFrame, value: str, bins: int = 40, by: str = "ru
     """
     finite = data.filter(pl.col(value).is_finite())
     if finite.is_empty():
-        return pl.DataFrame(schema={by: pl.String, "lo": pl.Float64, "hi": pl.Float64, "n": pl.UInt32})
+        return pl.DataFrame(
+            schema={by: pl.String, "lo": pl.Float64, "hi": pl.Float64, "n": pl.UInt32}
+        )
     lo = float(finite[value].quantile(0.005))  # type: ignore[arg-type]
     hi = float(finite[value].quantile(0.995))  # type: ignore[arg-type]
     if hi <= lo:
@@ -332,6 +377,11 @@ def histogram_bins(data: pl.DataFrame, value: str, bins: int = 40, by: str = "ru
     return (
         finite.group_by(by, idx.alias("_b"))
         .agg(pl.len().alias("n"))
-        .select(by, (lo + pl.col("_b") * width).alias("lo"), (lo + (pl.col("_b") + 1) * width).alias("hi"), "n")
+        .select(
+            by,
+            (lo + pl.col("_b") * width).alias("lo"),
+            (lo + (pl.col("_b") + 1) * width).alias("hi"),
+            "n",
+        )
         .sort(by, "lo")
     )

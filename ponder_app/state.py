@@ -30,9 +30,11 @@ import streamlit as st
 from streamlit.runtime.scriptrunner import add_script_run_ctx, get_script_run_ctx
 
 from ponder_app import charts, prepare
-from ponder_parse import archives, flags, hparams, phases, summaries
-from ponder_parse.live import LiveLog
-from ponder_parse.loader import (
+from ponder_parse.analysis import phases, summaries
+from ponder_parse.analysis import red_flags as flags
+from ponder_parse.files import hparams
+from ponder_parse.files import uploads as archives
+from ponder_parse.files.loader import (
     LoadFailure,
     RunLoadError,
     expand_paths,
@@ -40,6 +42,7 @@ from ponder_parse.loader import (
     load_workers,
     unique_names,
 )
+from ponder_parse.parse.live import LiveLog
 from ponder_parse.run import Run
 
 logger = logging.getLogger(__name__)
@@ -222,7 +225,9 @@ def _flags(key: str, ov: tuple[tuple[str, int], ...], _run: Run) -> pl.DataFrame
 
 @st.cache_resource(show_spinner=False, max_entries=2000)
 def _summary(key: str, ov: tuple[tuple[str, int], ...], _run: Run) -> dict[str, Any]:
-    return summaries.run_summary(_run, phases_df=_phases(key, ov, _run), findings=_flags(key, ov, _run))
+    return summaries.run_summary(
+        _run, phases_df=_phases(key, ov, _run), findings=_flags(key, ov, _run)
+    )
 
 
 @st.cache_resource(show_spinner=False, max_entries=2000)
@@ -265,26 +270,39 @@ class Context:
 
     def phases(self, run: Run) -> pl.DataFrame:
         return self._safe(
-            "phases", run, lambda: _phases(_key(run), _ov(self.overrides(run)), run),
+            "phases",
+            run,
+            lambda: _phases(_key(run), _ov(self.overrides(run)), run),
             pl.DataFrame(schema=phases.PHASES_SCHEMA),
         )
 
     def flags(self, run: Run) -> pl.DataFrame:
         return self._safe(
-            "red flags", run, lambda: _flags(_key(run), _ov(self.overrides(run)), run),
+            "red flags",
+            run,
+            lambda: _flags(_key(run), _ov(self.overrides(run)), run),
             pl.DataFrame(schema=flags.FINDINGS_SCHEMA),
         )
 
     def summary(self, run: Run) -> dict[str, Any]:
         empty = dict.fromkeys(summaries.RUN_SUMMARY_SCHEMA) | {
-            "run": run.name, "steps": run.n_steps, "n_critical": 0, "n_warning": 0, "n_info": 0,
-            "problems": run.problems.height, "restarts": 0,
+            "run": run.name,
+            "steps": run.n_steps,
+            "n_critical": 0,
+            "n_warning": 0,
+            "n_info": 0,
+            "problems": run.problems.height,
+            "restarts": 0,
         }
-        return self._safe("summary", run, lambda: _summary(_key(run), _ov(self.overrides(run)), run), empty)
+        return self._safe(
+            "summary", run, lambda: _summary(_key(run), _ov(self.overrides(run)), run), empty
+        )
 
     def phase_summary(self, run: Run) -> pl.DataFrame:
         return self._safe(
-            "phase summary", run, lambda: _phase_summary(_key(run), _ov(self.overrides(run)), run),
+            "phase summary",
+            run,
+            lambda: _phase_summary(_key(run), _ov(self.overrides(run)), run),
             pl.DataFrame(schema=summaries.SUMMARY_SCHEMA),
         )
 
@@ -306,7 +324,9 @@ def with_user_tags(runs: Sequence[Run]) -> list[Run]:
     out = []
     for r in runs:
         if r.name in edits and edits[r.name]:
-            out.append(dataclasses.replace(r, hparams=hparams.apply_user_tags(r.hparams, edits[r.name])))
+            out.append(
+                dataclasses.replace(r, hparams=hparams.apply_user_tags(r.hparams, edits[r.name]))
+            )
         else:
             out.append(r)
     return out

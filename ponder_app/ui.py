@@ -36,21 +36,45 @@ def show_chart(chart: alt.TopLevelMixin, name: str, *, downloads: bool = True) -
         row = st.container(horizontal=True)
         slug = _slug(name)
         row.download_button(
-            "PNG", data=lambda: _render(chart, "png"), file_name=f"{slug}.png",
-            mime="image/png", key=f"png-{slug}", on_click="ignore", icon=":material/download:",
+            "PNG",
+            data=lambda: _render(chart, "png"),
+            file_name=f"{slug}.png",
+            mime="image/png",
+            key=f"png-{slug}",
+            on_click="ignore",
+            icon=":material/download:",
         )
         row.download_button(
-            "SVG", data=lambda: _render(chart, "svg"), file_name=f"{slug}.svg",
-            mime="image/svg+xml", key=f"svg-{slug}", on_click="ignore", icon=":material/download:",
+            "SVG",
+            data=lambda: _render(chart, "svg"),
+            file_name=f"{slug}.svg",
+            mime="image/svg+xml",
+            key=f"svg-{slug}",
+            on_click="ignore",
+            icon=":material/download:",
         )
 
 
-def show_table(df: pl.DataFrame, name: str, *, column_config: dict[str, Any] | None = None, height: int | str = "auto", hide_index: bool = True) -> None:
+def show_table(
+    df: pl.DataFrame,
+    name: str,
+    *,
+    column_config: dict[str, Any] | None = None,
+    height: int | str = "auto",
+    hide_index: bool = True,
+) -> None:
     """A sortable table with a CSV download (list columns written as text)."""
-    st.dataframe(df, width="stretch", hide_index=hide_index, column_config=column_config, height=height)
+    st.dataframe(
+        df, width="stretch", hide_index=hide_index, column_config=column_config, height=height
+    )
     st.download_button(
-        "CSV", data=lambda: csv_bytes(df), file_name=f"{_slug(name)}.csv", mime="text/csv",
-        key=f"csv-{_slug(name)}", on_click="ignore", icon=":material/download:",
+        "CSV",
+        data=lambda: csv_bytes(df),
+        file_name=f"{_slug(name)}.csv",
+        mime="text/csv",
+        key=f"csv-{_slug(name)}",
+        on_click="ignore",
+        icon=":material/download:",
     )
 
 
@@ -102,7 +126,9 @@ def page_context(title: str, caption: str | None = None) -> Context | None:
 def show_errors(ctx: Context) -> None:
     """Per-run analysis failures, said plainly at the end of the page."""
     for name, message in ctx.errors.items():
-        st.warning(f"**{name}**: {message}. The other runs are unaffected.", icon=":material/warning:")
+        st.warning(
+            f"**{name}**: {message}. The other runs are unaffected.", icon=":material/warning:"
+        )
 
 
 def fmt(value: Any, spec: str = ".4g") -> str:

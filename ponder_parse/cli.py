@@ -1,7 +1,7 @@
 """`ponder-parse`: the loader from a shell, over the same core as the app.
 
-    ponder-parse summary sample_runs
-    ponder-parse export sample_runs/baseline,seed=0 --out tables --format parquet
+ponder-parse summary sample_runs
+ponder-parse export sample_runs/baseline,seed=0 --out tables --format parquet
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import polars as pl
 
-from ponder_parse.loader import load_runs
+from ponder_parse.files.loader import load_runs
 from ponder_parse.run import Run
 
 

@@ -89,7 +89,9 @@ def failures(at: AppTest) -> list[str]:
     (a page-level `st.error` in the main area, per-run "could not be computed" warnings)."""
     out = [f"exception: {e.value}" for e in at.exception]
     out += [f"error: {e.value}" for e in at.main.error]
-    out += [f"warning: {w.value}" for w in at.main.warning if "could not be computed" in str(w.value)]
+    out += [
+        f"warning: {w.value}" for w in at.main.warning if "could not be computed" in str(w.value)
+    ]
     return out
 
 

@@ -1,0 +1,292 @@
+"""Per-phase summaries and run-versus-baseline comparison.
+
+Comparing two ponder runs over their whole length mixes phases that behave differently by
+design (LM falls fastest in the force warmup, λ_p only moves in the economic phase), so
+the comparison unit is the phase: the same phase of each run, side by side, with the
+difference from a chosen baseline.
+
+Means, medians and end values skip NaN/inf: a diverged stretch is reported by the
+red-flag table and would otherwise turn every number of the phase into NaN.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import polars as pl
+
+from ponder_parse.analysis.patterns import dominant_pattern
+from ponder_parse.analysis.phases import PHASES, assign_phase, phases
+from ponder_parse.analysis.red_flags import DEFAULT as DEFAULT_RULES
+from ponder_parse.analysis.red_flags import FlagRules, counts, red_flags
+from ponder_parse.run import Run
+
+SUMMARY_SCHEMA: dict[str, pl.DataType] = {
+    "run": pl.String,
+    "phase": pl.String,
+    "start": pl.Int64,
+    "end": pl.Int64,
+    "steps": pl.Int64,
+    "lm_start": pl.Float64,
+    "lm_end": pl.Float64,
+    "lm_mean": pl.Float64,
+    "lm_change": pl.Float64,
+    "k_mean": pl.Float64,
+    "ctrl_err_abs_mean": pl.Float64,
+    "lambda_p_end": pl.Float64,
+    "win_rate": pl.Float64,
+    "audit_pos_rate": pl.Float64,
+    "confidence_rate": pl.Float64,
+    "p_near_clamp_mean": pl.Float64,
+    "grad_mean": pl.Float64,
+    "grad_p95": pl.Float64,
+    "tok_per_sec_mean": pl.Float64,
+    "dominant_pattern": pl.String,
+    "dominant_pattern_share": pl.Float64,
+}
+
+COMPARED_METRICS: tuple[str, ...] = (
+    "steps",
+    "lm_start",
+    "lm_end",
+    "lm_mean",
+    "lm_change",
+    "k_mean",
+    "ctrl_err_abs_mean",
+    "lambda_p_end",
+    "win_rate",
+    "audit_pos_rate",
+    "confidence_rate",
+    "p_near_clamp_mean",
+    "grad_mean",
+    "grad_p95",
+    "tok_per_sec_mean",
+    "dominant_pattern_share",
+)
+"""Numeric summary columns that get a `<metric>_diff` column in `compare_phases`."""
+
+
+def _finite(col: str) -> pl.Expr:
+    c = pl.col(col)
+    return pl.when(c.is_finite()).then(c).otherwise(None)
+
+
+def _phase_of(df: pl.DataFrame, phases_df: pl.DataFrame) -> pl.DataFrame:
+    return assign_phase(df, phases_df).filter(pl.col("phase").is_not_null())
+
+
+def phase_summary(run: Run, phases_df: pl.DataFrame | None = None) -> pl.DataFrame:
+    """One row per phase of `run` (columns: `SUMMARY_SCHEMA`).
+
+    `win_rate` = ECONOMIC WIN / (ECONOMIC WIN + TAX ONLY) quality lines; `audit_pos_rate`
+    = AUDIT-POS / audit quality lines; `confidence_rate` = CONFIDENCE+ / policy quality
+    lines; all null where the phase has no such lines. `lm_change` = `lm_end − lm_start`
+    (negative is good). `grad_p95` is the 95th percentile of GRAD (linear interpolation).
+    `dominant_pattern` is null in the force warmup, where traces reflect the forced passes.
+    """
+    if phases_df is None:
+        phases_df = phases(run)
+    if phases_df.is_empty():
+        return pl.DataFrame(schema=SUMMARY_SCHEMA)
+
+    st = _phase_of(run.steps.sort("step"), phases_df)
+    step_stats = st.group_by("phase").agg(
+        steps=pl.len().cast(pl.Int64),
+        lm_start=_finite("lm_loss").drop_nulls().first(),
+        lm_end=_finite("lm_loss").drop_nulls().last(),
+        lm_mean=_finite("lm_loss").mean(),
+        k_mean=_finite("avg_k").mean(),
+        ctrl_err_abs_mean=_finite("ctrl_err").abs().mean(),
+        lambda_p_end=_finite("lambda_p").drop_nulls().last(),
+        p_near_clamp_mean=_finite("p_near_clamp").mean(),
+        grad_mean=_finite("grad_norm").mean(),
+        grad_p95=_finite("grad_norm").quantile(0.95, interpolation="linear"),
+        tok_per_sec_mean=_finite("tok_per_sec").mean(),
+    )
+
+    q = _phase_of(run.quality, phases_df)
+    status = pl.col("status")
+    policy = status.is_in(["ECONOMIC WIN", "TAX ONLY"])
+    audit = status.is_in(["AUDIT-POS", "AUDIT-NEG"])
+    n_policy = policy.sum()
+    n_audit = audit.sum()
+    quality_stats = q.group_by("phase").agg(
+        win_rate=pl.when(n_policy > 0).then((status == "ECONOMIC WIN").sum() / n_policy),
+        audit_pos_rate=pl.when(n_audit > 0).then((status == "AUDIT-POS").sum() / n_audit),
+        confidence_rate=pl.when(n_policy > 0).then(
+            (policy & pl.col("confidence").fill_null(False)).sum() / n_policy
+        ),
+    )
+
+    # Traces during the force warmup show the forced 2 passes, not a gate decision.
+    dom = (
+        dominant_pattern(run, phases_df)
+        .filter(pl.col("phase") != "force_warmup")
+        .select(
+            "phase",
+            pl.col("pattern").alias("dominant_pattern"),
+            pl.col("share").alias("dominant_pattern_share"),
+        )
+    )
+
+    out = (
+        phases_df.select("phase", "start", "end")
+        .join(step_stats, on="phase", how="left")
+        .join(quality_stats, on="phase", how="left")
+        .join(dom, on="phase", how="left")
+        .with_columns(
+            run=pl.lit(run.name),
+            steps=pl.col("steps").fill_null(0),
+            lm_change=pl.col("lm_end") - pl.col("lm_start"),
+        )
+    )
+    return out.select(list(SUMMARY_SCHEMA)).cast(SUMMARY_SCHEMA)  # type: ignore[arg-type]
+
+
+def _phase_rank() -> pl.Expr:
+    return pl.col("phase").replace_strict(PHASES, list(range(len(PHASES))), default=99)
+
+
+def compare_phases(
+    runs: Sequence[Run],
+    baseline: str,
+    phase_overrides: dict[str, dict[str, Any]] | None = None,
+) -> pl.DataFrame:
+    """Phase summaries of several runs, each with its difference from `baseline`.
+
+    Long format, one row per (run, phase): the `SUMMARY_SCHEMA` columns, `is_baseline`,
+    and for every metric in `COMPARED_METRICS` a `<metric>_diff` = run − baseline in the
+    same phase (null where the baseline lacks that phase or either value is missing).
+    Rows are ordered by phase, then baseline first, then the order of `runs`.
+    `phase_overrides` maps run name → `phases()` overrides, so each run can use its own
+    boundaries.
+    """
+    names = [r.name for r in runs]
+    if len(set(names)) != len(names):
+        raise ValueError("run names must be unique to compare them")
+    if baseline not in names:
+        raise ValueError(f"baseline {baseline!r} is not one of the runs")
+    summaries = [phase_summary(r, phases(r, (phase_overrides or {}).get(r.name))) for r in runs]
+    all_ = pl.concat(summaries) if summaries else pl.DataFrame(schema=SUMMARY_SCHEMA)
+    base = all_.filter(pl.col("run") == baseline).select(
+        "phase", *[pl.col(m).alias(f"_b_{m}") for m in COMPARED_METRICS]
+    )
+    order = {name: i for i, name in enumerate(names)}
+    out = (
+        all_.join(base, on="phase", how="left")
+        .with_columns(
+            is_baseline=pl.col("run") == baseline,
+            _run_rank=pl.when(pl.col("run") == baseline)
+            .then(-1)
+            .otherwise(pl.col("run").replace_strict(order, default=len(order))),
+            **{
+                f"{m}_diff": pl.col(m).cast(pl.Float64) - pl.col(f"_b_{m}").cast(pl.Float64)
+                for m in COMPARED_METRICS
+            },
+        )
+        .sort(_phase_rank(), pl.col("_run_rank"))
+    )
+    cols = [*SUMMARY_SCHEMA, "is_baseline", *(f"{m}_diff" for m in COMPARED_METRICS)]
+    return out.select(cols)
+
+
+RUN_SUMMARY_SCHEMA: dict[str, pl.DataType] = {
+    "run": pl.String,
+    "variant": pl.String,
+    "steps": pl.Int64,
+    "first_step": pl.Int64,
+    "last_step": pl.Int64,
+    "final_lm": pl.Float64,
+    "best_lm": pl.Float64,
+    "best_lm_step": pl.Int64,
+    "k_mean_economic": pl.Float64,
+    "ctrl_err_abs_mean_economic": pl.Float64,
+    "win_rate": pl.Float64,
+    "audit_pos_rate": pl.Float64,
+    "lambda_p_end": pl.Float64,
+    "dominant_pattern": pl.String,
+    "deadband_step": pl.Int64,
+    "restarts": pl.Int64,
+    "problems": pl.Int64,
+    "params": pl.Int64,
+    "n_layers": pl.Int64,
+    "kmax": pl.Int64,
+    "target_k": pl.Float64,
+    "n_flags": pl.Int64,
+    "n_critical": pl.Int64,
+    "n_warning": pl.Int64,
+    "n_info": pl.Int64,
+}
+
+
+def run_summary(
+    run: Run,
+    phases_df: pl.DataFrame | None = None,
+    findings: pl.DataFrame | None = None,
+    rules: FlagRules = DEFAULT_RULES,
+) -> dict[str, Any]:
+    """One run in one dict (keys: `RUN_SUMMARY_SCHEMA`), for the home / sweep table.
+
+    `final_lm` is the last finite LM (a run that ends in NaN still gets a number; the
+    `nonfinite` flag says why). Economic-phase figures are None when the run never reached
+    that phase. Pass `findings` to reuse red flags already computed.
+    """
+    if phases_df is None:
+        phases_df = phases(run)
+    if findings is None:
+        findings = red_flags(run, rules, phases_df)
+    meta = run.meta or {}
+    st = run.steps.sort("step")
+    lm = st.filter(pl.col("lm_loss").is_finite().fill_null(False))
+    best = lm.sort("lm_loss").head(1)
+    summary = phase_summary(run, phases_df)
+    econ = summary.filter(pl.col("phase") == "economic")
+    e = econ.row(0, named=True) if econ.height else {}
+    c = counts(findings)
+
+    def _int(v: Any) -> int | None:
+        try:
+            return None if v is None else int(v)
+        except (TypeError, ValueError):
+            return None
+
+    def _float(v: Any) -> float | None:
+        try:
+            return None if v is None else float(v)
+        except (TypeError, ValueError):
+            return None
+
+    return {
+        "run": run.name,
+        "variant": run.variant,
+        "steps": run.n_steps,
+        "first_step": _int(st["step"].min()) if st.height else None,
+        "last_step": run.last_step,
+        "final_lm": _float(lm["lm_loss"][-1]) if lm.height else None,
+        "best_lm": _float(best["lm_loss"][0]) if best.height else None,
+        "best_lm_step": _int(best["step"][0]) if best.height else None,
+        "k_mean_economic": e.get("k_mean"),
+        "ctrl_err_abs_mean_economic": e.get("ctrl_err_abs_mean"),
+        "win_rate": e.get("win_rate"),
+        "audit_pos_rate": e.get("audit_pos_rate"),
+        "lambda_p_end": e.get("lambda_p_end"),
+        "dominant_pattern": e.get("dominant_pattern"),
+        "deadband_step": _int(meta.get("deadband_step")),
+        "restarts": _int(meta.get("restarts")) or 0,
+        "problems": run.problems.height,
+        "params": _int(meta.get("params")),
+        "n_layers": _int(meta.get("n_layers")),
+        "kmax": _int(meta.get("kmax")),
+        "target_k": _float(meta.get("target_k")),
+        "n_flags": findings.height,
+        "n_critical": c["critical"],
+        "n_warning": c["warning"],
+        "n_info": c["info"],
+    }
+
+
+def summary_table(runs: Sequence[Run], rules: FlagRules = DEFAULT_RULES) -> pl.DataFrame:
+    """`run_summary` of every run as one typed frame (columns: `RUN_SUMMARY_SCHEMA`)."""
+    rows = [run_summary(r, rules=rules) for r in runs]
+    return pl.DataFrame(rows, schema=RUN_SUMMARY_SCHEMA)

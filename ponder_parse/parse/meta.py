@@ -1,0 +1,115 @@
+"""What a log says about its run as a whole: model size, layers, Kmax, TARGET_K, restarts.
+
+Derived after parsing from the events and tables, so it is the same however the text
+arrived (whole file, or appended chunks of a live run).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import polars as pl
+
+from ponder_parse.format import grammar as fmt
+
+
+def _first_event(events: pl.DataFrame, kind: str) -> dict[str, Any] | None:
+    rows = events.filter(pl.col("kind") == kind)
+    return rows.row(0, named=True) if rows.height else None
+
+
+def _num(pattern: str, text: str) -> float | None:
+    m = re.search(pattern, text)
+    return float(m.group(1)) if m else None
+
+
+def _init_fields(text: str) -> dict[str, Any]:
+    out: dict[str, Any] = {"init": text.strip()}
+    m = re.search(fmt.INIT_PARAMS, text)
+    if m:
+        out["params"] = int(m.group(1))
+    for key, pattern in fmt.INIT_FIELDS.items():
+        m = re.search(pattern, text)
+        if m:
+            value = m.group(1).strip()
+            out[key] = int(value) if value.isdigit() else value
+    return out
+
+
+def detect_variant(filename: str, tables: dict[str, pl.DataFrame]) -> str:
+    """model3b (Kronecker trainer) or smollm (Fourier trainer), from the strongest clue."""
+    name = filename.lower()
+    if "kronecker" in name:
+        return "model3b"
+    if "fourier" in name:
+        return "smollm"
+    init = _first_event(tables["events"], "init")
+    if init is not None:
+        if "EMB:" in init["text"] or "EXPERTS=" in init["text"]:
+            return "model3b"
+        if re.search(fmt.INIT_FIELDS["K"], init["text"]):
+            return "smollm"
+    steps = tables["steps"]
+    if steps.height:
+        if steps["mtp_loss"].is_not_null().any():
+            return "model3b"
+        return "smollm"
+    return "model3b"
+
+
+def derive_meta(
+    tables: dict[str, pl.DataFrame], facts: dict[str, Any], snapshot_layers: pl.DataFrame
+) -> dict[str, Any]:
+    events, steps = tables["events"], tables["steps"]
+    meta: dict[str, Any] = dict(facts)
+
+    init = _first_event(events, "init")
+    if init is not None:
+        meta.update(_init_fields(init["text"]))
+
+    bounds = _first_event(events, "deadband_bounds")
+    target = _num(fmt.TARGET_K, bounds["text"]) if bounds else None
+    if target is not None:
+        meta["target_k"], meta["target_k_source"] = target, "deadband"
+    elif steps.height:
+        # CTRL_ERR = avg_k - TARGET_K, both printed rounded: the median of the
+        # difference, rounded to the print precision, recovers the constant.
+        rec = steps.select((pl.col("avg_k") - pl.col("ctrl_err")).alias("t")).filter(
+            pl.col("t").is_finite()
+        )
+        if rec.height:
+            meta["target_k"] = round(float(rec["t"].median()), 2)  # type: ignore[arg-type]
+            meta["target_k_source"] = "ctrl_err"
+
+    deadband = _first_event(events, "deadband")
+    if deadband is not None:
+        meta["deadband_step"] = deadband["step"]
+        meta["deadband_lambda_p"] = _num(fmt.LAMBDA_VALUE, deadband["text"])
+    cli = _first_event(events, "cli_override")
+    if cli is not None:
+        meta["cli_lambda_p"] = _num(fmt.LAMBDA_VALUE, cli["text"])
+
+    resumes = events.filter(
+        (pl.col("kind") == "resume")
+        & pl.col("text").str.contains("Resuming from step", literal=True)
+    )
+    resume_steps = [int(s) for s in resumes["step"].drop_nulls().to_list()]
+    segments = int(steps["segment"].max() or 0) if steps.height else 0  # type: ignore[arg-type]
+    meta["resume_steps"] = resume_steps
+    meta["restarts"] = max(len(resume_steps), segments)
+
+    layers = tables["layers"]
+    if layers.height:
+        meta["n_layers"] = int(layers["layer"].max()) + 1  # type: ignore[arg-type]
+    elif snapshot_layers.height:
+        meta["n_layers"] = snapshot_layers.height
+    traces = tables["traces"]
+    if traces.height:
+        meta["kmax"] = int(traces["s_trace"].list.len().mode().max())  # type: ignore[arg-type]
+    elif snapshot_layers.height and snapshot_layers["s_trace"].is_not_null().any():
+        meta["kmax"] = int(snapshot_layers["s_trace"].list.len().max())  # type: ignore[arg-type]
+    if steps.height:
+        meta["first_step"] = int(steps["step"].min())  # type: ignore[arg-type]
+        meta["last_step"] = int(steps["step"].max())  # type: ignore[arg-type]
+    return meta

@@ -1,0 +1,876 @@
+"""Trainer log text → typed tables, vectorized with Polars.
+
+Every line ends up in exactly one place: a data table (`steps`, `layers`, `traces`,
+`quality`, `lr_checks`, `generations`), the `events` table (run-level lines and the
+stderr noise mixed into the file), or `problems` (with its line number and a reason).
+Blank lines are the only lines that leave no row.
+
+Parsing is split in two so a growing log can be followed cheaply:
+`scan_lines` turns a chunk of complete lines into raw rows (the string work, proportional
+to the chunk), carrying a small `ScanState` across chunks; `finalize` concatenates raw
+chunks and resolves resumed steps (cheap Polars operations). Run metadata is derived from
+the finished tables in `meta.py`.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from ponder_parse import schema
+from ponder_parse.format import grammar as fmt
+
+PROBLEM_TEXT_MAX = 300
+
+
+@functools.cache
+def _event_markers() -> tuple[tuple[str, pl.Expr], ...]:
+    t = pl.col("text")
+    # Order matters only where one line could carry two markers: the first wins.
+    return (
+        ("init", t.str.starts_with("INIT |")),
+        ("deadband", t.str.contains("[DEADBAND ENGAGED]", literal=True)),
+        (
+            "deadband_bounds",
+            t.str.contains(r"^\s*(?:Controller now uses a|A)symmetric bounds: TARGET_K="),
+        ),
+        ("checkpoint", t.str.contains("Checkpoint saved:", literal=True)),
+        (
+            "resume",
+            t.str.contains("Loading checkpoint:", literal=True)
+            | t.str.contains("Loaded checkpoint from", literal=True)
+            | t.str.contains("Resuming from step", literal=True)
+            | t.str.contains("Starting Training Loop", literal=True),
+        ),
+        (
+            "restored_lambda",
+            t.str.contains("Restored λ_p", literal=True)
+            | t.str.contains("Restored compute price", literal=True),
+        ),
+        ("cli_override", t.str.contains("CLI Override:", literal=True)),
+        ("pause", t.str.starts_with("[PAUSE]")),
+        ("json_dump_failed", t.str.starts_with("JSON Dump failed:")),
+        ("generation_failed", t.str.starts_with("Generation failed:")),
+    )
+
+
+@dataclass(frozen=True)
+class ScanState:
+    """What a chunk needs to know about the lines before it."""
+
+    line_no: int = 0  # lines consumed so far (the next line is line_no + 1)
+    step: int | None = None  # step of the latest step line, for lines that follow it
+    segment: int = 0  # resume segment of the latest step line
+    resume_pending: bool = False  # a resume line was seen after the latest step line
+
+
+@dataclass
+class RawChunk:
+    """Rows produced from one chunk of lines, not yet deduplicated across resumes."""
+
+    tables: dict[str, pl.DataFrame] = field(default_factory=dict)
+
+
+def read_lines(data: bytes | Path) -> tuple[pl.DataFrame, str, bool]:
+    """Complete lines as a frame (`text`, CRLF already stripped) and the unterminated
+    remainder: a line still being written, which must not be parsed as data.
+
+    Polars' line reader is several times faster than splitting in Python; it refuses
+    invalid UTF-8, so such input is decoded with replacement characters first (the third
+    value says so).
+    """
+    invalid = False
+    if isinstance(data, Path):
+        # Read by Polars straight from the file: no second copy of a large log in memory.
+        try:
+            df = pl.read_lines(data, name="text")
+        except Exception:  # noqa: BLE001 - invalid UTF-8: take the careful path below
+            return read_lines(data.read_bytes())
+        return _split_rest(df, _ends_with_newline(data), invalid)
+    try:
+        df = pl.read_lines(io.BytesIO(data), name="text")
+    except Exception:  # noqa: BLE001 - invalid UTF-8, or a Polars without read_lines
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError:
+            invalid = True
+        text = data.decode("utf-8", errors="replace")
+        lines = text.split("\n")
+        df = pl.DataFrame(
+            {"text": [ln.removesuffix("\r") for ln in lines]}, schema={"text": pl.String}
+        )
+        if lines and lines[-1] == "":
+            df = df.head(df.height - 1)
+    return _split_rest(df, not data or data.endswith(b"\n"), invalid)
+
+
+def _ends_with_newline(path: Path) -> bool:
+    with path.open("rb") as fh:
+        if fh.seek(0, 2) == 0:
+            return True
+        fh.seek(-1, 2)
+        return fh.read(1) == b"\n"
+
+
+def _split_rest(df: pl.DataFrame, complete: bool, invalid: bool) -> tuple[pl.DataFrame, str, bool]:
+    """Set an unterminated last line apart from the complete ones."""
+    if complete or not df.height:
+        return df, "", invalid
+    return df.head(df.height - 1), df["text"][-1], invalid
+
+
+def _lines_frame(lines: pl.DataFrame, first_line_no: int) -> pl.DataFrame:
+    df = lines.select(pl.col("text").cast(pl.String)).with_row_index(
+        "line_no", offset=first_line_no
+    )
+    df = df.with_columns(pl.col("line_no").cast(pl.Int64))
+    # CRLF endings are gone already (`read_lines`); carriage-return overwrites (progress
+    # bars) remain: each CR-separated segment is looked at on its own, under the
+    # physical line's number.
+    if df.height and df["text"].str.contains("\r", literal=True).any():
+        df = (
+            df.with_columns(pl.col("text").str.split("\r"))
+            .explode("text")
+            .filter((pl.col("text") != "") | (pl.col("line_no").is_first_distinct()))
+        )
+    return df.with_row_index("_i")
+
+
+# Codes of the line kinds `_main_kind` tells apart (small integers partition fastest).
+_MAIN_KINDS = ("step", "layer", "trace", "quality", "lr_check", "rest")
+
+
+def _main_kind() -> pl.Expr:
+    """The data kinds, recognised by anchored prefixes over every line (the bulk of a log),
+    as an index into `_MAIN_KINDS`.
+
+    Leading-space counts are exact so that indented model output (four spaces) can never
+    pass for a data line.
+    """
+    t = pl.col("text")
+    tests = (
+        t.str.starts_with("STEP: ") | t.str.starts_with("[AUDIT] STEP: "),
+        t.str.contains(r"^ ?L[0-9]+: "),
+        t.str.contains(r"^ {0,2}L[0-9]+ s_trace:"),
+        t.str.contains(r"^ {0,2}RECURRENCE QUALITY:"),
+        t.str.starts_with("LR CHECK:"),
+    )
+    kind = pl.when(tests[0]).then(pl.lit(0, pl.UInt8))
+    for code, test in enumerate(tests[1:], start=1):
+        kind = kind.when(test).then(pl.lit(code, pl.UInt8))
+    return kind.otherwise(pl.lit(len(tests), pl.UInt8))
+
+
+def _classify(df: pl.DataFrame) -> dict[str, pl.DataFrame]:
+    """The lines split by data kind (a frame per kind); `rest` holds every other line."""
+    kinds = df.with_columns(_kind=_main_kind())
+    parts = kinds.partition_by("_kind", as_dict=True, include_key=False)
+    return {_MAIN_KINDS[int(code)]: f for (code,), f in parts.items()}
+
+
+def _rest_kinds(rest: pl.LazyFrame) -> pl.LazyFrame:
+    """The finer look at the non-data lines, usually a few hundred.
+
+    Generation and stderr blocks claim their lines first, then event markers, then the
+    leftovers. Blocks are contiguous runs of lines, so "the block's first line is a
+    header" is a forward fill from each break (a scan, far cheaper than a windowed
+    group-by).
+    """
+    t = pl.col("text")
+    blank = t.str.strip_chars() == ""
+    # A data line between two other lines ends any block: rows that are not adjacent.
+    adjacent = (pl.col("_i").diff() == 1).fill_null(False)
+    rest = rest.with_columns(
+        _blank=blank,
+        _gh=t.str.contains(fmt.GEN_HEADER),
+        _gc=t.str.contains(fmt.GEN_CLOSE),
+        _gcontent=t.str.starts_with("[GEN ")
+        | t.str.starts_with("  Prompt (")
+        | t.str.starts_with("  Output (")
+        | t.str.starts_with("    ")
+        | blank,
+        _tb=t.str.starts_with("Traceback (most recent call last)")
+        | t.str.starts_with("During handling of the above exception")
+        | t.str.starts_with("The above exception was the direct cause"),
+        _warn=(t.str.contains(fmt.WARNING_MARK, literal=True) & ~t.str.starts_with(" "))
+        | t.str.starts_with("WARNING:")  # Python's logging module
+        | t.str.starts_with("[W "),  # PyTorch's C++ warnings: `[W socket.cpp:...]`
+        _prog=t.str.contains(fmt.PROGRESS),
+        _adj=adjacent,
+    )
+    # Generation block: a header, then content lines, up to and including a closing
+    # rule of `=`. Anything else ends the block early (a crashed generation).
+    gen_break = (
+        pl.col("_gh")
+        | ~(pl.col("_gcontent") | pl.col("_gc"))
+        | pl.col("_gc").shift(1, fill_value=False)
+        | ~pl.col("_adj")
+    )
+    rest = rest.with_columns(_gbrk=gen_break).with_columns(
+        _ggrp=pl.col("_gbrk").cum_sum(),
+        _in_gen=pl.when(pl.col("_gbrk")).then(pl.col("_gh")).forward_fill().fill_null(False),
+    )
+    # stderr block: a traceback or warning, then indented lines (not progress bars).
+    start = pl.col("_tb") | pl.col("_warn")
+    tb_content = t.str.starts_with(" ") & ~pl.col("_blank") & ~pl.col("_prog") & pl.col("_adj")
+    block_kind = (
+        pl.when(pl.col("_tb"))
+        .then(pl.lit("traceback"))
+        .when(pl.col("_warn"))
+        .then(pl.lit("warning"))
+        .otherwise(pl.lit(""))  # a break that starts no block: not null, or the fill leaks
+    )
+    rest = rest.with_columns(_tbrk=start | ~tb_content).with_columns(
+        _tgrp=pl.col("_tbrk").cum_sum(),
+        _block=pl.when(pl.col("_tbrk")).then(block_kind).forward_fill(),
+    )
+    rest = rest.with_columns(_in_tb=(pl.col("_block") != "") & ~pl.col("_in_gen"))
+    kind = pl.when(pl.col("_in_gen")).then(pl.lit("generation"))
+    kind = kind.when(pl.col("_prog")).then(pl.lit("progress"))
+    kind = kind.when(pl.col("_in_tb")).then(pl.col("_block"))
+    for name, expr in _event_markers():
+        kind = kind.when(expr).then(pl.lit(name))
+    kind = (
+        kind.when(pl.col("_blank"))
+        .then(pl.lit("blank"))
+        .when(t.str.contains(fmt.EXCEPTION))
+        .then(pl.lit("traceback"))
+        .otherwise(pl.lit("unknown"))
+    )
+    return rest.select(
+        "_i", "line_no", "text", kind.alias("kind"), "_in_gen", "_gc", "_ggrp", "_in_tb", "_tgrp"
+    )
+
+
+@functools.cache
+def _no_rest() -> pl.DataFrame:
+    """The (empty) result of `_rest_kinds` for a chunk of data lines only."""
+    lines = pl.DataFrame(schema={"_i": pl.UInt32, "line_no": pl.Int64, "text": pl.String})
+    return _rest_kinds(lines.lazy()).collect()
+
+
+def _own(e: pl.Expr) -> pl.Expr:
+    """A copy of a string column. Strings cut from the log share its text buffers, so a
+    handful of event lines kept in a `Run` would otherwise keep the whole log's text in
+    memory (several MB per run in a sweep)."""
+    return pl.concat_str([e, pl.lit("")])
+
+
+def _problem_rows(df: pl.LazyFrame, reason: pl.Expr) -> pl.LazyFrame:
+    return df.select(
+        "line_no",
+        _own(pl.col("text").str.slice(0, PROBLEM_TEXT_MAX)).alias("text"),
+        reason.alias("reason"),
+    )
+
+
+# Fast field extraction. The fields of a step, layer or quality line sit at fixed
+# positions between literal separators, so plain splits and exact-label strips read them
+# several times faster than regex capture groups. Validation is structural and just as
+# strict: the line must have exactly the parts its format has, every label must be where
+# the format puts it (a missing or different label leaves text in front of the number and
+# the cast fails), and every number must parse. A line failing any of that is a problem.
+
+
+def _num(e: pl.Expr) -> pl.Expr:
+    return e.cast(pl.Float64, strict=False)
+
+
+def _val(e: pl.Expr, label: str, suffix: str = "", *, padded: bool = False) -> pl.Expr:
+    """The number after an exact label (and before a suffix) in one part of a line."""
+    e = e.str.strip_prefix(label)
+    if padded:  # right-aligned by the trainer's format: `dt:  420.00ms`
+        e = e.str.strip_chars_start(" ")
+    if suffix:  # required: `P_NR: 3.2` without its `%` is not the trainer's line
+        return pl.when(e.str.ends_with(suffix)).then(_num(e.str.strip_suffix(suffix)))
+    return _num(e)
+
+
+def _part(i: int | pl.Expr) -> pl.Expr:
+    return pl.col("_p").list.get(i, null_on_oob=True)
+
+
+_STEP_REQUIRED = (
+    "step", "tot_loss", "lm_loss", "total_ponder", "ponder_raw", "reward", "lr", "grad_norm",
+    "lambda_p", "ctrl_err", "p_near_clamp", "dt_ms", "tok_per_sec",
+)  # fmt: skip
+
+
+def _has_baton(steps: pl.DataFrame) -> bool:
+    """Whether any step line of a chunk has the BATON block (some smollm runs): when
+    none has, its string work is skipped. The other optional blocks are common enough
+    to always be looked for."""
+    return bool(steps.height and steps["text"].str.contains("| BATON: ", literal=True).any())
+
+
+@functools.cache
+def _step_exprs(baton_block: bool = True) -> tuple[tuple[pl.Expr, ...], pl.Expr]:
+    """The step line's field and validity expressions, built once per `baton_block`.
+
+    Parts (split on ` | `): 0 `STEP: n [AUDIT]`, 1 TOT, 2 LM, 3 PONDER (RAW, RWD), 4 LR,
+    5 GRAD, 6 λ_p[DB], 7 CTRL_ERR, 8 P_NR, then the optional blocks MTP + AUX (model3b),
+    BATON (smollm), PL/LM + AVGS (per-layer stats), and always dt, tok/sec last. A line
+    has an optional block when its label is where the block would be; otherwise the
+    block's fields are null, and the part count must match the blocks found.
+    """
+    none = pl.lit(None, pl.Float64)
+    head = _part(0)
+    mtp = _val(_part(9), "MTP: ")
+    has_mtp = mtp.is_not_null()
+    if baton_block:
+        at = pl.when(has_mtp).then(pl.lit(11)).otherwise(pl.lit(9))
+        baton = _part(at).str.strip_prefix("BATON: ").str.strip_suffix(")").str.split(" (lam=")
+        baton_v = _num(baton.list.get(0, null_on_oob=True))
+        baton_lam = _num(baton.list.get(1, null_on_oob=True))
+        baton_shape = baton.list.len() == 2
+    else:
+        baton_v = baton_lam = none
+        baton_shape = pl.lit(True)
+    ponder = _part(3).str.split(" ")
+    avgs = _part(-3).str.strip_prefix("AVGS: exec=").str.split(", ")
+    fields = (
+        pl.col("line_no"),
+        pl.col("text"),
+        # the audit flag after the number (real logs) or before `STEP:` (the guide)
+        head.str.extract(r"^(?:\[AUDIT\] )?STEP: ([0-9]+)(?: \[AUDIT\])?$")
+        .cast(pl.Int64, strict=False)
+        .alias("step"),
+        head.str.contains("[AUDIT]", literal=True).alias("audit"),
+        _val(_part(1), "TOT: ").alias("tot_loss"),
+        _val(_part(2), "LM: ").alias("lm_loss"),
+        _num(ponder.list.get(1, null_on_oob=True)).alias("total_ponder"),
+        _num(ponder.list.get(3, null_on_oob=True).str.strip_suffix(",")).alias("ponder_raw"),
+        _num(ponder.list.get(5, null_on_oob=True).str.strip_suffix(")")).alias("reward"),
+        _val(_part(4), "LR: ").alias("lr"),
+        _val(_part(5), "GRAD: ").alias("grad_norm"),
+        _num(_part(6).str.strip_prefix("λ_p: ").str.strip_suffix("[DB]")).alias("lambda_p"),
+        _part(6).str.ends_with("[DB]").alias("deadband_active"),
+        _val(_part(7), "CTRL_ERR: ").alias("ctrl_err"),
+        (_val(_part(8), "P_NR: ", "%") / 100).alias("p_near_clamp"),
+        mtp.alias("mtp_loss"),
+        pl.when(has_mtp).then(_val(_part(10), "AUX: ")).alias("aux_loss"),
+        baton_v.alias("baton"),
+        baton_lam.alias("baton_lam"),
+        (_val(_part(-4), "PL/LM: ", "%") / 100).alias("pl_lm"),
+        _num(avgs.list.get(0, null_on_oob=True)).alias("avg_exec"),
+        _val(avgs.list.get(1, null_on_oob=True), "k=").alias("avg_k"),
+        _val(avgs.list.get(2, null_on_oob=True), "gap=").alias("avg_gap"),
+        _val(_part(-2), "dt: ", "ms", padded=True).alias("dt_ms"),
+        _val(_part(-1).str.strip_chars_end(), "tok/sec: ", padded=True).alias("tok_per_sec"),
+        pl.col("_p").list.len().alias("_n"),
+        (
+            (ponder.list.len() == 6)
+            & (ponder.list.get(0, null_on_oob=True) == "PONDER:")
+            & (ponder.list.get(2, null_on_oob=True) == "(RAW:")
+            & (ponder.list.get(4, null_on_oob=True) == "RWD:")
+        ).alias("_shape"),
+        baton_shape.alias("_baton_shape"),
+        (avgs.list.len() == 3).alias("_avgs_shape"),
+    )
+    present = pl.col("mtp_loss").is_not_null()
+    has_baton = pl.col("baton").is_not_null() | pl.col("baton_lam").is_not_null()
+    has_pl = pl.col("pl_lm").is_not_null()
+    ok = (
+        pl.all_horizontal(pl.col(c).is_not_null() for c in _STEP_REQUIRED)
+        # exactly the parts of the blocks found, and the composite parts well formed
+        & (
+            pl.col("_n")
+            == 11
+            + 2 * present.cast(pl.Int32)
+            + has_baton.cast(pl.Int32)
+            + 2 * has_pl.cast(pl.Int32)
+        )
+        & pl.col("_shape")
+        & (~present | pl.col("aux_loss").is_not_null())
+        & (
+            ~has_baton
+            | (pl.col("baton").is_not_null() & pl.col("baton_lam").is_not_null())
+            & pl.col("_baton_shape")
+        )
+        & (
+            ~has_pl
+            | pl.all_horizontal(pl.col(c).is_not_null() for c in ("avg_exec", "avg_k", "avg_gap"))
+            & pl.col("_avgs_shape")
+        )
+    )
+    return fields, ok.fill_null(False)
+
+
+def _step_fields(df: pl.LazyFrame, baton_block: bool = True) -> pl.LazyFrame:
+    fields, ok = _step_exprs(baton_block)
+    return (
+        df.with_columns(_p=pl.col("text").str.split(" | "))
+        .select(fields)
+        .with_columns(_ok=ok)
+        .drop("_n", "_shape", "_baton_shape", "_avgs_shape")
+    )
+
+
+# Per-layer line parts after turning " | " into ", ": the label before each value.
+_LAYER_PARTS = (
+    (1, "expected_k=", "", "k"),
+    (2, "s_fin=", "", "s_final"),
+    (3, "tok: avg=", "", "avg_exec_token"),
+    (4, "p95=", "", "p95_exec_token"),
+    (5, "tail: ≥2:", "%", "frac_ge2"),
+    (6, "≥3:", "%", "frac_ge3"),
+    (7, "≥4:", "%", "frac_ge4"),
+    (8, "ent=", "", "ent"),
+    (9, "p_mu=", "", "p_mean"),
+    (10, "p_std=", "", "p_std"),
+    (11, "d_rel=", "", "d_rel"),
+    (12, "Δh=", "", "h_diff"),
+    (13, "Δp=", "", "p_diff"),
+    (14, "ponder=", "", "ponder_signal"),
+    (15, "λ_p=", "", "lambda_p"),
+)
+
+
+@functools.cache
+def _layer_exprs() -> tuple[tuple[pl.Expr, ...], pl.Expr]:
+    """The per-layer line's field and validity expressions, built once."""
+    head = _part(0).str.extract_groups(r"^ ?L(?P<layer>[0-9]+): k_exec=(?P<k_exec>[0-9]+)$")
+    fields = (
+        pl.col("line_no"),
+        pl.col("text"),
+        head.struct.field("layer").cast(pl.Int32, strict=False).alias("layer"),
+        head.struct.field("k_exec").cast(pl.Int32, strict=False).alias("k_exec"),
+        *(
+            (_val(_part(i), label, suffix) / (100 if suffix else 1)).alias(name)
+            for i, label, suffix, name in _LAYER_PARTS
+        ),
+        pl.col("_p").list.len().alias("_n"),
+    )
+    names = ["layer", "k_exec", *(name for *_, name in _LAYER_PARTS)]
+    ok = pl.all_horizontal(pl.col(c).is_not_null() for c in names) & (pl.col("_n") == 16)
+    return fields, ok.fill_null(False)
+
+
+def _layer_fields(df: pl.LazyFrame) -> pl.LazyFrame:
+    fields, ok = _layer_exprs()
+    return (
+        df.with_columns(
+            _p=pl.col("text")
+            .str.strip_chars_end()
+            .str.replace_all(" | ", ", ", literal=True)
+            .str.split(", ")
+        )
+        .select(fields)
+        .with_columns(_ok=ok)
+        .drop("_n")
+    )
+
+
+def _pattern_fields(df: pl.LazyFrame, pattern: str, key: str, *fields: pl.Expr) -> pl.LazyFrame:
+    """Lines read with one anchored pattern (the rarer kinds: traces, LR checks); a line
+    is valid when the pattern matched it."""
+    return (
+        df.with_columns(_m=pl.col("text").str.extract_groups(pattern))
+        .unnest("_m")
+        .select("line_no", "text", pl.col(key).is_not_null().alias("_ok"), *fields)
+    )
+
+
+def _trace_fields(df: pl.LazyFrame) -> pl.LazyFrame:
+    return _pattern_fields(
+        df,
+        fmt.TRACE,
+        "layer",
+        pl.col("layer").cast(pl.Int32, strict=False),
+        pl.col("values")
+        .str.strip_chars()
+        .str.split(",")
+        .list.eval(pl.element().str.strip_chars().cast(pl.Float64, strict=False))
+        .alias("s_trace"),
+    )
+
+
+def _lr_fields(df: pl.LazyFrame) -> pl.LazyFrame:
+    return _pattern_fields(
+        df,
+        fmt.LR_CHECK,
+        "step",
+        pl.col("step").cast(pl.Int64, strict=False),
+        pl.col("lr").cast(pl.Float64, strict=False),
+        _own(pl.col("phase")).alias("phase"),
+    )
+
+
+_QUALITY_STATUS = ("ECONOMIC WIN", "TAX ONLY", "AUDIT-POS", "AUDIT-NEG")
+
+
+def _quality_fields(df: pl.LazyFrame) -> pl.LazyFrame:
+    # `  RECURRENCE QUALITY: ΔCE=… | ΔH=… | COUPON: … [STATUS][ [CONFIDENCE+]]`
+    coupon = _part(2).str.strip_prefix("COUPON: ").str.splitn(" [", 2)
+    tag = coupon.struct.field("field_1")
+    confidence = tag.str.ends_with("] [CONFIDENCE+]")
+    status = tag.str.strip_suffix("] [CONFIDENCE+]").str.strip_suffix("]")
+    out = df.with_columns(_p=pl.col("text").str.strip_chars().str.split(" | ")).select(
+        "line_no",
+        "text",
+        _val(_part(0), "RECURRENCE QUALITY: ΔCE=").alias("delta_ce"),
+        _val(_part(1), "ΔH=").alias("delta_h"),
+        _num(coupon.struct.field("field_0")).alias("coupon"),
+        pl.when(status.is_in(_QUALITY_STATUS)).then(_own(status)).alias("status"),
+        confidence.alias("confidence"),
+        (pl.col("_p").list.len() == 3).alias("_shape"),
+    )
+    ok = pl.all_horizontal(
+        pl.col(c).is_not_null() for c in ("delta_ce", "delta_h", "coupon", "status")
+    ) & pl.col("_shape")
+    return out.with_columns(_ok=ok.fill_null(False)).drop("_shape")
+
+
+_FIELD_QUERIES = {
+    "steps": ("step", _step_fields),
+    "layers": ("layer", _layer_fields),
+    "quality": ("quality", _quality_fields),
+    "traces": ("trace", _trace_fields),
+    "lr_checks": ("lr_check", _lr_fields),
+}
+
+_KIND_LABELS = {
+    "steps": "step",
+    "layers": "layer",
+    "quality": "RECURRENCE QUALITY",
+    "traces": "s_trace",
+    "lr_checks": "LR CHECK",
+}
+
+
+def scan_lines(
+    lines: pl.DataFrame, state: ScanState = ScanState(), *, final: bool = True
+) -> tuple[RawChunk, ScanState, int]:
+    """Parse a chunk of complete lines.
+
+    Returns the raw rows, the state for the next chunk, and how many lines were consumed.
+    When `final` is false, an open generation or stderr block at the end of the chunk is
+    left unconsumed, so the caller can offer those lines again once more have arrived.
+
+    The work runs as two batches of lazy queries (fields of every kind and the finer look
+    at the other lines; then the step context, events and problems), so a chunk costs
+    about a dozen Polars calls whatever its size. Each call has a fixed cost (planning,
+    dispatch) of tenths of a millisecond, which is most of the time spent on the small
+    chunks a growing log is followed in.
+    """
+    frame = _lines_frame(lines, state.line_no + 1)
+    parts = _classify(frame)
+
+    # --- batch 1: the string work (kinds the chunk holds only: a live chunk is small) --
+    queries = {
+        name: parts[kind].lazy().pipe(fields)
+        for name, (kind, fields) in _FIELD_QUERIES.items()
+        if kind in parts
+    }
+    if "step" in parts:
+        queries["steps"] = parts["step"].lazy().pipe(_step_fields, _has_baton(parts["step"]))
+    if "rest" in parts:
+        queries["_rest"] = _rest_kinds(parts["rest"].lazy())
+    results = dict(zip(queries, pl.collect_all(list(queries.values())), strict=True))
+    rest = results.pop("_rest", None)
+    if rest is None:
+        rest = _no_rest()
+
+    consumed = lines.height
+    if not final and frame.height and rest.height and rest["_i"][-1] == frame.height - 1:
+        last = rest.row(rest.height - 1, named=True)
+        hold_from: int | None = None
+        if last["_in_gen"] and not last["_gc"]:
+            hold_from = int(rest.filter(pl.col("_ggrp") == last["_ggrp"])["line_no"].min())
+        elif last["_in_tb"]:
+            hold_from = int(rest.filter(pl.col("_tgrp") == last["_tgrp"])["line_no"].min())
+        if hold_from is not None and hold_from > state.line_no + 1:
+            consumed = hold_from - state.line_no - 1
+            keep = pl.col("line_no") < hold_from
+            results = {k: f.filter(keep) for k, f in results.items()}
+            rest = rest.filter(keep)
+            parts = {k: f.filter(keep) for k, f in parts.items()}
+        elif hold_from is not None:
+            # The whole chunk is one open block: nothing can be decided yet.
+            return RawChunk({}), state, 0
+
+    # --- batch 2: the step/segment context every line inherits, events, problems --------
+    # Only a valid step line moves the context. A step line starts a new segment when its
+    # number does not exceed the previous step line's (the log was appended after a
+    # resume) or a resume line stands between the two.
+    lazy = {k: f.lazy() for k, f in results.items()}
+    rest_lf = rest.lazy()
+    resumes = rest_lf.filter(pl.col("kind") == "resume").select("line_no")
+    step_marks = (
+        lazy["steps"].filter(pl.col("_ok")).select("line_no", "step")
+        if "steps" in lazy
+        else pl.LazyFrame(schema={"line_no": pl.Int64, "step": pl.Int64})
+    )
+    marks = pl.concat(
+        [
+            step_marks.with_columns(_resume=pl.lit(False)),
+            resumes.select("line_no", step=pl.lit(None, pl.Int64), _resume=pl.lit(True)),
+        ]
+    ).sort("line_no")
+    marks = marks.with_columns(
+        _resumes=pl.col("_resume").cum_sum().cast(pl.Int64) + int(state.resume_pending)
+    )
+    prev_step = pl.col("step").shift(1, fill_value=pl.lit(state.step, dtype=pl.Int64))
+    prev_resumes = pl.col("_resumes").shift(1, fill_value=0)
+    new_seg = (pl.col("step") <= prev_step).fill_null(False) | (
+        (pl.col("_resumes") > prev_resumes) & prev_step.is_not_null()
+    )
+    srows = (
+        marks.filter(~pl.col("_resume"))
+        .select(
+            "line_no",
+            pl.col("step").alias("_ctx_step"),
+            (new_seg.cast(pl.Int32).cum_sum() + state.segment).cast(pl.Int32).alias("segment"),
+        )
+        .collect()
+    )
+
+    def with_context(df: pl.LazyFrame) -> pl.LazyFrame:
+        """The step and segment of the latest valid step line at or before each row."""
+        return df.join_asof(srows.lazy(), on="line_no", strategy="backward").with_columns(
+            pl.col("_ctx_step").fill_null(pl.lit(state.step, dtype=pl.Int64)),
+            pl.col("segment").fill_null(state.segment).cast(pl.Int32),
+        )
+
+    out: dict[str, pl.LazyFrame] = {}
+    for name, lf in lazy.items():
+        good = with_context(lf.filter(pl.col("_ok")).drop("text", "_ok"))
+        if name in ("steps", "lr_checks"):  # these carry their own step
+            good = good.drop("_ctx_step")
+        else:
+            good = good.rename({"_ctx_step": "step"})
+        out[name] = good
+    problems = [
+        _problem_rows(lf.filter(~pl.col("_ok")), pl.lit(f"malformed {_KIND_LABELS[name]} line"))
+        for name, lf in lazy.items()
+    ]
+    if rest.height:
+        out["generations"] = _generations(rest_lf.filter(pl.col("kind") == "generation"))
+        not_events = pl.col("kind").is_in(["generation", "blank", "unknown"])
+        ev = with_context(rest_lf.filter(~not_events).select("line_no", "text", "kind"))
+        # A progress bar redraws itself many times on one line: keep its last state.
+        ev = ev.filter((pl.col("kind") != "progress") | pl.col("line_no").is_last_distinct())
+        out["events"] = ev.select(
+            "line_no", _event_step().alias("step"), "kind", _own(pl.col("text")).alias("text")
+        )
+        problems.append(
+            _problem_rows(rest_lf.filter(pl.col("kind") == "unknown"), pl.lit("unrecognized line"))
+        )
+        # The accounting of every line by kind (a line some of whose parts were unreadable
+        # counts under its kind and shows in `problems` too; a physical line split by
+        # carriage returns counts once under each kind it held).
+        out["_rest_kinds"] = rest_lf.group_by("kind").agg(n=pl.col("line_no").n_unique())
+        out["_last_resume"] = resumes.select(pl.col("line_no").max())
+    if problems:
+        out["problems"] = pl.concat(problems).sort("line_no")
+    done = dict(zip(out, pl.collect_all(list(out.values())), strict=True))
+
+    tables = {k: v for k, v in done.items() if not k.startswith("_") and v.height}
+    kinds = {
+        kind: parts[kind]["line_no"].n_unique()
+        for kind, _ in _FIELD_QUERIES.values()
+        if kind in parts and parts[kind].height
+    }
+    if "_rest_kinds" in done:
+        kinds.update(dict(done["_rest_kinds"].iter_rows()))
+    tables["line_kinds"] = pl.DataFrame(
+        {"kind": list(kinds), "n": list(kinds.values())},
+        schema={"kind": pl.String, "n": pl.Int64},
+    )
+
+    # --- state for the next chunk ------------------------------------------------------------
+    new_state = replace(state, line_no=state.line_no + consumed)
+    last_resume = done["_last_resume"].item() if "_last_resume" in done else None
+    if srows.height:
+        line_no, step, segment = srows.row(-1)
+        new_state = replace(
+            new_state,
+            step=step,
+            segment=segment,
+            resume_pending=last_resume is not None and last_resume > line_no,
+        )
+    elif last_resume is not None:
+        new_state = replace(new_state, resume_pending=state.step is not None)
+    return RawChunk(tables), new_state, consumed
+
+
+def _event_step() -> pl.Expr:
+    """The step an event line belongs to: the one it names, else the latest step line's."""
+    t = pl.col("text")
+    named = (
+        pl.when(pl.col("kind") == "checkpoint")
+        .then(t.str.extract(fmt.CHECKPOINT_STEP))
+        .when(pl.col("kind").is_in(["resume", "pause"]))
+        .then(t.str.extract(fmt.NAMED_STEP))
+        .cast(pl.Int64, strict=False)
+    )
+    return pl.coalesce(named, pl.col("_ctx_step"))
+
+
+def _generations(gen: pl.LazyFrame) -> pl.LazyFrame:
+    """Generation blocks → one row per sample. Model output is text, never data."""
+    t = pl.col("text")
+    g = gen.with_columns(
+        _hdr=t.str.extract(fmt.GEN_HEADER).cast(pl.Int64, strict=False),
+        _sample=t.str.extract(fmt.GEN_SAMPLE).cast(pl.Int32, strict=False),
+        _ptok=t.str.extract(fmt.GEN_PROMPT).cast(pl.Int32, strict=False),
+        _otok=t.str.extract(fmt.GEN_OUTPUT).cast(pl.Int32, strict=False),
+    ).with_columns(
+        _block=pl.col("_hdr").is_not_null().cum_sum(),
+    )
+    g = g.with_columns(
+        _gstep=pl.col("_hdr").forward_fill().over("_block"),
+        _sample=pl.col("_sample").forward_fill().over("_block"),
+        _section=pl.when(pl.col("_ptok").is_not_null())
+        .then(pl.lit("prompt"))
+        .when(pl.col("_otok").is_not_null())
+        .then(pl.lit("output"))
+        .when(pl.col("_sample").is_not_null() & pl.col("text").str.starts_with("[GEN "))
+        .then(pl.lit("none"))
+        .otherwise(None),
+    ).with_columns(pl.col("_section").forward_fill().over("_block"))
+    content = (
+        pl.col("_section").is_in(["prompt", "output"])
+        & pl.col("_ptok").is_null()
+        & pl.col("_otok").is_null()
+        & ~t.str.contains(fmt.GEN_CLOSE)
+    )
+    g = g.filter(pl.col("_sample").is_not_null()).with_columns(
+        _content=pl.when(content).then(t.str.strip_prefix("    "))
+    )
+    out = g.group_by("_block", "_sample", maintain_order=True).agg(
+        pl.col("line_no").first(),
+        pl.col("_gstep").first().alias("step"),
+        pl.col("_sample").first().alias("sample"),
+        pl.col("_ptok").drop_nulls().first().alias("prompt_tokens"),
+        pl.col("_content")
+        .filter(pl.col("_section") == "prompt")
+        .drop_nulls()
+        .str.join("\n")
+        .alias("prompt"),
+        pl.col("_otok").drop_nulls().first().alias("output_tokens"),
+        pl.col("_content")
+        .filter(pl.col("_section") == "output")
+        .drop_nulls()
+        .str.join("\n")
+        .alias("output"),
+    )
+    return out.select(
+        "line_no",
+        "step",
+        "sample",
+        "prompt_tokens",
+        _own(pl.col("prompt").str.strip_chars_end("\n")).alias("prompt"),
+        "output_tokens",
+        _own(pl.col("output").str.strip_chars_end("\n")).alias("output"),
+    )
+
+
+def _concat(chunks: list[RawChunk], name: str) -> pl.DataFrame | None:
+    parts = [c.tables[name] for c in chunks if name in c.tables]
+    if not parts:
+        return None
+    return pl.concat(parts, how="vertical_relaxed") if len(parts) > 1 else parts[0]
+
+
+def _latest(df: pl.DataFrame | None, keys: list[str], s: dict[str, pl.DataType]) -> pl.DataFrame:
+    """Keep the later occurrence of each key (a resumed run re-logs steps) and sort."""
+    if df is None:
+        return schema.empty(s)
+    if not _in_key_order(df, keys):
+        df = df.sort("line_no").unique(keys, keep="last", maintain_order=True).sort(keys)
+    return schema.conform(df, s)
+
+
+def _by_line(df: pl.DataFrame) -> pl.DataFrame:
+    return df if df["line_no"].is_sorted() else df.sort("line_no")
+
+
+def _in_key_order(df: pl.DataFrame, keys: list[str]) -> bool:
+    """Rows already strictly increasing by key (no resume repeated a step): the common
+    case, checked with two native passes instead of a sort and a de-duplication."""
+    if df.height < 2:
+        return True
+    key = df[keys[0]].cast(pl.Int64)
+    if len(keys) == 2:  # (step, layer) or (step, sample): small second parts
+        minor = df[keys[1]].cast(pl.Int64)
+        if minor.min() < 0 or minor.max() >= 1 << 20:
+            return False
+        key = key * (1 << 20) + minor
+    return key.null_count() == 0 and key.is_sorted() and key.n_unique() == key.len()
+
+
+def line_kinds(chunks: list[RawChunk]) -> dict[str, int]:
+    """How many lines of each kind the chunks held (blank lines included)."""
+    kinds = _concat(chunks, "line_kinds")
+    if kinds is None:
+        return {}
+    agg = kinds.group_by("kind").agg(pl.col("n").sum()).sort("n", descending=True)
+    return {str(k): int(n) for k, n in agg.iter_rows()}
+
+
+def finalize(chunks: list[RawChunk]) -> dict[str, pl.DataFrame]:
+    """Raw chunk rows → the `Run` tables, with resumed steps resolved."""
+    events = _concat(chunks, "events")
+    problems = _concat(chunks, "problems")
+    generations = _concat(chunks, "generations")
+    return {
+        "steps": _latest(_concat(chunks, "steps"), ["step"], schema.STEPS),
+        "layers": _latest(_concat(chunks, "layers"), ["step", "layer"], schema.LAYERS),
+        "traces": _latest(_concat(chunks, "traces"), ["step", "layer"], schema.TRACES),
+        "quality": _latest(_concat(chunks, "quality"), ["step"], schema.QUALITY),
+        "lr_checks": _latest(_concat(chunks, "lr_checks"), ["step"], schema.LR_CHECKS),
+        "generations": _latest(generations, ["step", "sample"], schema.GENERATIONS),
+        "events": schema.empty(schema.EVENTS)
+        if events is None
+        else schema.conform(_by_line(events), schema.EVENTS),
+        "problems": schema.empty(schema.PROBLEMS)
+        if problems is None
+        else schema.conform(_by_line(problems), schema.PROBLEMS),
+    }
+
+
+def parse_bytes(data: bytes | Path) -> tuple[dict[str, pl.DataFrame], dict[str, Any]]:
+    """Parse a whole log (its bytes, or the path of a plain file). Returns the tables and
+    facts about the text itself.
+
+    A last line without its newline is a line still being written: it is reported as a
+    problem and never parsed as data (a cut-off number would parse as a wrong value).
+    """
+    lines, rest, invalid = read_lines(data)
+    chunk, _, _ = scan_lines(lines, ScanState(), final=True)
+    tables = finalize([chunk])
+    n = lines.height
+    facts: dict[str, Any] = {
+        "truncated": bool(rest),
+        "n_lines": n + bool(rest),
+        "invalid_utf8": invalid,
+        "line_kinds": line_kinds([chunk]),
+    }
+    if rest:
+        tables["problems"] = pl.concat(
+            [
+                tables["problems"],
+                schema.conform(
+                    pl.DataFrame(
+                        {
+                            "line_no": [n + 1],
+                            "text": [rest[:PROBLEM_TEXT_MAX]],
+                            "reason": ["incomplete last line (log still being written?)"],
+                        }
+                    ),
+                    schema.PROBLEMS,
+                ),
+            ]
+        )
+    return tables, facts
+
+
+def parse_text(text: str) -> tuple[dict[str, pl.DataFrame], dict[str, Any]]:
+    """`parse_bytes` for text already in memory."""
+    return parse_bytes(text.encode("utf-8", errors="surrogatepass"))

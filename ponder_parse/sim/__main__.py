@@ -1,0 +1,5 @@
+import sys
+
+from ponder_parse.sim.simulate import main
+
+sys.exit(main())

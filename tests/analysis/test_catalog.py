@@ -1,0 +1,96 @@
+"""Metric catalog: complete over the schemas, consistent with the guide."""
+
+from __future__ import annotations
+
+import pytest
+
+from ponder_parse import schema
+from ponder_parse.analysis import catalog
+
+KEYS = {"step", "layer", "segment"}
+
+
+@pytest.mark.parametrize(
+    ("table", "columns"),
+    [("steps", schema.STEPS), ("layers", schema.LAYERS), ("quality", schema.QUALITY)],
+)
+def test_every_column_is_described(table: str, columns: dict) -> None:
+    described = {m.column for m in catalog.metrics_for(table)}
+    assert described == set(columns) - KEYS
+
+
+def test_metrics_are_well_formed() -> None:
+    keys = [m.key for m in catalog.METRICS]
+    assert len(keys) == len(set(keys))
+    for m in catalog.METRICS:
+        assert m.table in catalog.TABLE_LEVELS
+        assert m.level == catalog.TABLE_LEVELS[m.table]
+        assert m.label and m.meaning and m.unit and m.group
+        if m.healthy_low is not None and m.healthy_high is not None:
+            assert m.healthy_low <= m.healthy_high
+        if m.numeric:
+            assert isinstance(m.format(1.5), str)
+
+
+def test_guide_values() -> None:
+    grad = catalog.metric("grad_norm")
+    assert (grad.label, grad.healthy_low, grad.healthy_high, grad.warn_above) == (
+        "GRAD",
+        0.3,
+        0.9,
+        2.0,
+    )
+    assert grad.higher_is_better is False
+    assert catalog.metric("p_near_clamp").warn_above == 0.20
+    assert catalog.metric("p_near_clamp").unit == "fraction"
+    assert catalog.metric("aux_loss").warn_above == 0.1
+    assert catalog.metric("avg_gap").warn_above == 0.5
+    assert catalog.metric("lm_loss").label == "LM"
+    assert catalog.metric("lambda_p").label == "λ_p"
+    assert catalog.metric("tok_per_sec").higher_is_better is True
+    assert catalog.metric("delta_ce", "quality").higher_is_better is True
+    for col in ("lr", "lambda_p", "total_ponder"):
+        assert catalog.metric(col).log_scale
+    assert catalog.metric("lambda_p", "layers").log_scale
+    assert not catalog.metric("lm_loss").log_scale
+
+
+def test_levels_and_groups() -> None:
+    lv = catalog.levels()
+    assert list(lv) == [1, 2, 3, 4]
+    assert {m.table for m in lv[1]} == {"steps"}
+    assert {m.table for m in lv[2]} == {"layers"}
+    assert {m.table for m in lv[4]} == {"quality"}
+    groups = catalog.groups()
+    assert "Step line · Losses" in groups and "Step line · Controller" in groups
+    assert "Step line · Throughput" in groups
+    flat = [m for ms in groups.values() for m in ms]
+    assert all(m.numeric for m in flat)
+    assert "deadband_active" not in {m.column for m in flat}
+
+
+def test_lookup_errors_and_loose_find() -> None:
+    with pytest.raises(KeyError, match="steps"):
+        catalog.metric("nope")
+    assert catalog.find("lambda_p").table == "steps"
+    assert catalog.find("p_mean").table == "layers"
+    assert catalog.find("nope") is None
+
+
+def test_reference_lines() -> None:
+    grad = catalog.reference_lines("grad_norm")
+    assert [v for v, _ in grad] == [0.3, 0.9, 2.0]
+    assert catalog.reference_lines("ctrl_err") == [(0.0, "on target")]
+    assert [v for v, _ in catalog.reference_lines("lambda_p")] == [1e-4, 5e-2]
+    assert catalog.reference_lines("avg_k") == []
+    assert catalog.reference_lines("avg_k", target_k=2.4) == [(2.4, "TARGET_K 2.40")]
+    assert [v for v, _ in catalog.reference_lines("delta_ce", "quality")] == [0.0]
+
+
+def test_formatting_and_help() -> None:
+    pnr = catalog.metric("p_near_clamp")
+    assert pnr.format(0.032) == "3.2%"
+    assert pnr.format(None) == "–"
+    assert catalog.metric("k_exec", "layers").format(2.0) == "2.0"
+    assert "20.0%" in pnr.help()
+    assert catalog.option_label(catalog.metric("lm_loss")) == "LM (lm_loss)"

@@ -1,0 +1,603 @@
+"""The app's pages through Streamlit's AppTest: every page on the bundled sample sweep,
+every widget that changes what a page shows, and a sweep folder with broken runs in it.
+
+Assertions read what the app sends (chart specs and their data, tables, texts), so a
+widget that silently does nothing fails its test.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import polars as pl
+import pytest
+from app_helpers import (
+    CHART_PAGES,
+    PAGES,
+    SAMPLE_NAMES,
+    SAMPLE_RUNS,
+    assert_ok,
+    chart_by_title,
+    charts,
+    copy_run,
+    dataset_with,
+    entrypoint_always_runs,
+    failures,
+    goto,
+    line_data,
+    log_of,
+    main_text,
+    marks,
+    new_app,
+    runs_table,
+    sidebar_text,
+    spec,
+    table,
+    table_with,
+    title,
+    x_field,
+    y_scale_types,
+)
+from streamlit.testing.v1 import AppTest
+
+from ponder_parse.analysis import patterns
+
+BASELINES = ("baseline,seed=0", "baseline,seed=1", "variant=smollm,kmax=6,seed=0")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _frame_runs_every_time():
+    with pytest.MonkeyPatch.context() as mp, entrypoint_always_runs():
+        mp.delenv("PONDER_RUNS", raising=False)
+        yield
+
+
+@pytest.fixture(scope="module")
+def shared() -> AppTest:
+    """One session over the sample runs for checks that change nothing."""
+    at = new_app().run()
+    assert_ok(at)
+    return at
+
+
+@pytest.fixture
+def fresh() -> AppTest:
+    """A session of its own, for tests that change widgets or session state."""
+    at = new_app().run()
+    assert_ok(at)
+    return at
+
+
+def runs_widget(at: AppTest):
+    return at.multiselect(key="selected_widget")
+
+
+def baseline_widget(at: AppTest):
+    found = [s for s in at.sidebar.selectbox if s.label == "Baseline run"]
+    assert found, "no baseline selectbox in the sidebar"
+    return found[0]
+
+
+def metric_value(at: AppTest, label: str) -> str:
+    found = [m.value for m in at.metric if m.label == label]
+    assert found, f"no metric {label!r}"
+    return found[0]
+
+
+# --- every page on the sample runs -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_runs_on_the_sample_sweep(shared: AppTest, page: str) -> None:
+    goto(shared, page)
+    assert shared.title and shared.title[0].value, "page has no title"
+    assert not [i.value for i in shared.main.info if "No runs" in str(i.value)]
+    # The frame ran too: the sidebar offers every sample run.
+    assert sorted(runs_widget(shared).options) == SAMPLE_NAMES
+    if page in CHART_PAGES:
+        drawn = charts(shared)
+        assert drawn, f"{page} draws no chart"
+        for c in drawn:
+            s = spec(c)
+            assert marks(c), f"chart {title(c)!r} has no marks"
+            assert "datasets" not in s or s["datasets"] == {}  # data travels beside the spec
+            assert c.proto.datasets, f"chart {title(c)!r} carries no data"
+
+
+def test_home_lists_every_sample_run(shared: AppTest) -> None:
+    goto(shared, "home")
+    t = runs_table(shared)
+    assert t.height == 8
+    assert sorted(t["run"].to_list()) == SAMPLE_NAMES
+    assert metric_value(shared, "Runs shown") == "8 / 8"
+    health = dict(zip(t["run"], t["health"], strict=True))
+    assert health["baseline,seed=0"] == "healthy"
+    assert health["lambda_max=0.0005,seed=0"] == "critical"
+    assert health["lambda_min=0.05,seed=0"] == "critical"
+    steps = dict(zip(t["run"], t["steps"], strict=True))
+    assert steps["baseline,seed=0"] == 3000
+    # Hyperparameters that differ between runs are columns of the table.
+    assert "lambda_max" in t.columns
+    lm = dict(zip(t["run"], t["lambda_max"], strict=True))
+    assert float(lm["lambda_max=0.0005,seed=0"]) == pytest.approx(5e-4)
+    assert float(lm["baseline,seed=0"]) == pytest.approx(5e-2)
+
+
+def test_red_flags_lists_the_pathological_runs_only(shared: AppTest) -> None:
+    goto(shared, "red_flags")
+    f = table_with(shared, "first_step")
+    assert set(f["severity"].unique()) <= {"critical", "warning"}  # the default filter
+    found = set(zip(f["run"], f["rule"], f["severity"], strict=True))
+    assert ("lambda_max=0.0005,seed=0", "gate_not_stopping", "critical") in found
+    assert ("lambda_min=0.05,seed=0", "gate_over_penalized", "critical") in found
+    assert ("gate=stuck,seed=0", "gate_stuck_half", "critical") in found
+    assert ("halt_thr=0.1,seed=0", "gap_high", "warning") in found
+    assert not f.filter(pl.col("run").is_in(BASELINES)).height, f.filter(
+        pl.col("run").is_in(BASELINES)
+    )
+    assert any("lambda_max=0.0005,seed=0" in m for m in main_text(shared).splitlines())
+
+
+def test_red_flags_severity_filter(fresh: AppTest) -> None:
+    goto(fresh, "red_flags")
+    before = table_with(fresh, "first_step").height
+    fresh.multiselect(key="rf_sev").set_value(["critical"]).run()
+    assert_ok(fresh)
+    after = table_with(fresh, "first_step")
+    assert set(after["severity"]) == {"critical"}
+    assert 0 < after.height < before
+
+
+def _generation_output(run: str, step: int) -> str:
+    """The first output line of the first sample at `step`, read from the raw log."""
+    lines = log_of(SAMPLE_RUNS / run).read_text(encoding="utf-8").splitlines()
+    start = lines.index(f"{'=' * 20} GENERATION STEP {step} {'=' * 20}")
+    out = next(i for i in range(start, len(lines)) if lines[i].startswith("  Output ("))
+    return lines[out + 1].strip()
+
+
+def test_generations_show_the_logged_samples(fresh: AppTest) -> None:
+    goto(fresh, "generations")
+    shown = "\n".join(str(c.value) for c in fresh.code)
+    last = _generation_output("baseline,seed=0", 2500)
+    assert last in shown
+    fresh.select_slider(key="gen_step").set_value(1000).run()
+    assert_ok(fresh)
+    shown = "\n".join(str(c.value) for c in fresh.code)
+    assert _generation_output("baseline,seed=0", 1000) in shown
+    assert last not in shown
+
+
+def test_economics_draws_lambda_p_on_a_log_scale(shared: AppTest) -> None:
+    goto(shared, "economics")
+    lam = chart_by_title(shared, "λ_p")
+    assert y_scale_types(lam) == {"log"}
+    assert set(line_data(lam)["run"]) == set(SAMPLE_NAMES)
+    titles = [title(c) for c in charts(shared)]
+    assert any("ECONOMIC WIN" in t for t in titles), titles
+
+
+def test_survival_traces_classify_the_pathologies(shared: AppTest) -> None:
+    goto(shared, "survival_traces")
+
+    def late_patterns(run: str) -> pl.Series:
+        cells = dataset_with(chart_by_title(shared, run), "layer", "pattern", "start")
+        assert cells is not None
+        return cells.filter(pl.col("step") >= 2000)["pattern"]
+
+    not_stopping = late_patterns("lambda_max=0.0005,seed=0")
+    assert (not_stopping == patterns.NOT_STOPPING).mean() > 0.8
+    healthy = late_patterns("baseline,seed=0")
+    assert (healthy == patterns.HEALTHY).mean() > 0.8
+    over = late_patterns("lambda_min=0.05,seed=0")
+    assert (over == patterns.OVER_PENALIZED).mean() > 0.8
+
+
+def test_layer_heatmaps_share_one_colour_scale(shared: AppTest) -> None:
+    goto(shared, "layer_heatmaps")
+    per_run = [c for c in charts(shared) if title(c) in SAMPLE_NAMES]
+    assert len(per_run) == 8
+    domains = {tuple(spec(c)["encoding"]["color"]["scale"]["domain"]) for c in per_run}
+    assert len(domains) == 1
+    lo, hi = domains.pop()
+    values = pl.concat([dataset_with(c, "layer", "value").select("value") for c in per_run])[
+        "value"
+    ]
+    assert lo == pytest.approx(values.min()) and hi == pytest.approx(values.max())
+
+
+# --- widgets ------------------------------------------------------------------------------------
+
+
+def test_step_line_smoothing(fresh: AppTest) -> None:
+    goto(fresh, "step_line")
+    lm = chart_by_title(fresh, "LM")
+    data = line_data(lm)
+    assert marks(lm).count("line") == 2  # faint raw + smoothed
+    assert (data["value"] != data["smooth"]).any()
+    fresh.slider(key="sl_smooth").set_value(0.0).run()
+    assert_ok(fresh)
+    lm = chart_by_title(fresh, "LM")
+    data = line_data(lm)
+    assert marks(lm).count("line") == 1
+    assert (data["value"] == data["smooth"]).all()
+
+
+@pytest.mark.parametrize("axis", ["elapsed_min", "tokens"])
+def test_step_line_x_axis(fresh: AppTest, axis: str) -> None:
+    goto(fresh, "step_line")
+    assert x_field(chart_by_title(fresh, "LM")) == "step"
+    fresh.radio(key="sl_x").set_value(axis).run()
+    assert_ok(fresh)
+    lm = chart_by_title(fresh, "LM")
+    assert x_field(lm) == axis
+    data = line_data(lm)
+    assert axis in data.columns
+    base = data.filter(pl.col("run") == "baseline,seed=0").sort("step")
+    assert base[axis].min() >= 0 and base[axis].max() > 0
+    assert base[axis].diff().drop_nulls().min() >= 0  # grows with the step
+    # Phase bands move to the same axis: the economic phase starts at the elapsed
+    # time / tokens of step 1200, not at 1200.
+    bands = dataset_with(lm, "start", "end", "label")
+    assert bands is not None
+    econ = bands.filter(pl.col("label") == "economic control")["start"][0]
+    at_1200 = base.filter(pl.col("step") <= 1200)[axis].max()
+    assert econ == pytest.approx(at_1200, rel=0.02)
+
+
+def test_step_line_log_y(fresh: AppTest) -> None:
+    goto(fresh, "step_line")
+    assert y_scale_types(chart_by_title(fresh, "LM")) == {None}
+    fresh.radio(key="sl_log").set_value("log").run()
+    assert_ok(fresh)
+    assert y_scale_types(chart_by_title(fresh, "LM")) == {"log"}
+    fresh.radio(key="sl_log").set_value("linear").run()
+    assert y_scale_types(chart_by_title(fresh, "λ_p")) == {None}
+
+
+def test_step_line_zoom_is_full_resolution(fresh: AppTest) -> None:
+    goto(fresh, "step_line")
+    full = line_data(chart_by_title(fresh, "LM")).filter(pl.col("run") == "baseline,seed=0")
+    assert full.height < 3000  # downsampled over the whole run
+    fresh.slider(key="sl_range").set_value((1000, 1200)).run()
+    assert_ok(fresh)
+    zoomed = line_data(chart_by_title(fresh, "LM"))
+    assert zoomed["step"].min() >= 1000 and zoomed["step"].max() <= 1200
+    base = zoomed.filter(pl.col("run") == "baseline,seed=0")
+    assert base["step"].to_list() == list(range(1000, 1201))
+
+
+def test_step_line_metric_choice(fresh: AppTest) -> None:
+    goto(fresh, "step_line")
+    fresh.multiselect(key="sl_metrics").set_value(["steps.grad_norm", "quality.delta_ce"]).run()
+    assert_ok(fresh)
+    titles = [title(c) for c in charts(fresh)]
+    assert len(titles) == 2
+    assert titles[0].startswith("GRAD") and "ΔCE" in titles[1]
+    ce = line_data(charts(fresh)[1])
+    assert ce["step"].min() >= 1200  # quality lines start at the ponder start
+
+
+def test_step_line_group_seeds(fresh: AppTest) -> None:
+    goto(fresh, "step_line")
+    fresh.toggle(key="sl_group").set_value(True).run()
+    assert_ok(fresh)
+    lm = chart_by_title(fresh, "LM")
+    runs = set(line_data(lm)["run"])
+    assert "baseline,seed=0" not in runs and "baseline,seed=1" not in runs
+    assert len(runs - set(SAMPLE_NAMES)) == 1  # one line for the seed group
+    band = dataset_with(lm, "lo", "hi")
+    assert band is not None and band.height
+    assert (band["lo"] <= band["hi"]).all()
+
+
+def test_layer_heatmap_metric(fresh: AppTest) -> None:
+    goto(fresh, "layer_heatmaps")
+    assert fresh.selectbox(key="lh_metric").value == "k"
+    first = chart_by_title(fresh, "baseline,seed=0")
+    k = dataset_with(first, "layer", "value")["value"]
+    assert k.min() >= 1.0 and k.max() <= 4.0
+    fresh.selectbox(key="lh_metric").set_value("s_final").run()
+    assert_ok(fresh)
+    first = chart_by_title(fresh, "baseline,seed=0")
+    s = dataset_with(first, "layer", "value")["value"]
+    assert s.min() >= 0.0 and s.max() <= 1.0
+    assert spec(first)["encoding"]["color"]["title"] != "expected_k"
+    assert s.mean() != pytest.approx(k.mean())
+
+
+def test_layer_heatmap_step_range(fresh: AppTest) -> None:
+    goto(fresh, "layer_heatmaps")
+    fresh.slider(key="lh_range").set_value((1000, 1500)).run()
+    assert_ok(fresh)
+    cells = dataset_with(chart_by_title(fresh, "baseline,seed=0"), "layer", "start", "end")
+    assert cells["start"].min() >= 1000 and cells["start"].max() <= 1500
+
+
+def test_survival_trace_step(fresh: AppTest) -> None:
+    goto(fresh, "survival_traces")
+    assert fresh.select_slider(key="st_step").value == 2950
+    fresh.select_slider(key="st_step").set_value(1000).run()
+    assert_ok(fresh)
+    curves = [c for c in charts(fresh) if dataset_with(c, "layer", "k", "s") is not None]
+    assert curves, "no trace curves"
+    data = pl.concat([dataset_with(c, "layer", "k", "s") for c in curves], how="diagonal_relaxed")
+    assert set(data["step"]) == {1000}
+    base = (
+        data.filter(pl.col("series") == "baseline,seed=0 @ 1000")
+        if "series" in data.columns
+        else data
+    )
+    assert (
+        base.height
+        and base.filter(pl.col("k") == 1)["s"].to_list() == [1.0] * base["layer"].n_unique()
+    )
+    # The late, healthy shape is gone at step 1000 (still in gate learning: s_2 high).
+    assert base.filter(pl.col("k") == 2)["s"].min() > 0.5
+
+
+def _edit_phase(at: AppTest, row: int, **values: int) -> None:
+    at.session_state["phase_editor"] = {
+        "edited_rows": {row: values},
+        "added_rows": [],
+        "deleted_rows": [],
+    }
+    at.run()
+    assert_ok(at)
+
+
+def test_phase_boundary_override(fresh: AppTest) -> None:
+    goto(fresh, "phase_comparison")
+    editor = table(fresh.data_editor(key="phase_editor"))
+    assert editor["run"][0] == "baseline,seed=0"
+    assert editor["ponder_start"][0] == 1200
+    _edit_phase(fresh, 0, ponder_start=1500)
+    assert fresh.session_state["phase_overrides"]["baseline,seed=0"] == {"ponder_start": 1500}
+    editor = table(fresh.data_editor(key="phase_editor"))
+    assert editor.row(0, named=True)["ponder_start"] == 1500
+    assert editor.row(0, named=True)["ponder_start from"] == "user"
+    bars = dataset_with(chart_by_title(fresh, "LM change"), "run", "phase", "start")
+    base = {
+        r["phase"]: (r["start"], r["end"])
+        for r in bars.filter(pl.col("run") == "baseline,seed=0").iter_rows(named=True)
+    }
+    assert base["economic"][0] == 1500 and base["gate_learning"][1] == 1499
+    other = bars.filter((pl.col("run") == "baseline,seed=1") & (pl.col("phase") == "economic"))
+    assert other["start"][0] == 1200
+    # The step line's phase bands follow the baseline run's override.
+    goto(fresh, "step_line")
+    bands = dataset_with(chart_by_title(fresh, "LM"), "start", "end", "label")
+    assert bands.filter(pl.col("label") == "economic control")["start"][0] == 1500
+
+
+def test_phase_boundary_reset(fresh: AppTest) -> None:
+    goto(fresh, "phase_comparison")
+    _edit_phase(fresh, 0, ponder_start=1500)
+    fresh.button(key="phase_reset").click().run()
+    assert_ok(fresh)
+    assert not any(fresh.session_state["phase_overrides"].values())
+    assert table(fresh.data_editor(key="phase_editor"))["ponder_start"][0] == 1200
+
+
+def test_red_flag_opens_the_step_line_zoomed(fresh: AppTest) -> None:
+    goto(fresh, "red_flags")
+    shown = table_with(fresh, "first_step")
+    hit = (
+        shown.with_row_index()
+        .filter(
+            (pl.col("run") == "lambda_max=0.0005,seed=0") & (pl.col("rule") == "gate_not_stopping")
+        )
+        .row(0, named=True)
+    )
+    fresh.button(key=f"rf-open-{hit['index']}").click().run()
+    assert_ok(fresh)
+    assert fresh.title[0].value == "Step line"
+    lo, hi = fresh.session_state["sl_range"]
+    assert 0 < lo <= hit["first_step"] and hit["last_step"] <= hi
+    assert fresh.session_state["sl_metrics"] == ["steps.avg_k", "steps.lambda_p"]
+    titles = [title(c) for c in charts(fresh)]
+    assert [t.split(" — ")[0] for t in titles] == ["AVGS k", "λ_p"]
+    data = line_data(charts(fresh)[0])
+    assert data["step"].min() >= lo and data["step"].max() <= hi
+
+
+def test_sweep_scatter_axes(fresh: AppTest) -> None:
+    goto(fresh, "sweep")
+    fresh.selectbox(key="sw_x").set_value("lambda_max").run()
+    fresh.selectbox(key="sw_y").set_value("k_mean_economic").run()
+    assert_ok(fresh)
+    sc = chart_by_title(fresh, "k_mean_economic against lambda_max")
+    enc = spec(sc)["encoding"]
+    assert enc["x"]["field"] == "lambda_max" and enc["y"]["field"] == "k_mean_economic"
+    pts = dataset_with(sc, "run", "lambda_max", "k_mean_economic")
+    k = dict(zip(pts["run"], pts["k_mean_economic"], strict=True))
+    assert pts.height == 8
+    # The run with the low price ceiling ponders most.
+    assert max(k, key=k.get) == "lambda_max=0.0005,seed=0"
+
+
+def test_sweep_tag_edit_adds_a_column(fresh: AppTest) -> None:
+    goto(fresh, "sweep")
+    assert fresh.selectbox(key="sw_tag_run").value == "baseline,seed=0"
+    fresh.session_state["sw_tags_baseline,seed=0"] = {
+        "edited_rows": {},
+        "added_rows": [{"key": "mytag", "value": "7"}],
+        "deleted_rows": [],
+    }
+    fresh.run()
+    fresh.button(key="sw_apply").click().run()
+    assert_ok(fresh)
+    sweep = table_with(fresh, "final_lm")
+    assert "mytag" in sweep.columns
+    tagged = dict(zip(sweep["run"], sweep["mytag"], strict=True))
+    assert tagged["baseline,seed=0"] == 7
+    assert all(v is None for r, v in tagged.items() if r != "baseline,seed=0")
+    assert "mytag" in fresh.selectbox(key="sw_x").options
+
+
+def test_sweep_tag_edit_regroups_seeds(fresh: AppTest) -> None:
+    goto(fresh, "sweep")
+    assert "crash_at=2377,seed=2" not in main_text(fresh).split("Seed groups")[-1]
+    fresh.selectbox(key="sw_tag_run").set_value("crash_at=2377,seed=2").run()
+    key = "sw_tags_crash_at=2377,seed=2"
+    tags = table(fresh.data_editor(key=key))
+    fresh.session_state[key] = {
+        "edited_rows": {},
+        "added_rows": [],
+        "deleted_rows": [tags["key"].to_list().index("crash_at")],
+    }
+    fresh.run()
+    fresh.button(key="sw_apply").click().run()
+    assert_ok(fresh)
+    groups = [m.value for m in fresh.markdown if "baseline,seed=0" in str(m.value)]
+    assert groups and "crash_at=2377,seed=2" in groups[0], groups
+
+
+# --- the sidebar ------------------------------------------------------------------------------
+
+
+def test_deselecting_runs(fresh: AppTest) -> None:
+    dropped = {"lambda_max=0.0005,seed=0", "gate=stuck,seed=0"}
+    keep = [n for n in SAMPLE_NAMES if n not in dropped]
+    runs_widget(fresh).set_value(keep).run()
+    assert_ok(fresh)
+    assert sorted(runs_table(fresh)["run"]) == keep
+    assert metric_value(fresh, "Runs shown") == "6 / 8"
+    goto(fresh, "red_flags")
+    assert not (set(table_with(fresh, "first_step")["run"]) & dropped)
+    goto(fresh, "step_line")
+    assert set(line_data(chart_by_title(fresh, "LM"))["run"]) == set(keep)
+    # Colours stay with their runs when others are hidden.
+    lm = spec(chart_by_title(fresh, "LM"))
+    scale = next(
+        layer["encoding"]["color"]["scale"]
+        for layer in lm["layer"]
+        if "color" in layer.get("encoding", {})
+        and "domain" in layer["encoding"]["color"].get("scale", {})
+    )
+    colours = dict(zip(scale["domain"], scale["range"], strict=True))
+    assert colours["lambda_min=0.05,seed=0"] == "#b07aa1"  # seventh of the eight loaded runs
+    runs_widget(fresh).set_value([]).run()
+    assert_ok(fresh)
+    assert not charts(fresh)
+    assert any("No runs selected" in str(i.value) for i in fresh.info)
+
+
+def test_changing_the_baseline(fresh: AppTest) -> None:
+    goto(fresh, "layer_heatmaps")
+    diffs = [title(c) for c in charts(fresh) if " − " in title(c)]
+    assert diffs and all(t.endswith(" − baseline,seed=0") for t in diffs)
+    baseline_widget(fresh).set_value("baseline,seed=1").run()
+    assert_ok(fresh)
+    assert fresh.session_state["baseline"] == "baseline,seed=1"
+    diffs = [title(c) for c in charts(fresh) if " − " in title(c)]
+    assert len(diffs) == 7
+    assert all(t.endswith(" − baseline,seed=1") for t in diffs)
+    assert "baseline,seed=0 − baseline,seed=1" in diffs
+    goto(fresh, "phase_comparison")
+    assert any("baseline,seed=1" in t.label for t in fresh.toggle if t.key == "pc_diff")
+
+
+# --- a sweep folder with broken runs beside good ones --------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def broken_sweep(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("broken") / "sweep"
+    root.mkdir()
+    copy_run("baseline,seed=0", root, "good_a")
+    copy_run("lambda_max=0.0005,seed=0", root, "good_b")
+    (root / "empty_log").mkdir()
+    (root / "empty_log" / "log_kronecker_adaptive.txt").write_bytes(b"")
+    (root / "garbage").mkdir()
+    (root / "garbage" / "log_x.txt").write_bytes(
+        bytes((i * 7919 + 13) % 256 for i in range(40_000))
+    )
+    half = copy_run("baseline,seed=1", root, "half_stats")
+    stats = (half / "stats.json").read_bytes()
+    (half / "stats.json").write_bytes(stats[: len(stats) // 2])
+    trunc = copy_run("gate=stuck,seed=0", root, "truncated")
+    data = log_of(trunc).read_bytes()
+    log_of(trunc).write_bytes(data[: data.rindex(b"\nSTEP: ") + 60])  # cut inside a step line
+    (root / "no_log").mkdir()
+    (root / "no_log" / "config.json").write_text('{"seed": 3}')
+    (root / "no_log" / "notes.md").write_text("the log was lost\n")
+    return root
+
+
+BROKEN = ("empty_log", "garbage", "half_stats", "truncated")
+
+
+def problems_of(at: AppTest, run: str) -> pl.DataFrame:
+    """Home page: the table of problems in the expander of `run`."""
+    found = [e for e in at.main.expander if e.label.startswith(f"{run} — ")]
+    assert found, f"no expander for {run}"
+    return table_with(at, "reason", where=found[0])
+
+
+def test_broken_runs_beside_good_ones(broken_sweep: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(
+        "PONDER_RUNS", os.pathsep.join([str(broken_sweep), str(broken_sweep / "no_log")])
+    )
+    at = new_app().run()
+    assert_ok(at)
+    t = runs_table(at)
+    assert {"good_a", "good_b"} <= set(t["run"])
+    assert not set(t["run"]) & set(SAMPLE_NAMES)  # the sample sweep is not mixed in
+    steps = dict(zip(t["run"], t["steps"], strict=True))
+    assert steps["good_a"] == 3000 and steps["good_b"] == 3000
+    problems = dict(zip(t["run"], t["problems"], strict=True))
+    assert problems["garbage"] > 0 and problems["half_stats"] > 0 and problems["truncated"] > 0
+    # Each run's own problems are listed on home, under the run's name.
+    half = problems_of(at, "half_stats")
+    assert (
+        "stats.json" in half["text"].to_list() and half["reason"].str.contains("half-written").any()
+    )
+    assert problems_of(at, "truncated")["reason"].str.contains("incomplete last line").any()
+    assert problems_of(at, "garbage")["reason"].str.contains("no step lines").any()
+    side = sidebar_text(at)
+    assert "no_log" in side and "no trainer log" in side
+    for page in PAGES:
+        goto(at, page)
+        if page in CHART_PAGES:
+            assert charts(at), f"{page} draws nothing beside broken runs"
+
+
+def test_every_broken_run_is_reported_on_home(
+    broken_sweep: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PONDER_RUNS", str(broken_sweep))
+    at = new_app().run()
+    assert_ok(at)
+    t = runs_table(at)
+    for name in BROKEN:
+        row = t.filter(pl.col("run") == name).row(0, named=True)
+        assert row["problems"] > 0 or row["health"] != "healthy", row
+
+
+def test_run_folder_without_log_is_reported(
+    broken_sweep: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PONDER_RUNS", str(broken_sweep))
+    at = new_app().run()
+    assert_ok(at)
+    assert "no_log" in sidebar_text(at)
+
+
+def test_broken_run_alone_on_every_page(
+    broken_sweep: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only broken runs: pages say so or draw what there is, never fail."""
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    for name in BROKEN:
+        shutil.copytree(broken_sweep / name, alone / name)
+    monkeypatch.setenv("PONDER_RUNS", str(alone))
+    at = new_app().run()
+    assert_ok(at)
+    assert sorted(runs_table(at)["run"]) == sorted(BROKEN)
+    for page in PAGES:
+        goto(at, page)
+        assert not failures(at)

@@ -1,0 +1,325 @@
+"""The running app in headless Chromium (Debian's `chromium`, driven by Playwright).
+
+One Streamlit server for the module; every page is opened through the sidebar navigation
+and checked for exceptions and for charts that really draw (a usable size, coloured
+marks on the canvas). Screenshots go to `shots/browser/` (git-ignored). An upload goes
+through the real file input.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from app_helpers import PAGES, ROOT, SAMPLE_NAMES, SAMPLE_RUNS, head_lines, log_of
+
+CHROMIUM = shutil.which("chromium")
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(
+        CHROMIUM is None, reason="Debian's chromium is not installed (apt-get install chromium)"
+    ),
+]
+
+sync_api = pytest.importorskip("playwright.sync_api")
+from PIL import Image  # noqa: E402 - after the skip checks
+
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+TITLES = {
+    "home": "Runs",
+    "step_line": "Step line",
+    "layer_heatmaps": "Layer heatmaps",
+    "survival_traces": "Survival traces",
+    "phase_comparison": "Phase comparison",
+    "red_flags": "Red flags",
+    "economics": "Recurrence economics",
+    "generations": "Generations",
+    "sweep": "Sweep",
+}
+CHART_PAGES = {
+    "step_line",
+    "layer_heatmaps",
+    "survival_traces",
+    "phase_comparison",
+    "economics",
+    "sweep",
+}
+IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
+SHOTS = ROOT / "shots" / "browser"
+
+
+# --- the server --------------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+            return r.read().decode().strip() == "ok"
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def start_server(tmp_path_factory: pytest.TempPathFactory):
+    """Starts `streamlit run app.py` servers; each is stopped at the end of the module."""
+    started: list[subprocess.Popen[bytes]] = []
+
+    def start() -> str:
+        port = _free_port()
+        log = tmp_path_factory.mktemp("server") / "streamlit.log"
+        env = {k: v for k, v in os.environ.items() if k != "PONDER_RUNS"}
+        with log.open("wb") as out:
+            proc = subprocess.Popen(
+                [
+                    sys.executable, "-m", "streamlit", "run", "app.py",
+                    "--server.headless=true", f"--server.port={port}", "--server.address=127.0.0.1",
+                    "--browser.gatherUsageStats=false", "--server.fileWatcherType=none",
+                ],
+                cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+        started.append(proc)
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while not _healthy(url):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(
+                    f"streamlit did not come up:\n{log.read_text(errors='replace')[-3000:]}"
+                )
+            time.sleep(0.25)
+        return url
+
+    yield start
+    for proc in started:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def server(start_server) -> str:
+    return start_server()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+def open_app(browser, url: str, path: str = "/"):
+    page = browser.new_page(viewport={"width": 1400, "height": 1600})
+    page.set_default_timeout(60_000)
+    page.goto(url + path)
+    page.wait_for_selector(IDLE)
+    page.wait_for_selector('[data-testid="stMain"] h1')
+    return page
+
+
+@pytest.fixture(scope="module")
+def app_page(browser, server):
+    """One session that walks through every page, as a user would."""
+    page = open_app(browser, server)  # the root first: the frame registers the pages
+    yield page
+    page.close()
+
+
+# --- reading the page --------------------------------------------------------------------------
+
+
+def wait_for_run(page) -> None:
+    """Wait for the rerun a click started (it may already be over) to finish."""
+    with contextlib.suppress(sync_api.TimeoutError):
+        page.wait_for_selector(
+            '[data-testid="stApp"][data-test-script-state="running"]', timeout=1500
+        )
+    page.wait_for_selector(IDLE)
+
+
+def go_to(page, url: str, name: str) -> None:
+    href = url + "/" + ("" if name == "home" else name)
+    links = page.locator('[data-testid="stSidebarNav"] a')
+    link = next(a for a in links.all() if a.get_attribute("href") == href)
+    link.click()
+    page.wait_for_function(
+        "t => [...document.querySelectorAll('[data-testid=\"stMain\"] h1')].some(h => h.innerText.trim() === t)",
+        arg=TITLES[name],
+    )
+    wait_for_run(page)
+
+
+def first_column(page, table: int = 0) -> list[str]:
+    """The first column of a dataframe (glide renders cells into an accessible table)."""
+    grid = page.locator('[data-testid="stDataFrame"]').nth(table)
+    grid.locator('[role="gridcell"]').first.wait_for(state="attached")
+    return grid.locator('[data-testid^="glide-cell-0-"]').all_text_contents()
+
+
+def coloured_pixels(png: bytes) -> int:
+    """Pixels with a clear hue (lines, bars, heat cells): not white, grey or pale."""
+    rgb = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"), dtype=np.int16)
+    return int(((rgb.max(axis=2) - rgb.min(axis=2)) > 60).sum())
+
+
+def chart_marks_drawn(chart) -> int:
+    deadline = time.monotonic() + 10
+    while True:
+        n = coloured_pixels(chart.screenshot())
+        if n > 400 or time.monotonic() > deadline:
+            return n
+        time.sleep(0.3)
+
+
+# --- every page ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", PAGES)
+def test_page_in_the_browser(app_page, server: str, name: str) -> None:
+    go_to(app_page, server, name)
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    app_page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+    assert app_page.locator('[data-testid="stException"]').count() == 0
+    alerts = app_page.locator('[data-testid="stMain"] [data-testid="stAlert"]').all_inner_texts()
+    assert not [a for a in alerts if "could not be" in a], alerts
+    # The frame is there: sidebar with the run picker, every sample run loaded.
+    assert app_page.locator('[data-testid="stSidebar"] [data-testid="stMultiSelect"]').count() == 1
+    if name not in CHART_PAGES:
+        return
+    charts = app_page.locator('[data-testid="stVegaLiteChart"]')
+    charts.first.locator("canvas, svg").first.wait_for()
+    assert charts.count() >= 1
+    for i in range(charts.count()):
+        drawn = charts.nth(i).locator("canvas, svg.marks").first
+        drawn.wait_for()
+        box = drawn.bounding_box()
+        assert box is not None and box["height"] > 100 and box["width"] > 150, (name, i, box)
+    first = charts.first
+    first.scroll_into_view_if_needed()
+    drawn_pixels = chart_marks_drawn(first)
+    print(name, "coloured pixels in the first chart:", drawn_pixels)
+    assert drawn_pixels > 400, f"{name}: the first chart looks blank"
+
+
+CHART_WIDTHS_JS = """() => {
+  const main = document.querySelector('[data-testid="stMain"]');
+  const charts = [...document.querySelectorAll('[data-testid="stVegaLiteChart"]')].map(el => {
+    const drawn = el.querySelector('canvas, svg.marks');
+    const block = el.parentElement.closest('[data-testid="stVerticalBlock"]');
+    return [Math.round(drawn.getBoundingClientRect().width), Math.round(block.getBoundingClientRect().width)];
+  });
+  return {scroll: main.scrollWidth, client: main.clientWidth, charts};
+}"""
+
+
+@pytest.mark.parametrize("name", sorted(CHART_PAGES))
+def test_charts_fit_their_column(app_page, server: str, name: str) -> None:
+    go_to(app_page, server, name)
+    app_page.locator('[data-testid="stVegaLiteChart"]').first.locator(
+        "canvas, svg"
+    ).first.wait_for()
+    app_page.wait_for_timeout(500)  # let every chart lay itself out
+    widths = app_page.evaluate(CHART_WIDTHS_JS)
+    too_wide = [(i, w, col) for i, (w, col) in enumerate(widths["charts"]) if w > col + 2]
+    assert not too_wide, f"charts wider than their column (index, chart px, column px): {too_wide}"
+    assert widths["scroll"] <= widths["client"] + 2, "the page scrolls sideways"
+
+
+def test_home_table_in_the_browser(app_page, server: str) -> None:
+    go_to(app_page, server, "home")
+    assert sorted(first_column(app_page)) == SAMPLE_NAMES
+
+
+# --- an upload through the real file input ----------------------------------------------------------
+
+
+@pytest.fixture
+def loose_log(tmp_path: Path) -> Path:
+    path = tmp_path / "log_browser_upload.txt"
+    path.write_text("\n".join(head_lines(log_of(SAMPLE_RUNS / "baseline,seed=0"), 3000)) + "\n")
+    return path
+
+
+def upload(page, path: Path) -> None:
+    page.locator('[data-testid="stSidebar"] [data-testid="stExpander"] summary').first.click()
+    page.locator('[data-testid="stFileUploader"] input[type="file"]').set_input_files(str(path))
+    # The sample sweep gives way to the upload.
+    page.wait_for_function("() => !document.body.innerText.includes('variant=smollm')")
+    wait_for_run(page)
+
+
+def test_upload_a_loose_log(browser, server: str, loose_log: Path) -> None:
+    page = open_app(browser, server)
+    try:
+        upload(page, loose_log)
+        assert page.locator('[data-testid="stException"]').count() == 0
+        picker = page.locator('[data-testid="stSidebar"] [data-testid="stMultiSelect"]')
+        picker.locator("input").click()
+        page.keyboard.type("log_browser_upload")
+        page.keyboard.press("Enter")
+        page.keyboard.press("Escape")
+        page.locator('[data-testid="stDataFrame"] [role="gridcell"]').first.wait_for(
+            state="attached"
+        )
+        wait_for_run(page)
+        assert first_column(page) == ["log_browser_upload"]
+    finally:
+        page.close()
+
+
+def test_uploaded_log_appears_in_the_runs_table_at_once(
+    browser, server: str, loose_log: Path
+) -> None:
+    page = open_app(browser, server)
+    try:
+        upload(page, loose_log)
+        page.locator('[data-testid="stDataFrame"] [role="gridcell"]').first.wait_for(
+            state="attached", timeout=5_000
+        )
+        assert first_column(page) == ["log_browser_upload"]
+    finally:
+        page.close()
+
+
+# --- a bookmarked page as the server's first request ------------------------------------------------
+
+
+def test_deep_link_as_first_request(browser, start_server) -> None:
+    url = start_server()  # a fresh server: nothing has run app.py yet
+    page = open_app(browser, url, "/step_line")
+    try:
+        page.locator('[data-testid="stVegaLiteChart"]').first.wait_for()
+        nav = page.locator('[data-testid="stSidebarNav"] a').all_inner_texts()
+        assert not any(t.strip().endswith("app") for t in nav), nav
+        assert page.locator('[data-testid="stSidebar"] [data-testid="stMultiSelect"]').count() == 1
+    finally:
+        page.close()

@@ -1,0 +1,448 @@
+"""`ponder_app.prepare`: runs → the small frames charts draw. Pure Polars, no server.
+
+Every expectation is computed independently in the test (by hand or with NumPy), on
+constructed runs whose right answer is known.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+import polars as pl
+import pytest
+
+from ponder_app import prepare
+from ponder_parse import schema
+from ponder_parse.analysis import patterns
+from ponder_parse.run import Run
+
+
+def steps_frame(n: int, **columns: object) -> pl.DataFrame:
+    data = {"step": np.arange(n, dtype=np.int64), **columns}
+    return schema.conform(pl.DataFrame(data), schema.STEPS)
+
+
+def wavy(n: int, seed: int = 0) -> np.ndarray:
+    """A loss-like series: decaying, with small deterministic wiggles."""
+    rng = np.random.default_rng(seed)
+    return 4.0 * np.exp(-np.arange(n) / 3000) + 1.0 + 0.01 * rng.standard_normal(n)
+
+
+def tb_smooth(values: np.ndarray, w: float) -> np.ndarray:
+    """TensorBoard's debiased EMA, written out as the recurrence."""
+    out, last = [], 0.0
+    for i, v in enumerate(values, start=1):
+        last = last * w + (1 - w) * v
+        out.append(last / (1 - w**i))
+    return np.array(out)
+
+
+# --- per_step ---------------------------------------------------------------------------------
+
+
+def test_per_step_elapsed_minutes_and_tokens() -> None:
+    dt = [500.0, 1000.0, None, 250.0, float("nan"), -100.0, 1500.0]
+    tps = [100.0, 200.0, 300.0, None, 50.0, 10.0, 1000.0]
+    run = Run(name="r", steps=steps_frame(7, dt_ms=dt, tok_per_sec=tps, lm_loss=[1.0] * 7))
+    df = prepare.per_step(run)
+    # Missing, NaN and negative durations count as no time passing.
+    dt_s = np.array([0.5, 1.0, 0.0, 0.25, 0.0, 0.0, 1.5])
+    rate = np.array([100.0, 200.0, 300.0, 0.0, 50.0, 10.0, 1000.0])
+    assert df["elapsed_min"].to_numpy() == pytest.approx(np.cumsum(dt_s) / 60)
+    assert df["tokens"].to_numpy() == pytest.approx(np.cumsum(dt_s * rate))
+    assert df["tokens"][1] == pytest.approx(50.0 + 200.0)
+    assert df["elapsed_min"][-1] == pytest.approx(3.25 / 60)
+
+
+def test_per_step_joins_quality_by_step() -> None:
+    quality = schema.conform(
+        pl.DataFrame(
+            {
+                "step": [3, 5],
+                "delta_ce": [0.1, -0.2],
+                "delta_h": [-0.01, 0.02],
+                "coupon": [1e-3, 2e-3],
+            }
+        ),
+        schema.QUALITY,
+    )
+    run = Run(
+        name="r", steps=steps_frame(6, dt_ms=[100.0] * 6, tok_per_sec=[1.0] * 6), quality=quality
+    )
+    df = prepare.per_step(run)
+    assert df.height == 6
+    assert df["delta_ce"].to_list() == [None, None, None, 0.1, None, -0.2]
+    no_quality = prepare.per_step(Run(name="r", steps=steps_frame(3, dt_ms=[1.0] * 3)))
+    assert {"delta_ce", "delta_h", "coupon"} <= set(no_quality.columns)
+    assert no_quality["delta_ce"].is_null().all()
+
+
+# --- step_series --------------------------------------------------------------------------------
+
+
+def frames_with_spike(n: int = 10_000, spike_at: int = 7_777) -> dict[str, pl.DataFrame]:
+    out = {}
+    for i, name in enumerate(("a", "b", "c")):
+        loss = wavy(n, seed=i)
+        if name == "b":
+            loss[spike_at] = 100.0
+            loss[spike_at + 1] = -50.0
+        out[name] = pl.DataFrame({"step": np.arange(n, dtype=np.int64), "lm_loss": loss})
+    return out
+
+
+def test_step_series_keeps_every_spike() -> None:
+    frames = frames_with_spike()
+    s = prepare.step_series(frames, "lm_loss", weight=0.6, max_points=300)
+    b = s.filter(pl.col("run") == "b")
+    assert b.height <= 300
+    assert b.filter(pl.col("step") == 7_777)["value"].to_list() == [100.0]
+    assert b.filter(pl.col("step") == 7_778)["value"].to_list() == [-50.0]
+    # Every run's own extremes survive too, and its first and last step.
+    for name, df in frames.items():
+        run = s.filter(pl.col("run") == name)
+        assert run["value"].max() == df["lm_loss"].max()
+        assert run["value"].min() == df["lm_loss"].min()
+        assert run["step"].min() == 0 and run["step"].max() == 9_999
+
+
+def test_step_series_point_budget() -> None:
+    frames = frames_with_spike()
+    default = prepare.step_series(frames, "lm_loss")
+    per_run = default.group_by("run").len()
+    budget = prepare.points_per_run(3)
+    assert (per_run["len"] <= budget).all()
+    assert (per_run["len"] >= budget // 2).all()  # the budget is used, not wasted
+    assert default.height <= prepare.POINT_BUDGET
+    many = {f"r{i}": frames["a"] for i in range(40)}
+    assert prepare.points_per_run(40) == prepare.MIN_POINTS_PER_RUN
+    assert (
+        prepare.step_series(many, "lm_loss").group_by("run").len()["len"].max()
+        <= prepare.MIN_POINTS_PER_RUN
+    )
+
+
+def test_step_series_step_range_and_smoothing_from_the_full_series() -> None:
+    n = 2_000
+    loss = wavy(n)
+    frames = {"a": pl.DataFrame({"step": np.arange(n, dtype=np.int64), "lm_loss": loss})}
+    s = prepare.step_series(frames, "lm_loss", weight=0.9, step_range=(500, 700))
+    assert s["step"].min() == 500 and s["step"].max() == 700
+    assert s.height == 201  # a zoomed-in range is shown at full resolution
+    expected = tb_smooth(loss, 0.9)
+    # Smoothing ran over the whole run: the value at step 500 remembers steps before it.
+    assert s["smooth"].to_numpy() == pytest.approx(expected[500:701], rel=1e-9)
+    assert s["value"].to_numpy() == pytest.approx(loss[500:701])
+    raw = prepare.step_series(frames, "lm_loss", weight=0.0, step_range=(500, 700))
+    assert (raw["smooth"] == raw["value"]).all()
+
+
+def test_step_series_other_x_axes_and_missing_columns() -> None:
+    run = Run(
+        name="a",
+        steps=steps_frame(50, dt_ms=[600.0] * 50, tok_per_sec=[10.0] * 50, lm_loss=wavy(50)),
+    )
+    frames = {"a": prepare.per_step(run), "empty": prepare.per_step(Run(name="empty"))}
+    s = prepare.step_series(frames, "lm_loss", x="elapsed_min", weight=0.6)
+    assert s.columns == ["run", "elapsed_min", "step", "value", "smooth"]
+    assert set(s["run"]) == {"a"}
+    assert s["elapsed_min"].to_numpy() == pytest.approx((np.arange(50) + 1) * 0.01)
+    none = prepare.step_series(frames, "baton", weight=0.6)  # nobody logged it
+    assert none.is_empty() and {"run", "step", "value", "smooth"} <= set(none.columns)
+
+
+# --- seed groups ------------------------------------------------------------------------------
+
+
+def test_seed_group_series_mean_and_band() -> None:
+    series = pl.DataFrame(
+        {
+            "run": ["a"] * 3 + ["b"] * 3 + ["c"] * 3,
+            "step": [0, 1, 2] * 3,
+            "value": [1.0, 2.0, 3.0, 3.0, 4.0, 9.0, 7.0, 7.0, 7.0],
+            "smooth": [1.0, 1.5, 2.0, 3.0, 3.5, 6.0, 7.0, 7.0, 7.0],
+        }
+    )
+    lines, band = prepare.seed_group_series(series, {"g": ["a", "b"]})
+    g = lines.filter(pl.col("run") == "g").sort("step")
+    assert g["value"].to_list() == pytest.approx([2.0, 3.0, 6.0])
+    assert g["smooth"].to_list() == pytest.approx([2.0, 2.5, 4.0])
+    assert set(lines["run"]) == {"g", "c"}
+    c = lines.filter(pl.col("run") == "c").sort("step")
+    assert c["value"].to_list() == [7.0, 7.0, 7.0]
+    band = band.sort("step")
+    assert band["run"].to_list() == ["g"] * 3
+    assert band["lo"].to_list() == pytest.approx([1.0, 1.5, 2.0])
+    assert band["hi"].to_list() == pytest.approx([3.0, 3.5, 6.0])
+
+
+def test_seed_group_mean_is_the_mean_of_the_seeds_at_every_kept_step() -> None:
+    """As the step line does it: full-resolution step_series, then seed_group_series
+    (which averages seeds step by step and only then thins for the browser)."""
+    n = 3_000
+    seed0 = wavy(n, seed=10)
+    seed1 = wavy(n, seed=11) + 0.05  # the second seed sits 0.05 higher everywhere
+    frames = {
+        name: pl.DataFrame({"step": np.arange(n, dtype=np.int64), "lm_loss": v})
+        for name, v in (("s0", seed0), ("s1", seed1))
+    }
+    series = prepare.step_series(frames, "lm_loss", weight=0.6, thin=False)
+    lines, band = prepare.seed_group_series(series, {"g": ["s0", "s1"]}, max_points=300)
+    g = lines.filter(pl.col("run") == "g").sort("step")
+    assert g.height <= 300
+    true_mean = (tb_smooth(seed0, 0.6) + tb_smooth(seed1, 0.6)) / 2
+    assert g["smooth"].to_numpy() == pytest.approx(true_mean[g["step"].to_numpy()], abs=1e-9)
+    assert ((band["hi"] - band["lo"]) > 0.01).all()  # both seeds under every point of the band
+
+
+def test_seed_group_series_without_grouped_runs_is_unchanged() -> None:
+    series = pl.DataFrame(
+        {"run": ["a", "a"], "step": [0, 1], "value": [1.0, 2.0], "smooth": [1.0, 1.5]}
+    )
+    lines, band = prepare.seed_group_series(series, {"g": ["x", "y"]})
+    assert lines.equals(series)
+    assert band.is_empty()
+
+
+# --- layer_grid ------------------------------------------------------------------------------
+
+
+def layers_frame(steps: range, n_layers: int, value: Callable[[int, int], float]) -> pl.DataFrame:
+    rows = [
+        {"step": s, "layer": layer, "k": value(s, layer)}
+        for s in steps
+        for layer in range(n_layers)
+    ]
+    return schema.conform(pl.DataFrame(rows), schema.LAYERS)
+
+
+def test_layer_grid_buckets_are_whole_logging_intervals() -> None:
+    run = Run(
+        name="r", layers=layers_frame(range(0, 3000, 10), 4, lambda s, layer: s / 1000 + layer)
+    )
+    grid = prepare.layer_grid(run, "k", max_cols=200)
+    widths = (grid["end"] - grid["start"]).unique().to_list()
+    assert len(widths) == 1
+    width = widths[0]
+    assert width % 10 == 0  # a whole number of logging intervals
+    assert grid.filter(pl.col("layer") == 0).height <= 200
+    assert width == 20  # the narrowest whole multiple that fits 300 samples into 200 columns
+    # Each bucket's value is the mean of the samples it covers.
+    for row in grid.sample(n=25, seed=1).iter_rows(named=True):
+        samples = [s / 1000 + row["layer"] for s in range(row["start"], row["end"], 10)]
+        assert len(samples) == width // 10
+        assert row["value"] == pytest.approx(sum(samples) / len(samples))
+    assert grid["layer"].n_unique() == 4
+
+
+def test_layer_grid_with_few_samples_keeps_each() -> None:
+    run = Run(name="r", layers=layers_frame(range(100, 200, 10), 2, lambda s, layer: float(s)))
+    grid = prepare.layer_grid(run, "k", max_cols=200)
+    assert grid.filter(pl.col("layer") == 1)["start"].to_list() == list(range(100, 200, 10))
+    assert (grid["end"] - grid["start"] == 10).all()
+    assert grid.filter(pl.col("layer") == 1)["value"].to_list() == [
+        float(s) for s in range(100, 200, 10)
+    ]
+
+
+def test_layer_grid_step_range_and_non_finite_values() -> None:
+    def value(s: int, layer: int) -> float:
+        return float("nan") if s == 500 else 1.0
+
+    run = Run(name="r", layers=layers_frame(range(0, 1000, 10), 2, value))
+    grid = prepare.layer_grid(run, "k", max_cols=50, step_range=(400, 600))
+    assert grid["start"].min() >= 400 and grid["start"].max() <= 600
+    assert grid["value"].is_finite().all() and (grid["value"] == 1.0).all()
+    empty = prepare.layer_grid(Run(name="e"), "k")
+    assert empty.is_empty() and empty.columns == ["layer", "start", "end", "value"]
+
+
+# --- survival traces --------------------------------------------------------------------------
+
+
+def traces_frame(rows: list[tuple[int, int, list[float]]]) -> pl.DataFrame:
+    return schema.conform(
+        pl.DataFrame(
+            {
+                "step": [r[0] for r in rows],
+                "layer": [r[1] for r in rows],
+                "s_trace": [r[2] for r in rows],
+            }
+        ),
+        schema.TRACES,
+    )
+
+
+TRACE_RUN = Run(
+    name="t",
+    traces=traces_frame(
+        [
+            (0, 0, [1.0, 1.0, 1.0, 1.0]),
+            (0, 1, [1.0, 1.0, 1.0, 1.0]),
+            (50, 0, [1.0, 0.95, 0.9, 0.85]),
+            (50, 1, [1.0, 0.5, 0.5, 0.5]),
+            (100, 0, [1.0, 0.24, 0.03, 0.0]),
+            (100, 1, [1.0, 0.02, 0.0, 0.0]),
+        ]
+    ),
+)
+
+
+def test_trace_timeline_cells() -> None:
+    tl = prepare.trace_timeline(TRACE_RUN)
+    assert tl.height == 6
+    assert (tl["end"] - tl["start"] == 50).all()  # one logging interval wide
+    by = {(r["step"], r["layer"]): r for r in tl.iter_rows(named=True)}
+    assert by[(50, 0)]["pattern"] == patterns.NOT_STOPPING
+    assert by[(50, 1)]["pattern"] == patterns.STUCK_HALF
+    assert by[(100, 0)]["pattern"] == patterns.HEALTHY
+    assert by[(100, 1)]["pattern"] == patterns.OVER_PENALIZED
+    assert by[(100, 0)]["s_trace_text"] == "[1.0, 0.24, 0.03, 0.0]"
+    assert tl["pattern"].is_not_null().all()
+    zoom = prepare.trace_timeline(TRACE_RUN, step_range=(50, 100))
+    assert set(zoom["step"]) == {50, 100}
+    assert prepare.trace_timeline(Run(name="e")).is_empty()
+
+
+def test_traces_at_takes_the_nearest_earlier_trace() -> None:
+    at = prepare.traces_at(TRACE_RUN, 99)  # between trace steps
+    assert set(at["step"]) == {50}
+    assert at.height == 8
+    l1 = at.filter(pl.col("layer") == 1).sort("k")
+    assert l1["k"].to_list() == [1, 2, 3, 4]
+    assert l1["s"].to_list() == [1.0, 0.5, 0.5, 0.5]
+    assert set(prepare.traces_at(TRACE_RUN, 10_000)["step"]) == {100}
+    late = Run(name="late", traces=TRACE_RUN.traces.filter(pl.col("step") > 0))
+    assert prepare.traces_at(late, 10).is_empty()  # nothing logged yet at step 10
+
+
+# --- rates and phase bands -----------------------------------------------------------------------
+
+
+def quality_frame(n: int = 400) -> pl.DataFrame:
+    status = ["ECONOMIC WIN" if i % 4 else "TAX ONLY" for i in range(n)]  # 3 wins in 4
+    status[::10] = ["AUDIT-POS"] * len(status[::10])  # audits do not count
+    confidence = [s == "ECONOMIC WIN" and i % 2 == 0 for i, s in enumerate(status)]
+    return schema.conform(
+        pl.DataFrame(
+            {
+                "step": list(range(1200, 1200 + n)),
+                "status": status,
+                "confidence": confidence,
+                "delta_ce": [0.0] * n,
+            }
+        ),
+        schema.QUALITY,
+    )
+
+
+def test_rolling_rates_over_policy_steps_only() -> None:
+    q = quality_frame()
+    rates = prepare.rolling_rates(Run(name="r", quality=q), window=100)
+    assert rates.columns == ["run", "step", "win_rate", "confidence_rate"]
+    policy = q.filter(pl.col("status").is_in(["ECONOMIC WIN", "TAX ONLY"]))
+    assert set(rates["step"]) <= set(policy["step"])
+    win = (policy["status"] == "ECONOMIC WIN").cast(pl.Float64).to_numpy()
+    conf = policy["confidence"].cast(pl.Float64).to_numpy()
+    last = rates.row(-1, named=True)
+    assert last["step"] == policy["step"][-1]
+    assert last["win_rate"] == pytest.approx(win[-100:].mean())
+    assert last["confidence_rate"] == pytest.approx(conf[-100:].mean())
+    assert 0.6 < rates["win_rate"].drop_nulls().mean() < 0.9
+    thin = prepare.rolling_rates(Run(name="r", quality=q), window=100, max_points=50)
+    assert thin.height <= 2 * 50  # bounded (see the next test for the exact budget)
+    assert thin["step"][-1] == policy["step"][-1]
+    assert prepare.rolling_rates(Run(name="e")).is_empty()
+
+
+def test_rolling_rates_respects_max_points() -> None:
+    rates = prepare.rolling_rates(Run(name="r", quality=quality_frame()), window=100, max_points=50)
+    assert rates.height <= 50
+
+
+def test_phase_bands_on_the_elapsed_time_axis() -> None:
+    ph = pl.DataFrame(
+        {
+            "phase": ["force_warmup", "gate_learning", "economic"],
+            "start": [0, 800, 1200],
+            "end": [799, 1199, 2999],
+            "source": ["log", "log", "log"],
+            "end_source": ["", "", ""],
+        }
+    )
+    by_step = prepare.phase_bands(ph)
+    assert by_step["start"].to_list() == [0.0, 800.0, 1200.0]
+    assert by_step["end"].to_list() == [800.0, 1200.0, 3000.0]  # drawn up to the next phase
+    assert by_step["label"].to_list() == ["force-2 warmup", "gate learning", "economic control"]
+    # Two seconds per step: minute m ends step 30·m − 1.
+    frame = prepare.per_step(Run(name="r", steps=steps_frame(3001, dt_ms=[2000.0] * 3001)))
+    by_time = prepare.phase_bands(ph, frame, "elapsed_min")
+    minutes = frame["elapsed_min"].to_numpy()
+    assert by_time["start"].to_list() == pytest.approx([minutes[0], minutes[800], minutes[1200]])
+    assert by_time["end"].to_list() == pytest.approx([minutes[800], minutes[1200], minutes[3000]])
+    assert by_time["start"][2] == pytest.approx(1201 * 2 / 60)
+    assert prepare.phase_bands(ph.clear()).is_empty()
+
+
+def test_event_markers() -> None:
+    run = Run(
+        name="r",
+        steps=steps_frame(100, dt_ms=[60_000.0] * 100, audit=[i % 25 == 0 for i in range(100)]),
+    )
+    run.meta = {"deadband_step": 40, "resume_steps": [70]}
+    frames = {"r": prepare.per_step(run)}
+    m = prepare.event_markers([run], frames, "step", None, audits=False)
+    assert sorted(zip(m["step"], m["kind"], strict=True)) == [
+        (40, "deadband engaged"),
+        (70, "resumed from checkpoint"),
+    ]
+    assert (m["x"] == m["step"].cast(pl.Float64)).all()
+    with_audits = prepare.event_markers([run], frames, "step", (0, 60), audits=True)
+    assert sorted(with_audits["step"]) == [0, 25, 40, 50]
+    by_time = prepare.event_markers([run], frames, "elapsed_min", None, audits=False)
+    assert sorted(by_time["x"]) == [41.0, 71.0]  # one minute per step, counted at the step's end
+
+
+def test_histogram_bins_share_bins_across_runs() -> None:
+    data = pl.DataFrame(
+        {
+            "run": ["a"] * 100 + ["b"] * 100,
+            "delta_ce": list(np.linspace(-1, 1, 100)) + [0.5] * 99 + [math.inf],
+        }
+    )
+    bins = prepare.histogram_bins(data, "delta_ce", bins=10)
+    assert bins.group_by("run").agg(pl.col("n").sum()).sort("run")["n"].to_list() == [100, 99]
+    edges = bins.select("lo", "hi").unique()
+    assert (edges["hi"] > edges["lo"]).all()
+    widths = (edges["hi"] - edges["lo"]).to_numpy()
+    assert widths == pytest.approx(np.full(len(widths), widths[0]))
+
+
+def test_trace_timeline_marks_audit_steps_instead_of_classifying_them() -> None:
+    from ponder_app.charts import AUDIT_PATTERN
+
+    steps = schema.conform(pl.DataFrame({"step": [50, 100], "audit": [False, True]}), schema.STEPS)
+    traces = pl.DataFrame(
+        {
+            "step": [50, 100],
+            "layer": [0, 0],
+            "s_trace": [[1.0, 0.5, 0.5, 0.5], [1.0, 1.0, 0.0, 0.0]],
+        },
+        schema=schema.TRACES,
+    )
+    cells = prepare.trace_timeline(Run(name="r", steps=steps, traces=traces))
+    assert cells.sort("step")["pattern"].to_list() == ["stuck_half", AUDIT_PATTERN]
+
+
+def test_trace_timeline_marks_the_force_warmup_as_forced() -> None:
+    from ponder_app.charts import AUDIT_PATTERN
+
+    steps = schema.conform(pl.DataFrame({"step": [50, 900]}), schema.STEPS)
+    healthy = [1.0, 0.82, 0.23, 0.04]
+    traces = pl.DataFrame(
+        {"step": [50, 900], "layer": [0, 0], "s_trace": [healthy, healthy]}, schema=schema.TRACES
+    )
+    cells = prepare.trace_timeline(Run(name="r", steps=steps, traces=traces), force_end=800)
+    assert cells.sort("step")["pattern"].to_list() == [AUDIT_PATTERN, "healthy"]
