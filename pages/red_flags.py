@@ -8,24 +8,6 @@ import streamlit as st
 from ponder_app import ui
 from ponder_parse.analysis import red_flags as flags
 
-# Which step-line metrics show a rule's evidence.
-RULE_METRICS: dict[str, list[str]] = {
-    "grad_sustained": ["steps.grad_norm"],
-    "gate_not_stopping": ["steps.avg_k", "steps.lambda_p"],
-    "gate_over_penalized": ["steps.avg_k", "steps.p_near_clamp"],
-    "gate_stuck_half": ["steps.avg_k"],
-    "p_near_clamp_high": ["steps.p_near_clamp", "steps.lambda_p"],
-    "delta_ce_negative": ["quality.delta_ce"],
-    "aux_high": ["steps.aux_loss"],
-    "gap_high": ["steps.avg_gap"],
-    "lm_not_decreasing": ["steps.lm_loss", "steps.lr"],
-    "throughput_low": ["steps.tok_per_sec", "steps.dt_ms"],
-    "no_deadband": ["steps.lambda_p", "steps.ctrl_err"],
-    "restarts": ["steps.lm_loss"],
-    "traceback": ["steps.lm_loss"],
-    "nonfinite": ["steps.lm_loss", "steps.tot_loss"],
-    "lambda_pinned": ["steps.lambda_p"],
-}
 ICON = {
     "critical": ":red[:material/error:]",
     "warning": ":orange[:material/warning:]",
@@ -78,7 +60,7 @@ if ctx is not None:
                 f"steps {f['first_step']}–{f['last_step']} ({f['n_steps']} steps) · evidence: {f['evidence']}  \n"
                 f"*Action:* {f['action']}"
             )
-            metrics = RULE_METRICS.get(f["rule"])
+            metrics = list(rule.metrics) if rule else []
             if (
                 metrics
                 and f["first_step"] is not None

@@ -58,6 +58,34 @@ def detect_variant(filename: str, tables: dict[str, pl.DataFrame]) -> str:
     return "model3b"
 
 
+def target_k(events: pl.DataFrame, steps: pl.DataFrame) -> tuple[float, str] | None:
+    """TARGET_K and where it was read (`deadband` or `ctrl_err`); None if the log never
+    says. The one derivation: analyses of a run built without parsing call it too."""
+    bounds = _first_event(events, "deadband_bounds")
+    target = _num(fmt.TARGET_K, bounds["text"]) if bounds else None
+    if target is not None:
+        return target, "deadband"
+    if not steps.height:
+        return None
+    # CTRL_ERR = avg_k - TARGET_K, both printed rounded: the median of the
+    # difference, rounded to the print precision, recovers the constant.
+    rec = steps.select((pl.col("avg_k") - pl.col("ctrl_err")).alias("t")).filter(
+        pl.col("t").is_finite()
+    )
+    if not rec.height:
+        return None
+    return round(float(rec.select(pl.col("t").median()).item()), 2), "ctrl_err"
+
+
+def resume_steps(events: pl.DataFrame) -> list[int]:
+    """Steps the trainer resumed from, in log order."""
+    resumes = events.filter(
+        (pl.col("kind") == "resume")
+        & pl.col("text").str.contains("Resuming from step", literal=True)
+    )
+    return [int(s) for s in resumes["step"].drop_nulls().to_list()]
+
+
 def derive_meta(
     tables: dict[str, pl.DataFrame], facts: dict[str, Any], snapshot_layers: pl.DataFrame
 ) -> dict[str, Any]:
@@ -68,19 +96,9 @@ def derive_meta(
     if init is not None:
         meta.update(_init_fields(init["text"]))
 
-    bounds = _first_event(events, "deadband_bounds")
-    target = _num(fmt.TARGET_K, bounds["text"]) if bounds else None
+    target = target_k(events, steps)
     if target is not None:
-        meta["target_k"], meta["target_k_source"] = target, "deadband"
-    elif steps.height:
-        # CTRL_ERR = avg_k - TARGET_K, both printed rounded: the median of the
-        # difference, rounded to the print precision, recovers the constant.
-        rec = steps.select((pl.col("avg_k") - pl.col("ctrl_err")).alias("t")).filter(
-            pl.col("t").is_finite()
-        )
-        if rec.height:
-            meta["target_k"] = round(float(rec["t"].median()), 2)  # type: ignore[arg-type]
-            meta["target_k_source"] = "ctrl_err"
+        meta["target_k"], meta["target_k_source"] = target
 
     deadband = _first_event(events, "deadband")
     if deadband is not None:
@@ -90,14 +108,10 @@ def derive_meta(
     if cli is not None:
         meta["cli_lambda_p"] = _num(fmt.LAMBDA_VALUE, cli["text"])
 
-    resumes = events.filter(
-        (pl.col("kind") == "resume")
-        & pl.col("text").str.contains("Resuming from step", literal=True)
-    )
-    resume_steps = [int(s) for s in resumes["step"].drop_nulls().to_list()]
+    resumes = resume_steps(events)
     segments = int(steps["segment"].max() or 0) if steps.height else 0  # type: ignore[arg-type]
-    meta["resume_steps"] = resume_steps
-    meta["restarts"] = max(len(resume_steps), segments)
+    meta["resume_steps"] = resumes
+    meta["restarts"] = max(len(resumes), segments)
 
     layers = tables["layers"]
     if layers.height:

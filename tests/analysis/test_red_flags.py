@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from typing import Any
 
 import polars as pl
 import pytest
@@ -46,11 +48,128 @@ def test_every_rule_is_described() -> None:
         assert rule.action and rule.title and rule.value
 
 
+# ---- the registry: one object per rule, and the engine runs whatever is registered
+
+# Rules about the log file rather than a logged number: no step line shows their evidence.
+FILE_RULES = {"log_problems", "trainer_errors", "log_truncated"}
+
+
+def test_registry_is_complete_and_consistent() -> None:
+    metric_keys = {m.key for m in catalog.METRICS if m.numeric}
+    for name, rule in F.RULES.items():
+        assert rule.name == name
+        assert callable(rule.check)
+        settings = rule.settings
+        assert dataclasses.is_dataclass(settings) and not isinstance(settings, type)
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            settings.__setattr__("changed", True)
+        hash(settings)
+        assert F.DEFAULT.of(rule) is settings
+        assert set(rule.metrics) <= metric_keys, (name, rule.metrics)
+        assert bool(rule.metrics) == (name not in FILE_RULES), name
+
+
+def _late_steps_registry() -> tuple[F.Registry, type]:
+    registry = F.Registry()
+
+    @dataclasses.dataclass(frozen=True)
+    class Late:
+        from_step: int = 2900
+
+    @registry.rule(
+        name="late_steps",
+        title="Steps late in the run",
+        severity=F.INFO,
+        scope="all steps",
+        value="number of late steps",
+        action="None: a rule for the test.",
+        settings=Late(),
+        metrics=("steps.lm_loss",),
+    )
+    def late_steps(scope: F.Scope, s: Late) -> list[F.Finding]:
+        late = scope.steps.filter(pl.col("step") >= s.from_step)
+        return (
+            [F.Finding.over(late, f"{late.height} late steps", late.height)] if late.height else []
+        )
+
+    return registry, Late
+
+
+def test_a_rule_registered_in_one_place_is_evaluated() -> None:
+    registry, late = _late_steps_registry()
+    f = F.evaluate(make_run("toy"), registry)
+    assert f.schema == pl.Schema(F.FINDINGS_SCHEMA)
+    assert f.rows(named=True) == [
+        {
+            "run": "toy",
+            "rule": "late_steps",
+            "severity": "info",
+            "first_step": 2900,
+            "last_step": 2999,
+            "n_steps": 100,
+            "evidence": "100 late steps",
+            "value": 100.0,
+            "action": "None: a rule for the test.",
+        }
+    ]
+    # settings given by rule name reach the check
+    f = F.evaluate(make_run("toy"), registry, F.FlagRules(late_steps=late(2990)))
+    assert f["n_steps"].to_list() == [10]
+
+
+def test_settings_must_name_a_rule_and_fit_it() -> None:
+    with pytest.raises(ValueError, match="grad_sustain"):
+        F.red_flags(make_run(), F.FlagRules(grad_sustain=F.Sustain()))
+    with pytest.raises(TypeError, match="grad_sustained"):
+        F.red_flags(make_run(), F.FlagRules(grad_sustained=F.Sustain()))
+    assert F.FlagRules(aux_high=F.Above(0.2)) == F.FlagRules(aux_high=F.Above(0.2))
+    assert hash(F.FlagRules(aux_high=F.Above(0.2))) == hash(F.FlagRules(aux_high=F.Above(0.2)))
+    assert F.FlagRules(aux_high=F.Above(0.2)) != F.DEFAULT
+
+
+def test_a_failing_rule_does_not_hide_the_others() -> None:
+    registry, _ = _late_steps_registry()
+
+    @registry.rule(
+        name="broken",
+        title="A rule with a bug",
+        severity=F.CRITICAL,
+        scope="all steps",
+        value="none",
+        action="Never shown: the check raises.",
+        settings=F.NoSettings(),
+    )
+    def broken(scope: F.Scope, s: F.NoSettings) -> list[F.Finding]:
+        raise ZeroDivisionError("a bug in the rule")
+
+    f = F.evaluate(make_run("toy"), registry)
+    by_rule = {r["rule"]: r for r in f.iter_rows(named=True)}
+    assert set(by_rule) == {"late_steps", "broken"}
+    assert by_rule["late_steps"]["n_steps"] == 100
+    failed = by_rule["broken"]
+    assert failed["severity"] == "warning"
+    assert "ZeroDivisionError: a bug in the rule" in failed["evidence"]
+    assert failed["action"] == F.FAILED_ACTION
+    assert failed["first_step"] is None and failed["value"] is None
+
+
+def test_a_rule_name_is_registered_once() -> None:
+    registry, _ = _late_steps_registry()
+    with pytest.raises(ValueError, match="twice"):
+        registry.add(registry["late_steps"])
+
+
+def _default(rule: str) -> Any:
+    return F.DEFAULT.of(F.RULES[rule])
+
+
 def test_thresholds_come_from_the_catalog() -> None:
-    assert F.DEFAULT.grad_max == catalog.metric("grad_norm").warn_above == 2.0
-    assert F.DEFAULT.p_near_clamp_max == catalog.metric("p_near_clamp").warn_above == 0.20
-    assert F.DEFAULT.aux_max == catalog.metric("aux_loss").warn_above == 0.1
-    assert F.DEFAULT.gap_max == catalog.metric("avg_gap").warn_above == 0.5
+    assert _default("grad_sustained").threshold == catalog.metric("grad_norm").warn_above == 2.0
+    assert (
+        _default("p_near_clamp_high").threshold == catalog.metric("p_near_clamp").warn_above == 0.20
+    )
+    assert _default("aux_high").threshold == catalog.metric("aux_loss").warn_above == 0.1
+    assert _default("gap_high").threshold == catalog.metric("avg_gap").warn_above == 0.5
     hash(F.DEFAULT)  # hashable: usable as a cache key
 
 
@@ -139,7 +258,11 @@ def test_custom_sustain() -> None:
     values = [0.6] * 100
     values[40:45] = [3.0] * 5
     assert _grad_flag(values).is_empty()
-    strict = F.FlagRules(grad_sustain=F.Sustain(window=5, share=1.0, min_rows=5))
+    strict = F.FlagRules(
+        grad_sustained=dataclasses.replace(
+            _default("grad_sustained"), sustain=F.Sustain(window=5, share=1.0, min_rows=5)
+        )
+    )
     assert _grad_flag(values, strict).height == 1
 
 
@@ -148,7 +271,7 @@ def test_custom_sustain() -> None:
 def test_flagged_steps_are_always_above_threshold(values: list[float]) -> None:
     run = steps_run(grad_norm=values)
     s = F.Sustain(window=10, share=0.5)
-    flagged = F._sustained(run.steps, F._above("grad_norm", 2.0), s)
+    flagged = F.sustained(run.steps, F.above("grad_norm", 2.0), s)
     assert (flagged["grad_norm"] > 2.0).all()
     # brute-force definition: a row counts when some full window containing it has ≥ need hits
     n = len(values)
@@ -391,16 +514,12 @@ def test_sorted_by_severity() -> None:
     assert f["severity"].to_list() == sorted(f["severity"].to_list(), key=F.SEVERITIES.index)
 
 
-def test_red_flags_many() -> None:
+def test_counts_of_several_runs() -> None:
     runs = [make_run("ok"), make_run("bad", pathology="grad"), make_run("aux", pathology="aux")]
-    f = F.red_flags_many(runs)
+    f = pl.concat([F.red_flags(r) for r in runs])
     assert set(f["run"].to_list()) == {"bad", "aux"}
     assert F.counts(f) == {"critical": 1, "warning": 1, "info": 0}
-    assert F.red_flags_many([]).schema == pl.Schema(F.FINDINGS_SCHEMA)
-    late = F.red_flags_many(
-        [make_run("p", pathology="p_nr")], phase_overrides={"p": {"ponder_start": 2900}}
-    )
-    assert late["first_step"].to_list() == [2900]
+    assert F.counts(F.red_flags(make_run("ok"))) == {"critical": 0, "warning": 0, "info": 0}
 
 
 # ---- end to end: the simulator's sweep, through the real parser
