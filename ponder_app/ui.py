@@ -1,4 +1,5 @@
-"""Small Streamlit helpers every page uses: charts and tables with downloads, guards."""
+"""Small Streamlit helpers every page uses: charts and tables with downloads, the page
+heading from the registry, and the guard that keeps every page inside the frame."""
 
 from __future__ import annotations
 
