@@ -12,28 +12,13 @@ from pathlib import Path
 
 import streamlit as st
 
-from ponder_app import state, ui
+from ponder_app import registry, state, ui
 
 st.set_page_config(
     page_title="Ponder runs", page_icon=":material/stacked_line_chart:", layout="wide"
 )
 
-PAGES = [
-    st.Page("pages/home.py", title="Runs", icon=":material/table_rows:", default=True),
-    st.Page("pages/step_line.py", title="Step line", icon=":material/show_chart:"),
-    st.Page("pages/layer_heatmaps.py", title="Layer heatmaps", icon=":material/grid_on:"),
-    st.Page("pages/survival_traces.py", title="Survival traces", icon=":material/timeline:"),
-    st.Page("pages/phase_comparison.py", title="Phase comparison", icon=":material/view_week:"),
-    st.Page("pages/red_flags.py", title="Red flags", icon=":material/flag:"),
-    st.Page("pages/economics.py", title="Recurrence economics", icon=":material/paid:"),
-    st.Page("pages/generations.py", title="Generations", icon=":material/notes:"),
-    st.Page("pages/sweep.py", title="Sweep", icon=":material/scatter_plot:"),
-]
-page = st.navigation(PAGES)
-# A deep link that reached a page before the frame ever ran (see ui.page_context) comes
-# back here once; now that the frame is in place, go where the user was going.
-if target := st.session_state.pop("_deep_link", None):
-    st.switch_page(target)
+page = st.navigation(registry.navigation_pages())
 
 
 def add_path() -> None:
@@ -141,9 +126,9 @@ if live:
     with st.sidebar:
         _follow()
 
-st.session_state["_in_frame"] = True
 try:
-    page.run()
+    with ui.frame():
+        page.run()
 except Exception as exc:  # noqa: BLE001 - a page failing on odd input gets a message, not a traceback
     logging.getLogger("ponder_app").exception("page %s failed", page.title)
     st.error(
@@ -151,6 +136,4 @@ except Exception as exc:  # noqa: BLE001 - a page failing on odd input gets a me
         "Try deselecting the run that causes it in the sidebar; the other pages still work.",
         icon=":material/error:",
     )
-finally:
-    st.session_state.pop("_in_frame", None)
 ui.show_errors(ctx)

@@ -8,12 +8,7 @@ import streamlit as st
 from ponder_app import charts, prepare, ui
 from ponder_parse.analysis import catalog
 
-ctx = ui.page_context(
-    "Recurrence economics",
-    "From the ponder start the controller prices extra passes (λ_p) and pays a coupon when "
-    "recurrence lowers the loss (ΔCE > 0). Healthy: λ_p settles (deadband [DB] engages), "
-    "ECONOMIC WIN outnumbers TAX ONLY, ΔCE mostly positive.",
-)
+ctx = ui.page_context("economics")
 if ctx is not None:
     frames = {r.name: ctx.frame(r) for r in ctx.runs}
     c1, c2 = st.columns(2)

@@ -6,10 +6,7 @@ import streamlit as st
 
 from ponder_app import ui
 
-ctx = ui.page_context(
-    "Generations",
-    "Samples the trainer generated every 500 steps. Model output is shown verbatim as text, never rendered.",
-)
+ctx = ui.page_context("generations")
 if ctx is not None:
     runs = [r for r in ctx.runs if r.generations.height]
     if not runs:

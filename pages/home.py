@@ -8,10 +8,7 @@ import streamlit as st
 from ponder_app import ui
 from ponder_parse.analysis import sweep
 
-ctx = ui.page_context(
-    "Runs",
-    "Every loaded run: how far it got, how it ended, and whether its adaptive-depth machinery is healthy.",
-)
+ctx = ui.page_context("home")
 if ctx is not None:
     rows = []
     for run in ctx.runs:

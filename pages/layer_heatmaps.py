@@ -8,11 +8,7 @@ import streamlit as st
 from ponder_app import charts, prepare, ui
 from ponder_parse.analysis import catalog
 
-ctx = ui.page_context(
-    "Layer heatmaps",
-    "Per-layer recurrence stats (level 2, every 10 steps) as layer × step. "
-    "One shared colour scale across runs, so colours compare directly.",
-)
+ctx = ui.page_context("layer_heatmaps")
 if ctx is not None:
     metrics = [
         m

@@ -8,11 +8,7 @@ import streamlit as st
 from ponder_app import charts, prepare, ui
 from ponder_parse.analysis import phases as ph
 
-ctx = ui.page_context(
-    "Phase comparison",
-    "Force-2 warmup → gate learning → economic control. Boundaries are read from each log "
-    "where it proves them (else the trainer defaults) and can be edited per run.",
-)
+ctx = ui.page_context("phase_comparison")
 if ctx is not None:
     st.subheader("Phase boundaries")
     rows = []

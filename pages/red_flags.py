@@ -14,11 +14,7 @@ ICON = {
     "info": ":blue[:material/info:]",
 }
 
-ctx = ui.page_context(
-    "Red flags",
-    "Every row of the guide's red-flag table as a rule over each run, plus NaN/inf losses, "
-    "λ_p pinned at a clamp, restarts and unparsed lines. 'Sustained' means a window, not a spike.",
-)
+ctx = ui.page_context("red_flags")
 if ctx is not None:
     findings = ctx.flags_all()
     c1, c2 = st.columns([2, 3])

@@ -7,11 +7,7 @@ import streamlit as st
 from ponder_app import charts, prepare, ui
 from ponder_parse.analysis import catalog, sweep
 
-ctx = ui.page_context(
-    "Step line",
-    "Every per-step number the trainer prints (levels 1 and 4 of the guide), runs overlaid. "
-    "Faint: raw values; bold: smoothed. Dashed lines: the guide's healthy ranges and thresholds.",
-)
+ctx = ui.page_context("step_line")
 if ctx is not None:
     frames = {r.name: ctx.frame(r) for r in ctx.runs}
     options = prepare.metric_options(frames)

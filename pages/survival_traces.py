@@ -8,12 +8,7 @@ import streamlit as st
 from ponder_app import charts, prepare, ui
 from ponder_parse.analysis import patterns
 
-ctx = ui.page_context(
-    "Survival traces",
-    "s_trace is the survival probability entering each pass (level 3, every 50 steps). "
-    "Each trace is classified into the guide's patterns: healthy sharp drop, not stopping "
-    "(ponder collapse), over-penalized (stops after k=1), gate stuck at 0.5, or other.",
-)
+ctx = ui.page_context("survival_traces")
 if ctx is not None:
     runs = [r for r in ctx.runs if r.traces.height]
     if not runs:

@@ -22,11 +22,7 @@ OUTCOMES = (
     "n_warning",
 )
 
-ctx = ui.page_context(
-    "Sweep",
-    "Hyperparameters come from config files in each run folder, key=value tokens in the folder "
-    "name, and what the log itself says (in that order). Edit or add tags below.",
-)
+ctx = ui.page_context("sweep")
 if ctx is not None:
     summaries = {r.name: ctx.summary(r) for r in ctx.runs}
     table = sweep.sweep_table(

@@ -1,17 +1,20 @@
-"""Small Streamlit helpers every page uses: charts and tables with downloads, guards."""
+"""Small Streamlit helpers every page uses: charts and tables with downloads, the page
+heading from the registry, and the guard that keeps every page inside the frame."""
 
 from __future__ import annotations
 
+import contextlib
 import re
-import sys
-from pathlib import Path
+import runpy
+from collections.abc import Iterator
+from contextvars import ContextVar
 from typing import Any
 
 import altair as alt
 import polars as pl
 import streamlit as st
 
-from ponder_app import charts
+from ponder_app import charts, registry
 from ponder_app.state import Context, context
 
 
@@ -19,8 +22,9 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._=-]+", "_", text).strip("_")[:80] or "chart"
 
 
-def _render(chart: alt.TopLevelMixin, fmt: str) -> bytes:
-    """PNG/SVG through vl-convert, only when the user asks for the file."""
+def chart_image(chart: alt.TopLevelMixin, fmt: str) -> bytes:
+    """The chart as a PNG or SVG file (through vl-convert), made only when the user asks
+    for the download: rendering every chart up front would slow every rerun."""
     import vl_convert as vlc
 
     spec = chart.to_json()
@@ -37,7 +41,7 @@ def show_chart(chart: alt.TopLevelMixin, name: str, *, downloads: bool = True) -
         slug = _slug(name)
         row.download_button(
             "PNG",
-            data=lambda: _render(chart, "png"),
+            data=lambda: chart_image(chart, "png"),
             file_name=f"{slug}.png",
             mime="image/png",
             key=f"png-{slug}",
@@ -46,7 +50,7 @@ def show_chart(chart: alt.TopLevelMixin, name: str, *, downloads: bool = True) -
         )
         row.download_button(
             "SVG",
-            data=lambda: _render(chart, "svg"),
+            data=lambda: chart_image(chart, "svg"),
             file_name=f"{slug}.svg",
             mime="image/svg+xml",
             key=f"svg-{slug}",
@@ -89,27 +93,50 @@ def csv_bytes(df: pl.DataFrame) -> bytes:
     return out.write_csv().encode()
 
 
-def ensure_frame(page_path: str) -> None:
-    """Run a page inside the frame (sidebar, loaded runs) even on a deep link.
+_IN_FRAME: ContextVar[bool] = ContextVar("ponder_app_in_frame", default=False)
 
-    Streamlit runs a `pages/` script on its own when a deep link is the server's very
-    first request (before `app.py` has declared its navigation). Such a run goes to the
-    frame first and comes back to the page from there.
+
+@contextlib.contextmanager
+def frame() -> Iterator[None]:
+    """Mark, for the script thread, that app.py's frame (sidebar, loaded runs) is drawn and
+    the page runs inside it (app.py wraps `page.run()` in this). A context variable rather
+    than session state: it cannot outlive the run that set it, whatever the page raises
+    (a rerun, a page switch)."""
+    token = _IN_FRAME.set(True)
+    try:
+        yield
+    finally:
+        _IN_FRAME.reset(token)
+
+
+def _run_frame_here() -> None:
+    """Run app.py in this script run, for a page script Streamlit started without it.
+
+    With a `pages/` folder beside app.py, Streamlit treats that folder as its legacy page
+    directory until some session calls `st.navigation`, and in that mode it runs a page's
+    script alone. That happens when a bookmarked page is the server's very first request,
+    and in AppTest on every run (it resets the mode before each one). app.py, run here,
+    declares the navigation with `st.navigation` (which ends the legacy mode for the whole
+    process, as its documentation says), draws the sidebar, loads the runs and runs this
+    same page inside the frame; the outer run then draws nothing of its own.
+
+    Doing it in the same run matters: switching to the page instead (`st.switch_page`, a
+    second run through app.py) would drop a button press made in the first run, because
+    Streamlit resets buttons when a run ends in a rerun.
     """
-    if st.session_state.get("_in_frame"):
-        return
-    st.session_state["_deep_link"] = page_path
-    st.switch_page("app.py")
+    runpy.run_path(str(registry.ENTRYPOINT), run_name="__main__")
 
 
-def page_context(title: str, caption: str | None = None) -> Context | None:
-    """Title the page and return the context, or explain why there is nothing to show."""
-    caller = sys._getframe(1).f_globals.get("__file__")
-    if caller:
-        ensure_frame(f"pages/{Path(caller).name}")
-    st.title(title)
-    if caption:
-        st.caption(caption)
+def page_context(page_id: str) -> Context | None:
+    """Title the page from the registry and return the context, or None when the page has
+    nothing to draw: no runs loaded or selected (said on the page), or the page script was
+    started outside the frame (the frame has then drawn it, see `_run_frame_here`)."""
+    page = registry.page(page_id)
+    if not _IN_FRAME.get():
+        _run_frame_here()
+        return None
+    st.title(page.title)
+    st.caption(page.caption)
     ctx = context()
     if not ctx.all_runs:
         st.info(

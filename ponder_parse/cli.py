@@ -90,11 +90,13 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0 if runs and not runs.failures else 1
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+def parser() -> argparse.ArgumentParser:
+    """The command line, apart from running it: the docs test checks the README's
+    commands against it."""
+    cli = argparse.ArgumentParser(
         prog="ponder-parse", description="Read ponder trainer logs into tables."
     )
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = cli.add_subparsers(dest="command", required=True)
     p = sub.add_parser("summary", help="one line per run")
     p.add_argument("paths", nargs="+", help="run folders, log files, or folders of runs")
     p.set_defaults(func=cmd_summary)
@@ -103,7 +105,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--out", required=True, help="output folder (one subfolder per run if several)")
     p.add_argument("--format", choices=("parquet", "csv"), default="parquet")
     p.set_defaults(func=cmd_export)
-    args = parser.parse_args(argv)
+    return cli
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
     return int(args.func(args))
 
 

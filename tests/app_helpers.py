@@ -7,7 +7,6 @@ streams, one per named dataset the spec refers to.
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
 import shutil
@@ -19,62 +18,33 @@ from typing import Any
 
 import polars as pl
 import pyarrow as pa
-from streamlit.runtime.pages_manager import PagesManager
 from streamlit.testing.v1 import AppTest
+
+from ponder_app import registry
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = ROOT / "app.py"
 SAMPLE_RUNS = ROOT / "sample_runs"
 SAMPLE_NAMES = sorted(p.name for p in SAMPLE_RUNS.iterdir() if p.is_dir())
-PAGES = (
-    "home",
-    "step_line",
-    "layer_heatmaps",
-    "survival_traces",
-    "phase_comparison",
-    "red_flags",
-    "economics",
-    "generations",
-    "sweep",
+PAGES = tuple(p.id for p in registry.PAGES)
+"""Every page's id, in navigation order (the script is `pages/<id>.py`)."""
+CHART_PAGES = tuple(
+    p.id
+    for p in (
+        registry.STEP_LINE,
+        registry.LAYER_HEATMAPS,
+        registry.SURVIVAL_TRACES,
+        registry.PHASE_COMPARISON,
+        registry.ECONOMICS,
+        registry.SWEEP,
+    )
 )
-CHART_PAGES = (
-    "step_line",
-    "layer_heatmaps",
-    "survival_traces",
-    "phase_comparison",
-    "economics",
-    "sweep",
-)
+"""The pages that draw charts (each must draw at least one on the sample sweep)."""
 TIMEOUT = 120
 
 
 def new_app() -> AppTest:
     return AppTest.from_file(str(APP), default_timeout=TIMEOUT)
-
-
-@contextlib.contextmanager
-def entrypoint_always_runs() -> Iterator[None]:
-    """Make AppTest run app.py (the frame) on every run, as the real server does.
-
-    The app uses `st.navigation` and keeps its page scripts in `pages/`. AppTest resets
-    `PagesManager.uses_pages_directory` before every run, so with a `pages/` folder present
-    each run starts in the legacy (MPA v1) mode, and after `switch_page` it executes the
-    page script alone: no sidebar, no loading, a stale context. The server sets the flag
-    to False for good on the first `st.navigation` call; this does the same after every
-    reset.
-    """
-    original = PagesManager.__init__
-
-    def init(self: PagesManager, *args: Any, **kwargs: Any) -> None:
-        original(self, *args, **kwargs)
-        PagesManager.uses_pages_directory = False
-
-    PagesManager.__init__ = init  # type: ignore[method-assign]
-    try:
-        yield
-    finally:
-        PagesManager.__init__ = original  # type: ignore[method-assign]
-        PagesManager.uses_pages_directory = None
 
 
 def goto(at: AppTest, page: str) -> AppTest:

@@ -21,7 +21,6 @@ from app_helpers import (
     SAMPLE_RUNS,
     assert_ok,
     copy_run,
-    entrypoint_always_runs,
     goto,
     head_lines,
     log_of,
@@ -38,12 +37,6 @@ from streamlit.testing.v1 import AppTest
 from ponder_app import state
 
 BASE_LOG = log_of(SAMPLE_RUNS / "baseline,seed=0")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _frame_runs_every_time():
-    with entrypoint_always_runs():
-        yield
 
 
 @pytest.fixture(autouse=True)

@@ -23,7 +23,6 @@ from app_helpers import (
     charts,
     copy_run,
     dataset_with,
-    entrypoint_always_runs,
     failures,
     goto,
     line_data,
@@ -42,14 +41,15 @@ from app_helpers import (
 )
 from streamlit.testing.v1 import AppTest
 
+from ponder_app import registry
 from ponder_parse.analysis import patterns
 
 BASELINES = ("baseline,seed=0", "baseline,seed=1", "variant=smollm,kmax=6,seed=0")
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _frame_runs_every_time():
-    with pytest.MonkeyPatch.context() as mp, entrypoint_always_runs():
+def _no_runs_from_outside():
+    with pytest.MonkeyPatch.context() as mp:
         mp.delenv("PONDER_RUNS", raising=False)
         yield
 
@@ -104,6 +104,21 @@ def test_every_page_runs_on_the_sample_sweep(shared: AppTest, page: str) -> None
             assert marks(c), f"chart {title(c)!r} has no marks"
             assert "datasets" not in s or s["datasets"] == {}  # data travels beside the spec
             assert c.proto.datasets, f"chart {title(c)!r} carries no data"
+
+
+def test_a_page_reached_directly_runs_inside_the_frame() -> None:
+    """A bookmarked page as the first request: Streamlit starts the page script alone (the
+    `pages/` folder is its legacy page directory until `st.navigation` runs), and the page
+    is still drawn once, inside the frame, with the sidebar and the loaded runs."""
+    at = new_app().switch_page(registry.STEP_LINE.path).run()
+    assert_ok(at)
+    assert [t.value for t in at.title] == [registry.STEP_LINE.title]
+    assert registry.STEP_LINE.caption in [c.value for c in at.main.caption]
+    assert sorted(runs_widget(at).options) == SAMPLE_NAMES
+    assert chart_by_title(at, "LM")
+    # From there the app behaves as if it had started at its root.
+    goto(at, registry.HOME.id)
+    assert sorted(runs_table(at)["run"]) == SAMPLE_NAMES
 
 
 def test_home_lists_every_sample_run(shared: AppTest) -> None:

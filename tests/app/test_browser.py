@@ -22,7 +22,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from app_helpers import PAGES, ROOT, SAMPLE_NAMES, SAMPLE_RUNS, head_lines, log_of
+from app_helpers import (
+    CHART_PAGES,
+    PAGES,
+    ROOT,
+    SAMPLE_NAMES,
+    SAMPLE_RUNS,
+    head_lines,
+    log_of,
+)
+
+from ponder_app import registry
 
 CHROMIUM = shutil.which("chromium")
 
@@ -45,25 +55,7 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-TITLES = {
-    "home": "Runs",
-    "step_line": "Step line",
-    "layer_heatmaps": "Layer heatmaps",
-    "survival_traces": "Survival traces",
-    "phase_comparison": "Phase comparison",
-    "red_flags": "Red flags",
-    "economics": "Recurrence economics",
-    "generations": "Generations",
-    "sweep": "Sweep",
-}
-CHART_PAGES = {
-    "step_line",
-    "layer_heatmaps",
-    "survival_traces",
-    "phase_comparison",
-    "economics",
-    "sweep",
-}
+TITLES = {p.id: p.title for p in registry.PAGES}
 IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
 SHOTS = ROOT / "shots" / "browser"
 
@@ -241,7 +233,7 @@ CHART_WIDTHS_JS = """() => {
 }"""
 
 
-@pytest.mark.parametrize("name", sorted(CHART_PAGES))
+@pytest.mark.parametrize("name", CHART_PAGES)
 def test_charts_fit_their_column(app_page, server: str, name: str) -> None:
     go_to(app_page, server, name)
     app_page.locator('[data-testid="stVegaLiteChart"]').first.locator(

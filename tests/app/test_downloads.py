@@ -18,9 +18,9 @@ def test_chart_renders_to_png_and_svg() -> None:
         y="y",
         colors=charts.run_colors(["a", "b"]),
     )
-    png = ui._render(chart, "png")
+    png = ui.chart_image(chart, "png")
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 1000
-    svg = ui._render(chart, "svg").decode()
+    svg = ui.chart_image(chart, "svg").decode()
     assert svg.lstrip().startswith("<svg") and ("circle" in svg or "path" in svg)
 
 
