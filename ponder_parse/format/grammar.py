@@ -22,6 +22,8 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from ponder_parse import schema
+
 # Data-line patterns use ASCII classes ([0-9], [ \t]): Unicode \d and \s make the regex
 # automaton several times larger and the match measurably slower.
 # A number as Python formats it: fixed, exponent, signed, or a non-finite value
@@ -305,7 +307,7 @@ LR_CHECK_LINE = LineFormat(
 # ECONOMIC WIN / TAX ONLY on policy steps (ΔCE > 0 is a win), AUDIT-POS / AUDIT-NEG on
 # audit steps; CONFIDENCE+ iff ΔCE > 0 and ΔH < 0 on a policy step.
 
-QUALITY_STATUSES = ("ECONOMIC WIN", "TAX ONLY", "AUDIT-POS", "AUDIT-NEG")
+QUALITY_STATUSES = schema.QUALITY_STATUSES
 QUALITY_LINE = LineFormat(
     "quality",
     "RECURRENCE QUALITY:",

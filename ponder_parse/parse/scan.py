@@ -258,10 +258,11 @@ def _problem_rows(df: pl.LazyFrame, reason: pl.Expr) -> pl.LazyFrame:
 # positions between literal separators, so plain splits and exact-label strips read them
 # several times faster than regex capture groups. Where each field sits and what label is
 # in front of it come from the grammar (`fmt.pieces`), built into expressions once.
-# Validation is structural and just as strict: the line must have exactly the parts its
-# format has, every label must be where the format puts it (a different label leaves text
-# in front of the number and the cast fails), every suffix must be there, and every number
-# must parse. A line failing any of that is a problem.
+# Validation is structural: the line must have exactly the parts its format has, every
+# label must be where the format puts it (a different label leaves text in front of the
+# number and the cast fails; a part of several values needs all its labels, in order),
+# every suffix must be there, and every number must parse. A line failing any of that is
+# a problem.
 
 Piece = list[fmt.Item | str]
 
@@ -296,7 +297,9 @@ def _pattern_piece(
     """A part holding plain-digit integers (`STEP: 1500 [AUDIT]`, `L3: k_exec=2`), read
     with one anchored pattern: a cast alone would take `+5` or ` 5`. A flag counts when
     its text appears anywhere in the part (the guide prints `[AUDIT]` before `STEP:`)."""
-    pattern, groups, flags = [f"^{lead}"], [], []
+    pattern: list[str] = [f"^{lead}"]
+    groups: list[fmt.Field] = []
+    flags: list[fmt.Flag] = []
     for item in piece:
         if isinstance(item, str):
             pattern.append(re.escape(item))
