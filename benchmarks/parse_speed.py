@@ -91,12 +91,22 @@ GEN_HEADER_RE = re.compile(fmt.GEN_HEADER)
 GEN_CLOSE_RE = re.compile(fmt.GEN_CLOSE)
 
 
-def _num(value: str | None) -> float | None:
-    return None if value is None else float(value)
+def _value(f: fmt.Field, text: str | None) -> Any:
+    """A captured value as the tables hold it (percent fields as fractions)."""
+    if text is None:
+        return None
+    if f.integer:
+        return int(text)
+    if f.text:
+        return text
+    return float(text) * 0.01 if f.percent else float(text)
 
 
-def _pct(value: str | None) -> float | None:
-    return None if value is None else float(value) / 100
+def _row(line: fmt.LineFormat, m: re.Match[str]) -> dict[str, Any]:
+    """A matched line's fields and flags by the grammar, as plain Python values."""
+    row = {f.name: _value(f, m[f.name]) for f in line.fields}
+    row |= {flag.name: m[flag.name] is not None for flag in line.flags}
+    return row
 
 
 def line_by_line(path: Path) -> dict[str, pl.DataFrame]:
@@ -121,47 +131,14 @@ def line_by_line(path: Path) -> dict[str, pl.DataFrame]:
             elif in_generation:
                 continue
             elif m := STEP_RE.match(line):
-                g = m.groupdict()
-                step = int(g["step"])
-                steps.append(
-                    {
-                        "step": step,
-                        "audit": g["audit_pre"] is not None or g["audit_post"] is not None,
-                        "tot_loss": float(g["tot_loss"]),
-                        "lm_loss": float(g["lm_loss"]),
-                        "total_ponder": float(g["total_ponder"]),
-                        "ponder_raw": float(g["ponder_raw"]),
-                        "reward": float(g["reward"]),
-                        "lr": float(g["lr"]),
-                        "grad_norm": float(g["grad_norm"]),
-                        "lambda_p": float(g["lambda_p"]),
-                        "deadband_active": g["db"] is not None,
-                        "ctrl_err": float(g["ctrl_err"]),
-                        "p_near_clamp": float(g["p_near_clamp"]) / 100,
-                        "mtp_loss": _num(g["mtp_loss"]),
-                        "aux_loss": _num(g["aux_loss"]),
-                        "baton": _num(g["baton"]),
-                        "baton_lam": _num(g["baton_lam"]),
-                        "pl_lm": _pct(g["pl_lm"]),
-                        "avg_exec": _num(g["avg_exec"]),
-                        "avg_k": _num(g["avg_k"]),
-                        "avg_gap": _num(g["avg_gap"]),
-                        "dt_ms": float(g["dt_ms"]),
-                        "tok_per_sec": float(g["tok_per_sec"]),
-                    }
-                )
+                row = _row(fmt.STEP_LINE, m)
+                row["audit"] = row["audit"] or m["audit_pre"] is not None
+                step = row["step"]
+                steps.append(row)
             elif m := LAYER_RE.match(line):
-                g = m.groupdict()
-                row: dict[str, Any] = {
-                    "step": step,
-                    "layer": int(g.pop("layer")),
-                    "k_exec": int(g.pop("k_exec")),
-                }
-                for key, value in g.items():
-                    row[key] = float(value) / 100 if key.startswith("frac_") else float(value)
-                layers.append(row)
+                layers.append({"step": step} | _row(fmt.LAYER_LINE, m))
             elif m := TRACE_RE.match(line):
-                values = m["values"].strip()
+                values = m["s_trace"].strip()
                 traces.append(
                     {
                         "step": step,
@@ -170,20 +147,9 @@ def line_by_line(path: Path) -> dict[str, pl.DataFrame]:
                     }
                 )
             elif m := QUALITY_RE.match(line):
-                quality.append(
-                    {
-                        "step": step,
-                        "delta_ce": float(m["delta_ce"]),
-                        "delta_h": float(m["delta_h"]),
-                        "coupon": float(m["coupon"]),
-                        "status": m["status"],
-                        "confidence": m["conf"] is not None,
-                    }
-                )
+                quality.append({"step": step} | _row(fmt.QUALITY_LINE, m))
             elif m := LR_CHECK_RE.match(line):
-                lr_checks.append(
-                    {"step": int(m["step"]), "lr": float(m["lr"]), "phase": m["phase"]}
-                )
+                lr_checks.append(_row(fmt.LR_CHECK_LINE, m))
     rows = {
         "steps": steps,
         "layers": layers,

@@ -1,10 +1,13 @@
-"""The trainers' own print statements, as f-strings copied from the log format notes.
+"""Real-format lines for tests, with test defaults, printed by the grammar's writers.
 
-Tests format values with exactly what the trainer prints, so a parser test is a test
-against the real format, not against the parser's idea of it.
+The writers are held to the trainer's own example lines in `tests/format/`, so a parser
+test built from these is a test against the real format, not against the parser's idea
+of it. The arguments keep the trainer's own names and units (PL/LM in percent).
 """
 
 from __future__ import annotations
+
+from ponder_parse.format import writer
 
 
 def step_line(
@@ -30,24 +33,34 @@ def step_line(
     dt: float = 420.0,
     tps: float = 609.52,
 ) -> str:
-    audit_flag = "[AUDIT] " if audit else ""
-    s = (
-        f"STEP: {step} {audit_flag}| TOT: {tot:.4f} | LM: {lm:.4f} | "
-        f"PONDER: {net:.6f} (RAW: {raw:.6f}, RWD: {rwd:.6f}) | "
-        f"LR: {lr:.4e} | GRAD: {grad:.4f} | "
-        f"λ_p: {lam:.2e}{'[DB]' if deadband_active else ''} | "
-        f"CTRL_ERR: {ctrl_err:+.3f} | P_NR: {p_near:.1%}"
+    pl, e, k, g = avgs if avgs is not None else (None, None, None, None)
+    return writer.format_step_line(
+        {
+            "step": step,
+            "audit": audit,
+            "tot_loss": tot,
+            "lm_loss": lm,
+            "total_ponder": net,
+            "ponder_raw": raw,
+            "reward": rwd,
+            "lr": lr,
+            "grad_norm": grad,
+            "lambda_p": lam,
+            "deadband_active": deadband_active,
+            "ctrl_err": ctrl_err,
+            "p_near_clamp": p_near,
+            "mtp_loss": mtp if variant == "model3b" else None,
+            "aux_loss": aux,
+            "baton": None if baton is None else baton[0],
+            "baton_lam": None if baton is None else baton[1],
+            "pl_lm": None if pl is None else pl * 0.01,
+            "avg_exec": e,
+            "avg_k": k,
+            "avg_gap": g,
+            "dt_ms": dt,
+            "tok_per_sec": tps,
+        }
     )
-    if variant == "model3b":
-        s += f" | MTP: {mtp:.4f} | AUX: {aux:.4f}"
-    if baton is not None:
-        baton_rat, lam_mu = baton
-        s += f" | BATON: {baton_rat:.3f} (lam={lam_mu:.3f})"
-    if avgs is not None:
-        pl, e, k, g = avgs
-        s += f" | PL/LM: {pl:.2f}% | AVGS: exec={e:.2f}, k={k:.2f}, gap={g:.2f}"
-    s += f" | dt: {dt:7.2f}ms | tok/sec: {tps:9.2f}"
-    return s
 
 
 def layer_line(
@@ -69,48 +82,52 @@ def layer_line(
     ponder_signal: float = 0.031,
     lambda_p: float = 1.2e-3,
 ) -> str:
-    return (
-        f" L{i}: k_exec={k_exec}, expected_k={k:.2f}, s_fin={s_final:.3f}"
-        f" | tok: avg={avg_tok:.2f}, p95={p95_tok:.2f} | tail: ≥2:{ge2:.2%}, ≥3:{ge3:.2%}, ≥4:{ge4:.2%}"
-        f" | ent={ent:.4f} | p_mu={p_mean:.2f}, p_std={p_std:.3f}, d_rel={d_rel:.3f}"
-        f" | Δh={h_diff:.3f}, Δp={p_diff:.2f}"
-        f" | ponder={ponder_signal:.3f}, λ_p={lambda_p:.2e}"
+    return writer.format_layer_line(
+        {
+            "layer": i,
+            "k_exec": k_exec,
+            "k": k,
+            "s_final": s_final,
+            "avg_exec_token": avg_tok,
+            "p95_exec_token": p95_tok,
+            "frac_ge2": ge2,
+            "frac_ge3": ge3,
+            "frac_ge4": ge4,
+            "ent": ent,
+            "p_mean": p_mean,
+            "p_std": p_std,
+            "d_rel": d_rel,
+            "h_diff": h_diff,
+            "p_diff": p_diff,
+            "ponder_signal": ponder_signal,
+            "lambda_p": lambda_p,
+        }
     )
 
 
-def trace_line(i: int, trace: list[float]) -> str:
-    return f"  L{i} s_trace: [{', '.join(f'{v:.2f}' for v in trace)}]"
+trace_line = writer.format_trace_line
+lr_check_line = writer.format_lr_check_line
+quality_line = writer.format_quality_line
 
-
-def lr_check_line(step: int, lr: float, phase: str) -> str:
-    return f"LR CHECK: ({step}, {lr:.2e}, phase={phase})"
-
-
-def quality_line(ce: float, dh: float, coupon: float, status: str, conf: bool) -> str:
-    c = " [CONFIDENCE+]" if conf else ""
-    return (
-        f"  RECURRENCE QUALITY: ΔCE={ce:.6f} | ΔH={dh:.4f} | COUPON: {coupon:.6f}"
-        + f" [{status}]{c}"
-    )
-
-
-INIT_MODEL3B = (
-    "INIT | PARAMS: 451234567 | EMB: Kronecker(D=8192)+tok_embed | D=512 L=8 H=16 "
-    "EXPERTS=4r+4n | PONDER=ON"
+INIT_MODEL3B = writer.format_init_line(
+    "model3b",
+    params=451234567,
+    emb="Kronecker(D=8192)+tok_embed",
+    d_model=512,
+    n_layers_cfg=8,
+    n_heads=16,
+    experts="4r+4n",
+    ponder="ON",
 )
-INIT_SMOLLM = "INIT | PARAMS: 86123456 | K: 1536"
+INIT_SMOLLM = writer.format_init_line("smollm", params=86123456, K=1536)
 
 
 def generation_block(step: int, samples: list[tuple[str, str]]) -> list[str]:
-    out = [f"{'=' * 20} GENERATION STEP {step} {'=' * 20}"]
-    for n, (prompt, output) in enumerate(samples, start=1):
-        out.append(f"[GEN {n}]")
-        out.append(f"  Prompt ({len(prompt.split())} tokens):")
-        out.extend("    " + ln for ln in prompt.split("\n"))
-        out.append(f"  Output ({len(output.split())} tokens):")
-        out.extend("    " + ln for ln in output.split("\n"))
-    out.append("=" * 60)
-    return out
+    """A block with one sample per (prompt, output); token counts are word counts."""
+    return writer.format_generation_block(
+        step,
+        [(len(p.split()), p.split("\n"), len(o.split()), o.split("\n")) for p, o in samples],
+    )
 
 
 def small_log(

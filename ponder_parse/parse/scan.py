@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import functools
 import io
+import operator
+import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -30,32 +32,17 @@ PROBLEM_TEXT_MAX = 300
 
 @functools.cache
 def _event_markers() -> tuple[tuple[str, pl.Expr], ...]:
+    """The grammar's event markers as expressions, in its order (the first kind wins)."""
     t = pl.col("text")
-    # Order matters only where one line could carry two markers: the first wins.
-    return (
-        ("init", t.str.starts_with("INIT |")),
-        ("deadband", t.str.contains("[DEADBAND ENGAGED]", literal=True)),
-        (
-            "deadband_bounds",
-            t.str.contains(r"^\s*(?:Controller now uses a|A)symmetric bounds: TARGET_K="),
-        ),
-        ("checkpoint", t.str.contains("Checkpoint saved:", literal=True)),
-        (
-            "resume",
-            t.str.contains("Loading checkpoint:", literal=True)
-            | t.str.contains("Loaded checkpoint from", literal=True)
-            | t.str.contains("Resuming from step", literal=True)
-            | t.str.contains("Starting Training Loop", literal=True),
-        ),
-        (
-            "restored_lambda",
-            t.str.contains("Restored λ_p", literal=True)
-            | t.str.contains("Restored compute price", literal=True),
-        ),
-        ("cli_override", t.str.contains("CLI Override:", literal=True)),
-        ("pause", t.str.starts_with("[PAUSE]")),
-        ("json_dump_failed", t.str.starts_with("JSON Dump failed:")),
-        ("generation_failed", t.str.starts_with("Generation failed:")),
+
+    def test(m: fmt.Marker) -> pl.Expr:
+        if m.how == "starts":
+            return t.str.starts_with(m.text)
+        return t.str.contains(m.text, literal=m.how == "contains")
+
+    return tuple(
+        (kind, functools.reduce(operator.or_, (test(m) for m in markers)))
+        for kind, markers in fmt.EVENT_MARKERS
     )
 
 
@@ -143,6 +130,7 @@ def _lines_frame(lines: pl.DataFrame, first_line_no: int) -> pl.DataFrame:
 
 # Codes of the line kinds `_main_kind` tells apart (small integers partition fastest).
 _MAIN_KINDS = ("step", "layer", "trace", "quality", "lr_check", "rest")
+_PATTERN_KINDS = (fmt.LAYER_LINE, fmt.TRACE_LINE, fmt.QUALITY_LINE)  # indented: by regex
 
 
 def _main_kind() -> pl.Expr:
@@ -153,12 +141,11 @@ def _main_kind() -> pl.Expr:
     pass for a data line.
     """
     t = pl.col("text")
+    step = fmt.STEP_LINE.start
     tests = (
-        t.str.starts_with("STEP: ") | t.str.starts_with("[AUDIT] STEP: "),
-        t.str.contains(r"^ ?L[0-9]+: "),
-        t.str.contains(r"^ {0,2}L[0-9]+ s_trace:"),
-        t.str.contains(r"^ {0,2}RECURRENCE QUALITY:"),
-        t.str.starts_with("LR CHECK:"),
+        t.str.starts_with(step) | t.str.starts_with(fmt.GUIDE_AUDIT_PREFIX + step),
+        *(t.str.contains(line.start_pattern) for line in _PATTERN_KINDS),
+        t.str.starts_with(fmt.LR_CHECK_LINE.start),
     )
     kind = pl.when(tests[0]).then(pl.lit(0, pl.UInt8))
     for code, test in enumerate(tests[1:], start=1):
@@ -189,11 +176,9 @@ def _rest_kinds(rest: pl.LazyFrame) -> pl.LazyFrame:
         _blank=blank,
         _gh=t.str.contains(fmt.GEN_HEADER),
         _gc=t.str.contains(fmt.GEN_CLOSE),
-        _gcontent=t.str.starts_with("[GEN ")
-        | t.str.starts_with("  Prompt (")
-        | t.str.starts_with("  Output (")
-        | t.str.starts_with("    ")
-        | blank,
+        _gcontent=functools.reduce(
+            operator.or_, (t.str.starts_with(s) for s in fmt.GEN_CONTENT_STARTS), blank
+        ),
         _tb=t.str.starts_with("Traceback (most recent call last)")
         | t.str.starts_with("During handling of the above exception")
         | t.str.starts_with("The above exception was the direct cause"),
@@ -271,10 +256,15 @@ def _problem_rows(df: pl.LazyFrame, reason: pl.Expr) -> pl.LazyFrame:
 
 # Fast field extraction. The fields of a step, layer or quality line sit at fixed
 # positions between literal separators, so plain splits and exact-label strips read them
-# several times faster than regex capture groups. Validation is structural and just as
-# strict: the line must have exactly the parts its format has, every label must be where
-# the format puts it (a missing or different label leaves text in front of the number and
-# the cast fails), and every number must parse. A line failing any of that is a problem.
+# several times faster than regex capture groups. Where each field sits and what label is
+# in front of it come from the grammar (`fmt.pieces`), built into expressions once.
+# Validation is structural: the line must have exactly the parts its format has, every
+# label must be where the format puts it (a different label leaves text in front of the
+# number and the cast fails; a part of several values needs all its labels, in order),
+# every suffix must be there, and every number must parse. A line failing any of that is
+# a problem.
+
+Piece = list[fmt.Item | str]
 
 
 def _num(e: pl.Expr) -> pl.Expr:
@@ -295,170 +285,217 @@ def _part(i: int | pl.Expr) -> pl.Expr:
     return pl.col("_p").list.get(i, null_on_oob=True)
 
 
-_STEP_REQUIRED = (
-    "step", "tot_loss", "lm_loss", "total_ponder", "ponder_raw", "reward", "lr", "grad_norm",
-    "lambda_p", "ctrl_err", "p_near_clamp", "dt_ms", "tok_per_sec",
-)  # fmt: skip
+def _scaled(e: pl.Expr, f: fmt.Field) -> pl.Expr:
+    # `* 0.01`, never `/ 100`: Polars divides exactly on 1-2 row frames but through the
+    # reciprocal on longer ones, so small live chunks would differ from a full parse.
+    return e * 0.01 if f.percent else e
+
+
+def _pattern_piece(
+    e: pl.Expr, piece: Piece, lead: str, dtypes: dict[str, pl.DataType]
+) -> dict[str, pl.Expr]:
+    """A part holding plain-digit integers (`STEP: 1500 [AUDIT]`, `L3: k_exec=2`), read
+    with one anchored pattern: a cast alone would take `+5` or ` 5`. A flag counts when
+    its text appears anywhere in the part (the guide prints `[AUDIT]` before `STEP:`)."""
+    pattern: list[str] = [f"^{lead}"]
+    groups: list[fmt.Field] = []
+    flags: list[fmt.Flag] = []
+    for item in piece:
+        if isinstance(item, str):
+            pattern.append(re.escape(item))
+        elif isinstance(item, fmt.Flag):
+            pattern.append(f"(?:{re.escape(item.text)})?")
+            flags.append(item)
+        else:
+            pattern.append(f"(?P<{item.name}>{fmt.INT})")
+            groups.append(item)
+    regex = "".join(pattern) + "$"
+    out: dict[str, pl.Expr] = {}
+    if len(groups) == 1:
+        out[groups[0].name] = e.str.extract(regex).cast(dtypes[groups[0].name], strict=False)
+    else:
+        m = e.str.extract_groups(regex)
+        for f in groups:
+            out[f.name] = m.struct.field(f.name).cast(dtypes[f.name], strict=False)
+    for flag in flags:
+        out[flag.name] = e.str.contains(flag.text.strip(), literal=True)
+    return out
+
+
+def _piece(
+    e: pl.Expr, piece: Piece, lead: str, dtypes: dict[str, pl.DataType]
+) -> dict[str, pl.Expr]:
+    """The values of one part of a line, by its items in the grammar.
+
+    One field: strip its exact label, read the number, require the suffix. Several
+    (`PONDER: a (RAW: b, RWD: c)`): require the opening label and the closing text, then
+    cut at each inner label in order, so every label must be there in its place. A
+    trailing flag (`[DB]`) is the part ending with its text.
+    """
+    fields = [i for i in piece if isinstance(i, fmt.Field)]
+    if any(f.integer for f in fields):
+        return _pattern_piece(e, piece, lead, dtypes)
+    out: dict[str, pl.Expr] = {}
+    items = list(piece)
+    if isinstance(items[-1], fmt.Flag):
+        flag = items.pop()
+        out[flag.name] = e.str.ends_with(flag.text)
+        e = e.str.strip_suffix(flag.text)
+    first = items.pop(0) if isinstance(items[0], str) else ""
+    end = items.pop() if isinstance(items[-1], str) else ""
+    if len(fields) == 1:
+        f = fields[0]
+        out[f.name] = _scaled(_val(e, first, end, padded=f.padded), f)
+        return out
+    # The opening label is required too: without it the first value would be read from
+    # whatever text sits there.
+    has_ends = e.str.starts_with(first) & e.str.ends_with(end) if end else e.str.starts_with(first)
+    rest = pl.when(has_ends).then(e.str.strip_prefix(first).str.strip_suffix(end))
+    texts: list[pl.Expr] = []
+    for item in items[1:]:
+        if isinstance(item, str):  # an inner label: the value before it is complete
+            cut = rest.str.splitn(item, 2)
+            texts.append(cut.struct.field("field_0"))
+            rest = cut.struct.field("field_1")
+    texts.append(rest)
+    for f, text in zip(fields, texts, strict=True):
+        if f.choices:
+            out[f.name] = pl.when(text.is_in(f.choices)).then(_own(text))
+        else:
+            out[f.name] = _scaled(_num(text), f)
+    return out
+
+
+def _line_dtypes(line: fmt.LineFormat) -> dict[str, pl.DataType]:
+    """The table columns a line kind's integers are cast to."""
+    tables = {
+        "step": schema.STEPS,
+        "layer": schema.LAYERS,
+        "trace": schema.TRACES,
+        "quality": schema.QUALITY,
+        "lr_check": schema.LR_CHECKS,
+    }
+    return tables[line.kind]
+
+
+def _block_pieces(line: fmt.LineFormat, block: fmt.Block) -> list[Piece]:
+    """A block's parts as a split of the whole line on its separator cuts them."""
+    return fmt.pieces(replace(line, blocks=(block,)))
 
 
 def _has_baton(steps: pl.DataFrame) -> bool:
     """Whether any step line of a chunk has the BATON block (some smollm runs): when
     none has, its string work is skipped. The other optional blocks are common enough
     to always be looked for."""
-    return bool(steps.height and steps["text"].str.contains("| BATON: ", literal=True).any())
+    mark = fmt.STEP_LINE.sep + fmt.STEP_BATON.fields[0].label
+    return bool(steps.height and steps["text"].str.contains(mark, literal=True).any())
 
 
 @functools.cache
 def _step_exprs(baton_block: bool = True) -> tuple[tuple[pl.Expr, ...], pl.Expr]:
     """The step line's field and validity expressions, built once per `baton_block`.
 
-    Parts (split on ` | `): 0 `STEP: n [AUDIT]`, 1 TOT, 2 LM, 3 PONDER (RAW, RWD), 4 LR,
-    5 GRAD, 6 λ_p[DB], 7 CTRL_ERR, 8 P_NR, then the optional blocks MTP + AUX (model3b),
-    BATON (smollm), PL/LM + AVGS (per-layer stats), and always dt, tok/sec last. A line
-    has an optional block when its label is where the block would be; otherwise the
-    block's fields are null, and the part count must match the blocks found.
+    Parts are split on ` | `. The blocks before the optional ones sit at fixed parts; an
+    optional block sits after the blocks found before it, except the last optional block
+    and the closing ones, which are read from the end. A line has an optional block when
+    its first value reads where the block would be; otherwise the block's fields are
+    null, and the part count must match the blocks found.
     """
-    none = pl.lit(None, pl.Float64)
-    head = _part(0)
-    mtp = _val(_part(9), "MTP: ")
-    has_mtp = mtp.is_not_null()
-    if baton_block:
-        at = pl.when(has_mtp).then(pl.lit(11)).otherwise(pl.lit(9))
-        baton = _part(at).str.strip_prefix("BATON: ").str.strip_suffix(")").str.split(" (lam=")
-        baton_v = _num(baton.list.get(0, null_on_oob=True))
-        baton_lam = _num(baton.list.get(1, null_on_oob=True))
-        baton_shape = baton.list.len() == 2
-    else:
-        baton_v = baton_lam = none
-        baton_shape = pl.lit(True)
-    ponder = _part(3).str.split(" ")
-    avgs = _part(-3).str.strip_prefix("AVGS: exec=").str.split(", ")
+    line = fmt.STEP_LINE
+    dtypes = _line_dtypes(line)
+    lead = f"(?:{re.escape(fmt.GUIDE_AUDIT_PREFIX)})?"
+    optional = [b for b in line.blocks if b.optional]
+    tail_from = line.blocks.index(optional[-1])
+    n_fixed = sum(len(b.segments) for b in line.blocks if not b.optional)
+    values: dict[str, pl.Expr] = {}
+    at: int | pl.Expr = 0  # where the next block starts, counted from the front
+    from_end = -sum(len(b.segments) for b in line.blocks[tail_from:])
+    for bi, block in enumerate(line.blocks):
+        parts = _block_pieces(line, block)
+        if block.name == fmt.STEP_BATON.name and not baton_block:
+            values |= {f.name: pl.lit(None, pl.Float64) for f in block.fields}
+            continue
+        start: int | pl.Expr = from_end if bi >= tail_from else at
+        read: dict[str, pl.Expr] = {}
+        for j, piece in enumerate(parts):
+            index = start + j
+            e = _part(index)
+            if isinstance(index, int) and index == -1:  # the line's end: trailing spaces
+                e = e.str.strip_chars_end()
+            read |= _piece(e, piece, lead, dtypes)
+        found: pl.Expr | None = None
+        if block.optional:
+            first = block.fields[0].name
+            found = read[first].is_not_null()
+            read = {k: (v if k == first else pl.when(found).then(v)) for k, v in read.items()}
+        if bi >= tail_from:
+            from_end += len(parts)
+        elif found is not None:
+            at = at + pl.when(found).then(pl.lit(len(parts))).otherwise(pl.lit(0))
+        else:
+            at = at + len(parts)
+        values |= read
     fields = (
         pl.col("line_no"),
         pl.col("text"),
-        # the audit flag after the number (real logs) or before `STEP:` (the guide)
-        head.str.extract(r"^(?:\[AUDIT\] )?STEP: ([0-9]+)(?: \[AUDIT\])?$")
-        .cast(pl.Int64, strict=False)
-        .alias("step"),
-        head.str.contains("[AUDIT]", literal=True).alias("audit"),
-        _val(_part(1), "TOT: ").alias("tot_loss"),
-        _val(_part(2), "LM: ").alias("lm_loss"),
-        _num(ponder.list.get(1, null_on_oob=True)).alias("total_ponder"),
-        _num(ponder.list.get(3, null_on_oob=True).str.strip_suffix(",")).alias("ponder_raw"),
-        _num(ponder.list.get(5, null_on_oob=True).str.strip_suffix(")")).alias("reward"),
-        _val(_part(4), "LR: ").alias("lr"),
-        _val(_part(5), "GRAD: ").alias("grad_norm"),
-        _num(_part(6).str.strip_prefix("λ_p: ").str.strip_suffix("[DB]")).alias("lambda_p"),
-        _part(6).str.ends_with("[DB]").alias("deadband_active"),
-        _val(_part(7), "CTRL_ERR: ").alias("ctrl_err"),
-        (_val(_part(8), "P_NR: ", "%") / 100).alias("p_near_clamp"),
-        mtp.alias("mtp_loss"),
-        pl.when(has_mtp).then(_val(_part(10), "AUX: ")).alias("aux_loss"),
-        baton_v.alias("baton"),
-        baton_lam.alias("baton_lam"),
-        (_val(_part(-4), "PL/LM: ", "%") / 100).alias("pl_lm"),
-        _num(avgs.list.get(0, null_on_oob=True)).alias("avg_exec"),
-        _val(avgs.list.get(1, null_on_oob=True), "k=").alias("avg_k"),
-        _val(avgs.list.get(2, null_on_oob=True), "gap=").alias("avg_gap"),
-        _val(_part(-2), "dt: ", "ms", padded=True).alias("dt_ms"),
-        _val(_part(-1).str.strip_chars_end(), "tok/sec: ", padded=True).alias("tok_per_sec"),
+        *(values[name].alias(name) for name in schema.STEPS if name in values),
         pl.col("_p").list.len().alias("_n"),
-        (
-            (ponder.list.len() == 6)
-            & (ponder.list.get(0, null_on_oob=True) == "PONDER:")
-            & (ponder.list.get(2, null_on_oob=True) == "(RAW:")
-            & (ponder.list.get(4, null_on_oob=True) == "RWD:")
-        ).alias("_shape"),
-        baton_shape.alias("_baton_shape"),
-        (avgs.list.len() == 3).alias("_avgs_shape"),
     )
-    present = pl.col("mtp_loss").is_not_null()
-    has_baton = pl.col("baton").is_not_null() | pl.col("baton_lam").is_not_null()
-    has_pl = pl.col("pl_lm").is_not_null()
-    ok = (
-        pl.all_horizontal(pl.col(c).is_not_null() for c in _STEP_REQUIRED)
-        # exactly the parts of the blocks found, and the composite parts well formed
-        & (
-            pl.col("_n")
-            == 11
-            + 2 * present.cast(pl.Int32)
-            + has_baton.cast(pl.Int32)
-            + 2 * has_pl.cast(pl.Int32)
-        )
-        & pl.col("_shape")
-        & (~present | pl.col("aux_loss").is_not_null())
-        & (
-            ~has_baton
-            | (pl.col("baton").is_not_null() & pl.col("baton_lam").is_not_null())
-            & pl.col("_baton_shape")
-        )
-        & (
-            ~has_pl
-            | pl.all_horizontal(pl.col(c).is_not_null() for c in ("avg_exec", "avg_k", "avg_gap"))
-            & pl.col("_avgs_shape")
-        )
-    )
+    # Validity reads the selected columns: a block is there when its first value is.
+    n_parts = pl.lit(n_fixed)
+    ok = pl.all_horizontal(pl.col(c).is_not_null() for c in line.required)
+    for block in optional:
+        has = pl.col(block.fields[0].name).is_not_null()
+        complete = pl.all_horizontal(pl.col(f.name).is_not_null() for f in block.fields)
+        n_parts = n_parts + has.cast(pl.Int32) * len(block.segments)
+        ok = ok & (~has | complete)
+    ok = ok & (pl.col("_n") == n_parts)
     return fields, ok.fill_null(False)
 
 
 def _step_fields(df: pl.LazyFrame, baton_block: bool = True) -> pl.LazyFrame:
     fields, ok = _step_exprs(baton_block)
     return (
-        df.with_columns(_p=pl.col("text").str.split(" | "))
+        df.with_columns(_p=pl.col("text").str.split(fmt.STEP_LINE.sep))
         .select(fields)
         .with_columns(_ok=ok)
-        .drop("_n", "_shape", "_baton_shape", "_avgs_shape")
+        .drop("_n")
     )
 
 
-# Per-layer line parts after turning " | " into ", ": the label before each value.
-_LAYER_PARTS = (
-    (1, "expected_k=", "", "k"),
-    (2, "s_fin=", "", "s_final"),
-    (3, "tok: avg=", "", "avg_exec_token"),
-    (4, "p95=", "", "p95_exec_token"),
-    (5, "tail: ≥2:", "%", "frac_ge2"),
-    (6, "≥3:", "%", "frac_ge3"),
-    (7, "≥4:", "%", "frac_ge4"),
-    (8, "ent=", "", "ent"),
-    (9, "p_mu=", "", "p_mean"),
-    (10, "p_std=", "", "p_std"),
-    (11, "d_rel=", "", "d_rel"),
-    (12, "Δh=", "", "h_diff"),
-    (13, "Δp=", "", "p_diff"),
-    (14, "ponder=", "", "ponder_signal"),
-    (15, "λ_p=", "", "lambda_p"),
-)
+# The per-layer line is read flat: ` | ` turned into `, `, then split on `, `.
+_LAYER_SEPS = (", ", fmt.LAYER_LINE.sep)
 
 
 @functools.cache
 def _layer_exprs() -> tuple[tuple[pl.Expr, ...], pl.Expr]:
     """The per-layer line's field and validity expressions, built once."""
-    head = _part(0).str.extract_groups(r"^ ?L(?P<layer>[0-9]+): k_exec=(?P<k_exec>[0-9]+)$")
+    line = fmt.LAYER_LINE
+    dtypes = _line_dtypes(line)
+    lead = f" {{0,{len(line.indent)}}}"
+    parts = fmt.pieces(line, _LAYER_SEPS)
+    values: dict[str, pl.Expr] = {}
+    for i, piece in enumerate(parts):
+        values |= _piece(_part(i), piece, lead, dtypes)
     fields = (
         pl.col("line_no"),
         pl.col("text"),
-        head.struct.field("layer").cast(pl.Int32, strict=False).alias("layer"),
-        head.struct.field("k_exec").cast(pl.Int32, strict=False).alias("k_exec"),
-        *(
-            (_val(_part(i), label, suffix) / (100 if suffix else 1)).alias(name)
-            for i, label, suffix, name in _LAYER_PARTS
-        ),
+        *(values[name].alias(name) for name in schema.LAYERS if name in values),
         pl.col("_p").list.len().alias("_n"),
     )
-    names = ["layer", "k_exec", *(name for *_, name in _LAYER_PARTS)]
-    ok = pl.all_horizontal(pl.col(c).is_not_null() for c in names) & (pl.col("_n") == 16)
+    ok = pl.all_horizontal(pl.col(c).is_not_null() for c in values) & (pl.col("_n") == len(parts))
     return fields, ok.fill_null(False)
 
 
 def _layer_fields(df: pl.LazyFrame) -> pl.LazyFrame:
     fields, ok = _layer_exprs()
+    sep, inner = _LAYER_SEPS[0], _LAYER_SEPS[1]
     return (
         df.with_columns(
             _p=pl.col("text")
             .str.strip_chars_end()
-            .str.replace_all(" | ", ", ", literal=True)
-            .str.split(", ")
+            .str.replace_all(inner, sep, literal=True)
+            .str.split(sep)
         )
         .select(fields)
         .with_columns(_ok=ok)
@@ -477,16 +514,17 @@ def _pattern_fields(df: pl.LazyFrame, pattern: str, key: str, *fields: pl.Expr) 
 
 
 def _trace_fields(df: pl.LazyFrame) -> pl.LazyFrame:
+    values = fmt.TRACE_LINE.field("s_trace")
     return _pattern_fields(
         df,
         fmt.TRACE,
         "layer",
-        pl.col("layer").cast(pl.Int32, strict=False),
-        pl.col("values")
+        pl.col("layer").cast(schema.TRACES["layer"], strict=False),
+        pl.col(values.name)
         .str.strip_chars()
-        .str.split(",")
+        .str.split(values.sep.strip())
         .list.eval(pl.element().str.strip_chars().cast(pl.Float64, strict=False))
-        .alias("s_trace"),
+        .alias(values.name),
     )
 
 
@@ -495,35 +533,34 @@ def _lr_fields(df: pl.LazyFrame) -> pl.LazyFrame:
         df,
         fmt.LR_CHECK,
         "step",
-        pl.col("step").cast(pl.Int64, strict=False),
+        pl.col("step").cast(schema.LR_CHECKS["step"], strict=False),
         pl.col("lr").cast(pl.Float64, strict=False),
         _own(pl.col("phase")).alias("phase"),
     )
 
 
-_QUALITY_STATUS = ("ECONOMIC WIN", "TAX ONLY", "AUDIT-POS", "AUDIT-NEG")
+@functools.cache
+def _quality_exprs() -> tuple[tuple[pl.Expr, ...], pl.Expr]:
+    """`  RECURRENCE QUALITY: ΔCE=… | ΔH=… | COUPON: … [STATUS][ [CONFIDENCE+]]`"""
+    line = fmt.QUALITY_LINE
+    parts = fmt.pieces(line)
+    values: dict[str, pl.Expr] = {}
+    for i, piece in enumerate(parts):
+        values |= _piece(_part(i), piece, "", _line_dtypes(line))
+    fields = (
+        pl.col("line_no"),
+        pl.col("text"),
+        *(values[name].alias(name) for name in schema.QUALITY if name in values),
+        (pl.col("_p").list.len() == len(parts)).alias("_shape"),
+    )
+    ok = pl.all_horizontal(pl.col(c).is_not_null() for c in values) & pl.col("_shape")
+    return fields, ok.fill_null(False)
 
 
 def _quality_fields(df: pl.LazyFrame) -> pl.LazyFrame:
-    # `  RECURRENCE QUALITY: ΔCE=… | ΔH=… | COUPON: … [STATUS][ [CONFIDENCE+]]`
-    coupon = _part(2).str.strip_prefix("COUPON: ").str.splitn(" [", 2)
-    tag = coupon.struct.field("field_1")
-    confidence = tag.str.ends_with("] [CONFIDENCE+]")
-    status = tag.str.strip_suffix("] [CONFIDENCE+]").str.strip_suffix("]")
-    out = df.with_columns(_p=pl.col("text").str.strip_chars().str.split(" | ")).select(
-        "line_no",
-        "text",
-        _val(_part(0), "RECURRENCE QUALITY: ΔCE=").alias("delta_ce"),
-        _val(_part(1), "ΔH=").alias("delta_h"),
-        _num(coupon.struct.field("field_0")).alias("coupon"),
-        pl.when(status.is_in(_QUALITY_STATUS)).then(_own(status)).alias("status"),
-        confidence.alias("confidence"),
-        (pl.col("_p").list.len() == 3).alias("_shape"),
-    )
-    ok = pl.all_horizontal(
-        pl.col(c).is_not_null() for c in ("delta_ce", "delta_h", "coupon", "status")
-    ) & pl.col("_shape")
-    return out.with_columns(_ok=ok.fill_null(False)).drop("_shape")
+    fields, ok = _quality_exprs()
+    out = df.with_columns(_p=pl.col("text").str.strip_chars().str.split(fmt.QUALITY_LINE.sep))
+    return out.select(fields).with_columns(_ok=ok).drop("_shape")
 
 
 _FIELD_QUERIES = {
@@ -730,7 +767,10 @@ def _generations(gen: pl.LazyFrame) -> pl.LazyFrame:
         .then(pl.lit("prompt"))
         .when(pl.col("_otok").is_not_null())
         .then(pl.lit("output"))
-        .when(pl.col("_sample").is_not_null() & pl.col("text").str.starts_with("[GEN "))
+        .when(
+            pl.col("_sample").is_not_null()
+            & pl.col("text").str.starts_with(fmt.GEN_CONTENT_STARTS[0])
+        )
         .then(pl.lit("none"))
         .otherwise(None),
     ).with_columns(pl.col("_section").forward_fill().over("_block"))
@@ -741,7 +781,7 @@ def _generations(gen: pl.LazyFrame) -> pl.LazyFrame:
         & ~t.str.contains(fmt.GEN_CLOSE)
     )
     g = g.filter(pl.col("_sample").is_not_null()).with_columns(
-        _content=pl.when(content).then(t.str.strip_prefix("    "))
+        _content=pl.when(content).then(t.str.strip_prefix(fmt.GEN_TEXT_INDENT))
     )
     out = g.group_by("_block", "_sample", maintain_order=True).agg(
         pl.col("line_no").first(),

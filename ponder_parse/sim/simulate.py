@@ -34,6 +34,7 @@ import numpy as np
 import polars as pl
 
 from ponder_parse import schema
+from ponder_parse.format import writer
 from ponder_parse.run import Run
 
 # --------------------------------------------------------------------------------------
@@ -48,7 +49,6 @@ class _Variant:
     log_name: str
     checkpoint: str
     script: str
-    bounds_prefix: str
     dt_ms: float
     tokens_per_step: int
 
@@ -58,7 +58,6 @@ VARIANTS: dict[str, _Variant] = {
         log_name="log_kronecker_adaptive.txt",
         checkpoint="checkpoints/kronecker_latest.pt",
         script="new-fourier-test-new.py",
-        bounds_prefix="   Asymmetric bounds: ",
         dt_ms=420.0,
         tokens_per_step=256,
     ),
@@ -66,7 +65,6 @@ VARIANTS: dict[str, _Variant] = {
         log_name="log_fourier_adaptive.txt",
         checkpoint="checkpoints/fourier_latest.pt",
         script="new-fourier-test.py",
-        bounds_prefix="   Controller now uses asymmetric bounds: ",
         dt_ms=350.0,
         tokens_per_step=1024,
     ),
@@ -694,99 +692,67 @@ def _away_from_zero(x: np.ndarray, eps: float) -> np.ndarray:
 # --------------------------------------------------------------------------------------
 
 
+def _init_params(cfg: SimConfig) -> int:
+    if cfg.variant == "model3b":
+        return 51_234_567 + 50_000_000 * cfg.n_layers
+    return 14_123_456 + 9_000_000 * cfg.n_layers
+
+
 def _init_line(cfg: SimConfig) -> str:
     if cfg.variant == "model3b":
-        params = 51_234_567 + 50_000_000 * cfg.n_layers
-        return (
-            f"INIT | PARAMS: {params} | EMB: Kronecker(D=8192)+tok_embed | "
-            f"D=512 L={cfg.n_layers} H=16 EXPERTS=4r+4n | PONDER=ON"
+        return writer.format_init_line(
+            "model3b",
+            params=_init_params(cfg),
+            emb="Kronecker(D=8192)+tok_embed",
+            d_model=512,
+            n_layers_cfg=cfg.n_layers,
+            n_heads=16,
+            experts="4r+4n",
+            ponder="ON",
         )
-    params = 14_123_456 + 9_000_000 * cfg.n_layers
-    return f"INIT | PARAMS: {params} | K: 1536"
+    return writer.format_init_line("smollm", params=_init_params(cfg), K=1536)
 
 
-def _step_line(
-    cfg: SimConfig,
-    step: int,
-    audit: bool,
-    tot: float,
-    lm: float,
-    net: float,
-    raw: float,
-    rwd: float,
-    lr: float,
-    grad: float,
-    lam: float,
-    deadband_active: bool,
-    ctrl_err: float,
-    p_near: float,
-    mtp: float,
-    aux: float,
-    baton_rat: float,
-    lam_mu: float,
-    pl: float,
-    e: float,
-    k: float,
-    g: float,
-    dt: float,
-    tps: float,
-) -> str:
-    audit_flag = "[AUDIT] " if audit else ""
-    line = (
-        f"STEP: {step} {audit_flag}| TOT: {tot:.4f} | LM: {lm:.4f} | "
-        f"PONDER: {net:.6f} (RAW: {raw:.6f}, RWD: {rwd:.6f}) | "
-        f"LR: {lr:.4e} | GRAD: {grad:.4f} | "
-        f"λ_p: {lam:.2e}{'[DB]' if deadband_active else ''} | "
-        f"CTRL_ERR: {ctrl_err:+.3f} | P_NR: {p_near:.1%}"
-    )
-    if cfg.variant == "model3b":
-        line += f" | MTP: {mtp:.4f} | AUX: {aux:.4f}"
-    elif cfg.baton:
-        line += f" | BATON: {baton_rat:.3f} (lam={lam_mu:.3f})"
-    line += f" | PL/LM: {pl:.2f}% | AVGS: exec={e:.2f}, k={k:.2f}, gap={g:.2f}"
-    line += f" | dt: {dt:7.2f}ms | tok/sec: {tps:9.2f}"
-    return line
+def _step_values(cfg: SimConfig, row: dict[str, Any]) -> dict[str, Any]:
+    """A step's values with the blocks this variant does not print left out."""
+    if cfg.variant != "model3b":
+        row["mtp_loss"] = None
+    if cfg.variant == "model3b" or not cfg.baton:
+        row["baton"] = None
+    return row
 
 
-def _layer_line(
-    i: int,
-    k_exec: int,
-    k: float,
-    s_final: float,
-    avg_tok: float,
-    p95_tok: float,
-    ge2: float,
-    ge3: float,
-    ge4: float,
-    ent: float,
-    p_mean: float,
-    p_std: float,
-    d_rel: float,
-    h_diff: float,
-    p_diff: float,
-    ponder_signal: float,
-    lambda_p: float,
-) -> str:
-    return (
-        f" L{i}: k_exec={k_exec}, expected_k={k:.2f}, s_fin={s_final:.3f}"
-        f" | tok: avg={avg_tok:.2f}, p95={p95_tok:.2f} | tail: ≥2:{ge2:.2%}, ≥3:{ge3:.2%}, ≥4:{ge4:.2%}"
-        f" | ent={ent:.4f} | p_mu={p_mean:.2f}, p_std={p_std:.3f}, d_rel={d_rel:.3f}"
-        f" | Δh={h_diff:.3f}, Δp={p_diff:.2f}"
-        f" | ponder={ponder_signal:.3f}, λ_p={lambda_p:.2e}"
-    )
+_STEP_ARGS = (
+    "step", "audit", "tot_loss", "lm_loss", "total_ponder", "ponder_raw", "reward", "lr",
+    "grad_norm", "lambda_p", "deadband_active", "ctrl_err", "p_near_clamp", "mtp_loss",
+    "aux_loss", "baton", "baton_lam", "pl_lm", "avg_exec", "avg_k", "avg_gap", "dt_ms",
+    "tok_per_sec",
+)  # fmt: skip
+
+
+def _step_line(cfg: SimConfig, *args: Any) -> str:
+    """A step line from positional values in print order, PL/LM given in percent as the
+    trainer holds it."""
+    row = dict(zip(_STEP_ARGS, args, strict=True))
+    row["pl_lm"] = row["pl_lm"] * 0.01
+    return writer.format_step_line(_step_values(cfg, row))
+
+
+_LAYER_ARGS = (
+    "layer", "k_exec", "k", "s_final", "avg_exec_token", "p95_exec_token", "frac_ge2",
+    "frac_ge3", "frac_ge4", "ent", "p_mean", "p_std", "d_rel", "h_diff", "p_diff",
+    "ponder_signal", "lambda_p",
+)  # fmt: skip
+
+
+def _layer_line(*args: Any) -> str:
+    """A per-layer line from positional values in print order."""
+    return writer.format_layer_line(dict(zip(_LAYER_ARGS, args, strict=True)))
 
 
 def _quality_line(ce: float, dh: float, coupon: float, audit: bool) -> str:
-    if audit:
-        status = "[AUDIT-POS]" if ce > 0 else "[AUDIT-NEG]"
-        conf = ""
-    else:
-        status = "[ECONOMIC WIN]" if ce > 0 else "[TAX ONLY]"
-        conf = " [CONFIDENCE+]" if ce > 0 and dh < 0 else ""
-    return (
-        f"  RECURRENCE QUALITY: ΔCE={ce:.6f} | ΔH={dh:.4f} | COUPON: {coupon:.6f}"
-        + f" {status}{conf}"
-    )
+    status, confidence = writer.quality_status(ce, dh, audit)
+    return writer.format_quality_line(ce, dh, coupon, status, confidence)
 
 
 _PROMPTS = (
@@ -878,31 +844,35 @@ _WORDS_LATE = [
 
 def _fake_step_line(cfg: SimConfig) -> str:
     """A well-formed step line the *model* writes: text that must never become data."""
-    return _step_line(
-        cfg,
-        99,
-        False,
-        4.1234,
-        3.9876,
-        0.0,
-        0.0,
-        0.0,
-        5.94e-5,
-        0.8123,
-        cfg.lambda_min,
-        False,
-        0.7,
-        0.0,
-        4.1,
-        0.021,
-        0.4,
-        0.02,
-        0.0,
-        2.0,
-        2.0,
-        0.0,
-        420.0,
-        609.52,
+    return writer.format_step_line(
+        _step_values(
+            cfg,
+            {
+                "step": 99,
+                "audit": False,
+                "tot_loss": 4.1234,
+                "lm_loss": 3.9876,
+                "total_ponder": 0.0,
+                "ponder_raw": 0.0,
+                "reward": 0.0,
+                "lr": 5.94e-5,
+                "grad_norm": 0.8123,
+                "lambda_p": cfg.lambda_min,
+                "deadband_active": False,
+                "ctrl_err": 0.7,
+                "p_near_clamp": 0.0,
+                "mtp_loss": 4.1,
+                "aux_loss": 0.021,
+                "baton": 0.4,
+                "baton_lam": 0.02,
+                "pl_lm": 0.0,
+                "avg_exec": 2.0,
+                "avg_k": 2.0,
+                "avg_gap": 0.0,
+                "dt_ms": 420.0,
+                "tok_per_sec": 609.52,
+            },
+        )
     )
 
 
@@ -916,7 +886,7 @@ def _generation_block(
     on its own logs echoes them, and a parser must never take them for data.
     """
     rng = np.random.default_rng([cfg.seed, 3, stream, step])
-    lines = ["=" * 20 + f" GENERATION STEP {step} " + "=" * 20]
+    samples: list[tuple[int, list[str], int, list[str]]] = []
     rows: list[dict[str, Any]] = []
     quality = min(1.0, step / 3000.0)
     for sample in range(1, cfg.gen_samples + 1):
@@ -937,10 +907,7 @@ def _generation_block(
                     0, 2, 2.0, 0.0, 2.0, 2.0, 1, 0, 0, 3.1, 0.5, 0.1, 0.04, 0.04, -0.1, 0.333, 0.0
                 ),
             )
-        lines += [f"[GEN {sample}]", f"  Prompt ({prompt_tokens} tokens):"]
-        lines += ["    " + ln for ln in prompt.split("\n")]
-        lines += [f"  Output ({_GEN_TOKENS} tokens):"]
-        lines += ["    " + ln for ln in out_lines]
+        samples.append((prompt_tokens, prompt.split("\n"), _GEN_TOKENS, out_lines))
         rows.append(
             {
                 "step": step,
@@ -951,8 +918,7 @@ def _generation_block(
                 "output": "\n".join(out_lines),
             }
         )
-    lines.append("=" * 60)
-    return lines, rows
+    return writer.format_generation_block(step, samples), rows
 
 
 _GEN_TOKENS = 128
@@ -984,10 +950,6 @@ def _render_segment(
         name: np.asarray(v)[rows].tolist() for name, v in seg.cols.items() if name.startswith("L_")
     }
     s_list = seg.s[rows].tolist()
-    bounds = (
-        f"{cfg.variant_info.bounds_prefix}TARGET_K={cfg.target_k:.2f} ± "
-        f"[-{cfg.deadband_lower * 100:.1f}%, +{cfg.deadband_upper * 100:.1f}%]"
-    )
     steps = seg.steps.tolist()
     audit = seg.audit.tolist()
     lam = seg.lam.tolist()
@@ -996,78 +958,36 @@ def _render_segment(
     engaged = seg.engaged.tolist()
     out: list[str] = []
     gens: list[dict[str, Any]] = []
+    step_cols = [name for name in c if name in schema.STEPS]
+    layer_cols = [name for name in schema.LAYERS if f"L_{name}" in lay]
     for i, step in enumerate(steps):
-        out.append(
-            _step_line(
-                cfg,
-                step,
-                audit[i],
-                c["tot_loss"][i],
-                c["lm_loss"][i],
-                c["total_ponder"][i],
-                c["ponder_raw"][i],
-                c["reward"][i],
-                c["lr"][i],
-                c["grad_norm"][i],
-                lam[i],
-                db[i],
-                c["ctrl_err"][i],
-                c["p_near_clamp"][i],
-                c["mtp_loss"][i],
-                c["aux_loss"][i],
-                c["baton"][i],
-                c["baton_lam"][i],
-                100.0 * c["pl_lm"][i],
-                c["avg_exec"][i],
-                c["avg_k"][i],
-                c["avg_gap"][i],
-                c["dt_ms"][i],
-                c["tok_per_sec"][i],
-            )
-        )
+        row = {name: c[name][i] for name in step_cols}
+        row |= {"step": step, "audit": audit[i], "lambda_p": lam[i], "deadband_active": db[i]}
+        out.append(writer.format_step_line(_step_values(cfg, row)))
         if step % 10 == 0:
             r = row_of[step]
             for j in range(cfg.n_layers):
-                out.append(
-                    _layer_line(
-                        j,
-                        lay["L_k_exec"][r][j],
-                        lay["L_k"][r][j],
-                        lay["L_s_final"][r][j],
-                        lay["L_avg_exec_token"][r][j],
-                        lay["L_p95_exec_token"][r][j],
-                        lay["L_frac_ge2"][r][j],
-                        lay["L_frac_ge3"][r][j],
-                        lay["L_frac_ge4"][r][j],
-                        lay["L_ent"][r][j],
-                        lay["L_p_mean"][r][j],
-                        lay["L_p_std"][r][j],
-                        lay["L_d_rel"][r][j],
-                        lay["L_h_diff"][r][j],
-                        lay["L_p_diff"][r][j],
-                        lay["L_ponder_signal"][r][j],
-                        lay["L_lambda_p"][r][j],
-                    )
-                )
+                values = {name: lay[f"L_{name}"][r][j] for name in layer_cols}
+                out.append(writer.format_layer_line(values | {"layer": j}))
                 if step % 50 == 0:
-                    trace = ", ".join(f"{v:.2f}" for v in s_list[r][j])
-                    out.append(f"  L{j} s_trace: [{trace}]")
+                    out.append(writer.format_trace_line(j, s_list[r][j]))
         if step % 50 == 0:
-            out.append(f"LR CHECK: ({step}, {c['lr'][i]:.2e}, phase={lr_phase(cfg, step)})")
+            out.append(writer.format_lr_check_line(step, c["lr"][i], lr_phase(cfg, step)))
         if step >= cfg.ponder_start:
             ce = c["delta_ce"][i]
             out.append(_quality_line(ce, c["delta_h"][i], cfg.reward_eta * ce, audit[i]))
         if engaged[i]:
-            out += [
-                "",
-                f"🔒 [DEADBAND ENGAGED] λ_p={lam_after[i]:.2e} stable for "
-                f"{cfg.deadband_patience} steps",
-                bounds,
-            ]
+            out += writer.format_deadband_lines(
+                cfg.variant,
+                lam_after[i],
+                cfg.deadband_patience,
+                cfg.target_k,
+                cfg.deadband_lower,
+                cfg.deadband_upper,
+            )
         if step > 0 and step % cfg.checkpoint_every == 0:
             out.append(
-                f"💾 Checkpoint saved: {cfg.variant_info.checkpoint} "
-                f"(step={step}, λ_p={lam_after[i]:.2e})"
+                writer.format_checkpoint_line(cfg.variant_info.checkpoint, step, lam_after[i])
             )
         if step > 0 and cfg.generate_every > 0 and step % cfg.generate_every == 0:
             block, rows = _generation_block(cfg, step, stream)
@@ -1095,14 +1015,9 @@ def _traceback_lines(cfg: SimConfig) -> list[str]:
 
 
 def _resume_lines(cfg: SimConfig, step: int, lam: float, loss: float) -> list[str]:
-    ckpt = cfg.variant_info.checkpoint
     return [
         _init_line(cfg),
-        f"🔄 Loading checkpoint: {ckpt}",
-        f"✅ Loaded checkpoint from {ckpt} at step {step}",
-        f"   📊 Restored λ_p = {lam:.2e}",
-        f"⏩ Resuming from step {step} (loss: {loss:.4f})",
-        "🚀 Starting Training Loop...",
+        *writer.format_resume_lines(cfg.variant_info.checkpoint, step, lam, loss),
     ]
 
 
@@ -1276,7 +1191,7 @@ def simulate(config: SimConfig) -> SimResult:
         "n_layers": cfg.n_layers,
         "kmax": cfg.kmax,
         "target_k": cfg.target_k,
-        "params": int(_init_line(cfg).split("PARAMS: ")[1].split(" ")[0]),
+        "params": _init_params(cfg),
         "restarts": 0,
     }
     if resume is None:
@@ -1333,33 +1248,14 @@ def _step_line_like_next(cfg: SimConfig, seg: _Segment) -> str:
     """The line the trainer was printing when the file was read: the last step's values
     moved on by one step (its exact numbers do not matter, it is never complete)."""
     i = seg.steps.size - 1
-    c = seg.cols
-    return _step_line(
-        cfg,
-        int(seg.steps[i]) + 1,
-        False,
-        c["tot_loss"][i],
-        c["lm_loss"][i],
-        c["total_ponder"][i],
-        c["ponder_raw"][i],
-        c["reward"][i],
-        c["lr"][i],
-        c["grad_norm"][i],
-        seg.lam_after[i],
-        bool(seg.db[i] or seg.engaged[i]),
-        c["ctrl_err"][i],
-        c["p_near_clamp"][i],
-        c["mtp_loss"][i],
-        c["aux_loss"][i],
-        c["baton"][i],
-        c["baton_lam"][i],
-        100 * c["pl_lm"][i],
-        c["avg_exec"][i],
-        c["avg_k"][i],
-        c["avg_gap"][i],
-        c["dt_ms"][i],
-        c["tok_per_sec"][i],
-    )
+    row = {name: seg.cols[name][i] for name in seg.cols if name in schema.STEPS}
+    row |= {
+        "step": int(seg.steps[i]) + 1,
+        "audit": False,
+        "lambda_p": seg.lam_after[i],
+        "deadband_active": bool(seg.db[i] or seg.engaged[i]),
+    }
+    return writer.format_step_line(_step_values(cfg, row))
 
 
 def write_run(config: SimConfig, out_dir: str | Path, name: str | None = None) -> Path:
