@@ -55,8 +55,10 @@ def assert_same_run(a: Run, b: Run) -> None:
 
 def store_files(root: Path) -> set[Path]:
     """Every file in the tables' partitions (what an engine globbing the store sees)."""
-    return {p for p in root.rglob("*") if p.is_file() and not p.name.startswith("_")} - {
-        p for p in root.rglob("*") if "_locks" in p.parts
+    return {
+        p
+        for p in root.rglob("*")
+        if p.is_file() and not any(part.startswith("_") for part in p.relative_to(root).parts)
     }
 
 
@@ -416,6 +418,7 @@ def test_an_interrupted_write_leaves_the_previous_version(tmp_path, monkeypatch,
     r = store.ingest_run(run)
     assert r.action == "failed" and "disk full" in (r.reason or "")
     assert store_files(store.root) == files_before  # no partial or orphan file visible
+    assert not list(layout.tmp_dir(store.root).iterdir())  # the half-written file is gone
     assert_same_run(store.load(rid), before)
 
     monkeypatch.setattr(layout, "write_parquet", real)
@@ -430,11 +433,14 @@ def test_leftovers_of_a_killed_writer_are_swept(tmp_path) -> None:
     rid = store.ingest_run(log).run_id
     orphan = layout.part_path(store.root, "steps", rid, 99)
     orphan.write_bytes(b"not parquet")
-    tmp = orphan.with_name(".tmp-part-7.parquet.123.abcd")
+    tmp = layout.tmp_dir(store.root) / f"{rid}.123.abcd.parquet"
     tmp.write_bytes(b"half")
+    other = layout.tmp_dir(store.root) / "rother.123.abcd.parquet"
+    other.write_bytes(b"another run's writer at work")
     assert len(store.files("steps", [rid])) == 1  # readers go by the committed version
     store.ingest_run(log)
     assert not orphan.exists() and not tmp.exists()
+    assert other.exists()
 
 
 def test_concurrent_ingests_of_the_same_runs_leave_a_consistent_store(tmp_path) -> None:

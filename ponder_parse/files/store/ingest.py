@@ -551,7 +551,7 @@ def _ingest_locked(root: Path, run_id: str, inputs: RunInputs) -> tuple[str, str
         row = pl.DataFrame([old_row], schema=RUNS_SCHEMA).with_columns(
             state=pl.lit(json.dumps(state)), version=pl.lit(state["version"], pl.Int64)
         )
-        layout.atomic_write_parquet(row, layout.runs_row_path(root, run_id))
+        layout.atomic_write_parquet(row, layout.runs_row_path(root, run_id), root, run_id)
         _sweep(root, run_id, keep)
         return "unchanged", old_row["name"], 0, "files touched, content unchanged"
 
@@ -608,14 +608,14 @@ def _ingest_locked(root: Path, run_id: str, inputs: RunInputs) -> tuple[str, str
         for t, df in built.committed.items():
             if df.height:
                 path = layout.part_path(root, t, run_id, cid)
-                layout.atomic_write_parquet(df, path)
+                layout.atomic_write_parquet(df, path, root, run_id)
                 written.append(path)
                 committed_ids.setdefault(t, []).append(cid)
         tail_ids: dict[str, int] = {}
         for t, df in built.tail.items():
             if df.height:
                 path = layout.part_path(root, t, run_id, tid)
-                layout.atomic_write_parquet(df, path)
+                layout.atomic_write_parquet(df, path, root, run_id)
                 written.append(path)
                 tail_ids[t] = tid
         state = {
@@ -639,7 +639,7 @@ def _ingest_locked(root: Path, run_id: str, inputs: RunInputs) -> tuple[str, str
             parsed_bytes=built.parsed_bytes,
             parse_seconds=built.seconds,
         )
-        layout.atomic_write_parquet(row, layout.runs_row_path(root, run_id))
+        layout.atomic_write_parquet(row, layout.runs_row_path(root, run_id), root, run_id)
     except BaseException:
         for path in written:
             layout.remove_quietly(path)

@@ -4,9 +4,10 @@ The layout is plain Hive partitioning (`TABLE/run_id=ID/part-N.parquet`), so Duc
 Polars and Spark read any table with no code of ours. Folders whose names start with `_`
 (locks) are skipped by those engines, as Hive readers skip `_`- and `.`-prefixed names.
 
-Every file is written to a hidden temporary name in its final folder, flushed to disk, and
+Every file is written to a temporary file in the store's `_tmp` folder (the same
+filesystem, and outside the table folders, which engines list), flushed to disk, and
 renamed over its target (`os.replace` is atomic within a filesystem), so a reader sees the
-old file or the new one, never a mix; a crash leaves at most a hidden temporary file.
+old file or the new one, never a mix; a crash leaves at most a file in `_tmp`.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ RUNS = "runs"
 # The run tables a store holds, each partitioned by run: the `Run`'s tables.
 RUN_TABLES: tuple[str, ...] = (*schema.TABLES, "snapshot_layers")
 ROW_GROUP_ROWS = 16_384  # small enough for step-range pushdown to skip row groups
-TMP_PREFIX = ".tmp-"
+TMP_DIR = "_tmp"
 
 
 class StoreError(Exception):
@@ -110,10 +111,16 @@ def write_parquet(df: pl.DataFrame, fh: IO[bytes]) -> None:
     df.write_parquet(fh, statistics=True, row_group_size=ROW_GROUP_ROWS)
 
 
-def atomic_write_parquet(df: pl.DataFrame, path: Path) -> None:
+def tmp_dir(root: Path) -> Path:
+    return root / TMP_DIR
+
+
+def atomic_write_parquet(df: pl.DataFrame, path: Path, root: Path, run_id: str) -> None:
     """Write `path` so that readers see the previous file or the complete new one."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{TMP_PREFIX}{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    scratch = tmp_dir(root)
+    scratch.mkdir(exist_ok=True)
+    tmp = scratch / f"{run_id}.{os.getpid()}.{secrets.token_hex(6)}.parquet"
     try:
         with open(tmp, "wb") as fh:
             write_parquet(df, fh)
@@ -262,7 +269,6 @@ def leftover_files(root: Path, run_id: str, keep: set[Path]) -> list[Path]:
         except FileNotFoundError:
             continue
         out.extend(p for p in entries if p.is_file() and p not in keep)
-    d = partition_dir(root, RUNS, run_id)
     with contextlib.suppress(FileNotFoundError):
-        out.extend(p for p in d.iterdir() if p.name.startswith(TMP_PREFIX))
+        out.extend(p for p in tmp_dir(root).iterdir() if p.name.startswith(f"{run_id}."))
     return out
