@@ -6,6 +6,8 @@ import gzip
 import json
 import os
 import shutil
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -426,6 +428,17 @@ def test_an_interrupted_write_leaves_the_previous_version(tmp_path, monkeypatch,
     assert_same_run(store.load(rid), load_run(run.resolve()))
 
 
+def test_a_run_whose_parts_went_missing_is_parsed_again(tmp_path) -> None:
+    log = tmp_path / "a.log"
+    log.write_text("\n".join(small_log(30, 1)) + "\n")
+    store = open_store(tmp_path / "s", create=True)
+    rid = store.ingest_run(log).run_id
+    store.files("steps", [rid])[0].unlink()
+    r = store.ingest_run(log)
+    assert (r.action, r.reason) == ("parsed", "stored parts missing")
+    assert_same_run(store.load(rid), load_run(log.resolve()))
+
+
 def test_leftovers_of_a_killed_writer_are_swept(tmp_path) -> None:
     log = tmp_path / "a.log"
     log.write_text("\n".join(small_log(30, 1)) + "\n")
@@ -480,6 +493,32 @@ def test_concurrent_ingests_of_the_same_runs_leave_a_consistent_store(tmp_path) 
         assert_same_run(store.load(run_id_for(d.resolve())), load_run(d.resolve()))
     assert store_files(root) == referenced_files(store)
     assert not list((root / "_locks").iterdir())
+
+
+def test_two_processes_ingesting_the_same_runs_leave_a_consistent_store(tmp_path) -> None:
+    dirs = []
+    for i in range(3):
+        d = tmp_path / "runs" / f"run{i}"
+        d.mkdir(parents=True)
+        (d / "log_kronecker_adaptive.txt").write_text(
+            "\n".join(small_log(200, 2, ponder_start=50)) + "\n"
+        )
+        dirs.append(str(d))
+    root = tmp_path / "s"
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).parents[2]))
+    cmd = [sys.executable, "-m", "ponder_parse.cli", "ingest", *dirs, "--store", str(root)]
+    procs = [
+        subprocess.Popen([*cmd, "--workers", "1"], env=env, stderr=subprocess.PIPE)
+        for _ in range(2)
+    ]
+    outs = [p.communicate(timeout=120)[1].decode() for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    store = open_store(root)
+    assert store.runs()["name"].sort().to_list() == ["run0", "run1", "run2"]
+    assert store.runs()["version"].to_list() == [1, 1, 1]  # each run written once
+    for d in dirs:
+        assert_same_run(store.load(run_id_for(Path(d).resolve())), load_run(Path(d).resolve()))
+    assert store_files(root) == referenced_files(store)
 
 
 def test_processes_ingest_in_parallel(tmp_path) -> None:

@@ -538,6 +538,8 @@ def _ingest_locked(root: Path, run_id: str, inputs: RunInputs) -> tuple[str, str
     current = old is not None and old.get("code") == layout_code()
     old_files = committed_files(root, run_id, old) if old else {}
     keep = {p for files in old_files.values() for p in files}
+    missing = any(not p.exists() for p in keep)
+    current = current and not missing
     if current and old is not None and old["fingerprint"] == fp:
         _sweep(root, run_id, keep)
         return "unchanged", old_row["name"], 0, None  # type: ignore[index]
@@ -593,10 +595,14 @@ def _ingest_locked(root: Path, run_id: str, inputs: RunInputs) -> tuple[str, str
     else:
         mode = "parsed"
         if reason is None:
-            reason = _why_parsed(old, current, inputs, hashes)
+            reason = (
+                "stored parts missing" if missing else _why_parsed(old, current, inputs, hashes)
+            )
 
     # Write the new version: fresh part files, then the row that names them.
-    next_part = int(old["next_part"]) if old else 0
+    # Part ids are never reused within a run, so a new part never replaces a file that
+    # a reader of the old version may still be reading.
+    next_part = max(int(old.get("next_part", 0)) if old else 0, _max_part(root, run_id) + 1)
     committed_ids: dict[str, list[int]] = (
         {t: list(v) for t, v in old["committed"].items()}
         if mode in ("appended", "refreshed") and old is not None
@@ -628,7 +634,7 @@ def _ingest_locked(root: Path, run_id: str, inputs: RunInputs) -> tuple[str, str
             "committed": committed_ids,
             "tail": tail_ids,
             "next_part": next_part + 2,
-            "version": (int(old["version"]) + 1) if old else 1,
+            "version": (int(old.get("version", 0)) + 1) if old else 1,
         }
         row = _row(
             inputs,
@@ -667,6 +673,21 @@ def _why_parsed(
     if hashes["log"] != old["hashes"]["log"]:
         return "log rewritten (its stored start changed)"
     return "side files changed"
+
+
+def _max_part(root: Path, run_id: str) -> int:
+    """The highest part id on disk for a run (-1 if none), committed or left over."""
+    top = -1
+    for table in layout.RUN_TABLES:
+        try:
+            names = [p.name for p in layout.partition_dir(root, table, run_id).iterdir()]
+        except FileNotFoundError:
+            continue
+        for name in names:
+            stem = name.removeprefix("part-").removesuffix(".parquet")
+            if stem.isdigit():
+                top = max(top, int(stem))
+    return top
 
 
 def _sweep(root: Path, run_id: str, keep: set[Path]) -> None:
