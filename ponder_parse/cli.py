@@ -2,11 +2,16 @@
 
 ponder-parse summary sample_runs
 ponder-parse export sample_runs/baseline,seed=0 --out tables --format parquet
+ponder-parse ingest sample_runs --workers 2
+ponder-parse runs --where "health = 'critical'"
+ponder-parse query "SELECT run_id, max(step) FROM steps GROUP BY run_id"
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -90,6 +95,107 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0 if runs and not runs.failures else 1
 
 
+def _store_dir(args: argparse.Namespace) -> Path:
+    from ponder_parse.files.store import default_store_dir
+
+    return Path(args.store) if args.store else default_store_dir()
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from ponder_parse.files.store import IngestResult, open_store
+
+    store = open_store(_store_dir(args), create=True)
+    tty = sys.stderr.isatty()
+
+    def progress(done: int, total: int, r: IngestResult) -> None:
+        what = r.name or r.path.name
+        line = f"[{done}/{total}] {r.action:<9} {what}"
+        if tty and r.ok:
+            print(f"\r\033[K{line}", end="", file=sys.stderr, flush=True)
+        else:
+            print(("\r\033[K" if tty else "") + line, file=sys.stderr, flush=True)
+
+    report = store.ingest(args.paths, workers=args.workers, progress=progress)
+    if tty:
+        print(file=sys.stderr)
+    for r in report.failures:
+        print(f"error: {r.path}: {r.reason}", file=sys.stderr)
+    counts = ", ".join(f"{n} {a}" for a, n in sorted(report.counts().items()))
+    mib = report.parsed_bytes / 2**20
+    print(f"{counts or 'no runs'}; {mib:.1f} MiB parsed; store {store.root}", file=sys.stderr)
+    return 1 if report.failures or not report.results else 0
+
+
+RUNS_COLUMNS = (
+    "run_id",
+    "name",
+    "health",
+    "variant",
+    "n_steps",
+    "last_step",
+    "final_lm",
+    "best_lm",
+    "win_rate",
+    "dominant_pattern",
+    "restarts",
+    "problems",
+)
+
+
+def _print_frame(df: pl.DataFrame, fmt: str) -> None:
+    if fmt == "csv":
+        print(_writable(df, "csv").write_csv(), end="")
+    elif fmt == "json":
+        print(df.write_json())
+    else:
+        with pl.Config(
+            tbl_rows=-1,
+            tbl_cols=-1,
+            tbl_width_chars=max(100, shutil.get_terminal_size((200, 24)).columns),
+            fmt_str_lengths=60,
+            tbl_hide_dataframe_shape=True,
+        ):
+            print(df)
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    from ponder_parse.files.store import StoreError, open_store
+    from ponder_parse.files.store.query import runs_where
+
+    try:
+        store = open_store(_store_dir(args))
+        table = runs_where(store, args.where)
+    except StoreError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # noqa: BLE001 - a bad WHERE clause: DuckDB says why
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    cols = args.columns.split(",") if args.columns else list(RUNS_COLUMNS)
+    missing = [c for c in cols if c not in table.columns]
+    if missing:
+        print(f"error: no column(s) {missing}; the runs table has {table.columns}", file=sys.stderr)
+        return 2
+    _print_frame(table.select(cols), args.format)
+    return 0
+
+
+def cmd_query(args: argparse.Namespace) -> int:
+    from ponder_parse.files.store import StoreError, open_store
+    from ponder_parse.files.store.query import query
+
+    try:
+        result = query(open_store(_store_dir(args)), args.sql)
+    except StoreError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # noqa: BLE001 - SQL errors: DuckDB says why
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    _print_frame(result, args.format)
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     """The command line, apart from running it: the docs test checks the README's
     commands against it."""
@@ -105,6 +211,29 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder (one subfolder per run if several)")
     p.add_argument("--format", choices=("parquet", "csv"), default="parquet")
     p.set_defaults(func=cmd_export)
+    store_help = "run store folder (default: $XDG_CACHE_HOME/ponder-parse/store)"
+    p = sub.add_parser("ingest", help="parse runs into a run store (only what changed)")
+    p.add_argument("paths", nargs="+", help="run folders, log files, or folders of runs")
+    p.add_argument("--store", help=store_help)
+    p.add_argument(
+        "--workers", type=int, default=os.cpu_count() or 1, help="runs parsed at once (processes)"
+    )
+    p.set_defaults(func=cmd_ingest)
+    p = sub.add_parser("runs", help="list the runs of a store")
+    p.add_argument("--store", help=store_help)
+    p.add_argument(
+        "--where",
+        help="DuckDB WHERE clause over the runs table, e.g. \"health = 'critical'\" or "
+        "\"json_extract(hparams, '$.lambda_max')::DOUBLE < 0.01\"",
+    )
+    p.add_argument("--columns", help="comma-separated columns to show")
+    p.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    p.set_defaults(func=cmd_runs)
+    p = sub.add_parser("query", help="SQL over a store through DuckDB (one view per table)")
+    p.add_argument("sql", help='e.g. "SELECT run_id, max(step) FROM steps GROUP BY run_id"')
+    p.add_argument("--store", help=store_help)
+    p.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    p.set_defaults(func=cmd_query)
     return cli
 
 

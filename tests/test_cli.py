@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+
 import polars as pl
 from trainer_lines import small_log
 
@@ -48,3 +50,40 @@ def test_export_writes_every_table(write_log, tmp_path) -> None:
         "events",
         "problems",
     }
+
+
+def test_ingest_runs_and_query_a_store(write_log, tmp_path, capsys) -> None:
+    a = write_log(small_log(30, 1), name="a")
+    b = write_log(small_log(12, 1), name="b")
+    store = str(tmp_path / "store")
+    # One missing path fails, is reported, and does not stop the others.
+    code = main(["ingest", str(a), str(b), str(tmp_path / "missing"), "--store", store])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "missing: no such file" in err and "2 new" in err and "1 failed" in err
+    assert main(["ingest", str(a), str(b), "--store", store, "--workers", "2"]) == 0
+    assert "2 unchanged" in capsys.readouterr().err
+
+    assert main(["runs", "--store", store, "--format", "csv"]) == 0
+    listed = pl.read_csv(io.StringIO(capsys.readouterr().out))
+    assert sorted(listed["name"].to_list()) == ["a", "b"]
+    assert main(["runs", "--store", store, "--where", "n_steps > 20", "--format", "csv"]) == 0
+    assert pl.read_csv(io.StringIO(capsys.readouterr().out))["name"].to_list() == ["a"]
+
+    sql = "SELECT r.name, max(s.step) AS last FROM steps s JOIN runs r USING (run_id) GROUP BY 1 ORDER BY 1"
+    assert main(["query", "--store", store, sql, "--format", "csv"]) == 0
+    out = pl.read_csv(io.StringIO(capsys.readouterr().out))
+    assert out.rows() == [("a", 29), ("b", 11)]
+    assert main(["query", "--store", store, "SELECT nope FROM steps"]) == 2
+    assert "nope" in capsys.readouterr().err
+    assert main(["runs", "--store", str(tmp_path)]) == 1
+    assert "not a run store" in capsys.readouterr().err
+
+
+def test_ingest_uses_the_cache_store_by_default(write_log, tmp_path, monkeypatch, capsys) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    a = write_log(small_log(20, 1), name="a")
+    assert main(["ingest", str(a), "--workers", "1"]) == 0
+    assert (tmp_path / "cache" / "ponder-parse" / "store" / "steps").is_dir()
+    assert main(["runs", "--columns", "name,health", "--format", "csv"]) == 0
+    assert capsys.readouterr().out.splitlines() == ["name,health", "a,healthy"]

@@ -1,0 +1,228 @@
+"""Reading a run store back: the `runs` table, lazy scans of run tables, whole runs.
+
+Everything read goes through each run's row in `runs`, which names the part files of the
+run's committed version, so a reader never mixes two versions of a run and never sees a
+writer's files before they are complete. Scans are lazy `pl.LazyFrame`s over those files:
+a page that needs two columns of twenty runs over a step range reads that, not the store.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from ponder_parse import schema
+from ponder_parse.files.store import layout
+from ponder_parse.files.store.ingest import (
+    RUNS_SCHEMA,
+    IngestReport,
+    IngestResult,
+    ProgressFn,
+    committed_files,
+    ingest_paths,
+    ingest_run,
+    read_row,
+)
+from ponder_parse.run import Run
+
+HIVE = {"run_id": pl.String}
+# Columns of `runs` that are machinery, not facts about a run.
+PRIVATE_RUN_COLUMNS = ("state",)
+
+
+def table_schema(table: str) -> dict[str, pl.DataType]:
+    if table == "snapshot_layers":
+        return schema.SNAPSHOT_LAYERS
+    try:
+        return schema.TABLES[table]
+    except KeyError:
+        raise ValueError(
+            f"unknown table {table!r}; the store holds {', '.join(layout.RUN_TABLES)}"
+        ) from None
+
+
+class RunStore:
+    """A run store folder (see the README's "The run store")."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+
+    def __repr__(self) -> str:
+        return f"RunStore({str(self.root)!r})"
+
+    # --- writing -----------------------------------------------------------------------
+    def ingest(
+        self,
+        paths: Iterable[str | Path],
+        *,
+        workers: int = 1,
+        progress: ProgressFn | None = None,
+        use_processes: bool = True,
+    ) -> IngestReport:
+        """Add or update runs; only what changed is parsed (see `IngestResult.action`)."""
+        return ingest_paths(
+            self.root, paths, workers=workers, progress=progress, use_processes=use_processes
+        )
+
+    def ingest_run(self, path: str | Path) -> IngestResult:
+        return ingest_run(self.root, path)
+
+    def remove(self, run_id: str) -> bool:
+        """Forget a run (its row first, so readers stop seeing it before its parts go)."""
+        with layout.run_lock(self.root, run_id):
+            row = read_row(self.root, run_id)
+            if row is None:
+                return False
+            files = committed_files(self.root, run_id, json.loads(row["state"]))
+            layout.remove_quietly(layout.runs_row_path(self.root, run_id))
+            for paths in files.values():
+                for p in paths:
+                    layout.remove_quietly(p)
+            for p in layout.leftover_files(self.root, run_id, set()):
+                layout.remove_quietly(p)
+        return True
+
+    # --- reading -----------------------------------------------------------------------
+    def _row_files(self) -> list[Path]:
+        return sorted((self.root / layout.RUNS).glob("run_id=*/part-0.parquet"))
+
+    def scan_runs(self) -> pl.LazyFrame:
+        """The `runs` table, lazily (filter and project before collecting)."""
+        files = self._row_files()
+        cols = {"run_id": pl.String} | {
+            c: d for c, d in RUNS_SCHEMA.items() if c not in PRIVATE_RUN_COLUMNS
+        }
+        if not files:
+            return pl.LazyFrame(schema=cols)
+        return pl.scan_parquet(files, hive_partitioning=True, hive_schema=HIVE).select(list(cols))
+
+    def runs(self) -> pl.DataFrame:
+        """One row per stored run: identity, files, meta facts, hyperparameters (JSON),
+        summary outcomes and health. Enough for a runs or sweep page without opening any
+        run's tables."""
+        return self.scan_runs().collect()
+
+    def run_ids(self) -> list[str]:
+        return [p.parent.name.removeprefix("run_id=") for p in self._row_files()]
+
+    def hparams(self, run_ids: Sequence[str] | None = None) -> pl.DataFrame:
+        """Hyperparameters as columns (one per key, `run_id` first), for sweep tables."""
+        runs = self.scan_runs().select("run_id", "hparams")
+        if run_ids is not None:
+            runs = runs.filter(pl.col("run_id").is_in(list(run_ids)))
+        df = runs.collect()
+        rows = [{"run_id": rid, **json.loads(hp)} for rid, hp in df.iter_rows()]
+        if not rows:
+            return pl.DataFrame(schema={"run_id": pl.String})
+        return pl.from_dicts(rows, infer_schema_length=None, strict=False)
+
+    def _state(self, run_id: str) -> dict[str, Any]:
+        row = read_row(self.root, run_id)
+        if row is None:
+            raise KeyError(f"no run {run_id!r} in {self.root}")
+        return row
+
+    def files(self, table: str, run_ids: Sequence[str]) -> list[Path]:
+        """The part files holding `table` for these runs, in run then part order."""
+        table_schema(table)
+        out: list[Path] = []
+        for rid in run_ids:
+            state = json.loads(self._state(rid)["state"])
+            out.extend(committed_files(self.root, rid, state)[table])
+        return out
+
+    def scan(
+        self,
+        table: str,
+        run_ids: str | Sequence[str] | None = None,
+        columns: Sequence[str] | None = None,
+        step_range: tuple[int | None, int | None] | None = None,
+    ) -> pl.LazyFrame:
+        """A run table for some runs (all when `run_ids` is None), lazily, with `run_id`
+        as its first column.
+
+        `columns` and `step_range` (inclusive; either end may be None) are pushed down to
+        the Parquet reader: only those columns are read, and row groups outside the range
+        are skipped from their statistics. Collect it promptly: an ingest of one of these
+        runs deletes the files of the version it replaces.
+        """
+        s = table_schema(table)
+        if isinstance(run_ids, str):
+            run_ids = [run_ids]
+        if run_ids is None:
+            run_ids = self.run_ids()
+        if columns is not None:
+            unknown = [c for c in columns if c not in s and c != "run_id"]
+            if unknown:
+                raise ValueError(f"{table} has no column(s) {unknown}; it has {list(s)}")
+        wanted = ["run_id", *(c for c in (columns if columns is not None else s) if c != "run_id")]
+        files = self.files(table, run_ids)
+        if not files:
+            lf = pl.LazyFrame(schema={"run_id": pl.String, **s})
+        elif table == "snapshot_layers":
+            # Snapshot layers may carry extra keys (e.g. `wasted_compute`) that differ by run.
+            lf = pl.concat(
+                [pl.scan_parquet(f, hive_partitioning=True, hive_schema=HIVE) for f in files],
+                how="diagonal_relaxed",
+            )
+        else:
+            lf = pl.scan_parquet(files, hive_partitioning=True, hive_schema=HIVE)
+        if step_range is not None:
+            if "step" not in s:
+                raise ValueError(f"{table} has no step column to take a range of")
+            lo, hi = step_range
+            if lo is not None:
+                lf = lf.filter(pl.col("step") >= lo)
+            if hi is not None:
+                lf = lf.filter(pl.col("step") <= hi)
+        if table == "snapshot_layers" and columns is None:
+            return lf.select("run_id", pl.exclude("run_id"))
+        return lf.select(wanted)
+
+    def load(self, run_id: str, *, retries: int = 3) -> Run:
+        """The stored run as a `Run`, equal to what `load_run` gives for its path."""
+        for attempt in range(retries + 1):
+            try:
+                return self._load(run_id)
+            except FileNotFoundError:
+                # Its version was replaced while we read it: read the new one.
+                if attempt == retries:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _load(self, run_id: str) -> Run:
+        row = self._state(run_id)
+        state = json.loads(row["state"])
+        files = committed_files(self.root, run_id, state)
+        tables: dict[str, pl.DataFrame] = {}
+        for table in layout.RUN_TABLES:
+            s = table_schema(table)
+            paths = files[table]
+            tables[table] = (
+                pl.read_parquet(paths, hive_partitioning=False) if paths else schema.empty(s)
+            )
+        return Run(
+            name=row["name"],
+            source=Path(row["log_file"]),
+            variant=row["variant"],
+            snapshot=None if row["snapshot"] is None else json.loads(row["snapshot"]),
+            meta=json.loads(row["meta"]),
+            hparams=json.loads(row["hparams"]),
+            **tables,
+        )
+
+
+def open_store(root: str | Path | None = None, *, create: bool = False) -> RunStore:
+    """The store at `root` (default: the user's cache store). With `create`, a missing
+    store is made; otherwise a folder that is not a store is an error, so a typo in
+    `--store` is not mistaken for an empty store."""
+    path = Path(root) if root is not None else layout.default_store_dir()
+    if create:
+        layout.ensure_store(path)
+    else:
+        layout.check_store(path)
+    return RunStore(path)

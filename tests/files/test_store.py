@@ -1,0 +1,583 @@
+"""The run store: what it reads back equals `load_run`, and it parses only what changed."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import duckdb
+import polars as pl
+import pytest
+from polars.testing import assert_frame_equal
+from trainer_lines import generation_block, small_log, step_line
+
+from ponder_parse import load_run
+from ponder_parse.analysis.summaries import run_summary
+from ponder_parse.files.store import (
+    RUNS_SCHEMA,
+    StoreError,
+    health,
+    ingest_paths,
+    layout,
+    open_store,
+    run_id_for,
+)
+from ponder_parse.files.store import ingest as store_ingest
+from ponder_parse.files.store.query import query, runs_where
+from ponder_parse.run import Run
+from ponder_parse.sim.simulate import SimConfig, simulate
+
+SMALL = SimConfig(
+    steps=600,
+    n_layers=2,
+    crash_at=420,
+    checkpoint_every=100,
+    force_end=200,
+    ponder_start=300,
+    generate_every=200,
+    warmup_steps=100,
+    lr_total_steps=600,
+)
+
+
+def assert_same_run(a: Run, b: Run) -> None:
+    for name in b.tables():
+        assert_frame_equal(getattr(a, name), getattr(b, name), check_exact=True)
+    assert a.meta == b.meta
+    assert a.hparams == b.hparams
+    assert a.snapshot == b.snapshot
+    assert (a.name, a.variant, a.source) == (b.name, b.variant, b.source)
+
+
+def store_files(root: Path) -> set[Path]:
+    """Every file in the tables' partitions (what an engine globbing the store sees)."""
+    return {
+        p
+        for p in root.rglob("*")
+        if p.is_file() and not any(part.startswith("_") for part in p.relative_to(root).parts)
+    }
+
+
+def referenced_files(store) -> set[Path]:
+    out = {layout.runs_row_path(store.root, rid) for rid in store.run_ids()}
+    for table in layout.RUN_TABLES:
+        out |= set(store.files(table, store.run_ids()))
+    return out
+
+
+@pytest.fixture(scope="module")
+def sample_store(tmp_path_factory, sample_runs=Path(__file__).parents[2] / "sample_runs"):
+    root = tmp_path_factory.mktemp("store") / "store"
+    store = open_store(root, create=True)
+    report = store.ingest([sample_runs], use_processes=False)
+    assert not report.failures, report.failures
+    return store, sample_runs
+
+
+def _sim_text() -> str:
+    return simulate(SMALL).log_text
+
+
+# --- reading back -------------------------------------------------------------------------
+
+
+def test_every_sample_run_reads_back_equal_to_load_run(sample_store) -> None:
+    store, sample_runs = sample_store
+    runs = store.runs()
+    dirs = sorted(p for p in sample_runs.iterdir() if p.is_dir())
+    assert runs.height == len(dirs) == 8
+    for d in dirs:
+        rid = run_id_for(d.resolve())
+        assert_same_run(store.load(rid), load_run(d.resolve()))
+
+
+def test_runs_table_holds_facts_summary_and_health(sample_store) -> None:
+    store, sample_runs = sample_store
+    runs = store.runs()
+    assert runs.columns == ["run_id", *(c for c in RUNS_SCHEMA if c != "state")]
+    assert dict(runs.schema) == {
+        "run_id": pl.String,
+        **{c: d for c, d in RUNS_SCHEMA.items() if c != "state"},
+    }
+    healths = set()
+    for d in sorted(p for p in sample_runs.iterdir() if p.is_dir()):
+        run = load_run(d)
+        s = run_summary(run)
+        row = runs.filter(pl.col("run_id") == run_id_for(d.resolve())).row(0, named=True)
+        assert row["name"] == run.name and row["path"] == str(d.resolve())
+        for col in ("final_lm", "best_lm", "k_mean_economic", "win_rate", "dominant_pattern"):
+            assert row[col] == s[col], col
+        assert (row["n_critical"], row["n_warning"]) == (s["n_critical"], s["n_warning"])
+        assert row["health"] == health(run.n_steps, s)
+        assert row["n_layers"] == run.meta["n_layers"] and row["kmax"] == run.meta["kmax"]
+        assert row["last_step"] == run.last_step and row["n_lines"] == run.meta["n_lines"]
+        assert json.loads(row["hparams"]) == run.hparams
+        assert json.loads(row["hparam_sources"]) == run.meta["hparam_sources"]
+        assert row["size"] == Path(row["log_file"]).stat().st_size > 0
+        healths.add(row["health"])
+    assert {"healthy", "critical"} <= healths  # the sample sweep has both
+
+
+def test_health_words() -> None:
+    assert health(0, {"n_critical": 1}) == "no data"
+    assert health(5, {"n_critical": 1, "n_warning": 2}) == "critical"
+    assert health(5, {"n_critical": 0, "n_warning": 2}) == "warning"
+    assert health(5, {"n_critical": 0, "n_warning": 0}) == "healthy"
+    assert health(5, None) == "unknown"
+
+
+def test_scan_reads_only_the_columns_and_steps_asked_for(sample_store) -> None:
+    store, _ = sample_store
+    ids = store.run_ids()[:3]
+    lf = store.scan("steps", ids, columns=["lm_loss"], step_range=(100, 199))
+    plan = lf.explain()
+    assert "PROJECT 3/" in plan and "SELECTION" in plan  # pushed into the Parquet scan
+    df = lf.collect()
+    assert df.columns == ["run_id", "lm_loss"]
+    assert df.height == 3 * 100
+    assert df["run_id"].unique(maintain_order=True).to_list() == ids
+    full = store.load(ids[1]).steps.filter(pl.col("step").is_between(100, 199))
+    assert_frame_equal(df.filter(pl.col("run_id") == ids[1]).drop("run_id"), full.select("lm_loss"))
+    # Open-ended ranges, all runs, and tables without steps.
+    assert store.scan("steps", step_range=(2990, None)).collect().height == 8 * 10
+    with pytest.raises(ValueError, match="no step column"):
+        store.scan("problems", ids, step_range=(0, 1))
+    with pytest.raises(ValueError, match="no column"):
+        store.scan("steps", ids, columns=["nope"])
+    layers = store.scan("snapshot_layers", ids).collect()
+    assert layers.columns[0] == "run_id" and layers.height > 0
+
+
+def test_hparams_as_columns(sample_store) -> None:
+    store, _ = sample_store
+    hp = store.hparams()
+    assert hp.height == 8 and hp.columns[0] == "run_id"
+    assert set(hp["lambda_max"].to_list()) >= {0.05, 0.0005}
+
+
+def test_duckdb_query_equals_our_summary_for_every_run(sample_store) -> None:
+    store, sample_runs = sample_store
+    got = query(
+        store,
+        """
+        SELECT run_id, max(step) AS last_step, count(*) AS steps,
+               arg_max(lm_loss, step) FILTER (WHERE isfinite(lm_loss)) AS final_lm,
+               min(lm_loss) FILTER (WHERE isfinite(lm_loss)) AS best_lm
+        FROM steps GROUP BY run_id ORDER BY run_id
+        """,
+    )
+    assert got.height == 8
+    for d in sorted(p for p in sample_runs.iterdir() if p.is_dir()):
+        s = run_summary(load_run(d))
+        row = got.filter(pl.col("run_id") == run_id_for(d.resolve())).row(0, named=True)
+        assert row["last_step"] == s["last_step"] and row["steps"] == s["steps"]
+        assert row["final_lm"] == s["final_lm"] and row["best_lm"] == s["best_lm"]
+    # The runs view and the run tables join on run_id.
+    joined = query(
+        store,
+        "SELECT r.name, count(*) AS n FROM runs r JOIN layers l USING (run_id) GROUP BY r.name",
+    )
+    assert joined.height == 8 and (joined["n"] > 0).all()
+    critical = runs_where(store, "health = 'critical'")
+    assert critical.height == (store.runs()["health"] == "critical").sum() > 0
+    assert "state" not in critical.columns
+    small = runs_where(store, "json_extract(hparams, '$.lambda_max')::DOUBLE < 0.01")
+    assert small["name"].to_list() == ["lambda_max=0.0005,seed=0"]
+
+
+def test_engines_read_the_hive_layout_with_no_code_of_ours(sample_store) -> None:
+    store, _ = sample_store
+    ids = sorted(store.run_ids())
+    pl_steps = pl.scan_parquet(store.root / "steps", hive_partitioning=True).collect()
+    assert sorted(pl_steps["run_id"].unique().to_list()) == ids
+    ours = store.scan("steps").collect()
+    assert_frame_equal(
+        pl_steps.select(ours.columns).sort("run_id", "step"), ours.sort("run_id", "step")
+    )
+    runs = pl.scan_parquet(store.root / "runs", hive_partitioning=True).collect()
+    assert sorted(runs["run_id"].to_list()) == ids
+    glob = str(store.root / "steps" / "*" / "*.parquet")
+    n = duckdb.sql(
+        f"SELECT count(DISTINCT run_id) FROM read_parquet('{glob}', hive_partitioning = true)"
+    ).fetchall()
+    assert n == [(8,)]
+
+
+# --- incremental ingest -------------------------------------------------------------------
+
+
+def test_reingest_with_nothing_changed_parses_nothing(sample_store) -> None:
+    store, sample_runs = sample_store
+    report = store.ingest([sample_runs], use_processes=False)
+    assert report.counts() == {"unchanged": 8}
+    assert report.parsed_bytes == 0
+    assert all(r.reason is None for r in report.results)  # the size/mtime check sufficed
+
+
+def _copy_run(src: Path, dst: Path) -> Path:
+    shutil.copytree(src, dst)
+    return dst
+
+
+def test_touched_files_are_hashed_not_parsed(tmp_path, sample_runs) -> None:
+    run = _copy_run(sample_runs / "baseline,seed=0", tmp_path / "runs" / "a")
+    store = open_store(tmp_path / "s", create=True)
+    assert store.ingest_run(run).action == "new"
+    for p in run.iterdir():
+        os.utime(p, ns=(1, 2))
+    r = store.ingest_run(run)
+    assert (r.action, r.parsed_bytes) == ("unchanged", 0)
+    assert "content unchanged" in (r.reason or "")
+    assert store.ingest_run(run).reason is None  # the new times were recorded
+
+
+def test_changed_files_are_parsed_again(tmp_path, sample_runs) -> None:
+    run = _copy_run(sample_runs / "baseline,seed=0", tmp_path / "runs" / "a")
+    store = open_store(tmp_path / "s", create=True)
+    rid = store.ingest_run(run).run_id
+    assert rid is not None
+    log = run / "log_kronecker_adaptive.txt"
+    # The same size, a different value early in the log: the stored start no longer holds.
+    data = log.read_bytes()
+    i = data.index(b"LM: ", data.index(b"STEP: 10 "))
+    log.write_bytes(data[:i] + b"LM: 9.9999" + data[i + 10 :])
+    r = store.ingest_run(run)
+    assert r.action == "parsed" and r.parsed_bytes == len(data)
+    assert store.load(rid).steps.filter(pl.col("step") == 10)["lm_loss"].item() == 9.9999
+    assert_same_run(store.load(rid), load_run(run.resolve()))
+    # A side file alone: stats.json rewritten (the trainer does it every step).
+    stats = json.loads((run / "stats.json").read_text())
+    stats["lm_loss"] = 1.25
+    (run / "stats.json").write_text(json.dumps(stats))
+    r = store.ingest_run(run)
+    assert r.action == "refreshed" and r.parsed_bytes < 1000
+    assert store.load(rid).snapshot["lm_loss"] == 1.25
+    assert_same_run(store.load(rid), load_run(run.resolve()))
+    # A config file: the hyperparameters follow.
+    cfg = json.loads((run / "config.json").read_text())
+    cfg["lambda_max"] = 0.01
+    (run / "config.json").write_text(json.dumps(cfg))
+    assert store.ingest_run(run).action == "refreshed"
+    assert json.loads(store.runs()["hparams"][0])["lambda_max"] == 0.01
+    assert_same_run(store.load(rid), load_run(run.resolve()))
+    # The file replaced by a shorter one.
+    log.write_text("\n".join(small_log(30, 2)) + "\n")
+    assert store.ingest_run(run).action == "parsed"
+    assert_same_run(store.load(rid), load_run(run.resolve()))
+    assert store_files(store.root) == referenced_files(store)
+
+
+def _grow(log: Path, text: bytes, cuts: list[int], store, run_dir: Path) -> list[str]:
+    """Write the log up to each cut in turn, ingesting after each; every stored version
+    must equal a full parse of the same bytes."""
+    actions = []
+    for cut in cuts:
+        with log.open("ab") as fh:
+            fh.write(text[log.stat().st_size if log.exists() else 0 : cut])
+        r = store.ingest_run(run_dir)
+        assert r.ok, r.reason
+        actions.append(r.action)
+        assert_same_run(store.load(r.run_id), load_run(run_dir.resolve()))
+        assert store_files(store.root) == referenced_files(store)
+    return actions
+
+
+def test_a_growing_log_appends_parts_equal_to_a_full_parse(tmp_path) -> None:
+    lines = small_log(steps=300, layers=2, ponder_start=100)
+    lines[150:150] = generation_block(60, [("a prompt", "an output\nSTEP: 5 | fake")])
+    text = ("\n".join(lines) + "\n").encode()
+    run = tmp_path / "runs" / "grow"
+    run.mkdir(parents=True)
+    log = run / "log_kronecker_adaptive.txt"
+    store = open_store(tmp_path / "s", create=True)
+    gen = text.index(b"[GEN 1]") + 3
+    cuts = [
+        text.index(b"STEP: 40 ") + 25,  # mid-line: an incomplete last line
+        gen,  # inside an open generation block (held back, in the tail part)
+        gen + 40,
+        text.index(b"STEP: 200 ") - 1,  # just before a newline
+        len(text),
+    ]
+    actions = _grow(log, text, cuts, store, run)
+    assert actions == ["new", "appended", "appended", "appended", "appended"]
+    rid = run_id_for(run.resolve())
+    assert len(store.files("steps", [rid])) > 1  # parts, not rewrites
+    last = store.runs().row(0, named=True)
+    assert last["parsed_bytes"] < len(text) / 2
+
+
+def test_a_log_growing_through_a_resume_reads_back_as_a_full_parse(tmp_path) -> None:
+    text = _sim_text().encode()
+    run = tmp_path / "runs" / "resumed"
+    run.mkdir(parents=True)
+    log = run / "log_kronecker_adaptive.txt"
+    store = open_store(tmp_path / "s", create=True)
+    resume = text.index("⏩ Resuming from step 400".encode())
+    relogged = text.index(b"STEP: 410 ", resume)
+    cuts = [
+        text.index(b"STEP: 300 "),
+        text.index(b"Traceback"),  # the crash: a traceback still open
+        resume,  # resume lines, no step re-logged yet
+        relogged + 30,  # steps 400..409 again: the later occurrence wins
+        text.index(b"STEP: 425 ", resume),  # past the crash step (420): all re-logged
+        text.index(b"STEP: 500 ", resume),
+        len(text),
+    ]
+    actions = _grow(log, text, cuts, store, run)
+    assert actions[:3] == ["new", "appended", "appended"]
+    # Re-logged steps replace stored ones: the run's parts are rewritten, each time the
+    # new lines re-log a step the store holds (here 400..409, then 410..420).
+    assert actions[3:5] == ["parsed", "parsed"]
+    assert actions[5:] == ["appended", "appended"]
+    full = load_run(run)
+    assert full.meta["restarts"] == 1 and full.steps["step"].is_unique().all()
+
+
+def test_compressed_logs_are_stored_and_parsed_again_when_they_change(tmp_path) -> None:
+    run = tmp_path / "runs" / "gz"
+    run.mkdir(parents=True)
+    log = run / "log_kronecker_adaptive.txt.gz"
+    log.write_bytes(gzip.compress(("\n".join(small_log(40, 2)) + "\n").encode()))
+    store = open_store(tmp_path / "s", create=True)
+    assert store.ingest_run(run).action == "new"
+    assert_same_run(store.load(run_id_for(run.resolve())), load_run(run.resolve()))
+    log.write_bytes(gzip.compress(("\n".join(small_log(60, 2)) + "\n").encode()))
+    assert store.ingest_run(run).action == "parsed"
+    assert_same_run(store.load(run_id_for(run.resolve())), load_run(run.resolve()))
+
+
+def test_a_lone_log_file_is_a_run(tmp_path) -> None:
+    log = tmp_path / "my_run.log"
+    log.write_text("\n".join(small_log(30, 1)) + "\n")
+    store = open_store(tmp_path / "s", create=True)
+    r = store.ingest_run(log)
+    assert r.action == "new" and r.name == "my_run"
+    assert_same_run(store.load(r.run_id), load_run(log.resolve()))
+
+
+def test_runs_stored_by_other_code_are_parsed_again(tmp_path, monkeypatch) -> None:
+    log = tmp_path / "a.log"
+    log.write_text("\n".join(small_log(30, 1)) + "\n")
+    store = open_store(tmp_path / "s", create=True)
+    store.ingest_run(log)
+    monkeypatch.setattr(store_ingest, "layout_code", lambda: "another")
+    r = store.ingest_run(log)
+    assert r.action == "parsed" and "another version" in (r.reason or "")
+
+
+def test_a_bad_run_is_reported_and_the_others_are_ingested(tmp_path) -> None:
+    good = tmp_path / "runs" / "good"
+    good.mkdir(parents=True)
+    (good / "log_kronecker_adaptive.txt").write_text("\n".join(small_log(20, 1)) + "\n")
+    empty = tmp_path / "runs" / "empty"
+    empty.mkdir()
+    (empty / "notes.md").write_text("nothing here")
+    store = open_store(tmp_path / "s", create=True)
+    report = store.ingest([good, empty, tmp_path / "missing"], use_processes=False)
+    assert {r.path.name: r.action for r in report.results} == {
+        "good": "new",
+        "empty": "failed",
+        "missing": "failed",
+    }
+    assert all(r.reason for r in report.failures)
+    assert store.runs()["name"].to_list() == ["good"]
+
+
+# --- atomicity and concurrency ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fail_at", [1, 3, "row"])
+def test_an_interrupted_write_leaves_the_previous_version(tmp_path, monkeypatch, fail_at) -> None:
+    text = ("\n".join(small_log(200, 2, ponder_start=50)) + "\n").encode()
+    run = tmp_path / "runs" / "r"
+    run.mkdir(parents=True)
+    log = run / "log_kronecker_adaptive.txt"
+    log.write_bytes(text[: len(text) // 2])
+    store = open_store(tmp_path / "s", create=True)
+    rid = store.ingest_run(run).run_id
+    before = store.load(rid)
+    files_before = store_files(store.root)
+
+    calls = {"n": 0}
+    real = layout.write_parquet
+
+    def failing(df: pl.DataFrame, fh) -> None:
+        calls["n"] += 1
+        is_row = "state" in df.columns
+        if (fail_at == "row" and is_row) or calls["n"] == fail_at:
+            real(df.head(max(df.height // 2, 1)), fh)  # half a file on disk, then the crash
+            raise OSError("disk full")
+        real(df, fh)
+
+    monkeypatch.setattr(layout, "write_parquet", failing)
+    log.write_bytes(text)
+    r = store.ingest_run(run)
+    assert r.action == "failed" and "disk full" in (r.reason or "")
+    assert store_files(store.root) == files_before  # no partial or orphan file visible
+    assert not list(layout.tmp_dir(store.root).iterdir())  # the half-written file is gone
+    assert_same_run(store.load(rid), before)
+
+    monkeypatch.setattr(layout, "write_parquet", real)
+    assert store.ingest_run(run).action == "appended"
+    assert_same_run(store.load(rid), load_run(run.resolve()))
+
+
+def test_a_run_whose_parts_went_missing_is_parsed_again(tmp_path) -> None:
+    log = tmp_path / "a.log"
+    log.write_text("\n".join(small_log(30, 1)) + "\n")
+    store = open_store(tmp_path / "s", create=True)
+    rid = store.ingest_run(log).run_id
+    store.files("steps", [rid])[0].unlink()
+    r = store.ingest_run(log)
+    assert (r.action, r.reason) == ("parsed", "stored parts missing")
+    assert_same_run(store.load(rid), load_run(log.resolve()))
+
+
+def test_leftovers_of_a_killed_writer_are_swept(tmp_path) -> None:
+    log = tmp_path / "a.log"
+    log.write_text("\n".join(small_log(30, 1)) + "\n")
+    store = open_store(tmp_path / "s", create=True)
+    rid = store.ingest_run(log).run_id
+    orphan = layout.part_path(store.root, "steps", rid, 99)
+    orphan.write_bytes(b"not parquet")
+    tmp = layout.tmp_dir(store.root) / f"{rid}.123.abcd.parquet"
+    tmp.write_bytes(b"half")
+    other = layout.tmp_dir(store.root) / "rother.123.abcd.parquet"
+    other.write_bytes(b"another run's writer at work")
+    assert len(store.files("steps", [rid])) == 1  # readers go by the committed version
+    store.ingest_run(log)
+    assert not orphan.exists() and not tmp.exists()
+    assert other.exists()
+
+
+def test_concurrent_ingests_of_the_same_runs_leave_a_consistent_store(tmp_path) -> None:
+    dirs = []
+    for i in range(3):
+        d = tmp_path / "runs" / f"run{i}"
+        d.mkdir(parents=True)
+        (d / "log_kronecker_adaptive.txt").write_text(
+            "\n".join(small_log(150 + 20 * i, 2, ponder_start=50)) + "\n"
+        )
+        dirs.append(d)
+    root = tmp_path / "s"
+    reports = []
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            reports.append(ingest_paths(root, dirs, workers=2, use_processes=False))
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(3)]
+    for t in threads:
+        t.start()
+    # Meanwhile one log grows: whichever writer gets it next must append, not mix.
+    with (dirs[0] / "log_kronecker_adaptive.txt").open("a") as fh:
+        fh.write(step_line(170) + "\n" + step_line(171) + "\n")
+    for t in threads:
+        t.join()
+    assert not errors
+    assert all(not r.failures for r in reports)
+    store = open_store(root)
+    report = store.ingest(dirs, use_processes=False)  # catch the growth if all came before it
+    assert not report.failures
+    assert sorted(store.runs()["name"].to_list()) == ["run0", "run1", "run2"]
+    for d in dirs:
+        assert_same_run(store.load(run_id_for(d.resolve())), load_run(d.resolve()))
+    assert store_files(root) == referenced_files(store)
+    assert not list((root / "_locks").iterdir())
+
+
+def test_two_processes_ingesting_the_same_runs_leave_a_consistent_store(tmp_path) -> None:
+    dirs = []
+    for i in range(3):
+        d = tmp_path / "runs" / f"run{i}"
+        d.mkdir(parents=True)
+        (d / "log_kronecker_adaptive.txt").write_text(
+            "\n".join(small_log(200, 2, ponder_start=50)) + "\n"
+        )
+        dirs.append(str(d))
+    root = tmp_path / "s"
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).parents[2]))
+    cmd = [sys.executable, "-m", "ponder_parse.cli", "ingest", *dirs, "--store", str(root)]
+    procs = [
+        subprocess.Popen([*cmd, "--workers", "1"], env=env, stderr=subprocess.PIPE)
+        for _ in range(2)
+    ]
+    outs = [p.communicate(timeout=120)[1].decode() for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    store = open_store(root)
+    assert store.runs()["name"].sort().to_list() == ["run0", "run1", "run2"]
+    assert store.runs()["version"].to_list() == [1, 1, 1]  # each run written once
+    for d in dirs:
+        assert_same_run(store.load(run_id_for(Path(d).resolve())), load_run(Path(d).resolve()))
+    assert store_files(root) == referenced_files(store)
+
+
+def test_processes_ingest_in_parallel(tmp_path) -> None:
+    dirs = []
+    for i in range(2):
+        d = tmp_path / "runs" / f"p{i}"
+        d.mkdir(parents=True)
+        (d / "log_kronecker_adaptive.txt").write_text("\n".join(small_log(40, 1)) + "\n")
+        dirs.append(d)
+    seen = []
+    report = ingest_paths(tmp_path / "s", dirs, workers=2, progress=lambda *a: seen.append(a[:2]))
+    assert report.counts() == {"new": 2}
+    assert sorted(seen) == [(1, 2), (2, 2)]
+
+
+def test_locks_wait_for_live_writers_and_take_over_dead_ones(tmp_path) -> None:
+    log = tmp_path / "a.log"
+    log.write_text("\n".join(small_log(20, 1)) + "\n")
+    root = tmp_path / "s"
+    rid = run_id_for(log.resolve())
+    lock = layout.lock_path(root, rid)
+    lock.parent.mkdir(parents=True)
+    import socket
+
+    # A live holder (this very process): the ingest gives up after its timeout.
+    lock.write_text(json.dumps({"token": "x", "host": socket.gethostname(), "pid": os.getpid()}))
+    r = store_ingest.ingest_run(root, log, lock_timeout=0.2)
+    assert r.action == "failed" and "locked" in (r.reason or "")
+    # A dead one: taken over.
+    lock.write_text(json.dumps({"token": "y", "host": socket.gethostname(), "pid": 2**22 + 7}))
+    assert store_ingest.ingest_run(root, log, lock_timeout=5).action == "new"
+    assert not lock.exists()
+
+
+# --- the store folder ---------------------------------------------------------------------
+
+
+def test_default_store_is_in_the_user_cache(monkeypatch, tmp_path) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    assert layout.default_store_dir() == tmp_path / "cache" / "ponder-parse" / "store"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert layout.default_store_dir() == tmp_path / "home" / ".cache" / "ponder-parse" / "store"
+
+
+def test_a_folder_that_is_not_a_store_is_refused(tmp_path) -> None:
+    with pytest.raises(StoreError, match="not a run store"):
+        open_store(tmp_path)
+    store = open_store(tmp_path / "new", create=True)
+    assert store.runs().height == 0
+    assert store.scan("steps").collect().columns[:2] == ["run_id", "step"]
+    assert query(store, "SELECT count(*) AS n FROM steps")["n"].item() == 0
+
+
+def test_remove_forgets_a_run(tmp_path) -> None:
+    log = tmp_path / "a.log"
+    log.write_text("\n".join(small_log(20, 1)) + "\n")
+    store = open_store(tmp_path / "s", create=True)
+    rid = store.ingest_run(log).run_id
+    assert store.remove(rid)
+    assert store.runs().height == 0 and store_files(store.root) == set()
+    assert not store.remove(rid)
