@@ -5,7 +5,7 @@ from __future__ import annotations
 import polars as pl
 import streamlit as st
 
-from ponder_app import charts, prepare, ui
+from ponder_app import charts, ui
 from ponder_parse.analysis import phases as ph
 
 ctx = ui.page_context(
@@ -84,7 +84,7 @@ if ctx is not None:
             )
             .drop([f"_b_{c}" for c in COMPARED_METRICS if c in table.columns])
         )
-        diffs = prepare.with_phase_labels(diffs)
+        diffs = ph.with_phase_labels(diffs)
         show_diff = st.toggle(
             f"Show differences from the baseline ({base.name})", value=True, key="pc_diff"
         )

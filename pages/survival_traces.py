@@ -6,7 +6,7 @@ import polars as pl
 import streamlit as st
 
 from ponder_app import charts, prepare, ui
-from ponder_parse.analysis import patterns
+from ponder_parse.analysis import patterns, phases
 
 ctx = ui.page_context(
     "Survival traces",
@@ -45,7 +45,7 @@ if ctx is not None:
             if sh.height:
                 parts.append(sh.with_columns(pl.lit(run.name).alias("run")))
         if parts:
-            shares = prepare.with_phase_labels(
+            shares = phases.with_phase_labels(
                 pl.concat(parts, how="diagonal_relaxed")
             ).with_columns(
                 pl.col("pattern")

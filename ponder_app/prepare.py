@@ -11,9 +11,10 @@ from collections.abc import Mapping, Sequence
 
 import polars as pl
 
-from ponder_app.charts import AUDIT_PATTERN, PHASE_LABELS
+from ponder_parse import schema
 from ponder_parse.analysis import catalog, patterns
 from ponder_parse.analysis.downsample import downsample
+from ponder_parse.analysis.phases import PHASE_LABELS
 from ponder_parse.analysis.smoothing import ema
 from ponder_parse.analysis.sweep import group_band
 from ponder_parse.run import Run
@@ -277,7 +278,7 @@ def trace_timeline(
     if force_end is not None:
         forced = forced | (pl.col("step") < force_end)
     tr = tr.with_columns(
-        pl.when(forced).then(pl.lit(AUDIT_PATTERN)).otherwise(pl.col("pattern")).alias("pattern")
+        pl.when(forced).then(pl.lit(patterns.FORCED)).otherwise(pl.col("pattern")).alias("pattern")
     )
     steps = tr["step"].unique().sort()
     spacing = int(steps.diff().drop_nulls().min() or 50) if steps.len() > 1 else 50
@@ -310,25 +311,19 @@ def traces_at(run: Run, step: int) -> pl.DataFrame:
     )
 
 
-def with_phase_labels(df: pl.DataFrame) -> pl.DataFrame:
-    return df.with_columns(
-        pl.col("phase").replace_strict(PHASE_LABELS, default=pl.col("phase")).alias("phase_label")
-    )
-
-
 def rolling_rates(
     run: Run, window: int = 100, max_points: int = MAX_POINTS_PER_RUN
 ) -> pl.DataFrame:
     """ECONOMIC WIN share of policy steps and CONFIDENCE+ share, over a trailing window of steps."""
     q = run.quality.sort("step")
-    policy = q.filter(pl.col("status").is_in(["ECONOMIC WIN", "TAX ONLY"]))
+    policy = q.filter(pl.col("status").is_in(schema.POLICY_STATUSES))
     if policy.height == 0:
         return pl.DataFrame()
     w = min(window, policy.height)
     rates = policy.select(
         pl.lit(run.name).alias("run"),
         "step",
-        (pl.col("status") == "ECONOMIC WIN")
+        (pl.col("status") == schema.ECONOMIC_WIN)
         .cast(pl.Float64)
         .rolling_mean(w, min_samples=max(1, w // 4))
         .alias("win_rate"),

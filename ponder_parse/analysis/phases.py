@@ -24,14 +24,19 @@ from ponder_parse.run import Run
 FORCE_END_DEFAULT = 800
 PONDER_START_DEFAULT = 1200
 
-PHASES: tuple[str, ...] = ("force_warmup", "gate_learning", "economic")
+FORCE_WARMUP = "force_warmup"
+GATE_LEARNING = "gate_learning"
+ECONOMIC = "economic"
+
+PHASES: tuple[str, ...] = (FORCE_WARMUP, GATE_LEARNING, ECONOMIC)
 """Phase names in training order; use for sorting and colour domains."""
 
-PHASE_TITLES: dict[str, str] = {
-    "force_warmup": "Force warmup",
-    "gate_learning": "Gate learning",
-    "economic": "Economic control",
+PHASE_LABELS: dict[str, str] = {
+    FORCE_WARMUP: "force-2 warmup",
+    GATE_LEARNING: "gate learning",
+    ECONOMIC: "economic control",
 }
+"""How tables and charts name each phase, in training order."""
 
 SRC_QUALITY = "log: first RECURRENCE QUALITY line"
 SRC_AUDIT = "log: first audit step"
@@ -49,15 +54,6 @@ PHASES_SCHEMA: dict[str, pl.DataType] = {
     "end": pl.Int64,
     "source": pl.String,
     "end_source": pl.String,
-}
-
-LR_PHASES_SCHEMA: dict[str, pl.DataType] = {
-    "phase": pl.String,
-    "start": pl.Int64,
-    "end": pl.Int64,
-    "lr_start": pl.Float64,
-    "lr_end": pl.Float64,
-    "n_checks": pl.Int64,
 }
 
 # Hyperparameter names (case-insensitive) that carry the phase constants in a sweep config.
@@ -209,9 +205,9 @@ def phases(run: Run, overrides: dict[str, Any] | None = None) -> pl.DataFrame:
     b = boundaries(run, overrides)
     (force, force_src), (ponder, ponder_src) = b["force_end"], b["ponder_start"]
     nominal = [
-        ("force_warmup", None, force - 1, SRC_FIRST, force_src),
-        ("gate_learning", force, ponder - 1, force_src, ponder_src),
-        ("economic", ponder, None, ponder_src, SRC_LAST),
+        (FORCE_WARMUP, None, force - 1, SRC_FIRST, force_src),
+        (GATE_LEARNING, force, ponder - 1, force_src, ponder_src),
+        (ECONOMIC, ponder, None, ponder_src, SRC_LAST),
     ]
     rows: list[dict[str, Any]] = []
     for name, lo, hi, src_lo, src_hi in nominal:
@@ -257,38 +253,19 @@ def assign_phase(
     return df.with_columns(phase_expr(phases_df, step_col).alias(name))
 
 
-def lr_phases(run: Run) -> pl.DataFrame:
-    """Contiguous spans of the LR CHECK phase label (warmup / cosine / done).
+def phase_rank(column: str = "phase") -> pl.Expr:
+    """Position of a phase in training order (unknown names last), for sorting by phase."""
+    return pl.col(column).replace_strict(PHASES, list(range(len(PHASES))), default=len(PHASES))
 
-    Columns: `phase`, `start`, `end` (steps of the first and last LR CHECK in the span),
-    `lr_start`, `lr_end`, `n_checks`. A resumed run whose later lines repeat a step keeps the
-    later line, as the trainer's own state does.
-    """
-    lc = run.lr_checks
-    if lc.is_empty():
-        return pl.DataFrame(schema=LR_PHASES_SCHEMA)
-    lc = (
-        lc.filter(pl.col("step").is_not_null() & pl.col("phase").is_not_null())
-        .with_row_index("_i")
-        .unique("step", keep="last")
-        .sort("step")
+
+def with_phase_labels(df: pl.DataFrame, column: str = "phase") -> pl.DataFrame:
+    """`df` plus `phase_label`, the phase's display name (unknown names kept as they are)."""
+    return df.with_columns(
+        pl.col(column).replace_strict(PHASE_LABELS, default=pl.col(column)).alias("phase_label")
     )
-    if lc.is_empty():
-        return pl.DataFrame(schema=LR_PHASES_SCHEMA)
-    return (
-        lc.with_columns(
-            _span=(pl.col("phase") != pl.col("phase").shift(1)).fill_null(True).cum_sum()
-        )
-        .group_by("_span", maintain_order=True)
-        .agg(
-            phase=pl.col("phase").first(),
-            start=pl.col("step").first(),
-            end=pl.col("step").last(),
-            lr_start=pl.col("lr").first(),
-            lr_end=pl.col("lr").last(),
-            n_checks=pl.len(),
-        )
-        .drop("_span")
-        .cast(LR_PHASES_SCHEMA)  # type: ignore[arg-type]
-        .select(list(LR_PHASES_SCHEMA))
-    )
+
+
+def phase_start(phases_df: pl.DataFrame, phase: str) -> int | None:
+    """First step of `phase` in a `phases()` frame, None when the run never reached it."""
+    start = phases_df.filter(pl.col("phase") == phase)["start"]
+    return int(start[0]) if start.len() else None

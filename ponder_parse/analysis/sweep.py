@@ -18,7 +18,7 @@ from typing import Any
 
 import polars as pl
 
-from ponder_parse.files.hparams import key_order, normalize_key
+from ponder_parse.files.hparams import SOURCE_LOG, key_order, normalize_key
 from ponder_parse.run import Run
 
 _MISSING = object()
@@ -155,6 +155,19 @@ def varying_hparams(runs: Sequence[Run]) -> list[str]:
         if len(seen) > 1:
             out.append(key)
     return out
+
+
+def swept_hparams(runs: Sequence[Run]) -> list[str]:
+    """The settings the sweep varied: hyperparameters that differ between runs and that
+    some run got from a config file, its folder name or the user.
+
+    Model facts the log prints (parameter count, width...) differ only between variants,
+    and would crowd out the settings a sweep is about.
+    """
+    swept = {
+        k for r in runs for k, src in r.meta.get("hparam_sources", {}).items() if src != SOURCE_LOG
+    }
+    return [k for k in varying_hparams(runs) if k in swept]
 
 
 def _common_label(names: list[str]) -> str:

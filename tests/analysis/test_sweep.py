@@ -7,7 +7,13 @@ import math
 import polars as pl
 import pytest
 
-from ponder_parse.analysis.sweep import group_band, seed_groups, sweep_table, varying_hparams
+from ponder_parse.analysis.sweep import (
+    group_band,
+    seed_groups,
+    sweep_table,
+    swept_hparams,
+    varying_hparams,
+)
 from ponder_parse.run import Run
 
 
@@ -220,3 +226,14 @@ def test_groups_feed_bands(sweep: list[Run]) -> None:
     first = band.filter(pl.col("group") == "target_k=2.4").sort("step")
     assert first["mean"].to_list() == [0.5, 1.5] and first["n"].to_list() == [2, 2]
     assert band["group"].unique(maintain_order=True).to_list() == list(groups)
+
+
+def test_swept_hparams_leaves_out_what_only_the_log_says() -> None:
+    a = run("a", lr=1e-3, params=100, seed=1)
+    b = run("b", lr=3e-3, params=200, seed=1)
+    for r in (a, b):
+        r.meta["hparam_sources"] = {"lr": "config.yaml", "params": "log", "seed": "folder name"}
+    assert swept_hparams([a, b]) == ["lr"]  # params differs but only the log says so
+    b.meta["hparam_sources"]["params"] = "user"
+    assert swept_hparams([a, b]) == ["lr", "params"]
+    assert swept_hparams([a]) == []

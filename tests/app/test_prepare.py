@@ -421,8 +421,6 @@ def test_histogram_bins_share_bins_across_runs() -> None:
 
 
 def test_trace_timeline_marks_audit_steps_instead_of_classifying_them() -> None:
-    from ponder_app.charts import AUDIT_PATTERN
-
     steps = schema.conform(pl.DataFrame({"step": [50, 100], "audit": [False, True]}), schema.STEPS)
     traces = pl.DataFrame(
         {
@@ -433,16 +431,14 @@ def test_trace_timeline_marks_audit_steps_instead_of_classifying_them() -> None:
         schema=schema.TRACES,
     )
     cells = prepare.trace_timeline(Run(name="r", steps=steps, traces=traces))
-    assert cells.sort("step")["pattern"].to_list() == ["stuck_half", AUDIT_PATTERN]
+    assert cells.sort("step")["pattern"].to_list() == ["stuck_half", patterns.FORCED]
 
 
 def test_trace_timeline_marks_the_force_warmup_as_forced() -> None:
-    from ponder_app.charts import AUDIT_PATTERN
-
     steps = schema.conform(pl.DataFrame({"step": [50, 900]}), schema.STEPS)
     healthy = [1.0, 0.82, 0.23, 0.04]
     traces = pl.DataFrame(
         {"step": [50, 900], "layer": [0, 0], "s_trace": [healthy, healthy]}, schema=schema.TRACES
     )
     cells = prepare.trace_timeline(Run(name="r", steps=steps, traces=traces), force_end=800)
-    assert cells.sort("step")["pattern"].to_list() == [AUDIT_PATTERN, "healthy"]
+    assert cells.sort("step")["pattern"].to_list() == [patterns.FORCED, "healthy"]
