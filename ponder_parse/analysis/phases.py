@@ -15,6 +15,7 @@ defaults (force warmup ends at 800, ponder starts at 1200). Boundary values are 
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import polars as pl
@@ -187,6 +188,57 @@ def boundaries(run: Run, overrides: dict[str, Any] | None = None) -> dict[str, t
     if force[0] > ponder[0]:
         force = (ponder[0], force[1])
     return {"force_end": force, "ponder_start": ponder}
+
+
+BOUNDARY_KEYS: tuple[str, ...] = ("force_end", "ponder_start")
+
+BOUNDARIES_SCHEMA: dict[str, pl.DataType] = {
+    "run": pl.String,
+    "force_end": pl.Int64,
+    "force_end from": pl.String,
+    "ponder_start": pl.Int64,
+    "ponder_start from": pl.String,
+}
+
+
+def boundaries_table(
+    runs: Sequence[Run], overrides: Mapping[str, Mapping[str, Any]] | None = None
+) -> pl.DataFrame:
+    """Both boundaries of every run with where each came from, one row per run
+    (columns: `BOUNDARIES_SCHEMA`), the form in which a user reviews and edits them.
+
+    `overrides` maps run name → `boundaries()` overrides.
+    """
+    rows = []
+    for run in runs:
+        b = boundaries(run, dict((overrides or {}).get(run.name) or {}) or None)
+        row: dict[str, Any] = {"run": run.name}
+        for key in BOUNDARY_KEYS:
+            row[key], row[f"{key} from"] = b[key]
+        rows.append(row)
+    return pl.DataFrame(rows, schema=BOUNDARIES_SCHEMA)
+
+
+def edited_overrides(
+    shown: pl.DataFrame,
+    edited: pl.DataFrame,
+    overrides: Mapping[str, Mapping[str, int]],
+) -> dict[str, dict[str, int]] | None:
+    """The overrides after a user edited the `boundaries_table` `shown` into `edited`
+    (same rows, same order); None when no boundary changed.
+
+    A cleared cell keeps the boundary it had, and a value equal to what was shown is not
+    an edit, so re-submitting the table never pins a boundary the log would move.
+    """
+    out = {name: dict(ov) for name, ov in overrides.items()}
+    changed = False
+    for old, new in zip(shown.iter_rows(named=True), edited.iter_rows(named=True), strict=True):
+        ov = out.setdefault(old["run"], {})
+        for key in BOUNDARY_KEYS:
+            if new[key] is not None and int(new[key]) != old[key]:
+                ov[key] = int(new[key])
+                changed = True
+    return out if changed else None
 
 
 def phases(run: Run, overrides: dict[str, Any] | None = None) -> pl.DataFrame:

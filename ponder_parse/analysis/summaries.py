@@ -156,24 +156,34 @@ def phase_summary(run: Run, phases_df: pl.DataFrame | None = None) -> pl.DataFra
 def compare_phases(
     runs: Sequence[Run],
     baseline: str,
-    phase_overrides: dict[str, dict[str, Any]] | None = None,
+    phase_overrides: Mapping[str, Mapping[str, Any]] | None = None,
+    summaries: Mapping[str, pl.DataFrame] | None = None,
 ) -> pl.DataFrame:
     """Phase summaries of several runs, each with its difference from `baseline`.
 
     Long format, one row per (run, phase): the `SUMMARY_SCHEMA` columns, `is_baseline`,
     and for every metric in `COMPARED_METRICS` a `<metric>_diff` = run − baseline in the
-    same phase (null where the baseline lacks that phase or either value is missing).
-    Rows are ordered by phase, then baseline first, then the order of `runs`.
+    same phase (null where the baseline lacks that phase or either value is missing; a
+    difference of counts stays a count). Rows follow the order of `runs`, each run's
+    phases in training order, so charts list runs as the user does.
     `phase_overrides` maps run name → `phases()` overrides, so each run can use its own
-    boundaries.
+    boundaries; `summaries` maps run name → its `phase_summary` already computed (the app
+    caches them), used instead of recomputing.
     """
     names = [r.name for r in runs]
     if len(set(names)) != len(names):
         raise ValueError("run names must be unique to compare them")
     if baseline not in names:
         raise ValueError(f"baseline {baseline!r} is not one of the runs")
-    summaries = [phase_summary(r, phases(r, (phase_overrides or {}).get(r.name))) for r in runs]
-    all_ = pl.concat(summaries) if summaries else pl.DataFrame(schema=SUMMARY_SCHEMA)
+    known = summaries or {}
+    overrides = phase_overrides or {}
+    parts = [
+        known[r.name]
+        if r.name in known
+        else phase_summary(r, phases(r, dict(overrides.get(r.name) or {}) or None))
+        for r in runs
+    ]
+    all_ = pl.concat(parts) if parts else pl.DataFrame(schema=SUMMARY_SCHEMA)
     base = all_.filter(pl.col("run") == baseline).select(
         "phase", *[pl.col(m).alias(f"_b_{m}") for m in COMPARED_METRICS]
     )
@@ -182,18 +192,36 @@ def compare_phases(
         all_.join(base, on="phase", how="left")
         .with_columns(
             is_baseline=pl.col("run") == baseline,
-            _run_rank=pl.when(pl.col("run") == baseline)
-            .then(-1)
-            .otherwise(pl.col("run").replace_strict(order, default=len(order))),
-            **{
-                f"{m}_diff": pl.col(m).cast(pl.Float64) - pl.col(f"_b_{m}").cast(pl.Float64)
-                for m in COMPARED_METRICS
-            },
+            **{f"{m}_diff": pl.col(m) - pl.col(f"_b_{m}") for m in COMPARED_METRICS},
         )
-        .sort(phase_rank(), pl.col("_run_rank"))
+        .sort(pl.col("run").replace_strict(order), phase_rank())
     )
     cols = [*SUMMARY_SCHEMA, "is_baseline", *(f"{m}_diff" for m in COMPARED_METRICS)]
     return out.select(cols)
+
+
+PHASE_TABLE_COLUMNS: tuple[str, ...] = tuple(
+    dict.fromkeys(
+        [
+            "run",
+            "phase",
+            "start",
+            "end",
+            "steps",
+            *COMPARED_METRICS,
+            "dominant_pattern",
+            "dominant_pattern_share",
+        ]
+    )
+)
+"""What the phase table shows of `compare_phases`, before the differences."""
+
+
+def phase_table(comparison: pl.DataFrame, diffs: bool = True) -> pl.DataFrame:
+    """`compare_phases` as the phase table reads it: one block per phase in training
+    order, runs by name within it, with the `<metric>_diff` columns when `diffs`."""
+    cols = [*PHASE_TABLE_COLUMNS, *((f"{m}_diff" for m in COMPARED_METRICS) if diffs else ())]
+    return comparison.sort(phase_rank(), "run").select([c for c in cols if c in comparison.columns])
 
 
 RUN_SUMMARY_SCHEMA: dict[str, pl.DataType] = {

@@ -26,6 +26,8 @@ from ponder_parse.analysis.phases import (
     SRC_USER,
     assign_phase,
     boundaries,
+    boundaries_table,
+    edited_overrides,
     phase_rank,
     phase_start,
     phases,
@@ -243,3 +245,33 @@ def test_phase_start() -> None:
     assert phase_start(p, ECONOMIC) == 1200
     assert phase_start(phases(make_run(n_steps=900)), ECONOMIC) is None
     assert phase_start(pl.DataFrame(schema=PHASES_SCHEMA), FORCE_WARMUP) is None
+
+
+# ---- the boundaries table a user edits
+
+
+def test_boundaries_table() -> None:
+    runs = [make_run("a"), make_run("b")]
+    t = boundaries_table(runs, {"b": {"ponder_start": 1500}, "zzz": {"force_end": 1}})
+    assert t.rows() == [
+        ("a", 800, SRC_LAYERS, 1200, SRC_QUALITY),
+        ("b", 800, SRC_LAYERS, 1500, SRC_USER),
+    ]
+    assert boundaries_table([]).is_empty()
+
+
+def test_edited_overrides() -> None:
+    shown = boundaries_table([make_run("a"), make_run("b")])
+    assert edited_overrides(shown, shown, {}) is None  # nothing edited
+    cleared = shown.with_columns(pl.lit(None, pl.Int64).alias("force_end"))
+    assert edited_overrides(shown, cleared, {}) is None  # a cleared cell is not an edit
+    edited = shown.with_columns(
+        pl.when(pl.col("run") == "b")
+        .then(1000)
+        .otherwise(pl.col("ponder_start"))
+        .alias("ponder_start")
+    )
+    before = {"a": {"force_end": 700}}
+    out = edited_overrides(shown, edited, before)
+    assert out == {"a": {"force_end": 700}, "b": {"ponder_start": 1000}}
+    assert before == {"a": {"force_end": 700}}  # not changed in place

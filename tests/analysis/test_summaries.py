@@ -79,8 +79,10 @@ def test_phase_summary_with_custom_phases() -> None:
 def test_compare_phases() -> None:
     base, other = make_run("base"), make_run("other", pathology="lm_flat", seed=3)
     c = compare_phases([other, base], baseline="base")
-    assert c["run"].to_list() == ["base", "other"] * 3
-    assert c["is_baseline"].to_list() == [True, False] * 3
+    assert c["run"].to_list() == ["other"] * 3 + ["base"] * 3  # in the order given
+    assert c["phase"].to_list() == ["force_warmup", "gate_learning", "economic"] * 2
+    assert c["is_baseline"].to_list() == [False] * 3 + [True] * 3
+    assert c.schema["steps_diff"] == pl.Int64  # a difference of counts is a count
     for m in COMPARED_METRICS:
         assert f"{m}_diff" in c.columns
         assert c.filter(pl.col("is_baseline"))[f"{m}_diff"].drop_nulls().abs().max() in (
@@ -88,7 +90,7 @@ def test_compare_phases() -> None:
             0.0,
         )
     econ = c.filter(pl.col("phase") == "economic")
-    b, o = econ.row(0, named=True), econ.row(1, named=True)
+    o, b = econ.row(0, named=True), econ.row(1, named=True)
     assert o["lm_end_diff"] == pytest.approx(o["lm_end"] - b["lm_end"])
     assert o["lm_end_diff"] > 0.5  # the flat run ends far above the baseline
 
@@ -105,6 +107,37 @@ def test_compare_phases_missing_phase_and_overrides() -> None:
     assert c.filter((pl.col("run") == "base") & (pl.col("phase") == "economic"))[
         "start"
     ].to_list() == [2500]
+
+
+def test_compare_phases_reuses_given_summaries() -> None:
+    base, other = make_run("base"), make_run("other", seed=3)
+    given = phase_summary(other).with_columns(lm_end=pl.lit(100.0))
+    c = compare_phases([base, other], baseline="base", summaries={"other": given})
+    o = c.filter(pl.col("run") == "other")
+    assert o["lm_end"].to_list() == [100.0] * 3
+    b = c.filter(pl.col("run") == "base")
+    assert (o["lm_end_diff"] - (100.0 - b["lm_end"])).abs().max() < 1e-9
+
+
+def test_phase_table_orders_by_phase_then_name_and_toggles_diffs() -> None:
+    runs = [make_run("zeta"), make_run("alpha", seed=2), make_run("short", n_steps=900)]
+    c = compare_phases(runs, baseline="zeta")
+    t = summaries.phase_table(c)
+    assert list(zip(t["phase"], t["run"], strict=True)) == [
+        ("force_warmup", "alpha"),
+        ("force_warmup", "short"),
+        ("force_warmup", "zeta"),
+        ("gate_learning", "alpha"),
+        ("gate_learning", "short"),
+        ("gate_learning", "zeta"),
+        ("economic", "alpha"),
+        ("economic", "zeta"),
+    ]
+    assert t.columns == [*summaries.PHASE_TABLE_COLUMNS, *(f"{m}_diff" for m in COMPARED_METRICS)]
+    assert "is_baseline" not in t.columns
+    plain = summaries.phase_table(c, diffs=False)
+    assert plain.columns == list(summaries.PHASE_TABLE_COLUMNS)
+    assert len(set(plain.columns)) == len(plain.columns)
 
 
 def test_compare_phases_rejects_bad_input() -> None:
