@@ -339,6 +339,22 @@ def rolling_rates(
     return rates.join(kept.select("step").unique(), on="step", how="semi").sort("step")
 
 
+def rolling_rates_of(runs: Sequence[Run], window: int = 100) -> pl.DataFrame:
+    """`rolling_rates` of every run that has policy steps, in one frame (empty if none),
+    with the point budget shared between the runs."""
+    budget = points_per_run(len(runs))
+    parts = [r for r in (rolling_rates(run, window, budget) for run in runs) if r.height]
+    return pl.concat(parts) if parts else pl.DataFrame()
+
+
+def as_series(data: pl.DataFrame, column: str) -> pl.DataFrame:
+    """One column of a per-run frame as a metric chart's `run, step, value, smooth` rows
+    (unsmoothed: `smooth` repeats the value), steps without a value left out."""
+    return data.select(
+        "run", "step", pl.col(column).alias("value"), pl.col(column).alias("smooth")
+    ).drop_nulls("value")
+
+
 def metric_options(frames: Mapping[str, pl.DataFrame]) -> list[catalog.Metric]:
     """Per-step metrics (step line and quality) that at least one run actually has."""
     present = set()

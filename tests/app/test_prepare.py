@@ -357,6 +357,21 @@ def test_rolling_rates_over_policy_steps_only() -> None:
     assert prepare.rolling_rates(Run(name="e")).is_empty()
 
 
+def test_rolling_rates_of_several_runs_and_as_series() -> None:
+    q = quality_frame()
+    runs = [Run(name="a", quality=q), Run(name="none"), Run(name="b", quality=q)]
+    rr = prepare.rolling_rates_of(runs, window=50)
+    assert rr["run"].unique(maintain_order=True).to_list() == ["a", "b"]
+    alone = prepare.rolling_rates(runs[0], 50, prepare.points_per_run(3))
+    assert rr.filter(pl.col("run") == "a").equals(alone)
+    assert prepare.rolling_rates_of([Run(name="none")]).is_empty()
+    frame = pl.DataFrame({"run": ["a"] * 3, "step": [1, 2, 3], "win_rate": [None, 0.5, 0.25]})
+    s = prepare.as_series(frame, "win_rate")
+    assert s.columns == ["run", "step", "value", "smooth"]
+    assert s["step"].to_list() == [2, 3]  # no value, no point
+    assert s["value"].to_list() == s["smooth"].to_list() == [0.5, 0.25]
+
+
 def test_rolling_rates_respects_max_points() -> None:
     rates = prepare.rolling_rates(Run(name="r", quality=quality_frame()), window=100, max_points=50)
     assert rates.height <= 50
