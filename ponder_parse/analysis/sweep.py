@@ -262,6 +262,14 @@ def seed_groups(runs: Sequence[Run], seed_keys: Sequence[str] = ("seed",)) -> di
     return out
 
 
+def repeated_seed_groups(
+    runs: Sequence[Run], seed_keys: Sequence[str] = ("seed",)
+) -> dict[str, list[str]]:
+    """The `seed_groups` with more than one run: the ones a mean line and band can stand
+    for (a group of one is just its run)."""
+    return {g: m for g, m in seed_groups(runs, seed_keys).items() if len(m) > 1}
+
+
 def group_band(
     frames: Mapping[str, pl.DataFrame],
     groups: Mapping[str, Sequence[str]],

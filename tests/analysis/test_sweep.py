@@ -9,6 +9,7 @@ import pytest
 
 from ponder_parse.analysis.sweep import (
     group_band,
+    repeated_seed_groups,
     seed_groups,
     sweep_table,
     swept_hparams,
@@ -237,3 +238,10 @@ def test_swept_hparams_leaves_out_what_only_the_log_says() -> None:
     b.meta["hparam_sources"]["params"] = "user"
     assert swept_hparams([a, b]) == ["lr", "params"]
     assert swept_hparams([a]) == []
+
+
+def test_repeated_seed_groups_leave_out_groups_of_one(sweep: list[Run]) -> None:
+    repeated = repeated_seed_groups(sweep)
+    assert repeated == {g: m for g, m in seed_groups(sweep).items() if len(m) > 1}
+    assert repeated and all(len(m) > 1 for m in repeated.values())
+    assert "solo" not in {r for m in repeated.values() for r in m}
