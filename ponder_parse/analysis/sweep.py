@@ -14,6 +14,7 @@ import numbers
 import os
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import polars as pl
@@ -155,6 +156,66 @@ def varying_hparams(runs: Sequence[Run]) -> list[str]:
         if len(seen) > 1:
             out.append(key)
     return out
+
+
+OUTCOMES: tuple[str, ...] = (
+    "final_lm",
+    "best_lm",
+    "k_mean_economic",
+    "ctrl_err_abs_mean_economic",
+    "win_rate",
+    "lambda_p_end",
+    "n_critical",
+    "n_warning",
+)
+"""The `run_summary` figures a sweep is judged by, in the order its table shows them."""
+
+DEFAULT_OUTCOME_AXES: tuple[str, ...] = ("final_lm", "k_mean_economic", "win_rate")
+"""Outcomes drawn on the parallel coordinates unless the user picks others."""
+
+
+@dataclass(frozen=True)
+class SweepView:
+    """A sweep's table and the column choices its views offer."""
+
+    table: pl.DataFrame
+    """Every run: `run`, every hyperparameter, the `OUTCOMES`."""
+    shown: list[str]
+    """The table's columns as shown: `run`, outcomes, then the hyperparameters (only
+    those that vary, if asked). Outcomes first: a sweep is read by ranking runs, then
+    asking what they had in common."""
+    axes: list[str]
+    """Shown numeric columns that differ between runs: what parallel coordinates can draw."""
+    default_axes: list[str]
+    """The first five such hyperparameters and the headline outcomes."""
+    x_options: list[str]
+    """Hyperparameters to plot an outcome against: those that differ, else all."""
+    y_options: list[str]
+    """Outcomes to plot."""
+
+
+def sweep_view(
+    runs: Sequence[Run],
+    summaries: Mapping[str, Mapping[str, Any]],
+    only_varying: bool = True,
+) -> SweepView:
+    """The sweep table of `runs` with their `summaries` (run name → `run_summary`), and
+    what each of its views can show."""
+    table = sweep_table(runs, {n: {k: s.get(k) for k in OUTCOMES} for n, s in summaries.items()})
+    varying = set(varying_hparams(runs))
+    hp_cols = [c for c in table.columns if c != "run" and c not in OUTCOMES]
+    outcomes = [c for c in OUTCOMES if c in table.columns]
+    shown = ["run", *outcomes, *([c for c in hp_cols if c in varying] if only_varying else hp_cols)]
+    axes = [c for c in shown[1:] if table.schema[c].is_numeric() and table[c].n_unique() > 1]
+    hp_axes = [c for c in axes if c not in OUTCOMES]
+    return SweepView(
+        table=table,
+        shown=shown,
+        axes=axes,
+        default_axes=hp_axes[:5] + [c for c in DEFAULT_OUTCOME_AXES if c in axes],
+        x_options=[c for c in hp_cols if table[c].n_unique() > 1] or hp_cols,
+        y_options=outcomes,
+    )
 
 
 def swept_hparams(runs: Sequence[Run]) -> list[str]:
