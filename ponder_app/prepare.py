@@ -49,10 +49,16 @@ def per_step(run: Run) -> pl.DataFrame:
 def step_extent(frames: Iterable[pl.DataFrame]) -> tuple[int, int]:
     """The steps a range slider spans over these frames: `(first, last)`, never a single
     point (a slider needs two), `(0, 1)` when no frame has a row."""
-    present = [f for f in frames if f.height]
-    lo = min((int(f["step"].min()) for f in present), default=0)  # type: ignore[arg-type]
-    hi = max((int(f["step"].max()) for f in present), default=1)  # type: ignore[arg-type]
-    return lo, max(hi, lo + 1)
+    steps = [f["step"] for f in frames if f.height]
+    if not steps:
+        return 0, 1
+    lo, hi = (
+        pl.concat(steps)
+        .to_frame("step")
+        .select(pl.col("step").min(), pl.col("step").max().alias("hi"))
+        .row(0)
+    )
+    return int(lo), max(int(hi), int(lo) + 1)
 
 
 def clamp_range(chosen: tuple[int, int], lo: int, hi: int) -> tuple[int, int]:
@@ -70,8 +76,8 @@ def value_domain(
     parts = [f.select(column) for f in frames if f.height]
     if not parts:
         return None
-    values = pl.concat(parts)[column]
-    return float(values.min()), float(values.max())  # type: ignore[arg-type]
+    lo, hi = pl.concat(parts).select(pl.col(column).min(), pl.col(column).max().alias("_hi")).row(0)
+    return float(lo), float(hi)
 
 
 def points_per_run(n_runs: int) -> int:
