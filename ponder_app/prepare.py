@@ -1,5 +1,5 @@
-"""Runs → the small frames charts draw. Pure Polars, no Streamlit, so every page's data
-can be tested (and benchmarked) without a server.
+"""Runs → the small frames charts draw, and the choices page widgets offer. Pure Polars,
+no Streamlit, so every page's data can be tested (and benchmarked) without a server.
 
 The rule everywhere: compute on full-resolution data (smoothing, bucket means), then
 reduce to what a browser can draw (`downsample`), never the other way round.
