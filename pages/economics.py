@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import polars as pl
 import streamlit as st
 
 from ponder_app import charts, prepare, ui
-from ponder_parse.analysis import catalog
+from ponder_parse.analysis import catalog, economics
 
 ctx = ui.page_context("economics")
 if ctx is not None:
@@ -15,7 +14,6 @@ if ctx is not None:
     weight = c1.slider("Smoothing (EMA weight)", 0.0, 0.99, 0.0, 0.01, key="ec_smooth")
     window = c2.slider("Window for rates (policy steps)", 20, 500, 100, 10, key="ec_window")
     markers = prepare.event_markers(ctx.runs, frames, "step", None, audits=False)
-    m = catalog.metric("lambda_p")
     lam = prepare.step_series(frames, "lambda_p", weight=weight)
     ui.show_chart(
         charts.metric_chart(
@@ -44,22 +42,15 @@ if ctx is not None:
         ),
         "economics-ctrl_err",
     )
-    rates = [
-        prepare.rolling_rates(r, window, prepare.points_per_run(len(ctx.runs))) for r in ctx.runs
-    ]
-    rates = [r for r in rates if r.height]
-    if rates:
-        rr = pl.concat(rates)
+    rr = prepare.rolling_rates_of(ctx.runs, window)
+    if rr.height:
         for col, title in (
             ("win_rate", "ECONOMIC WIN share of policy steps"),
             ("confidence_rate", "CONFIDENCE+ share of policy steps (ΔCE > 0 and ΔH < 0)"),
         ):
-            series = rr.select(
-                "run", "step", pl.col(col).alias("value"), pl.col(col).alias("smooth")
-            ).drop_nulls("value")
             ui.show_chart(
                 charts.metric_chart(
-                    series,
+                    prepare.as_series(rr, col),
                     title=f"{title}, trailing {window} policy steps",
                     y_title=col,
                     colors=ctx.colors,
@@ -73,21 +64,11 @@ if ctx is not None:
         st.info(
             "No RECURRENCE QUALITY lines yet: the shown runs have not reached the ponder start."
         )
-    q = pl.concat(
-        [
-            r.quality.select(
-                pl.lit(r.name).alias("run"), "step", "delta_ce", "status", "confidence"
-            )
-            for r in ctx.runs
-        ],
-        how="vertical_relaxed",
-    )
+    q = economics.quality_of(ctx.runs)
     if q.height:
         left, right = st.columns(2)
         with left:
-            bins = prepare.histogram_bins(
-                q.filter(pl.col("status").is_in(["ECONOMIC WIN", "TAX ONLY"])), "delta_ce"
-            )
+            bins = prepare.histogram_bins(economics.policy_steps(q), "delta_ce")
             ui.show_chart(
                 charts.histogram(
                     bins,
@@ -98,31 +79,21 @@ if ctx is not None:
                 "economics-delta_ce",
             )
         with right:
-            counts = q.group_by("run", "status").agg(pl.len().alias("n"))
             ui.show_chart(
                 charts.count_bars(
-                    counts,
+                    economics.status_mix(q),
                     category="status",
                     title="Quality status mix",
-                    domain=["ECONOMIC WIN", "TAX ONLY", "AUDIT-POS", "AUDIT-NEG"],
-                    range_=["#59a14f", "#e15759", "#76b7b2", "#f28e2b"],
+                    domain=list(charts.STATUS_COLORS),
+                    range_=list(charts.STATUS_COLORS.values()),
                 ),
                 "economics-status",
             )
-        audit = q.filter(pl.col("status").str.starts_with("AUDIT"))
+        audit = economics.audit_summary(q)
         if audit.height:
             st.markdown("**Audit steps** (forced k=2 counterfactuals; λ_p does not move on them)")
-            table = (
-                audit.group_by("run")
-                .agg(
-                    pl.len().alias("audit steps"),
-                    (pl.col("status") == "AUDIT-POS").mean().alias("AUDIT-POS share"),
-                    pl.col("delta_ce").mean().alias("mean ΔCE"),
-                )
-                .sort("run")
-            )
             ui.show_table(
-                table,
+                audit,
                 "audit-summary",
                 column_config={"AUDIT-POS share": st.column_config.NumberColumn(format="percent")},
             )

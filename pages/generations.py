@@ -4,21 +4,21 @@ from __future__ import annotations
 
 import streamlit as st
 
-from ponder_app import ui
+from ponder_app import prepare, ui
 
 ctx = ui.page_context("generations")
 if ctx is not None:
-    runs = [r for r in ctx.runs if r.generations.height]
+    runs = prepare.runs_with(ctx.runs, "generations")
     if not runs:
         st.info("None of the shown runs logged generation samples.")
     else:
-        steps = sorted({s for r in runs for s in r.generations["step"].drop_nulls().to_list()})
+        steps = prepare.generation_steps(runs)
         step = st.select_slider("Generation step", steps, value=steps[-1], key="gen_step")
         cols = st.columns(min(3, len(runs)))
         for i, run in enumerate(runs):
             with cols[i % len(cols)]:
                 st.markdown(f"**{run.name}**")
-                rows = run.generations.filter(run.generations["step"] == step)
+                rows = prepare.samples_at(run, step)
                 if rows.is_empty():
                     st.caption(f"no sample at step {step}")
                 for g in rows.iter_rows(named=True):

@@ -2,27 +2,13 @@
 
 from __future__ import annotations
 
-import polars as pl
 import streamlit as st
 
 from ponder_app import charts, prepare, ui
-from ponder_parse.analysis import catalog
 
 ctx = ui.page_context("layer_heatmaps")
 if ctx is not None:
-    metrics = [
-        m
-        for m in catalog.metrics_for("layers", numeric_only=True)
-        if m.column not in ("step", "layer")
-    ]
-    present = [
-        m
-        for m in metrics
-        if any(
-            m.column in r.layers.columns and r.layers[m.column].is_not_null().any()
-            for r in ctx.runs
-        )
-    ]
+    present = prepare.layer_metrics(ctx.runs)
     if not present:
         st.info("None of the shown runs logged per-layer lines.")
     else:
@@ -38,20 +24,10 @@ if ctx is not None:
         cols = c2.slider("Columns (step buckets, mean per bucket)", 50, 400, 200, 25, key="lh_cols")
         m = by_col[col]
         st.caption(m.help())
-        lo = min((int(r.layers["step"].min()) for r in ctx.runs if r.layers.height), default=0)
-        hi = max((int(r.layers["step"].max()) for r in ctx.runs if r.layers.height), default=1)
-        step_range = st.slider(
-            "Step range", lo, max(hi, lo + 1), (lo, max(hi, lo + 1)), key="lh_range"
-        )
+        lo, hi = prepare.step_extent(r.layers for r in ctx.runs)
+        step_range = st.slider("Step range", lo, hi, (lo, hi), key="lh_range")
         grids = {r.name: prepare.layer_grid(r, col, cols, step_range) for r in ctx.runs}
-        values = (
-            pl.concat([g.select("value") for g in grids.values() if g.height])
-            if any(g.height for g in grids.values())
-            else pl.DataFrame()
-        )
-        domain = (
-            (float(values["value"].min()), float(values["value"].max())) if values.height else None
-        )
+        domain = prepare.value_domain(grids.values())
         for name, grid in grids.items():
             ui.show_chart(
                 charts.heatmap(
@@ -59,24 +35,18 @@ if ctx is not None:
                     title=name,
                     value_title=m.label,
                     domain=domain,
-                    value_format=m.fmt if not m.fmt.endswith("%") else ".2%",
+                    value_format=charts.d3_format(m.fmt),
                 ),
                 f"heatmap-{col}-{name}",
             )
         base = ctx.baseline
-        others = [n for n in grids if base is not None and n != base.name]
-        if base is not None and others:
+        diffs = prepare.layer_diffs(grids, base.name) if base is not None else {}
+        if diffs:
             st.subheader(f"Difference from the baseline run ({base.name})")
             st.caption(
                 "Run minus baseline on the cells both have: red above the baseline, blue below."
             )
-            diffs = {n: prepare.layer_diff(grids[n], grids[base.name]) for n in others}
-            dv = (
-                pl.concat([d.select("value") for d in diffs.values() if d.height])
-                if any(d.height for d in diffs.values())
-                else pl.DataFrame()
-            )
-            ddom = (float(dv["value"].min()), float(dv["value"].max())) if dv.height else None
+            ddom = prepare.value_domain(diffs.values())
             for n, d in diffs.items():
                 ui.show_chart(
                     charts.heatmap(

@@ -13,7 +13,7 @@ if ctx is not None:
     options = prepare.metric_options(frames)
     by_key = {m.key: m for m in options}
     focus = st.session_state.pop("step_line_focus", None)
-    default = [k for k in ("steps.lm_loss", "steps.avg_k", "steps.lambda_p") if k in by_key]
+    default = prepare.default_step_metrics(by_key)
     if focus:
         st.session_state["sl_metrics"] = [k for k in focus["metrics"] if k in by_key] or default
         st.session_state["sl_range"] = tuple(focus["range"])
@@ -58,21 +58,11 @@ if ctx is not None:
     marks_audit = c4.toggle("Mark audit steps", key="sl_audit", value=False)
     show_phases = c4.toggle("Phase bands (baseline run)", key="sl_phases", value=True)
 
-    lo = (
-        min(int(f["step"].min()) for f in frames.values() if f.height)
-        if any(f.height for f in frames.values())
-        else 0
-    )
-    hi = (
-        max(int(f["step"].max()) for f in frames.values() if f.height)
-        if any(f.height for f in frames.values())
-        else 1
-    )
-    top = max(hi, lo + 1)
+    lo, top = prepare.step_extent(frames.values())
     a, b = st.session_state.get("sl_range", (lo, top))
     # Clamped to the runs shown now (a run may have been deselected); set through session
     # state only, so the slider has one source of truth.
-    st.session_state["sl_range"] = (max(lo, min(a, top)), max(lo, min(b, top)))
+    st.session_state["sl_range"] = prepare.clamp_range((a, b), lo, top)
     step_range = st.slider(
         "Step range (zoom: the visible range is re-sampled at full resolution)",
         lo,
@@ -80,8 +70,7 @@ if ctx is not None:
         key="sl_range",
     )
 
-    groups = sweep.seed_groups(ctx.runs) if group_seeds else {}
-    groups = {g: members for g, members in groups.items() if len(members) > 1}
+    groups = sweep.repeated_seed_groups(ctx.runs) if group_seeds else {}
     base = ctx.baseline
     bands = (
         prepare.phase_bands(ctx.phases(base), frames.get(base.name), x)
@@ -89,9 +78,7 @@ if ctx is not None:
         else None
     )
     markers = prepare.event_markers(ctx.runs, frames, x, step_range, marks_audit)
-    colors = dict(ctx.colors)
-    for i, g in enumerate(groups):
-        colors.setdefault(g, charts.PALETTE[(len(ctx.all_runs) + i) % len(charts.PALETTE)])
+    colors = charts.with_group_colors(ctx.colors, list(groups), len(ctx.all_runs))
     if not chosen:
         st.info("Pick at least one metric.")
     for key in chosen:
@@ -120,7 +107,7 @@ if ctx is not None:
             bands=bands,
             markers=markers,
             band=band,
-            value_format=m.fmt if not m.fmt.endswith("%") else ".2%",
+            value_format=charts.d3_format(m.fmt),
         )
         ui.show_chart(chart, f"step_line-{m.column}")
         with st.expander(f"About {m.label}", expanded=False):

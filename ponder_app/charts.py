@@ -13,7 +13,9 @@ from collections.abc import Mapping, Sequence
 import altair as alt
 import polars as pl
 
-from ponder_parse.analysis import patterns
+from ponder_parse import schema
+from ponder_parse.analysis import patterns, phases
+from ponder_parse.analysis.phases import PHASE_LABELS
 
 # Tableau-10 then its lighter partner colours: distinguishable for up to 20 runs.
 PALETTE: tuple[str, ...] = (
@@ -22,24 +24,25 @@ PALETTE: tuple[str, ...] = (
     "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
 )  # fmt: skip
 
-AUDIT_PATTERN = "forced"  # a trace logged while k=2 was forced (audit step, warmup): not classified
+# Colours are keyed by the data layer's names, in the data layer's order.
 PATTERN_COLORS: dict[str, str] = {
     patterns.HEALTHY: "#59a14f",
     patterns.NOT_STOPPING: "#f28e2b",
     patterns.OVER_PENALIZED: "#e15759",
     patterns.STUCK_HALF: "#b07aa1",
     patterns.OTHER: "#bab0ac",
-    AUDIT_PATTERN: "#c6dbef",
+    patterns.FORCED: "#c6dbef",
 }
 PHASE_COLORS: dict[str, str] = {
-    "force_warmup": "#e8e8e8",
-    "gate_learning": "#dbe7f3",
-    "economic": "#ffffff",
+    phases.FORCE_WARMUP: "#e8e8e8",
+    phases.GATE_LEARNING: "#dbe7f3",
+    phases.ECONOMIC: "#ffffff",
 }
-PHASE_LABELS: dict[str, str] = {
-    "force_warmup": "force-2 warmup",
-    "gate_learning": "gate learning",
-    "economic": "economic control",
+STATUS_COLORS: dict[str, str] = {
+    schema.ECONOMIC_WIN: "#59a14f",
+    schema.TAX_ONLY: "#e15759",
+    schema.AUDIT_POS: "#76b7b2",
+    schema.AUDIT_NEG: "#f28e2b",
 }
 X_TITLES: dict[str, str] = {
     "step": "step",
@@ -92,6 +95,23 @@ def to_spec(chart: alt.TopLevelMixin) -> dict:
 def run_colors(names: Sequence[str]) -> dict[str, str]:
     """A stable colour per run: by position in the full list of loaded runs."""
     return {name: PALETTE[i % len(PALETTE)] for i, name in enumerate(names)}
+
+
+def with_group_colors(
+    colors: Mapping[str, str], groups: Sequence[str], n_runs: int
+) -> dict[str, str]:
+    """Run colours plus one for each seed group, taken after every loaded run's colour so
+    a group never looks like one of its members."""
+    out = dict(colors)
+    for i, g in enumerate(groups):
+        out.setdefault(g, PALETTE[(n_runs + i) % len(PALETTE)])
+    return out
+
+
+def d3_format(spec: str) -> str:
+    """The tooltip format for a catalog number format: shares always get two decimals,
+    because a hovered value is read closely and one decimal hides the change."""
+    return ".2%" if spec.endswith("%") else spec
 
 
 def color_scale(colors: Mapping[str, str], names: Sequence[str] | None = None) -> alt.Scale:
@@ -309,7 +329,7 @@ def pattern_timeline(data: pl.DataFrame, *, title: str, kmax: int | None = None)
     """Layer × trace step, coloured by survival-trace pattern: rows `layer, start, end, pattern, s_trace_text`."""
     if data.is_empty():
         return _empty(f"{title}: no survival traces")
-    domain = list(PATTERN_COLORS)
+    domain = list(patterns.TIMELINE_PATTERNS)
     n_layers = data["layer"].n_unique()
     return (
         alt.Chart(data)
@@ -341,7 +361,7 @@ def pattern_timeline(data: pl.DataFrame, *, title: str, kmax: int | None = None)
 
 
 def _pattern_label_expr() -> str:
-    titles = patterns.PATTERN_TITLES | {AUDIT_PATTERN: "Forced k=2 (warmup or audit step)"}
+    titles = patterns.PATTERN_TITLES | {patterns.FORCED: patterns.FORCED_TITLE}
     pairs = ", ".join(f"'{k}': '{v}'" for k, v in titles.items())
     return f"({{{pairs}}})[datum.label] || datum.label"
 
@@ -418,12 +438,7 @@ def trace_curves(data: pl.DataFrame, *, title: str, columns: int = 3) -> alt.Fac
 
 def reference_shapes_chart() -> alt.Chart:
     """The guide's four reference survival shapes, for reading real traces against."""
-    rows = [
-        {"pattern": p, "label": patterns.PATTERN_TITLES[p], "k": i + 1, "s": v}
-        for p, shape in patterns.REFERENCE_SHAPES.items()
-        for i, v in enumerate(shape)
-    ]
-    df = pl.DataFrame(rows)
+    df = patterns.reference_shapes_frame()
     domain = list(patterns.REFERENCE_SHAPES)
     return (
         alt.Chart(df)

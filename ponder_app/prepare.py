@@ -1,5 +1,5 @@
-"""Runs → the small frames charts draw. Pure Polars, no Streamlit, so every page's data
-can be tested (and benchmarked) without a server.
+"""Runs → the small frames charts draw, and the choices page widgets offer. Pure Polars,
+no Streamlit, so every page's data can be tested (and benchmarked) without a server.
 
 The rule everywhere: compute on full-resolution data (smoothing, bucket means), then
 reduce to what a browser can draw (`downsample`), never the other way round.
@@ -7,13 +7,14 @@ reduce to what a browser can draw (`downsample`), never the other way round.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import polars as pl
 
-from ponder_app.charts import AUDIT_PATTERN, PHASE_LABELS
+from ponder_parse import schema
 from ponder_parse.analysis import catalog, patterns
 from ponder_parse.analysis.downsample import downsample
+from ponder_parse.analysis.phases import PHASE_LABELS, with_phase_labels
 from ponder_parse.analysis.smoothing import ema
 from ponder_parse.analysis.sweep import group_band
 from ponder_parse.run import Run
@@ -43,6 +44,40 @@ def per_step(run: Run) -> pl.DataFrame:
         .cum_sum()
         .alias("tokens"),
     )
+
+
+def step_extent(frames: Iterable[pl.DataFrame]) -> tuple[int, int]:
+    """The steps a range slider spans over these frames: `(first, last)`, never a single
+    point (a slider needs two), `(0, 1)` when no frame has a row."""
+    steps = [f["step"] for f in frames if f.height]
+    if not steps:
+        return 0, 1
+    lo, hi = (
+        pl.concat(steps)
+        .to_frame("step")
+        .select(pl.col("step").min(), pl.col("step").max().alias("hi"))
+        .row(0)
+    )
+    return int(lo), max(int(hi), int(lo) + 1)
+
+
+def clamp_range(chosen: tuple[int, int], lo: int, hi: int) -> tuple[int, int]:
+    """A step range the user chose, clamped into `[lo, hi]` (the runs shown may have
+    changed since, and a slider refuses a value outside its bounds)."""
+    a, b = chosen
+    return max(lo, min(a, hi)), max(lo, min(b, hi))
+
+
+def value_domain(
+    frames: Iterable[pl.DataFrame], column: str = "value"
+) -> tuple[float, float] | None:
+    """`(min, max)` of `column` over all frames: one colour scale shared by every panel,
+    so colours compare across runs. None when there are no values."""
+    parts = [f.select(column) for f in frames if f.height]
+    if not parts:
+        return None
+    lo, hi = pl.concat(parts).select(pl.col(column).min(), pl.col(column).max().alias("_hi")).row(0)
+    return float(lo), float(hi)
 
 
 def points_per_run(n_runs: int) -> int:
@@ -254,6 +289,26 @@ def layer_diff(grid: pl.DataFrame, base: pl.DataFrame) -> pl.DataFrame:
     ).select("layer", "start", "end", (pl.col("value") - pl.col("_b")).alias("value"))
 
 
+def layer_diffs(grids: Mapping[str, pl.DataFrame], baseline: str) -> dict[str, pl.DataFrame]:
+    """`layer_diff` of every grid but the baseline's against the baseline's, in order
+    (empty when the baseline has no grid: there is nothing to subtract)."""
+    if baseline not in grids:
+        return {}
+    return {n: layer_diff(g, grids[baseline]) for n, g in grids.items() if n != baseline}
+
+
+def layer_metrics(runs: Sequence[Run]) -> list[catalog.Metric]:
+    """Per-layer numeric metrics (not the step and layer keys) that some run logged."""
+    return [
+        m
+        for m in catalog.metrics_for("layers", numeric_only=True)
+        if m.column not in ("step", "layer")
+        and any(
+            m.column in r.layers.columns and r.layers[m.column].is_not_null().any() for r in runs
+        )
+    ]
+
+
 def trace_timeline(
     run: Run,
     thresholds: patterns.PatternThresholds = patterns.DEFAULT,
@@ -277,7 +332,7 @@ def trace_timeline(
     if force_end is not None:
         forced = forced | (pl.col("step") < force_end)
     tr = tr.with_columns(
-        pl.when(forced).then(pl.lit(AUDIT_PATTERN)).otherwise(pl.col("pattern")).alias("pattern")
+        pl.when(forced).then(pl.lit(patterns.FORCED)).otherwise(pl.col("pattern")).alias("pattern")
     )
     steps = tr["step"].unique().sort()
     spacing = int(steps.diff().drop_nulls().min() or 50) if steps.len() > 1 else 50
@@ -295,6 +350,60 @@ def trace_timeline(
     )
 
 
+def runs_with(runs: Sequence[Run], table: str) -> list[Run]:
+    """The runs whose `table` (`traces`, `generations`, ...) has at least one row."""
+    return [r for r in runs if getattr(r, table).height]
+
+
+def trace_steps(runs: Sequence[Run]) -> list[int]:
+    """Every step at which some run logged traces, ascending."""
+    return sorted({int(s) for r in runs for s in r.traces["step"].drop_nulls().unique()})
+
+
+def traces_of(runs: Sequence[Run], step: int) -> pl.DataFrame:
+    """`traces_at` of every run, one `series` per run named with the step its traces are
+    from (the nearest earlier trace step when a run did not log at `step`)."""
+    parts = []
+    for run in runs:
+        data = traces_at(run, step)
+        if data.height:
+            at = int(data["step"][0])
+            parts.append(data.with_columns(pl.lit(f"{run.name} @ {at}").alias("series")))
+    return pl.concat(parts) if parts else pl.DataFrame()
+
+
+def pattern_share_bars(
+    runs: Sequence[Run], phases_by_run: Mapping[str, pl.DataFrame]
+) -> pl.DataFrame:
+    """Pattern shares per run and phase (`patterns.pattern_shares` by phase, with `run`),
+    labelled and ranked for a stacked bar chart; empty when no run has classified traces.
+    `phases_by_run` maps run name to its phases (the app's, with the user's overrides)."""
+    parts = []
+    for run in runs:
+        sh = patterns.pattern_shares(run, by=("phase",), phases_df=phases_by_run.get(run.name))
+        if sh.height:
+            parts.append(sh.with_columns(pl.lit(run.name).alias("run")))
+    if not parts:
+        return pl.DataFrame()
+    shares = with_phase_labels(pl.concat(parts, how="diagonal_relaxed"))
+    return shares.with_columns(patterns.pattern_rank().alias("pattern_rank"))
+
+
+def pattern_share_table(shares: pl.DataFrame) -> pl.DataFrame:
+    """The numbers behind `pattern_share_bars`, as a table sorted by run, phase, pattern."""
+    return shares.select("run", "phase", "pattern", "n", "share").sort("run", "phase", "pattern")
+
+
+def generation_steps(runs: Sequence[Run]) -> list[int]:
+    """Every step at which some run logged generation samples, ascending."""
+    return sorted({int(s) for r in runs for s in r.generations["step"].drop_nulls()})
+
+
+def samples_at(run: Run, step: int) -> pl.DataFrame:
+    """The run's generation samples at exactly `step` (none if it did not sample there)."""
+    return run.generations.filter(pl.col("step") == step)
+
+
 def traces_at(run: Run, step: int) -> pl.DataFrame:
     """Every layer's trace at `step` (or the nearest earlier trace step) as `layer, k, s`."""
     tr = run.traces.filter(pl.col("step") <= step)
@@ -310,25 +419,19 @@ def traces_at(run: Run, step: int) -> pl.DataFrame:
     )
 
 
-def with_phase_labels(df: pl.DataFrame) -> pl.DataFrame:
-    return df.with_columns(
-        pl.col("phase").replace_strict(PHASE_LABELS, default=pl.col("phase")).alias("phase_label")
-    )
-
-
 def rolling_rates(
     run: Run, window: int = 100, max_points: int = MAX_POINTS_PER_RUN
 ) -> pl.DataFrame:
     """ECONOMIC WIN share of policy steps and CONFIDENCE+ share, over a trailing window of steps."""
     q = run.quality.sort("step")
-    policy = q.filter(pl.col("status").is_in(["ECONOMIC WIN", "TAX ONLY"]))
+    policy = q.filter(pl.col("status").is_in(schema.POLICY_STATUSES))
     if policy.height == 0:
         return pl.DataFrame()
     w = min(window, policy.height)
     rates = policy.select(
         pl.lit(run.name).alias("run"),
         "step",
-        (pl.col("status") == "ECONOMIC WIN")
+        (pl.col("status") == schema.ECONOMIC_WIN)
         .cast(pl.Float64)
         .rolling_mean(w, min_samples=max(1, w // 4))
         .alias("win_rate"),
@@ -344,6 +447,22 @@ def rolling_rates(
     return rates.join(kept.select("step").unique(), on="step", how="semi").sort("step")
 
 
+def rolling_rates_of(runs: Sequence[Run], window: int = 100) -> pl.DataFrame:
+    """`rolling_rates` of every run that has policy steps, in one frame (empty if none),
+    with the point budget shared between the runs."""
+    budget = points_per_run(len(runs))
+    parts = [r for r in (rolling_rates(run, window, budget) for run in runs) if r.height]
+    return pl.concat(parts) if parts else pl.DataFrame()
+
+
+def as_series(data: pl.DataFrame, column: str) -> pl.DataFrame:
+    """One column of a per-run frame as a metric chart's `run, step, value, smooth` rows
+    (unsmoothed: `smooth` repeats the value), steps without a value left out."""
+    return data.select(
+        "run", "step", pl.col(column).alias("value"), pl.col(column).alias("smooth")
+    ).drop_nulls("value")
+
+
 def metric_options(frames: Mapping[str, pl.DataFrame]) -> list[catalog.Metric]:
     """Per-step metrics (step line and quality) that at least one run actually has."""
     present = set()
@@ -355,6 +474,16 @@ def metric_options(frames: Mapping[str, pl.DataFrame]) -> list[catalog.Metric]:
         for m in catalog.metrics_for(table, numeric_only=True)
         if m.column in present and m.column != "step"
     ]
+
+
+DEFAULT_STEP_METRICS: tuple[str, ...] = ("steps.lm_loss", "steps.avg_k", "steps.lambda_p")
+"""What the step line opens with: the loss, the depth it buys, and the price of depth."""
+
+
+def default_step_metrics(available: Iterable[str]) -> list[str]:
+    """The `DEFAULT_STEP_METRICS` keys among the `available` metric keys, in their order."""
+    have = set(available)
+    return [k for k in DEFAULT_STEP_METRICS if k in have]
 
 
 def histogram_bins(data: pl.DataFrame, value: str, bins: int = 40, by: str = "run") -> pl.DataFrame:

@@ -19,7 +19,7 @@ import shutil
 import sys
 import tempfile
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -318,14 +318,28 @@ class Context:
         return next((r for r in self.all_runs if r.name == name), None)
 
 
-def with_user_tags(runs: Sequence[Run]) -> list[Run]:
-    """Copies of the runs with the user's hyperparameter edits applied."""
-    edits: dict[str, dict[str, Any]] = st.session_state.get("tag_edits", {})
+def with_user_tags(
+    runs: Sequence[Run], edits: Mapping[str, Mapping[str, Any]] | None = None
+) -> list[Run]:
+    """Copies of the runs with the user's hyperparameter edits applied (this session's
+    `tag_edits` unless `edits` are given).
+
+    The sources change with the values: an edited key reads as from "user", so the Runs
+    page counts a tag the user added as a swept setting, like one from a config file.
+    """
+    if edits is None:
+        edits = st.session_state.get("tag_edits", {})
     out = []
     for r in runs:
-        if r.name in edits and edits[r.name]:
+        mine = edits.get(r.name)
+        if mine:
+            sources = hparams.apply_user_sources(r.meta.get("hparam_sources", {}), mine)
             out.append(
-                dataclasses.replace(r, hparams=hparams.apply_user_tags(r.hparams, edits[r.name]))
+                dataclasses.replace(
+                    r,
+                    hparams=hparams.apply_user_tags(r.hparams, mine),
+                    meta={**r.meta, "hparam_sources": sources},
+                )
             )
         else:
             out.append(r)

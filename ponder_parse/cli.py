@@ -19,11 +19,8 @@ from pathlib import Path
 import polars as pl
 
 from ponder_parse.files.loader import load_runs
+from ponder_parse.formatting import fmt
 from ponder_parse.run import Run
-
-
-def _fmt(value: float | None, spec: str = ".4f") -> str:
-    return "-" if value is None else format(value, spec)
 
 
 def summary_line(run: Run) -> dict[str, object]:
@@ -33,7 +30,7 @@ def summary_line(run: Run) -> dict[str, object]:
         "variant": run.variant,
         "steps": run.n_steps,
         "last_step": run.last_step if run.last_step is not None else "-",
-        "final_lm": _fmt(run.final_lm),
+        "final_lm": fmt(run.final_lm, ".4f", missing="-"),
         "restarts": run.meta.get("restarts", 0),
         "problems": run.problems.height,
     }

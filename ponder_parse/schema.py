@@ -125,7 +125,16 @@ SNAPSHOT_LAYERS: dict[str, pl.DataType] = {
     "p_near_clamp": F,
 }
 
-QUALITY_STATUSES = ("ECONOMIC WIN", "TAX ONLY", "AUDIT-POS", "AUDIT-NEG")
+ECONOMIC_WIN = "ECONOMIC WIN"
+TAX_ONLY = "TAX ONLY"
+AUDIT_POS = "AUDIT-POS"
+AUDIT_NEG = "AUDIT-NEG"
+POLICY_STATUSES: tuple[str, ...] = (ECONOMIC_WIN, TAX_ONLY)
+"""Verdicts on steps where the gate chose the depth: λ_p reacts to these."""
+AUDIT_STATUSES: tuple[str, ...] = (AUDIT_POS, AUDIT_NEG)
+"""Verdicts on forced k=2 counterfactual steps: they measure, λ_p does not move."""
+QUALITY_STATUSES: tuple[str, ...] = (*POLICY_STATUSES, *AUDIT_STATUSES)
+"""Every RECURRENCE QUALITY status the trainer prints, policy first (a stable order)."""
 
 TABLES: dict[str, dict[str, pl.DataType]] = {
     "steps": STEPS,

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ponder_parse.formatting import fmt
+
 LEVEL_TITLES: dict[int, str] = {
     1: "Step line",
     2: "Per-layer stats",
@@ -69,12 +71,7 @@ class Metric:
 
     def format(self, value: float | None) -> str:
         """Format a value the way the log prints it, tolerating None/NaN."""
-        if value is None:
-            return "–"
-        try:
-            return format(value, self.fmt)
-        except (TypeError, ValueError):
-            return str(value)
+        return fmt(value, self.fmt)
 
     def help(self) -> str:
         """One-paragraph help text for tooltips: meaning plus what healthy looks like."""

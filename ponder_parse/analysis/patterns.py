@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from ponder_parse.analysis.phases import PHASES, assign_phase
+from ponder_parse.analysis.phases import assign_phase, phase_rank
 from ponder_parse.analysis.phases import phases as compute_phases
 from ponder_parse.run import Run
 
@@ -51,6 +51,14 @@ PATTERN_TITLES: dict[str, str] = {
     STUCK_HALF: "Gate stuck at 0.5",
     OTHER: "Other / in transition",
 }
+
+FORCED = "forced"
+"""Not a classifier verdict: a trace logged while k=2 was forced (warmup or audit step)
+shows the forcing, not the gate's choice, so timelines mark it instead of classifying it."""
+FORCED_TITLE = "Forced k=2 (warmup or audit step)"
+
+TIMELINE_PATTERNS: tuple[str, ...] = (*PATTERNS, FORCED)
+"""Everything a pattern timeline can show, in legend order."""
 
 PATTERN_MEANINGS: dict[str, str] = {
     HEALTHY: "Model deciding to stop early.",
@@ -151,14 +159,25 @@ def classify_traces(traces: pl.DataFrame, thresholds: PatternThresholds = DEFAUL
     return traces.with_columns(pattern_expr("s_trace", thresholds).alias("pattern"))
 
 
+def pattern_rank(column: str = "pattern") -> pl.Expr:
+    """Position of a pattern in `TIMELINE_PATTERNS` (unknown names last): one sort and
+    stacking order for every table and chart."""
+    return pl.col(column).replace_strict(
+        TIMELINE_PATTERNS, list(range(len(TIMELINE_PATTERNS))), default=len(TIMELINE_PATTERNS)
+    )
+
+
 def reference_shapes_frame() -> pl.DataFrame:
-    """The guide's reference shapes in long form for charts: `pattern`, `k` (1-based), `s`."""
+    """The guide's reference shapes in long form for charts: `pattern`, `label` (its
+    title), `k` (1-based), `s`."""
     rows = [
-        {"pattern": name, "k": i + 1, "s": value}
+        {"pattern": name, "label": PATTERN_TITLES[name], "k": i + 1, "s": value}
         for name, shape in REFERENCE_SHAPES.items()
         for i, value in enumerate(shape)
     ]
-    return pl.DataFrame(rows, schema={"pattern": pl.String, "k": pl.Int32, "s": pl.Float64})
+    return pl.DataFrame(
+        rows, schema={"pattern": pl.String, "label": pl.String, "k": pl.Int64, "s": pl.Float64}
+    )
 
 
 def policy_traces(run: Run) -> pl.DataFrame:
@@ -223,15 +242,9 @@ def pattern_shares(
     counts = df.group_by(keys).agg(n=pl.len().cast(pl.Int64))
     total = pl.col("n").sum().over(by) if by else pl.col("n").sum()
     out = counts.with_columns(share=pl.col("n") / total)
-    order = [pl.col("pattern").replace_strict(PATTERNS, list(range(len(PATTERNS))), default=99)]
+    order = [pattern_rank()]
     if "phase" in by:
-        out = out.sort(
-            [
-                *(pl.col(c) for c in by if c != "phase"),
-                pl.col("phase").replace_strict(PHASES, list(range(len(PHASES))), default=99),
-                *order,
-            ]
-        )
+        out = out.sort([*(pl.col(c) for c in by if c != "phase"), phase_rank(), *order])
     else:
         out = out.sort([*(pl.col(c) for c in by), *order])
     return out.select(list(schema)).cast(schema)  # type: ignore[arg-type]
@@ -257,15 +270,12 @@ def dominant_pattern(
     }
     if shares.is_empty():
         return pl.DataFrame(schema=schema)
-    rank = pl.col("pattern").replace_strict(PATTERNS, list(range(len(PATTERNS))), default=99)
     out = (
-        shares.with_columns(n_traces=pl.col("n").sum().over("phase"), _r=rank)
+        shares.with_columns(n_traces=pl.col("n").sum().over("phase"), _r=pattern_rank())
         .sort(["phase", "n", "_r"], descending=[False, True, False])
         .group_by("phase", maintain_order=True)
         .first()
-        .with_columns(
-            _p=pl.col("phase").replace_strict(PHASES, list(range(len(PHASES))), default=99)
-        )
+        .with_columns(_p=phase_rank())
         .sort("_p")
     )
     return out.select(list(schema)).cast(schema)  # type: ignore[arg-type]

@@ -15,6 +15,7 @@ defaults (force warmup ends at 800, ponder starts at 1200). Boundary values are 
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import polars as pl
@@ -24,14 +25,19 @@ from ponder_parse.run import Run
 FORCE_END_DEFAULT = 800
 PONDER_START_DEFAULT = 1200
 
-PHASES: tuple[str, ...] = ("force_warmup", "gate_learning", "economic")
+FORCE_WARMUP = "force_warmup"
+GATE_LEARNING = "gate_learning"
+ECONOMIC = "economic"
+
+PHASES: tuple[str, ...] = (FORCE_WARMUP, GATE_LEARNING, ECONOMIC)
 """Phase names in training order; use for sorting and colour domains."""
 
-PHASE_TITLES: dict[str, str] = {
-    "force_warmup": "Force warmup",
-    "gate_learning": "Gate learning",
-    "economic": "Economic control",
+PHASE_LABELS: dict[str, str] = {
+    FORCE_WARMUP: "force-2 warmup",
+    GATE_LEARNING: "gate learning",
+    ECONOMIC: "economic control",
 }
+"""How tables and charts name each phase, in training order."""
 
 SRC_QUALITY = "log: first RECURRENCE QUALITY line"
 SRC_AUDIT = "log: first audit step"
@@ -49,15 +55,6 @@ PHASES_SCHEMA: dict[str, pl.DataType] = {
     "end": pl.Int64,
     "source": pl.String,
     "end_source": pl.String,
-}
-
-LR_PHASES_SCHEMA: dict[str, pl.DataType] = {
-    "phase": pl.String,
-    "start": pl.Int64,
-    "end": pl.Int64,
-    "lr_start": pl.Float64,
-    "lr_end": pl.Float64,
-    "n_checks": pl.Int64,
 }
 
 # Hyperparameter names (case-insensitive) that carry the phase constants in a sweep config.
@@ -193,6 +190,57 @@ def boundaries(run: Run, overrides: dict[str, Any] | None = None) -> dict[str, t
     return {"force_end": force, "ponder_start": ponder}
 
 
+BOUNDARY_KEYS: tuple[str, ...] = ("force_end", "ponder_start")
+
+BOUNDARIES_SCHEMA: dict[str, pl.DataType] = {
+    "run": pl.String,
+    "force_end": pl.Int64,
+    "force_end from": pl.String,
+    "ponder_start": pl.Int64,
+    "ponder_start from": pl.String,
+}
+
+
+def boundaries_table(
+    runs: Sequence[Run], overrides: Mapping[str, Mapping[str, Any]] | None = None
+) -> pl.DataFrame:
+    """Both boundaries of every run with where each came from, one row per run
+    (columns: `BOUNDARIES_SCHEMA`), the form in which a user reviews and edits them.
+
+    `overrides` maps run name → `boundaries()` overrides.
+    """
+    rows = []
+    for run in runs:
+        b = boundaries(run, dict((overrides or {}).get(run.name) or {}) or None)
+        row: dict[str, Any] = {"run": run.name}
+        for key in BOUNDARY_KEYS:
+            row[key], row[f"{key} from"] = b[key]
+        rows.append(row)
+    return pl.DataFrame(rows, schema=BOUNDARIES_SCHEMA)
+
+
+def edited_overrides(
+    shown: pl.DataFrame,
+    edited: pl.DataFrame,
+    overrides: Mapping[str, Mapping[str, int]],
+) -> dict[str, dict[str, int]] | None:
+    """The overrides after a user edited the `boundaries_table` `shown` into `edited`
+    (same rows, same order); None when no boundary changed.
+
+    A cleared cell keeps the boundary it had, and a value equal to what was shown is not
+    an edit, so re-submitting the table never pins a boundary the log would move.
+    """
+    out = {name: dict(ov) for name, ov in overrides.items()}
+    changed = False
+    for old, new in zip(shown.iter_rows(named=True), edited.iter_rows(named=True), strict=True):
+        ov = out.setdefault(old["run"], {})
+        for key in BOUNDARY_KEYS:
+            if new[key] is not None and int(new[key]) != old[key]:
+                ov[key] = int(new[key])
+                changed = True
+    return out if changed else None
+
+
 def phases(run: Run, overrides: dict[str, Any] | None = None) -> pl.DataFrame:
     """One row per phase present in the logged range.
 
@@ -209,9 +257,9 @@ def phases(run: Run, overrides: dict[str, Any] | None = None) -> pl.DataFrame:
     b = boundaries(run, overrides)
     (force, force_src), (ponder, ponder_src) = b["force_end"], b["ponder_start"]
     nominal = [
-        ("force_warmup", None, force - 1, SRC_FIRST, force_src),
-        ("gate_learning", force, ponder - 1, force_src, ponder_src),
-        ("economic", ponder, None, ponder_src, SRC_LAST),
+        (FORCE_WARMUP, None, force - 1, SRC_FIRST, force_src),
+        (GATE_LEARNING, force, ponder - 1, force_src, ponder_src),
+        (ECONOMIC, ponder, None, ponder_src, SRC_LAST),
     ]
     rows: list[dict[str, Any]] = []
     for name, lo, hi, src_lo, src_hi in nominal:
@@ -257,38 +305,19 @@ def assign_phase(
     return df.with_columns(phase_expr(phases_df, step_col).alias(name))
 
 
-def lr_phases(run: Run) -> pl.DataFrame:
-    """Contiguous spans of the LR CHECK phase label (warmup / cosine / done).
+def phase_rank(column: str = "phase") -> pl.Expr:
+    """Position of a phase in training order (unknown names last), for sorting by phase."""
+    return pl.col(column).replace_strict(PHASES, list(range(len(PHASES))), default=len(PHASES))
 
-    Columns: `phase`, `start`, `end` (steps of the first and last LR CHECK in the span),
-    `lr_start`, `lr_end`, `n_checks`. A resumed run whose later lines repeat a step keeps the
-    later line, as the trainer's own state does.
-    """
-    lc = run.lr_checks
-    if lc.is_empty():
-        return pl.DataFrame(schema=LR_PHASES_SCHEMA)
-    lc = (
-        lc.filter(pl.col("step").is_not_null() & pl.col("phase").is_not_null())
-        .with_row_index("_i")
-        .unique("step", keep="last")
-        .sort("step")
+
+def with_phase_labels(df: pl.DataFrame, column: str = "phase") -> pl.DataFrame:
+    """`df` plus `phase_label`, the phase's display name (unknown names kept as they are)."""
+    return df.with_columns(
+        pl.col(column).replace_strict(PHASE_LABELS, default=pl.col(column)).alias("phase_label")
     )
-    if lc.is_empty():
-        return pl.DataFrame(schema=LR_PHASES_SCHEMA)
-    return (
-        lc.with_columns(
-            _span=(pl.col("phase") != pl.col("phase").shift(1)).fill_null(True).cum_sum()
-        )
-        .group_by("_span", maintain_order=True)
-        .agg(
-            phase=pl.col("phase").first(),
-            start=pl.col("step").first(),
-            end=pl.col("step").last(),
-            lr_start=pl.col("lr").first(),
-            lr_end=pl.col("lr").last(),
-            n_checks=pl.len(),
-        )
-        .drop("_span")
-        .cast(LR_PHASES_SCHEMA)  # type: ignore[arg-type]
-        .select(list(LR_PHASES_SCHEMA))
-    )
+
+
+def phase_start(phases_df: pl.DataFrame, phase: str) -> int | None:
+    """First step of `phase` in a `phases()` frame, None when the run never reached it."""
+    start = phases_df.filter(pl.col("phase") == phase)["start"]
+    return int(start[0]) if start.len() else None

@@ -11,15 +11,24 @@ red-flag table and would otherwise turn every number of the phase into NaN.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import polars as pl
 
+from ponder_parse import schema
 from ponder_parse.analysis.patterns import dominant_pattern
-from ponder_parse.analysis.phases import PHASES, assign_phase, phases
+from ponder_parse.analysis.phases import (
+    ECONOMIC,
+    FORCE_WARMUP,
+    assign_phase,
+    phase_rank,
+    phases,
+)
 from ponder_parse.analysis.red_flags import DEFAULT as DEFAULT_RULES
 from ponder_parse.analysis.red_flags import FlagRules, counts, red_flags
+from ponder_parse.analysis.sweep import sweep_table, swept_hparams
+from ponder_parse.formatting import fmt
 from ponder_parse.run import Run
 
 SUMMARY_SCHEMA: dict[str, pl.DataType] = {
@@ -107,13 +116,13 @@ def phase_summary(run: Run, phases_df: pl.DataFrame | None = None) -> pl.DataFra
 
     q = _phase_of(run.quality, phases_df)
     status = pl.col("status")
-    policy = status.is_in(["ECONOMIC WIN", "TAX ONLY"])
-    audit = status.is_in(["AUDIT-POS", "AUDIT-NEG"])
+    policy = status.is_in(schema.POLICY_STATUSES)
+    audit = status.is_in(schema.AUDIT_STATUSES)
     n_policy = policy.sum()
     n_audit = audit.sum()
     quality_stats = q.group_by("phase").agg(
-        win_rate=pl.when(n_policy > 0).then((status == "ECONOMIC WIN").sum() / n_policy),
-        audit_pos_rate=pl.when(n_audit > 0).then((status == "AUDIT-POS").sum() / n_audit),
+        win_rate=pl.when(n_policy > 0).then((status == schema.ECONOMIC_WIN).sum() / n_policy),
+        audit_pos_rate=pl.when(n_audit > 0).then((status == schema.AUDIT_POS).sum() / n_audit),
         confidence_rate=pl.when(n_policy > 0).then(
             (policy & pl.col("confidence").fill_null(False)).sum() / n_policy
         ),
@@ -122,7 +131,7 @@ def phase_summary(run: Run, phases_df: pl.DataFrame | None = None) -> pl.DataFra
     # Traces during the force warmup show the forced 2 passes, not a gate decision.
     dom = (
         dominant_pattern(run, phases_df)
-        .filter(pl.col("phase") != "force_warmup")
+        .filter(pl.col("phase") != FORCE_WARMUP)
         .select(
             "phase",
             pl.col("pattern").alias("dominant_pattern"),
@@ -144,31 +153,37 @@ def phase_summary(run: Run, phases_df: pl.DataFrame | None = None) -> pl.DataFra
     return out.select(list(SUMMARY_SCHEMA)).cast(SUMMARY_SCHEMA)  # type: ignore[arg-type]
 
 
-def _phase_rank() -> pl.Expr:
-    return pl.col("phase").replace_strict(PHASES, list(range(len(PHASES))), default=99)
-
-
 def compare_phases(
     runs: Sequence[Run],
     baseline: str,
-    phase_overrides: dict[str, dict[str, Any]] | None = None,
+    phase_overrides: Mapping[str, Mapping[str, Any]] | None = None,
+    summaries: Mapping[str, pl.DataFrame] | None = None,
 ) -> pl.DataFrame:
     """Phase summaries of several runs, each with its difference from `baseline`.
 
     Long format, one row per (run, phase): the `SUMMARY_SCHEMA` columns, `is_baseline`,
     and for every metric in `COMPARED_METRICS` a `<metric>_diff` = run − baseline in the
-    same phase (null where the baseline lacks that phase or either value is missing).
-    Rows are ordered by phase, then baseline first, then the order of `runs`.
+    same phase (null where the baseline lacks that phase or either value is missing; a
+    difference of counts stays a count). Rows follow the order of `runs`, each run's
+    phases in training order, so charts list runs as the user does.
     `phase_overrides` maps run name → `phases()` overrides, so each run can use its own
-    boundaries.
+    boundaries; `summaries` maps run name → its `phase_summary` already computed (the app
+    caches them), used instead of recomputing.
     """
     names = [r.name for r in runs]
     if len(set(names)) != len(names):
         raise ValueError("run names must be unique to compare them")
     if baseline not in names:
         raise ValueError(f"baseline {baseline!r} is not one of the runs")
-    summaries = [phase_summary(r, phases(r, (phase_overrides or {}).get(r.name))) for r in runs]
-    all_ = pl.concat(summaries) if summaries else pl.DataFrame(schema=SUMMARY_SCHEMA)
+    known = summaries or {}
+    overrides = phase_overrides or {}
+    parts = [
+        known[r.name]
+        if r.name in known
+        else phase_summary(r, phases(r, dict(overrides.get(r.name) or {}) or None))
+        for r in runs
+    ]
+    all_ = pl.concat(parts) if parts else pl.DataFrame(schema=SUMMARY_SCHEMA)
     base = all_.filter(pl.col("run") == baseline).select(
         "phase", *[pl.col(m).alias(f"_b_{m}") for m in COMPARED_METRICS]
     )
@@ -177,18 +192,36 @@ def compare_phases(
         all_.join(base, on="phase", how="left")
         .with_columns(
             is_baseline=pl.col("run") == baseline,
-            _run_rank=pl.when(pl.col("run") == baseline)
-            .then(-1)
-            .otherwise(pl.col("run").replace_strict(order, default=len(order))),
-            **{
-                f"{m}_diff": pl.col(m).cast(pl.Float64) - pl.col(f"_b_{m}").cast(pl.Float64)
-                for m in COMPARED_METRICS
-            },
+            **{f"{m}_diff": pl.col(m) - pl.col(f"_b_{m}") for m in COMPARED_METRICS},
         )
-        .sort(_phase_rank(), pl.col("_run_rank"))
+        .sort(pl.col("run").replace_strict(order), phase_rank())
     )
     cols = [*SUMMARY_SCHEMA, "is_baseline", *(f"{m}_diff" for m in COMPARED_METRICS)]
     return out.select(cols)
+
+
+PHASE_TABLE_COLUMNS: tuple[str, ...] = tuple(
+    dict.fromkeys(
+        [
+            "run",
+            "phase",
+            "start",
+            "end",
+            "steps",
+            *COMPARED_METRICS,
+            "dominant_pattern",
+            "dominant_pattern_share",
+        ]
+    )
+)
+"""What the phase table shows of `compare_phases`, before the differences."""
+
+
+def phase_table(comparison: pl.DataFrame, diffs: bool = True) -> pl.DataFrame:
+    """`compare_phases` as the phase table reads it: one block per phase in training
+    order, runs by name within it, with the `<metric>_diff` columns when `diffs`."""
+    cols = [*PHASE_TABLE_COLUMNS, *((f"{m}_diff" for m in COMPARED_METRICS) if diffs else ())]
+    return comparison.sort(phase_rank(), "run").select([c for c in cols if c in comparison.columns])
 
 
 RUN_SUMMARY_SCHEMA: dict[str, pl.DataType] = {
@@ -241,7 +274,7 @@ def run_summary(
     lm = st.filter(pl.col("lm_loss").is_finite().fill_null(False))
     best = lm.sort("lm_loss").head(1)
     summary = phase_summary(run, phases_df)
-    econ = summary.filter(pl.col("phase") == "economic")
+    econ = summary.filter(pl.col("phase") == ECONOMIC)
     e = econ.row(0, named=True) if econ.height else {}
     c = counts(findings)
 
@@ -286,7 +319,114 @@ def run_summary(
     }
 
 
-def summary_table(runs: Sequence[Run], rules: FlagRules = DEFAULT_RULES) -> pl.DataFrame:
-    """`run_summary` of every run as one typed frame (columns: `RUN_SUMMARY_SCHEMA`)."""
-    rows = [run_summary(r, rules=rules) for r in runs]
+def summary_table(
+    runs: Sequence[Run],
+    rules: FlagRules = DEFAULT_RULES,
+    summaries: Mapping[str, Mapping[str, Any]] | None = None,
+) -> pl.DataFrame:
+    """`run_summary` of every run as one typed frame (columns: `RUN_SUMMARY_SCHEMA`).
+
+    `summaries` maps run name to a `run_summary` already computed (the app caches them);
+    runs without an entry are summarised here.
+    """
+    known = summaries or {}
+    rows = [dict(known[r.name]) if r.name in known else run_summary(r, rules=rules) for r in runs]
     return pl.DataFrame(rows, schema=RUN_SUMMARY_SCHEMA)
+
+
+HEALTHY = "healthy"
+WARNING = "warning"
+CRITICAL = "critical"
+NO_DATA = "no data"
+
+
+def health(summary: Mapping[str, Any]) -> str:
+    """A run's health in one word, from its `run_summary`: critical if any critical red
+    flag, warning if warnings only, healthy if none, no data without a single step line
+    (nothing to judge, which is not the same as healthy)."""
+    if not summary.get("steps"):
+        return NO_DATA
+    if summary.get("n_critical"):
+        return CRITICAL
+    return WARNING if summary.get("n_warning") else HEALTHY
+
+
+RUNS_TABLE_COLUMNS: dict[str, str] = {
+    "variant": "variant",
+    "steps": "steps",
+    "last_step": "last step",
+    "final_lm": "final LM",
+    "best_lm": "best LM",
+    "k_mean_economic": "mean k (economic)",
+    "target_k": "TARGET_K",
+    "win_rate": "win rate",
+    "dominant_pattern": "dominant trace",
+    "restarts": "restarts",
+    "problems": "problems",
+}
+"""`run_summary` keys the runs table shows, and its headers for them."""
+
+
+def runs_table(
+    runs: Sequence[Run], summaries: Mapping[str, Mapping[str, Any]] | None = None
+) -> pl.DataFrame:
+    """Every run at a glance: `run`, `health`, the settings the sweep varied (as text),
+    then outcomes under `RUNS_TABLE_COLUMNS` headers and `red flags` (critical + warning).
+
+    What differs between runs sits next to the name and health, before the outcomes, so
+    the table reads as "this setting, this result". `summaries` as in `summary_table`.
+    """
+    t = summary_table(runs, summaries=summaries)
+    table = t.select(
+        "run",
+        pl.Series("health", [health(row) for row in t.iter_rows(named=True)], dtype=pl.String),
+        *[pl.col(k).alias(v) for k, v in RUNS_TABLE_COLUMNS.items()],
+        (pl.col("n_critical") + pl.col("n_warning")).alias("red flags"),
+    )
+    varying = swept_hparams(runs)
+    if not varying:
+        return table
+    hp = sweep_table(runs).select("run", *varying).with_columns(pl.exclude("run").cast(pl.String))
+    return table.join(hp, on="run", how="left").select(
+        "run", "health", *varying, pl.exclude("run", "health", *varying)
+    )
+
+
+def runs_overview(table: pl.DataFrame) -> dict[str, int]:
+    """The runs table's headline counts: `healthy` and `critical` runs, and `problems`
+    (log lines not understood, over all runs)."""
+    return {
+        HEALTHY: int((table["health"] == HEALTHY).sum()),
+        CRITICAL: int((table["health"] == CRITICAL).sum()),
+        "problems": int(table["problems"].sum()),
+    }
+
+
+def run_facts(run: Run) -> pl.DataFrame:
+    """What the log itself said about a run's set-up, as `fact`, `value` text rows (a
+    missing fact reads as a dash, not as an empty cell)."""
+    meta = run.meta
+    facts = {
+        "layers": meta.get("n_layers"),
+        "Kmax": meta.get("kmax"),
+        "TARGET_K": meta.get("target_k"),
+        "TARGET_K from": meta.get("target_k_source"),
+        "deadband engaged at step": meta.get("deadband_step"),
+        "resumed at steps": ", ".join(map(str, meta.get("resume_steps", []))) or None,
+        "log still being written": meta.get("truncated"),
+    }
+    return pl.DataFrame(
+        {"fact": list(facts), "value": [fmt(v) for v in facts.values()]},
+        schema={"fact": pl.String, "value": pl.String},
+    )
+
+
+def line_kinds_text(run: Run) -> str | None:
+    """How the log's lines split into kinds (`6427 lines: 3000 step, 1800 quality, …`);
+    None when the reader recorded no kinds."""
+    kinds = run.meta.get("line_kinds", {})
+    if not kinds:
+        return None
+    return f"{run.meta.get('n_lines', 0)} lines: " + ", ".join(
+        f"{n} {k.replace('_', ' ')}" for k, n in kinds.items()
+    )

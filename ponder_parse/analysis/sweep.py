@@ -14,11 +14,12 @@ import numbers
 import os
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import polars as pl
 
-from ponder_parse.files.hparams import key_order, normalize_key
+from ponder_parse.files.hparams import SOURCE_LOG, key_order, normalize_key
 from ponder_parse.run import Run
 
 _MISSING = object()
@@ -157,6 +158,79 @@ def varying_hparams(runs: Sequence[Run]) -> list[str]:
     return out
 
 
+OUTCOMES: tuple[str, ...] = (
+    "final_lm",
+    "best_lm",
+    "k_mean_economic",
+    "ctrl_err_abs_mean_economic",
+    "win_rate",
+    "lambda_p_end",
+    "n_critical",
+    "n_warning",
+)
+"""The `run_summary` figures a sweep is judged by, in the order its table shows them."""
+
+DEFAULT_OUTCOME_AXES: tuple[str, ...] = ("final_lm", "k_mean_economic", "win_rate")
+"""Outcomes drawn on the parallel coordinates unless the user picks others."""
+
+
+@dataclass(frozen=True)
+class SweepView:
+    """A sweep's table and the column choices its views offer."""
+
+    table: pl.DataFrame
+    """Every run: `run`, every hyperparameter, the `OUTCOMES`."""
+    shown: list[str]
+    """The table's columns as shown: `run`, outcomes, then the hyperparameters (only
+    those that vary, if asked). Outcomes first: a sweep is read by ranking runs, then
+    asking what they had in common."""
+    axes: list[str]
+    """Shown numeric columns that differ between runs: what parallel coordinates can draw."""
+    default_axes: list[str]
+    """The first five such hyperparameters and the headline outcomes."""
+    x_options: list[str]
+    """Hyperparameters to plot an outcome against: those that differ, else all."""
+    y_options: list[str]
+    """Outcomes to plot."""
+
+
+def sweep_view(
+    runs: Sequence[Run],
+    summaries: Mapping[str, Mapping[str, Any]],
+    only_varying: bool = True,
+) -> SweepView:
+    """The sweep table of `runs` with their `summaries` (run name → `run_summary`), and
+    what each of its views can show."""
+    table = sweep_table(runs, {n: {k: s.get(k) for k in OUTCOMES} for n, s in summaries.items()})
+    varying = set(varying_hparams(runs))
+    hp_cols = [c for c in table.columns if c != "run" and c not in OUTCOMES]
+    outcomes = [c for c in OUTCOMES if c in table.columns]
+    shown = ["run", *outcomes, *([c for c in hp_cols if c in varying] if only_varying else hp_cols)]
+    axes = [c for c in shown[1:] if table.schema[c].is_numeric() and table[c].n_unique() > 1]
+    hp_axes = [c for c in axes if c not in OUTCOMES]
+    return SweepView(
+        table=table,
+        shown=shown,
+        axes=axes,
+        default_axes=hp_axes[:5] + [c for c in DEFAULT_OUTCOME_AXES if c in axes],
+        x_options=[c for c in hp_cols if table[c].n_unique() > 1] or hp_cols,
+        y_options=outcomes,
+    )
+
+
+def swept_hparams(runs: Sequence[Run]) -> list[str]:
+    """The settings the sweep varied: hyperparameters that differ between runs and that
+    some run got from a config file, its folder name or the user.
+
+    Model facts the log prints (parameter count, width...) differ only between variants,
+    and would crowd out the settings a sweep is about.
+    """
+    swept = {
+        k for r in runs for k, src in r.meta.get("hparam_sources", {}).items() if src != SOURCE_LOG
+    }
+    return [k for k in varying_hparams(runs) if k in swept]
+
+
 def _common_label(names: list[str]) -> str:
     """A label for seeds of an unnamed configuration: the shared start of their names
     without the trailing seed marker (`tk2.4_seed1`, `tk2.4_seed2` -> `tk2.4`)."""
@@ -247,6 +321,14 @@ def seed_groups(runs: Sequence[Run], seed_keys: Sequence[str] = ("seed",)) -> di
             label = f"{base} #{n}"
         out[label] = member_names
     return out
+
+
+def repeated_seed_groups(
+    runs: Sequence[Run], seed_keys: Sequence[str] = ("seed",)
+) -> dict[str, list[str]]:
+    """The `seed_groups` with more than one run: the ones a mean line and band can stand
+    for (a group of one is just its run)."""
+    return {g: m for g, m in seed_groups(runs, seed_keys).items() if len(m) > 1}
 
 
 def group_band(

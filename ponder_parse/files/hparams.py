@@ -28,6 +28,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import polars as pl
 import yaml
 
 CONFIG_FILE_NAMES: tuple[str, ...] = (
@@ -487,3 +488,28 @@ def apply_user_sources(sources: Mapping[str, str], edits: Mapping[str, Any]) -> 
         elif key:
             out[key] = SOURCE_USER
     return out
+
+
+def tags_frame(values: Mapping[str, Any], sources: Mapping[str, str] | None = None) -> pl.DataFrame:
+    """A run's hyperparameters as an editable / readable table: `key`, `value` (as text,
+    the way an editor hands it back) and, given `sources`, `from`."""
+    data: dict[str, list[str]] = {"key": list(values), "value": [str(v) for v in values.values()]}
+    if sources is not None:
+        data["from"] = [sources.get(k, "") for k in values]
+    return pl.DataFrame(data, schema=dict.fromkeys(data, pl.String))
+
+
+def tag_changes(values: Mapping[str, Any], edited: Iterable[tuple[Any, Any]]) -> dict[str, Any]:
+    """The user edits that turn `values` into the edited `(key, value)` rows.
+
+    An editor hands back every row, changed or not, and blank rows for ones being typed:
+    only real changes are returned (values parsed as the other sources are), and a key
+    the user removed maps to None, which `apply_user_tags` reads as "delete".
+    """
+    new: dict[str, Any] = {}
+    for key, value in edited:
+        if key is None or not str(key).strip():
+            continue
+        new[str(key).strip()] = parse_scalar(str(value))
+    removed = {k: None for k in values if k not in new}
+    return {k: v for k, v in new.items() if values.get(k) != v} | removed

@@ -35,9 +35,20 @@ def test_reference_shapes_classify_as_named() -> None:
     for name, shape in P.REFERENCE_SHAPES.items():
         assert P.classify_trace(shape) == name
     frame = P.reference_shapes_frame()
-    assert frame.columns == ["pattern", "k", "s"]
+    assert frame.columns == ["pattern", "label", "k", "s"]
     assert frame.height == 16
     assert frame.filter(pl.col("k") == 1)["s"].to_list() == [1.0] * 4
+    healthy = frame.filter(pl.col("pattern") == P.HEALTHY)
+    assert healthy["label"].unique().to_list() == [P.PATTERN_TITLES[P.HEALTHY]]
+    assert healthy.sort("k")["s"].to_list() == list(P.REFERENCE_SHAPES[P.HEALTHY])
+
+
+def test_pattern_rank_orders_like_the_timeline_legend() -> None:
+    assert (*P.PATTERNS, P.FORCED) == P.TIMELINE_PATTERNS
+    assert P.FORCED not in P.PATTERNS  # never a classifier verdict
+    names = ["zzz", P.FORCED, P.OTHER, P.HEALTHY, P.STUCK_HALF]
+    ranked = pl.DataFrame({"pattern": names}).sort(P.pattern_rank())["pattern"].to_list()
+    assert ranked == [P.HEALTHY, P.STUCK_HALF, P.OTHER, P.FORCED, "zzz"]
 
 
 # ---- near-misses around every threshold (defaults documented in PatternThresholds)

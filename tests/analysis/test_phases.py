@@ -1,4 +1,4 @@
-"""Phase boundaries from the log, the defaults, or the user; phase assignment; LR spans."""
+"""Phase boundaries from the log, the defaults, or the user; phase assignment, order and labels."""
 
 from __future__ import annotations
 
@@ -8,8 +8,12 @@ from analysis_helpers import make_run, steps_run
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ponder_parse import schema
 from ponder_parse.analysis.phases import (
+    ECONOMIC,
+    FORCE_WARMUP,
+    GATE_LEARNING,
+    PHASE_LABELS,
+    PHASES,
     PHASES_SCHEMA,
     SRC_AUDIT,
     SRC_CONFIG,
@@ -22,8 +26,12 @@ from ponder_parse.analysis.phases import (
     SRC_USER,
     assign_phase,
     boundaries,
-    lr_phases,
+    boundaries_table,
+    edited_overrides,
+    phase_rank,
+    phase_start,
     phases,
+    with_phase_labels,
 )
 from ponder_parse.run import Run
 
@@ -195,38 +203,6 @@ def test_phases_tile_the_logged_range(n: int, force: int, ponder: int) -> None:
     assert out["phase"].null_count() == 0
 
 
-# ---- LR phases
-
-
-def test_lr_phases() -> None:
-    lp = lr_phases(make_run())
-    assert lp["phase"].to_list() == ["warmup", "cosine"]
-    assert lp.row(0, named=True)["start"] == 0
-    assert lp.row(0, named=True)["end"] == 450
-    assert lp.row(1, named=True)["start"] == 500
-    assert lp.row(1, named=True)["n_checks"] == 50
-
-
-def test_lr_phases_repeated_steps_keep_the_later_line() -> None:
-    lc = pl.DataFrame(
-        {
-            "step": [450, 500, 550, 500, 550, 10050],
-            "lr": [2.7e-4, 3e-4, 2.9e-4, 3.1e-4, 2.95e-4, 3e-5],
-            "phase": ["warmup", "cosine", "cosine", "cosine", "cosine", "done"],
-        },
-        schema=schema.LR_CHECKS,
-    )
-    lp = lr_phases(Run(name="r", lr_checks=lc))
-    assert lp["phase"].to_list() == ["warmup", "cosine", "done"]
-    cos = lp.row(1, named=True)
-    assert (cos["start"], cos["end"], cos["n_checks"]) == (500, 550, 2)
-    assert cos["lr_start"] == pytest.approx(3.1e-4)
-
-
-def test_lr_phases_empty() -> None:
-    assert lr_phases(Run(name="e")).is_empty()
-
-
 def test_simulated_logs_prove_their_boundaries() -> None:
     from dataclasses import replace
 
@@ -242,3 +218,60 @@ def test_simulated_logs_prove_their_boundaries() -> None:
         ("economic", 1000, 1499),
     ]
     assert p["source"].to_list()[1:] == [SRC_LAYERS, SRC_QUALITY]
+
+
+# ---- order and labels
+
+
+def test_phase_vocabulary_is_in_training_order() -> None:
+    assert PHASES == (FORCE_WARMUP, GATE_LEARNING, ECONOMIC)
+    assert list(PHASE_LABELS) == list(PHASES)
+
+
+def test_phase_rank_sorts_in_training_order_unknown_last() -> None:
+    df = pl.DataFrame({"phase": ["economic", "nope", "force_warmup", "gate_learning"]})
+    ordered = df.sort(phase_rank())["phase"].to_list()
+    assert ordered == ["force_warmup", "gate_learning", "economic", "nope"]
+
+
+def test_with_phase_labels_names_known_phases_and_keeps_others() -> None:
+    df = with_phase_labels(pl.DataFrame({"phase": ["gate_learning", "odd", None]}))
+    assert df["phase_label"].to_list() == ["gate learning", "odd", None]
+
+
+def test_phase_start() -> None:
+    p = phases(make_run())
+    assert phase_start(p, GATE_LEARNING) == 800
+    assert phase_start(p, ECONOMIC) == 1200
+    assert phase_start(phases(make_run(n_steps=900)), ECONOMIC) is None
+    assert phase_start(pl.DataFrame(schema=PHASES_SCHEMA), FORCE_WARMUP) is None
+
+
+# ---- the boundaries table a user edits
+
+
+def test_boundaries_table() -> None:
+    runs = [make_run("a"), make_run("b")]
+    t = boundaries_table(runs, {"b": {"ponder_start": 1500}, "zzz": {"force_end": 1}})
+    assert t.rows() == [
+        ("a", 800, SRC_LAYERS, 1200, SRC_QUALITY),
+        ("b", 800, SRC_LAYERS, 1500, SRC_USER),
+    ]
+    assert boundaries_table([]).is_empty()
+
+
+def test_edited_overrides() -> None:
+    shown = boundaries_table([make_run("a"), make_run("b")])
+    assert edited_overrides(shown, shown, {}) is None  # nothing edited
+    cleared = shown.with_columns(pl.lit(None, pl.Int64).alias("force_end"))
+    assert edited_overrides(shown, cleared, {}) is None  # a cleared cell is not an edit
+    edited = shown.with_columns(
+        pl.when(pl.col("run") == "b")
+        .then(1000)
+        .otherwise(pl.col("ponder_start"))
+        .alias("ponder_start")
+    )
+    before = {"a": {"force_end": 700}}
+    out = edited_overrides(shown, edited, before)
+    assert out == {"a": {"force_end": 700}, "b": {"ponder_start": 1000}}
+    assert before == {"a": {"force_end": 700}}  # not changed in place

@@ -9,6 +9,7 @@ import pytest
 from analysis_helpers import make_run, steps_run
 
 from ponder_parse import schema
+from ponder_parse.analysis import summaries
 from ponder_parse.analysis.phases import phases
 from ponder_parse.analysis.summaries import (
     COMPARED_METRICS,
@@ -78,8 +79,10 @@ def test_phase_summary_with_custom_phases() -> None:
 def test_compare_phases() -> None:
     base, other = make_run("base"), make_run("other", pathology="lm_flat", seed=3)
     c = compare_phases([other, base], baseline="base")
-    assert c["run"].to_list() == ["base", "other"] * 3
-    assert c["is_baseline"].to_list() == [True, False] * 3
+    assert c["run"].to_list() == ["other"] * 3 + ["base"] * 3  # in the order given
+    assert c["phase"].to_list() == ["force_warmup", "gate_learning", "economic"] * 2
+    assert c["is_baseline"].to_list() == [False] * 3 + [True] * 3
+    assert c.schema["steps_diff"] == pl.Int64  # a difference of counts is a count
     for m in COMPARED_METRICS:
         assert f"{m}_diff" in c.columns
         assert c.filter(pl.col("is_baseline"))[f"{m}_diff"].drop_nulls().abs().max() in (
@@ -87,7 +90,7 @@ def test_compare_phases() -> None:
             0.0,
         )
     econ = c.filter(pl.col("phase") == "economic")
-    b, o = econ.row(0, named=True), econ.row(1, named=True)
+    o, b = econ.row(0, named=True), econ.row(1, named=True)
     assert o["lm_end_diff"] == pytest.approx(o["lm_end"] - b["lm_end"])
     assert o["lm_end_diff"] > 0.5  # the flat run ends far above the baseline
 
@@ -104,6 +107,37 @@ def test_compare_phases_missing_phase_and_overrides() -> None:
     assert c.filter((pl.col("run") == "base") & (pl.col("phase") == "economic"))[
         "start"
     ].to_list() == [2500]
+
+
+def test_compare_phases_reuses_given_summaries() -> None:
+    base, other = make_run("base"), make_run("other", seed=3)
+    given = phase_summary(other).with_columns(lm_end=pl.lit(100.0))
+    c = compare_phases([base, other], baseline="base", summaries={"other": given})
+    o = c.filter(pl.col("run") == "other")
+    assert o["lm_end"].to_list() == [100.0] * 3
+    b = c.filter(pl.col("run") == "base")
+    assert (o["lm_end_diff"] - (100.0 - b["lm_end"])).abs().max() < 1e-9
+
+
+def test_phase_table_orders_by_phase_then_name_and_toggles_diffs() -> None:
+    runs = [make_run("zeta"), make_run("alpha", seed=2), make_run("short", n_steps=900)]
+    c = compare_phases(runs, baseline="zeta")
+    t = summaries.phase_table(c)
+    assert list(zip(t["phase"], t["run"], strict=True)) == [
+        ("force_warmup", "alpha"),
+        ("force_warmup", "short"),
+        ("force_warmup", "zeta"),
+        ("gate_learning", "alpha"),
+        ("gate_learning", "short"),
+        ("gate_learning", "zeta"),
+        ("economic", "alpha"),
+        ("economic", "zeta"),
+    ]
+    assert t.columns == [*summaries.PHASE_TABLE_COLUMNS, *(f"{m}_diff" for m in COMPARED_METRICS)]
+    assert "is_baseline" not in t.columns
+    plain = summaries.phase_table(c, diffs=False)
+    assert plain.columns == list(summaries.PHASE_TABLE_COLUMNS)
+    assert len(set(plain.columns)) == len(plain.columns)
 
 
 def test_compare_phases_rejects_bad_input() -> None:
@@ -152,3 +186,85 @@ def test_quality_without_policy_lines() -> None:
     econ = phase_summary(run).filter(pl.col("phase") == "economic").row(0, named=True)
     assert econ["win_rate"] is None and econ["confidence_rate"] is None
     assert econ["audit_pos_rate"] is not None
+
+
+def test_summary_table_reuses_given_summaries() -> None:
+    runs = [make_run("a"), make_run("b", n_steps=500)]
+    given = run_summary(runs[0]) | {"final_lm": 123.0}
+    t = summary_table(runs, summaries={"a": given})
+    assert t["final_lm"][0] == 123.0  # not recomputed
+    assert t["final_lm"][1] == pytest.approx(run_summary(runs[1])["final_lm"])
+
+
+@pytest.mark.parametrize(
+    ("steps", "critical", "warning", "expected"),
+    [
+        (0, 0, 0, "no data"),
+        (0, 2, 0, "no data"),  # nothing to judge, whatever the counts say
+        (10, 1, 3, "critical"),
+        (10, 0, 3, "warning"),
+        (10, 0, 0, "healthy"),
+    ],
+)
+def test_health(steps: int, critical: int, warning: int, expected: str) -> None:
+    s = {"steps": steps, "n_critical": critical, "n_warning": warning}
+    assert summaries.health(s) == expected
+
+
+def _tagged(run: Run, source: str = "folder name", **hp: object) -> Run:
+    run.hparams = dict(hp)
+    run.meta["hparam_sources"] = dict.fromkeys(hp, source) | {"params": "log"}
+    return run
+
+
+def test_runs_table_columns_health_and_swept_settings() -> None:
+    runs = [
+        _tagged(make_run("ok"), lr=0.001, seed=1, params=10),
+        _tagged(make_run("bad", pathology="not_stopping"), lr=0.003, seed=1, params=20),
+        _tagged(Run(name="empty"), lr=0.002, seed=1),
+    ]
+    t = summaries.runs_table(runs)
+    # lr varies and comes from the folder; seed is the same; params only the log says
+    assert t.columns == [
+        "run",
+        "health",
+        "lr",
+        *summaries.RUNS_TABLE_COLUMNS.values(),
+        "red flags",
+    ]
+    assert t["health"].to_list() == ["healthy", "critical", "no data"]
+    assert t["lr"].to_list() == ["0.001", "0.003", "0.002"]
+    s = run_summary(runs[1])
+    bad = t.row(1, named=True)
+    assert bad["red flags"] == s["n_critical"] + s["n_warning"] > 0
+    assert bad["final LM"] == pytest.approx(s["final_lm"])
+    assert bad["last step"] == 2999
+
+
+def test_runs_table_without_swept_settings_and_overview() -> None:
+    runs = [make_run("a"), make_run("b", pathology="problems")]
+    t = summaries.runs_table(runs)
+    assert t.columns[:3] == ["run", "health", "variant"]
+    assert summaries.runs_overview(t) == {
+        "healthy": int((t["health"] == "healthy").sum()),
+        "critical": int((t["health"] == "critical").sum()),
+        "problems": runs[1].problems.height,
+    }
+    assert runs[1].problems.height > 0
+
+
+def test_run_facts_formats_and_dashes() -> None:
+    run = make_run(pathology="restarts")
+    run.meta |= {"n_layers": 4, "kmax": 4, "target_k": 1.3}
+    facts = dict(summaries.run_facts(run).iter_rows())
+    assert facts["layers"] == "4"
+    assert facts["TARGET_K"] == "1.3"
+    assert facts["resumed at steps"] == "1250"
+    empty = dict(summaries.run_facts(Run(name="e")).iter_rows())
+    assert set(empty.values()) == {"–"}
+
+
+def test_line_kinds_text() -> None:
+    run = Run(name="r", meta={"n_lines": 5, "line_kinds": {"step": 3, "lr_check": 2}})
+    assert summaries.line_kinds_text(run) == "5 lines: 3 step, 2 lr check"
+    assert summaries.line_kinds_text(Run(name="e")) is None

@@ -7,7 +7,16 @@ import math
 import polars as pl
 import pytest
 
-from ponder_parse.analysis.sweep import group_band, seed_groups, sweep_table, varying_hparams
+from ponder_parse.analysis.sweep import (
+    OUTCOMES,
+    group_band,
+    repeated_seed_groups,
+    seed_groups,
+    sweep_table,
+    sweep_view,
+    swept_hparams,
+    varying_hparams,
+)
 from ponder_parse.run import Run
 
 
@@ -220,3 +229,54 @@ def test_groups_feed_bands(sweep: list[Run]) -> None:
     first = band.filter(pl.col("group") == "target_k=2.4").sort("step")
     assert first["mean"].to_list() == [0.5, 1.5] and first["n"].to_list() == [2, 2]
     assert band["group"].unique(maintain_order=True).to_list() == list(groups)
+
+
+def test_swept_hparams_leaves_out_what_only_the_log_says() -> None:
+    a = run("a", lr=1e-3, params=100, seed=1)
+    b = run("b", lr=3e-3, params=200, seed=1)
+    for r in (a, b):
+        r.meta["hparam_sources"] = {"lr": "config.yaml", "params": "log", "seed": "folder name"}
+    assert swept_hparams([a, b]) == ["lr"]  # params differs but only the log says so
+    b.meta["hparam_sources"]["params"] = "user"
+    assert swept_hparams([a, b]) == ["lr", "params"]
+    assert swept_hparams([a]) == []
+
+
+def test_repeated_seed_groups_leave_out_groups_of_one(sweep: list[Run]) -> None:
+    repeated = repeated_seed_groups(sweep)
+    assert repeated == {g: m for g, m in seed_groups(sweep).items() if len(m) > 1}
+    assert repeated and all(len(m) > 1 for m in repeated.values())
+    assert "solo" not in {r for m in repeated.values() for r in m}
+
+
+def test_sweep_view_columns_and_choices(sweep: list[Run]) -> None:
+    summaries = {
+        r.name: {"final_lm": 3.0 + i / 10, "win_rate": 0.5, "n_critical": i % 2, "other": 1}
+        for i, r in enumerate(sweep)
+    }
+    view = sweep_view(sweep, summaries)
+    t = view.table
+    assert t["run"].to_list() == [r.name for r in sweep]
+    assert "other" not in t.columns  # only the outcomes are taken from a summary
+    outcomes = [c for c in OUTCOMES if c in t.columns]
+    assert outcomes == list(OUTCOMES)  # every outcome a column, null where not given
+    assert view.shown == ["run", *outcomes, *varying_hparams(sweep)]
+    assert "kmax" not in view.shown  # the same in every run
+    # numeric and varying: win_rate is the same everywhere, target_k/eta/seed/final_lm vary
+    assert view.axes == ["final_lm", "n_critical", "target_k", "eta", "seed"]
+    assert view.default_axes == ["target_k", "eta", "seed", "final_lm"]
+    assert view.x_options == ["target_k", "eta", "seed"]
+    assert view.y_options == outcomes
+    everything = sweep_view(sweep, summaries, only_varying=False)
+    assert "kmax" in everything.shown and "variant" in everything.shown
+    assert everything.table.equals(t)
+
+
+def test_sweep_view_when_nothing_varies() -> None:
+    runs = [run("a", lr=1.0), run("b", lr=1.0)]
+    view = sweep_view(runs, {"a": {"final_lm": 3.0}, "b": {"final_lm": 3.0}})
+    assert view.shown == ["run", *OUTCOMES]
+    assert view.x_options == ["lr"]  # nothing differs: offer every setting
+    assert view.axes == [] and view.default_axes == []
+    bare = sweep_view(runs, {})
+    assert bare.shown == ["run"] and bare.y_options == []

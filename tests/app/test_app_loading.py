@@ -35,6 +35,7 @@ from app_helpers import (
 from streamlit.testing.v1 import AppTest
 
 from ponder_app import state
+from ponder_parse.run import Run
 
 BASE_LOG = log_of(SAMPLE_RUNS / "baseline,seed=0")
 
@@ -344,3 +345,17 @@ def test_runs_with_the_same_folder_name_stay_apart(
     assert health == {"sweep_a/run1": "healthy", "sweep_b/run1": "critical"}
     goto(at, "red_flags")
     assert set(table_with(at, "first_step")["run"]) == {"sweep_b/run1"}
+
+
+def test_user_tags_carry_their_source() -> None:
+    run = Run(
+        name="r",
+        hparams={"seed": 1, "params": 10},
+        meta={"hparam_sources": {"seed": "folder name", "params": "log"}},
+    )
+    other = Run(name="o", hparams={"seed": 1})
+    tagged, untouched = state.with_user_tags([run, other], {"r": {"mytag": "7", "seed": ""}})
+    assert tagged.hparams == {"params": 10, "mytag": 7}
+    assert tagged.meta["hparam_sources"] == {"params": "log", "mytag": "user"}
+    assert run.meta["hparam_sources"] == {"seed": "folder name", "params": "log"}  # a copy
+    assert untouched is other

@@ -452,6 +452,19 @@ def test_sweep_tag_edit_adds_a_column(fresh: AppTest) -> None:
     assert "mytag" in fresh.selectbox(key="sw_x").options
 
 
+def test_a_user_tag_is_a_swept_setting_on_the_runs_page(fresh: AppTest) -> None:
+    fresh.session_state["tag_edits"] = {"baseline,seed=0": {"mytag": "7"}}
+    goto(fresh, "home")
+    t = runs_table(fresh)
+    assert t.columns.index("mytag") < t.columns.index("steps")  # before the outcomes
+    tagged = dict(zip(t["run"], t["mytag"], strict=True))
+    assert tagged["baseline,seed=0"] == "7"
+    assert all(v is None for r, v in tagged.items() if r != "baseline,seed=0")
+    sources = [table(df) for df in fresh.main.dataframe if "from" in table(df).columns]
+    mine = [dict(zip(df["key"], df["from"], strict=True)) for df in sources]
+    assert next(m for m in mine if "mytag" in m)["mytag"] == "user"
+
+
 def test_sweep_tag_edit_regroups_seeds(fresh: AppTest) -> None:
     goto(fresh, "sweep")
     assert "crash_at=2377,seed=2" not in main_text(fresh).split("Seed groups")[-1]

@@ -19,6 +19,7 @@ import vl_convert as vlc
 
 from ponder_app import charts, prepare
 from ponder_parse.analysis import patterns
+from ponder_parse.analysis.phases import PHASE_LABELS
 
 RUNS = ["base,seed=0", "base,seed=1", "lambda_max=0.0005"]
 COLORS = charts.run_colors(RUNS)
@@ -282,7 +283,7 @@ def test_metric_chart_reference_lines_phases_markers_and_band() -> None:
         {
             "start": [0.0, 20.0, 40.0],
             "end": [20.0, 40.0, 60.0],
-            "label": list(charts.PHASE_LABELS.values()),
+            "label": list(PHASE_LABELS.values()),
             "source": ["log"] * 3,
         }
     )
@@ -306,7 +307,7 @@ def test_metric_chart_reference_lines_phases_markers_and_band() -> None:
     )
     rect = layers_with(d, "rect")
     assert len(rect) == 1
-    assert data_of(d, rect[0])["label"].to_list() == list(charts.PHASE_LABELS.values())
+    assert data_of(d, rect[0])["label"].to_list() == list(PHASE_LABELS.values())
     assert rect[0]["encoding"]["fill"]["scale"]["range"] == list(charts.PHASE_COLORS.values())
     rules = layers_with(d, "rule")
     ref = next(r for r in rules if r["encoding"].get("y", {}).get("field") == "y")
@@ -527,3 +528,26 @@ def test_scatter_axes_and_log_x() -> None:
     assert nominal["encoding"]["x"]["type"] == "nominal"
     nulls = _sweep().with_columns(pl.lit(None, pl.Float64).alias("final_lm"))
     assert is_no_data(to_dict(charts.scatter(nulls, x="lambda_max", y="final_lm", colors=COLORS)))
+
+
+def test_view_colours_are_keyed_by_the_data_layer_vocabularies() -> None:
+    from ponder_parse import schema
+    from ponder_parse.analysis import phases
+
+    assert tuple(charts.STATUS_COLORS) == schema.QUALITY_STATUSES
+    assert tuple(charts.PHASE_COLORS) == phases.PHASES
+    assert tuple(charts.PATTERN_COLORS) == patterns.TIMELINE_PATTERNS
+
+
+def test_with_group_colors_follow_the_runs() -> None:
+    colors = charts.run_colors(["a", "b"])
+    out = charts.with_group_colors(colors, ["g1", "g2"], n_runs=5)
+    assert out["a"] == colors["a"] and out["b"] == colors["b"]
+    assert out["g1"] == charts.PALETTE[5] and out["g2"] == charts.PALETTE[6]
+    assert charts.with_group_colors(colors, ["a"], n_runs=2)["a"] == colors["a"]  # kept
+    assert colors == charts.run_colors(["a", "b"])  # not changed in place
+
+
+@pytest.mark.parametrize(("spec", "expected"), [(".1%", ".2%"), (".2%", ".2%"), (".3f", ".3f")])
+def test_d3_format(spec: str, expected: str) -> None:
+    assert charts.d3_format(spec) == expected

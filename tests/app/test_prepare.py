@@ -357,6 +357,21 @@ def test_rolling_rates_over_policy_steps_only() -> None:
     assert prepare.rolling_rates(Run(name="e")).is_empty()
 
 
+def test_rolling_rates_of_several_runs_and_as_series() -> None:
+    q = quality_frame()
+    runs = [Run(name="a", quality=q), Run(name="none"), Run(name="b", quality=q)]
+    rr = prepare.rolling_rates_of(runs, window=50)
+    assert rr["run"].unique(maintain_order=True).to_list() == ["a", "b"]
+    alone = prepare.rolling_rates(runs[0], 50, prepare.points_per_run(3))
+    assert rr.filter(pl.col("run") == "a").equals(alone)
+    assert prepare.rolling_rates_of([Run(name="none")]).is_empty()
+    frame = pl.DataFrame({"run": ["a"] * 3, "step": [1, 2, 3], "win_rate": [None, 0.5, 0.25]})
+    s = prepare.as_series(frame, "win_rate")
+    assert s.columns == ["run", "step", "value", "smooth"]
+    assert s["step"].to_list() == [2, 3]  # no value, no point
+    assert s["value"].to_list() == s["smooth"].to_list() == [0.5, 0.25]
+
+
 def test_rolling_rates_respects_max_points() -> None:
     rates = prepare.rolling_rates(Run(name="r", quality=quality_frame()), window=100, max_points=50)
     assert rates.height <= 50
@@ -421,8 +436,6 @@ def test_histogram_bins_share_bins_across_runs() -> None:
 
 
 def test_trace_timeline_marks_audit_steps_instead_of_classifying_them() -> None:
-    from ponder_app.charts import AUDIT_PATTERN
-
     steps = schema.conform(pl.DataFrame({"step": [50, 100], "audit": [False, True]}), schema.STEPS)
     traces = pl.DataFrame(
         {
@@ -433,16 +446,106 @@ def test_trace_timeline_marks_audit_steps_instead_of_classifying_them() -> None:
         schema=schema.TRACES,
     )
     cells = prepare.trace_timeline(Run(name="r", steps=steps, traces=traces))
-    assert cells.sort("step")["pattern"].to_list() == ["stuck_half", AUDIT_PATTERN]
+    assert cells.sort("step")["pattern"].to_list() == ["stuck_half", patterns.FORCED]
 
 
 def test_trace_timeline_marks_the_force_warmup_as_forced() -> None:
-    from ponder_app.charts import AUDIT_PATTERN
-
     steps = schema.conform(pl.DataFrame({"step": [50, 900]}), schema.STEPS)
     healthy = [1.0, 0.82, 0.23, 0.04]
     traces = pl.DataFrame(
         {"step": [50, 900], "layer": [0, 0], "s_trace": [healthy, healthy]}, schema=schema.TRACES
     )
     cells = prepare.trace_timeline(Run(name="r", steps=steps, traces=traces), force_end=800)
-    assert cells.sort("step")["pattern"].to_list() == [AUDIT_PATTERN, "healthy"]
+    assert cells.sort("step")["pattern"].to_list() == [patterns.FORCED, "healthy"]
+
+
+# --- page helpers: extents, domains, selections --------------------------------------------------
+
+
+def test_step_extent() -> None:
+    frames = [steps_frame(5).with_columns(pl.col("step") + 10), steps_frame(3), pl.DataFrame()]
+    assert prepare.step_extent(frames) == (0, 14)
+    assert prepare.step_extent([steps_frame(1).with_columns(pl.lit(7).alias("step"))]) == (7, 8)
+    assert prepare.step_extent([]) == (0, 1)
+
+
+def test_clamp_range() -> None:
+    assert prepare.clamp_range((5, 50), 10, 40) == (10, 40)
+    assert prepare.clamp_range((12, 20), 10, 40) == (12, 20)
+    assert prepare.clamp_range((50, 60), 10, 40) == (40, 40)
+
+
+def test_value_domain_is_shared_across_frames() -> None:
+    a = pl.DataFrame({"value": [1.0, 3.0]})
+    b = pl.DataFrame({"value": [-2.0, 0.5]})
+    assert prepare.value_domain([a, pl.DataFrame(), b]) == (-2.0, 3.0)
+    assert prepare.value_domain([pl.DataFrame()]) is None
+
+
+def test_layer_diffs_against_the_baseline() -> None:
+    lay = layers_frame(range(0, 100, 10), 2, lambda s, layer: float(s + layer))
+    base = prepare.layer_grid(Run(name="b", layers=lay), "k", 5)
+    other = base.with_columns(pl.col("value") + 1.5)
+    diffs = prepare.layer_diffs({"o": other, "b": base, "p": base}, "b")
+    assert list(diffs) == ["o", "p"]
+    assert diffs["o"]["value"].to_list() == [1.5] * base.height
+    assert prepare.layer_diffs({"o": other}, "b") == {}
+
+
+def test_layer_metrics_only_what_some_run_logged() -> None:
+    lay = layers_frame(range(0, 50, 10), 2, lambda s, layer: 2.0)
+    cols = [m.column for m in prepare.layer_metrics([Run(name="a", layers=lay), Run(name="e")])]
+    assert "k" in cols
+    assert "step" not in cols and "layer" not in cols
+    assert all(lay[c].is_not_null().any() for c in cols)
+    assert prepare.layer_metrics([Run(name="e")]) == []
+
+
+def test_default_step_metrics() -> None:
+    assert prepare.default_step_metrics(["steps.avg_k", "steps.lm_loss", "steps.x"]) == [
+        "steps.lm_loss",
+        "steps.avg_k",
+    ]
+    assert prepare.default_step_metrics([]) == []
+
+
+def test_trace_steps_and_traces_of_several_runs() -> None:
+    later = Run(name="later", traces=TRACE_RUN.traces.with_columns(pl.col("step") + 25))
+    runs = [TRACE_RUN, later, Run(name="none")]
+    assert prepare.runs_with(runs, "traces") == [TRACE_RUN, later]
+    assert prepare.trace_steps(runs) == sorted({*TRACE_RUN.traces["step"], *later.traces["step"]})
+    curves = prepare.traces_of(runs, 100)
+    assert set(curves["series"]) == {"t @ 100", "later @ 75"}
+    assert prepare.traces_of([Run(name="none")], 100).is_empty()
+
+
+def test_pattern_share_bars_and_table() -> None:
+    from analysis_helpers import make_run
+
+    from ponder_parse.analysis import phases
+
+    runs = [make_run("a"), make_run("b", pathology="not_stopping"), Run(name="e")]
+    shares = prepare.pattern_share_bars(runs, {r.name: phases.phases(r) for r in runs})
+    assert set(shares["run"]) == {"a", "b"}
+    assert set(shares["phase_label"]) <= set(phases.PHASE_LABELS.values())
+    ranks = dict(zip(shares["pattern"], shares["pattern_rank"], strict=True))
+    assert all(ranks[p] == patterns.TIMELINE_PATTERNS.index(p) for p in ranks)
+    by_group = shares.group_by("run", "phase").agg(pl.col("share").sum())
+    assert by_group["share"].to_list() == pytest.approx([1.0] * by_group.height)
+    table = prepare.pattern_share_table(shares)
+    assert table.columns == ["run", "phase", "pattern", "n", "share"]
+    assert table.rows() == table.sort("run", "phase", "pattern").rows()
+    assert prepare.pattern_share_bars([Run(name="e")], {}).is_empty()
+
+
+def test_generation_steps_and_samples_at() -> None:
+    gen = schema.conform(
+        pl.DataFrame({"step": [500, 500, 1000], "sample": [0, 1, 0], "output": ["a", "b", "c"]}),
+        schema.GENERATIONS,
+    )
+    other = schema.conform(pl.DataFrame({"step": [1500], "sample": [0]}), schema.GENERATIONS)
+    runs = [Run(name="a", generations=gen), Run(name="b", generations=other), Run(name="e")]
+    assert prepare.runs_with(runs, "generations") == runs[:2]
+    assert prepare.generation_steps(runs) == [500, 1000, 1500]
+    assert prepare.samples_at(runs[0], 500)["output"].to_list() == ["a", "b"]
+    assert prepare.samples_at(runs[0], 1500).is_empty()

@@ -19,6 +19,8 @@ from ponder_parse.files.hparams import (
     normalize_mapping,
     parse_folder_name,
     parse_scalar,
+    tag_changes,
+    tags_frame,
 )
 
 META = {
@@ -247,3 +249,23 @@ def test_apply_user_tags() -> None:
         "note": "user",
         "halt_thr": "user",
     }
+
+
+def test_tags_frame() -> None:
+    values = {"target_k": 2.4, "seed": 1, "ponder": True}
+    t = tags_frame(values)
+    assert t.columns == ["key", "value"]
+    assert t.rows() == [("target_k", "2.4"), ("seed", "1"), ("ponder", "True")]
+    with_src = tags_frame(values, {"target_k": "log", "seed": "folder name"})
+    assert with_src["from"].to_list() == ["log", "folder name", ""]
+    assert tags_frame({}).columns == ["key", "value"]
+
+
+def test_tag_changes_only_what_the_user_changed() -> None:
+    values = {"target_k": 2.4, "seed": 1, "eta": 2.0}
+    edited = [("target_k", "2.4"), ("seed", "2"), (" note ", "x"), (None, "lost"), ("  ", "1")]
+    changes = tag_changes(values, edited)
+    # unchanged target_k left out, seed parsed, note trimmed, eta removed, blank keys ignored
+    assert changes == {"seed": 2, "note": "x", "eta": None}
+    assert apply_user_tags(values, changes) == {"target_k": 2.4, "seed": 2, "note": "x"}
+    assert tag_changes(values, [(k, str(v)) for k, v in values.items()]) == {}
