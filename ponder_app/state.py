@@ -93,9 +93,7 @@ def _stamp(run_path: Path) -> tuple[Any, ...]:
 
 @st.cache_resource(show_spinner=False, max_entries=1000)
 def _load_cached(path: str, stamp: tuple[Any, ...]) -> Run:
-    run = load_run(path)
-    run.meta["cache_key"] = f"{path}|{hash(stamp)}"
-    return run
+    return load_run(path)
 
 
 @st.cache_resource(show_spinner=False, max_entries=200)
@@ -108,6 +106,9 @@ class Loaded:
     runs: list[Run] = field(default_factory=list)
     failures: list[LoadFailure] = field(default_factory=list)
     messages: list[str] = field(default_factory=list)
+    # run name → what identifies its content, for caching its analyses (app state, so it
+    # lives here and not in the run's own facts)
+    keys: dict[str, str] = field(default_factory=dict)
 
 
 def _upload_dir() -> Path:
@@ -147,14 +148,15 @@ def materialize(files: Sequence[Any]) -> tuple[list[Path], list[str]]:
     return [Path(p) for p in dirs], list(messages)
 
 
-def _load_one(p: Path, live: bool) -> Run:
+def _load_one(p: Path, live: bool) -> tuple[Run, str]:
+    """A run and the key its analyses are cached under: what identifies its content
+    (the files' stamp, or how far a followed log has been read)."""
     if live and not str(p).endswith(".gz"):
         reader = _live_reader(str(p))
         reader.poll()
-        run = reader.run()
-        run.meta["cache_key"] = f"{p}|live|{reader.offset}"
-        return run
-    return _load_cached(str(p), _stamp(p))
+        return reader.run(), f"{p}|live|{reader.offset}"
+    stamp = _stamp(p)
+    return _load_cached(str(p), stamp), f"{p}|{hash(stamp)}"
 
 
 def load_all(paths: Sequence[str], upload_dirs: Sequence[Path] = (), live: bool = False) -> Loaded:
@@ -174,7 +176,7 @@ def load_all(paths: Sequence[str], upload_dirs: Sequence[Path] = (), live: bool 
         if ctx is not None:
             add_script_run_ctx(threading.current_thread(), ctx)
 
-    outcomes: dict[int, Run | LoadFailure] = {}
+    outcomes: dict[int, tuple[Run, str] | LoadFailure] = {}
     with ThreadPoolExecutor(max_workers=load_workers(len(targets)), initializer=attach) as pool:
         futures = {pool.submit(_load_one, p, live): i for i, p in enumerate(targets)}
         for n, fut in enumerate(as_completed(futures), start=1):
@@ -187,26 +189,25 @@ def load_all(paths: Sequence[str], upload_dirs: Sequence[Path] = (), live: bool 
                 outcomes[i] = LoadFailure(targets[i], f"could not be read: {exc!r}")
             if progress is not None:
                 progress.progress(n / len(targets), text=f"Reading runs… {n}/{len(targets)}")
+    keys: list[str] = []
     for i in range(len(targets)):
         got = outcomes[i]
-        if isinstance(got, Run):
-            out.runs.append(got)
-        else:
+        if isinstance(got, LoadFailure):
             out.failures.append(got)
+        else:
+            out.runs.append(got[0])
+            keys.append(got[1])
     if progress is not None:
         progress.empty()
     # Names must be unique for colours and selection; cached runs are shared, so copy.
-    copies = [dataclasses.replace(r, meta=dict(r.meta)) for r in out.runs]
+    copies = [dataclasses.replace(r, meta=r.meta.copy()) for r in out.runs]
     unique_names(copies)
     out.runs = copies
+    out.keys = {r.name: key for r, key in zip(copies, keys, strict=True)}
     return out
 
 
 # --- per-run analysis, cached by the run's cache key -----------------------------------------
-
-
-def _key(run: Run) -> str:
-    return str(run.meta.get("cache_key", id(run))) + "|" + run.name
 
 
 def _ov(overrides: dict[str, int] | None) -> tuple[tuple[str, int], ...]:
@@ -254,6 +255,12 @@ class Context:
     failures: list[LoadFailure]
     messages: list[str]
     errors: dict[str, str] = field(default_factory=dict)  # run → what could not be computed
+    keys: dict[str, str] = field(default_factory=dict)  # run name → content key (`Loaded.keys`)
+
+    def key(self, run: Run) -> str:
+        """What a run's cached analyses are keyed by: its content, and its name (names
+        are made unique per load, so two runs never share an entry)."""
+        return self.keys.get(run.name, f"id:{id(run)}") + "|" + run.name
 
     def overrides(self, run: Run) -> dict[str, int]:
         return dict(st.session_state.get("phase_overrides", {}).get(run.name, {}))
@@ -272,7 +279,7 @@ class Context:
         return self._safe(
             "phases",
             run,
-            lambda: _phases(_key(run), _ov(self.overrides(run)), run),
+            lambda: _phases(self.key(run), _ov(self.overrides(run)), run),
             pl.DataFrame(schema=phases.PHASES_SCHEMA),
         )
 
@@ -280,7 +287,7 @@ class Context:
         return self._safe(
             "red flags",
             run,
-            lambda: _flags(_key(run), _ov(self.overrides(run)), run),
+            lambda: _flags(self.key(run), _ov(self.overrides(run)), run),
             pl.DataFrame(schema=flags.FINDINGS_SCHEMA),
         )
 
@@ -295,20 +302,20 @@ class Context:
             "restarts": 0,
         }
         return self._safe(
-            "summary", run, lambda: _summary(_key(run), _ov(self.overrides(run)), run), empty
+            "summary", run, lambda: _summary(self.key(run), _ov(self.overrides(run)), run), empty
         )
 
     def phase_summary(self, run: Run) -> pl.DataFrame:
         return self._safe(
             "phase summary",
             run,
-            lambda: _phase_summary(_key(run), _ov(self.overrides(run)), run),
+            lambda: _phase_summary(self.key(run), _ov(self.overrides(run)), run),
             pl.DataFrame(schema=summaries.SUMMARY_SCHEMA),
         )
 
     def frame(self, run: Run) -> pl.DataFrame:
         """`steps` + `quality` per step, with elapsed-time and token axes."""
-        return _per_step(_key(run), run)
+        return _per_step(self.key(run), run)
 
     def flags_all(self, runs: Sequence[Run] | None = None) -> pl.DataFrame:
         parts = [self.flags(r) for r in (self.runs if runs is None else runs)]
@@ -358,6 +365,7 @@ def build_context(loaded: Loaded, selected: Sequence[str], baseline: str | None)
         colors=charts.run_colors(names),
         failures=list(loaded.failures),
         messages=list(loaded.messages),
+        keys=dict(loaded.keys),
     )
 
 
@@ -368,10 +376,9 @@ def set_context(ctx: Context) -> None:
 def context() -> Context:
     """The context the frame built for this rerun (pages call this first)."""
     ctx = st.session_state.get(CTX_KEY)
-    if ctx is None:  # a page run on its own (tests): build it the way the frame would
-        loaded = load_all([str(SAMPLE_RUNS)])
-        ctx = build_context(loaded, [r.name for r in loaded.runs], None)
-        set_context(ctx)
+    if not isinstance(ctx, Context):
+        # `ui.page_context` runs the frame first, so a page never gets here without one.
+        raise RuntimeError("no loaded runs: pages run inside app.py's frame")
     return ctx
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import polars as pl
 
@@ -17,6 +17,49 @@ from ponder_parse import schema
 
 def _empty_factory(s: dict[str, pl.DataType]):  # noqa: ANN202 - dataclass factory
     return field(default_factory=lambda: schema.empty(s))
+
+
+class RunMeta(TypedDict, total=False):
+    """What a log says about its run as a whole, one typed key per fact.
+
+    A dict, so `run.meta["kmax"]` reads as it always has and a fact the log does not state
+    is simply absent; typed, so a misspelt key or a wrong type is a checker error. Facts
+    about the text come from the parser, facts about the run from `parse.meta`,
+    `hparam_sources` from the loader; nothing here belongs to the app.
+    """
+
+    # the text itself
+    n_lines: int
+    line_kinds: dict[str, int]
+    truncated: bool  # the last line has no newline yet (a log still being written)
+    invalid_utf8: bool
+    live: bool  # built by the live follower from appended chunks
+    # the INIT line
+    init: str
+    params: int
+    emb: str
+    d_model: int
+    n_layers_cfg: int
+    n_heads: int
+    experts: str
+    ponder: str
+    K: int
+    # the controller
+    target_k: float
+    target_k_source: str  # "deadband" (printed) or "ctrl_err" (recovered as AVGS k - CTRL_ERR)
+    deadband_step: int | None
+    deadband_lambda_p: float | None
+    cli_lambda_p: float | None
+    # resumes
+    resume_steps: list[int]
+    restarts: int
+    # shape of the run
+    n_layers: int
+    kmax: int
+    first_step: int
+    last_step: int
+    # where each hyperparameter came from (config file, folder name, log, user)
+    hparam_sources: dict[str, str]
 
 
 @dataclass
@@ -41,7 +84,7 @@ class Run:
     problems: pl.DataFrame = _empty_factory(schema.PROBLEMS)
     snapshot: dict[str, Any] | None = None
     snapshot_layers: pl.DataFrame = _empty_factory(schema.SNAPSHOT_LAYERS)
-    meta: dict[str, Any] = field(default_factory=dict)
+    meta: RunMeta = field(default_factory=RunMeta)
     hparams: dict[str, Any] = field(default_factory=dict)
 
     @property

@@ -15,7 +15,6 @@ from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import polars as pl
 
@@ -25,7 +24,7 @@ from ponder_parse.files.hparams import CONFIG_FILE_NAMES, hparams_for
 from ponder_parse.parse import scan as logparse
 from ponder_parse.parse.meta import derive_meta, detect_variant
 from ponder_parse.parse.snapshot import read_snapshot, snapshot_layers
-from ponder_parse.run import Run
+from ponder_parse.run import Run, RunMeta
 
 MAX_LOG_BYTES = 4 * 2**30  # decompressed; a 10 000-step log is about 6 MB
 
@@ -130,7 +129,7 @@ def parse_run(
 
 def build_run(
     tables: dict[str, pl.DataFrame],
-    facts: dict[str, Any],
+    facts: RunMeta,
     *,
     name: str,
     source: Path | None = None,

@@ -16,7 +16,7 @@ import polars as pl
 from ponder_parse import schema
 from ponder_parse.files.loader import attach_hparams, build_run, find_log
 from ponder_parse.parse import scan as logparse
-from ponder_parse.run import Run
+from ponder_parse.run import Run, RunMeta
 
 # Raw chunks are merged once there are this many, so finalizing stays one concat away.
 MERGE_EVERY = 8
@@ -118,13 +118,13 @@ class LiveLog:
                     ),
                 ]
             )
-        facts = {
-            "truncated": bool(self.partial),
-            "n_lines": n_lines,
-            "invalid_utf8": self.invalid_utf8,
-            "line_kinds": logparse.line_kinds(chunks),
-            "live": True,
-        }
+        facts = RunMeta(
+            truncated=bool(self.partial),
+            n_lines=n_lines,
+            invalid_utf8=self.invalid_utf8,
+            line_kinds=logparse.line_kinds(chunks),
+            live=True,
+        )
         stats = (self.directory or self.log.parent) / "stats.json"
         run = build_run(tables, facts, name=self.name, source=self.log, stats_path=stats)
         attach_hparams(run, self.directory)

@@ -12,6 +12,7 @@ from typing import Any
 import polars as pl
 
 from ponder_parse.format import grammar as fmt
+from ponder_parse.run import RunMeta
 
 
 def _first_event(events: pl.DataFrame, kind: str) -> dict[str, Any] | None:
@@ -24,16 +25,32 @@ def _num(pattern: str, text: str) -> float | None:
     return float(m.group(1)) if m else None
 
 
-def _init_fields(text: str) -> dict[str, Any]:
-    out: dict[str, Any] = {"init": text.strip()}
-    m = re.search(fmt.INIT_PARAMS, text)
-    if m:
+def _init_fields(text: str) -> RunMeta:
+    """The model facts of the INIT line; a field the line lacks stays absent."""
+    out = RunMeta(init=text.strip())
+    if m := re.search(fmt.INIT_PARAMS, text):
         out["params"] = int(m.group(1))
-    for key, pattern in fmt.INIT_FIELDS.items():
-        m = re.search(pattern, text)
-        if m:
-            value = m.group(1).strip()
-            out[key] = int(value) if value.isdigit() else value
+    found = {
+        key: m.group(1).strip()
+        for key, pattern in fmt.INIT_FIELDS.items()
+        if (m := re.search(pattern, text))
+    }
+    texts = {"emb", "experts", "ponder"}
+    ints = {k: int(v) for k, v in found.items() if k not in texts and v.isdigit()}
+    if "emb" in found:
+        out["emb"] = found["emb"]
+    if "experts" in found:
+        out["experts"] = found["experts"]
+    if "ponder" in found:
+        out["ponder"] = found["ponder"]
+    if "d_model" in ints:
+        out["d_model"] = ints["d_model"]
+    if "n_layers_cfg" in ints:
+        out["n_layers_cfg"] = ints["n_layers_cfg"]
+    if "n_heads" in ints:
+        out["n_heads"] = ints["n_heads"]
+    if "K" in ints:
+        out["K"] = ints["K"]
     return out
 
 
@@ -87,10 +104,12 @@ def resume_steps(events: pl.DataFrame) -> list[int]:
 
 
 def derive_meta(
-    tables: dict[str, pl.DataFrame], facts: dict[str, Any], snapshot_layers: pl.DataFrame
-) -> dict[str, Any]:
+    tables: dict[str, pl.DataFrame], facts: RunMeta, snapshot_layers: pl.DataFrame
+) -> RunMeta:
+    """The run's facts: those of its text (`facts`, from the parser) and those its
+    events and tables state."""
     events, steps = tables["events"], tables["steps"]
-    meta: dict[str, Any] = dict(facts)
+    meta = RunMeta(**facts)
 
     init = _first_event(events, "init")
     if init is not None:

@@ -26,6 +26,7 @@ import polars as pl
 
 from ponder_parse import schema
 from ponder_parse.format import grammar as fmt
+from ponder_parse.run import RunMeta
 
 PROBLEM_TEXT_MAX = 300
 
@@ -875,7 +876,7 @@ def finalize(chunks: list[RawChunk]) -> dict[str, pl.DataFrame]:
     }
 
 
-def parse_bytes(data: bytes | Path) -> tuple[dict[str, pl.DataFrame], dict[str, Any]]:
+def parse_bytes(data: bytes | Path) -> tuple[dict[str, pl.DataFrame], RunMeta]:
     """Parse a whole log (its bytes, or the path of a plain file). Returns the tables and
     facts about the text itself.
 
@@ -886,12 +887,12 @@ def parse_bytes(data: bytes | Path) -> tuple[dict[str, pl.DataFrame], dict[str, 
     chunk, _, _ = scan_lines(lines, ScanState(), final=True)
     tables = finalize([chunk])
     n = lines.height
-    facts: dict[str, Any] = {
-        "truncated": bool(rest),
-        "n_lines": n + bool(rest),
-        "invalid_utf8": invalid,
-        "line_kinds": line_kinds([chunk]),
-    }
+    facts = RunMeta(
+        truncated=bool(rest),
+        n_lines=n + bool(rest),
+        invalid_utf8=invalid,
+        line_kinds=line_kinds([chunk]),
+    )
     if rest:
         tables["problems"] = pl.concat(
             [

@@ -359,3 +359,15 @@ def test_user_tags_carry_their_source() -> None:
     assert tagged.meta["hparam_sources"] == {"params": "log", "mytag": "user"}
     assert run.meta["hparam_sources"] == {"seed": "folder name", "params": "log"}  # a copy
     assert untouched is other
+
+
+def test_app_state_stays_out_of_the_runs_facts(sample_runs: Path) -> None:
+    """The key the app caches analyses under is the app's, kept beside the runs."""
+    loaded = state.load_all([str(sample_runs)])
+    assert len(loaded.runs) == 8
+    for run in loaded.runs:
+        assert "cache_key" not in run.meta
+    assert list(loaded.keys) == [r.name for r in loaded.runs]
+    assert len(set(loaded.keys.values())) == len(loaded.runs)
+    ctx = state.build_context(loaded, [r.name for r in loaded.runs], None)
+    assert ctx.key(ctx.runs[0]) == loaded.keys[ctx.runs[0].name] + "|" + ctx.runs[0].name
