@@ -156,12 +156,3 @@ def show_errors(ctx: Context) -> None:
         st.warning(
             f"**{name}**: {message}. The other runs are unaffected.", icon=":material/warning:"
         )
-
-
-def fmt(value: Any, spec: str = ".4g") -> str:
-    if value is None:
-        return "–"
-    try:
-        return format(value, spec)
-    except (TypeError, ValueError):
-        return str(value)

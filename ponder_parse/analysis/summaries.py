@@ -338,6 +338,8 @@ HEALTHY = "healthy"
 WARNING = "warning"
 CRITICAL = "critical"
 NO_DATA = "no data"
+HEALTHS = (CRITICAL, WARNING, HEALTHY, NO_DATA)  # worst first
+UNKNOWN = "unknown"  # the summary itself could not be computed (the run store says why)
 
 
 def health(summary: Mapping[str, Any]) -> str:
@@ -386,9 +388,15 @@ def runs_table(
     varying = swept_hparams(runs)
     if not varying:
         return table
-    hp = sweep_table(runs).select("run", *varying).with_columns(pl.exclude("run").cast(pl.String))
+    # A setting named like a column of the table (a folder named `variant=smollm`) gets
+    # its own header rather than a join suffix.
+    names = {k: f"{k} (setting)" if k in table.columns else k for k in varying}
+    hp = sweep_table(runs).select(
+        "run", *[pl.col(k).cast(pl.String).alias(names[k]) for k in varying]
+    )
+    shown = list(names.values())
     return table.join(hp, on="run", how="left").select(
-        "run", "health", *varying, pl.exclude("run", "health", *varying)
+        "run", "health", *shown, pl.exclude("run", "health", *shown)
     )
 
 

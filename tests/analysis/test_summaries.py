@@ -241,6 +241,20 @@ def test_runs_table_columns_health_and_swept_settings() -> None:
     assert bad["last step"] == 2999
 
 
+def test_a_setting_named_like_a_column_gets_its_own_header() -> None:
+    """A sweep folder `variant=smollm,...` next to runs without it: the setting and the
+    run's model variant are two columns, neither lost to a join suffix."""
+    runs = [
+        _tagged(make_run("a"), variant="smollm", seed=0),
+        _tagged(make_run("b"), seed=0),
+    ]
+    t = summaries.runs_table(runs)
+    assert t.columns[:4] == ["run", "health", "variant (setting)", "variant"]
+    assert not [c for c in t.columns if c.endswith("_right")]
+    assert t["variant (setting)"].to_list() == ["smollm", None]
+    assert t["variant"].to_list() == ["model3b", "model3b"]
+
+
 def test_runs_table_without_swept_settings_and_overview() -> None:
     runs = [make_run("a"), make_run("b", pathology="problems")]
     t = summaries.runs_table(runs)

@@ -18,11 +18,10 @@ from polars.testing import assert_frame_equal
 from trainer_lines import generation_block, small_log, step_line
 
 from ponder_parse import load_run
-from ponder_parse.analysis.summaries import run_summary
+from ponder_parse.analysis.summaries import health, run_summary
 from ponder_parse.files.store import (
     RUNS_SCHEMA,
     StoreError,
-    health,
     ingest_paths,
     layout,
     open_store,
@@ -114,7 +113,7 @@ def test_runs_table_holds_facts_summary_and_health(sample_store) -> None:
         for col in ("final_lm", "best_lm", "k_mean_economic", "win_rate", "dominant_pattern"):
             assert row[col] == s[col], col
         assert (row["n_critical"], row["n_warning"]) == (s["n_critical"], s["n_warning"])
-        assert row["health"] == health(run.n_steps, s)
+        assert row["health"] == health(s)
         assert row["n_layers"] == run.meta["n_layers"] and row["kmax"] == run.meta["kmax"]
         assert row["last_step"] == run.last_step and row["n_lines"] == run.meta["n_lines"]
         assert json.loads(row["hparams"]) == run.hparams
@@ -124,12 +123,21 @@ def test_runs_table_holds_facts_summary_and_health(sample_store) -> None:
     assert {"healthy", "critical"} <= healths  # the sample sweep has both
 
 
-def test_health_words() -> None:
-    assert health(0, {"n_critical": 1}) == "no data"
-    assert health(5, {"n_critical": 1, "n_warning": 2}) == "critical"
-    assert health(5, {"n_critical": 0, "n_warning": 2}) == "warning"
-    assert health(5, {"n_critical": 0, "n_warning": 0}) == "healthy"
-    assert health(5, None) == "unknown"
+def test_a_run_whose_summary_fails_is_stored_with_health_unknown(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*args: object, **kwargs: object) -> None:
+        raise ValueError("boom")
+
+    monkeypatch.setattr(store_ingest, "run_summary", broken)
+    log = tmp_path / "run" / "log_kronecker_adaptive.txt"
+    log.parent.mkdir()
+    log.write_text("\n".join(small_log()) + "\n", encoding="utf-8")
+    store = open_store(tmp_path / "store", create=True)
+    store.ingest([log.parent])
+    row = store.runs().row(0, named=True)
+    assert row["health"] == "unknown"
+    assert "boom" in row["summary_error"]
 
 
 def test_scan_reads_only_the_columns_and_steps_asked_for(sample_store) -> None:

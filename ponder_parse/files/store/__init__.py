@@ -14,7 +14,6 @@ from ponder_parse.files.store.ingest import (
     RUNS_SCHEMA,
     IngestReport,
     IngestResult,
-    health,
     ingest_paths,
     ingest_run,
 )
@@ -37,7 +36,6 @@ __all__ = [
     "StoreError",
     "StoreLockedError",
     "default_store_dir",
-    "health",
     "ingest_paths",
     "ingest_run",
     "open_store",

@@ -35,6 +35,7 @@ import polars as pl
 
 import ponder_parse
 from ponder_parse import schema
+from ponder_parse.analysis import summaries
 from ponder_parse.analysis.summaries import RUN_SUMMARY_SCHEMA, run_summary
 from ponder_parse.files.hparams import CONFIG_FILE_NAMES
 from ponder_parse.files.loader import (
@@ -118,21 +119,7 @@ RUNS_SCHEMA: dict[str, pl.DataType] = {
 }
 """The `runs` table's columns (its `run_id` comes from the partition folder)."""
 
-HEALTHS = ("critical", "warning", "healthy", "no data", "unknown")
-
-
-def health(n_steps: int, summary: Mapping[str, Any] | None) -> str:
-    """A run's health in one word, as the Runs page computes it (`pages/home.py`, which
-    should call this once the app reads the store): *critical* with a critical red flag,
-    *warning* with warnings only, *healthy* with none, *no data* without a step line.
-    *unknown* when the summary could not be computed (`summary_error` says why)."""
-    if not n_steps:
-        return "no data"
-    if summary is None:
-        return "unknown"
-    if summary.get("n_critical"):
-        return "critical"
-    return "warning" if summary.get("n_warning") else "healthy"
+HEALTHS = (*summaries.HEALTHS, summaries.UNKNOWN)
 
 
 @functools.cache
@@ -488,7 +475,7 @@ def _row(
         "hparams": json.dumps(run.hparams),
         "hparam_sources": json.dumps(meta.get("hparam_sources", {})),
         **{c: summary.get(c) for c in SUMMARY_COLUMNS},
-        "health": health(run.n_steps, None if error else summary),
+        "health": summaries.UNKNOWN if error else summaries.health(summary),
         "summary_error": error,
         "meta": json.dumps(meta),
         "snapshot": None if run.snapshot is None else json.dumps(run.snapshot),
