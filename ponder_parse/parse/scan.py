@@ -96,7 +96,9 @@ def read_lines(data: bytes | Path) -> tuple[pl.DataFrame, str, bool]:
         df = pl.read_lines(io.BytesIO(data), name="text")
     except Exception:  # noqa: BLE001 - invalid UTF-8, or a Polars without read_lines
         try:
-            data.decode("utf-8")
+            # Only complete lines count: a last line still being written can end inside
+            # a character, and a live reader never decodes it as part of the log.
+            data[: data.rfind(b"\n") + 1].decode("utf-8")
         except UnicodeDecodeError:
             invalid = True
         text = data.decode("utf-8", errors="replace")
@@ -351,12 +353,12 @@ def _step_exprs(baton_block: bool = True) -> tuple[tuple[pl.Expr, ...], pl.Expr]
         _num(_part(6).str.strip_prefix("λ_p: ").str.strip_suffix("[DB]")).alias("lambda_p"),
         _part(6).str.ends_with("[DB]").alias("deadband_active"),
         _val(_part(7), "CTRL_ERR: ").alias("ctrl_err"),
-        (_val(_part(8), "P_NR: ", "%") / 100).alias("p_near_clamp"),
+        (_val(_part(8), "P_NR: ", "%") * 0.01).alias("p_near_clamp"),
         mtp.alias("mtp_loss"),
         pl.when(has_mtp).then(_val(_part(10), "AUX: ")).alias("aux_loss"),
         baton_v.alias("baton"),
         baton_lam.alias("baton_lam"),
-        (_val(_part(-4), "PL/LM: ", "%") / 100).alias("pl_lm"),
+        (_val(_part(-4), "PL/LM: ", "%") * 0.01).alias("pl_lm"),
         _num(avgs.list.get(0, null_on_oob=True)).alias("avg_exec"),
         _val(avgs.list.get(1, null_on_oob=True), "k=").alias("avg_k"),
         _val(avgs.list.get(2, null_on_oob=True), "gap=").alias("avg_gap"),
@@ -441,7 +443,7 @@ def _layer_exprs() -> tuple[tuple[pl.Expr, ...], pl.Expr]:
         head.struct.field("layer").cast(pl.Int32, strict=False).alias("layer"),
         head.struct.field("k_exec").cast(pl.Int32, strict=False).alias("k_exec"),
         *(
-            (_val(_part(i), label, suffix) / (100 if suffix else 1)).alias(name)
+            (_val(_part(i), label, suffix) * (0.01 if suffix else 1)).alias(name)
             for i, label, suffix, name in _LAYER_PARTS
         ),
         pl.col("_p").list.len().alias("_n"),
