@@ -610,7 +610,7 @@ def scan_lines(
             step_marks.with_columns(_resume=pl.lit(False)),
             resumes.select("line_no", step=pl.lit(None, pl.Int64), _resume=pl.lit(True)),
         ]
-    ).sort("line_no")
+    ).sort("line_no", maintain_order=True)
     marks = marks.with_columns(
         _resumes=pl.col("_resume").cum_sum().cast(pl.Int64) + int(state.resume_pending)
     )
@@ -666,7 +666,7 @@ def scan_lines(
         out["_rest_kinds"] = rest_lf.group_by("kind").agg(n=pl.col("line_no").n_unique())
         out["_last_resume"] = resumes.select(pl.col("line_no").max())
     if problems:
-        out["problems"] = pl.concat(problems).sort("line_no")
+        out["problems"] = pl.concat(problems).sort("line_no", maintain_order=True)
     done = dict(zip(out, pl.collect_all(list(out.values())), strict=True))
 
     tables = {k: v for k, v in done.items() if not k.startswith("_") and v.height}
@@ -782,12 +782,16 @@ def _latest(df: pl.DataFrame | None, keys: list[str], s: dict[str, pl.DataType])
     if df is None:
         return schema.empty(s)
     if not _in_key_order(df, keys):
-        df = df.sort("line_no").unique(keys, keep="last", maintain_order=True).sort(keys)
+        df = (
+            df.sort("line_no", maintain_order=True)
+            .unique(keys, keep="last", maintain_order=True)
+            .sort(keys)
+        )
     return schema.conform(df, s)
 
 
 def _by_line(df: pl.DataFrame) -> pl.DataFrame:
-    return df if df["line_no"].is_sorted() else df.sort("line_no")
+    return df if df["line_no"].is_sorted() else df.sort("line_no", maintain_order=True)
 
 
 def _in_key_order(df: pl.DataFrame, keys: list[str]) -> bool:

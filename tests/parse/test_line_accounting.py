@@ -30,7 +30,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
@@ -146,7 +146,7 @@ def check_accounting(data: bytes, *, strict: bool) -> None:
         expected.append(
             (model.n_lines, model.rest.decode("utf-8", "replace")[:PROBLEM_TEXT_MAX], INCOMPLETE)
         )
-    assert sorted(located.rows()) == sorted(expected)
+    assert located.rows() == expected
     for line_no, text, reason in located.iter_rows():
         if reason == INCOMPLETE:
             assert line_no == model.n_lines
@@ -287,7 +287,7 @@ def as_log(lines: list[bytes], tail: bytes) -> bytes:
 no_cr_tail = st.binary(max_size=30).map(lambda b: b.replace(b"\n", b"").replace(b"\r", b""))
 
 
-@settings(suppress_health_check=[HealthCheck.too_slow])
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.binary(max_size=2000))
 def test_every_line_accounted_for_in_arbitrary_bytes(data: bytes) -> None:
     """Whatever the bytes (invalid UTF-8, NULs, stray `\\r`): the counts, problems and
@@ -295,7 +295,7 @@ def test_every_line_accounted_for_in_arbitrary_bytes(data: bytes) -> None:
     check_accounting(data, strict=b"\r" not in data)
 
 
-@settings(suppress_health_check=[HealthCheck.too_slow])
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.text(max_size=300))
 def test_every_line_accounted_for_in_arbitrary_text(text: str) -> None:
     """Any text, including whitespace of every kind and characters the trainer never
@@ -335,6 +335,9 @@ def test_a_live_reader_accounts_for_every_line_the_same(
     after every poll the live run holds the full parse's problems, events and facts (a
     last line still being written, or one ending in `\\r`, included)."""
     data = as_log(lines, tail)
+    # A file opening with gzip's magic bytes is read as gzip by `load_run`; `LiveLog`
+    # follows plain text only.
+    assume(not data.startswith(b"\x1f\x8b"))
     log = tmp_path_factory.mktemp("live") / "log.txt"
     log.write_bytes(b"")
     live = LiveLog(log)
