@@ -55,7 +55,7 @@ def _has_log_suffix(path: Path) -> bool:
     return path.name.lower().endswith(LOG_SUFFIXES)
 
 
-def _open_bytes(path: Path, limit: int = MAX_LOG_BYTES) -> tuple[bytes, str | None]:
+def open_bytes(path: Path, limit: int = MAX_LOG_BYTES) -> tuple[bytes, str | None]:
     """File content, gunzipped when needed.
 
     Decompression stops at `limit` bytes (a compressed upload must not be able to fill
@@ -83,7 +83,7 @@ def _log_content(path: Path) -> tuple[bytes | Path, str | None]:
     with path.open("rb") as fh:
         magic = fh.read(2)
     if path.suffix.lower() == ".gz" or magic == b"\x1f\x8b":
-        return _open_bytes(path)
+        return open_bytes(path)
     return path, None
 
 
