@@ -1,11 +1,25 @@
-"""Shared fixtures: paths to the bundled sample sweep, and small logs written on the fly."""
+"""Shared fixtures: paths to the bundled sample sweep, and small logs written on the fly.
+
+Hypothesis profiles: "dev" (the default) runs few examples so the inner loop stays quick;
+"ci" (chosen when the `CI` environment variable is set, as CI services do) runs many more,
+never fails an example for being slow (a shared CI machine's timing says nothing about
+the code), derandomizes so a red build reproduces, and prints the blob of a failing example.
+`HYPOTHESIS_PROFILE` picks a profile explicitly.
+"""
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+settings.register_profile("dev", max_examples=25)
+settings.register_profile("ci", max_examples=300, deadline=None, derandomize=True, print_blob=True)
+_ci = os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if _ci else "dev"))
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))

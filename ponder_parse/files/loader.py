@@ -54,7 +54,7 @@ def _has_log_suffix(path: Path) -> bool:
     return path.name.lower().endswith(LOG_SUFFIXES)
 
 
-def _open_bytes(path: Path, limit: int = MAX_LOG_BYTES) -> tuple[bytes, str | None]:
+def open_bytes(path: Path, limit: int = MAX_LOG_BYTES) -> tuple[bytes, str | None]:
     """File content, gunzipped when needed.
 
     Decompression stops at `limit` bytes (a compressed upload must not be able to fill
@@ -82,7 +82,7 @@ def _log_content(path: Path) -> tuple[bytes | Path, str | None]:
     with path.open("rb") as fh:
         magic = fh.read(2)
     if path.suffix.lower() == ".gz" or magic == b"\x1f\x8b":
-        return _open_bytes(path)
+        return open_bytes(path)
     return path, None
 
 
@@ -188,7 +188,7 @@ def load_run(path: str | Path) -> Run:
     else:
         # A lone log file: stats.json beside it belongs to it only if no other log shares the folder.
         log, name = path, run_name_for(path, None)
-        stats = path.parent / "stats.json" if _single_log(path.parent) else None
+        stats = stats_beside(path)
     try:
         data, note = _log_content(log)
     except OSError as exc:
@@ -212,11 +212,14 @@ def attach_hparams(run: Run, run_dir: Path | None) -> None:
         )
 
 
-def _single_log(directory: Path) -> bool:
+def stats_beside(log: Path) -> Path | None:
+    """The `stats.json` of a log given on its own: the one beside it, unless another log
+    shares the folder (the snapshot could then belong to either)."""
     try:
-        return sum(1 for p in directory.iterdir() if is_log_file(p)) == 1
+        alone = sum(1 for p in log.parent.iterdir() if is_log_file(p)) == 1
     except OSError:
-        return False
+        return None
+    return log.parent / "stats.json" if alone else None
 
 
 def expand_paths(paths: Iterable[str | Path]) -> tuple[list[Path], list[LoadFailure]]:

@@ -66,20 +66,27 @@ class RawChunk:
 
 def read_lines(data: bytes | Path) -> tuple[pl.DataFrame, str, bool]:
     """Complete lines as a frame (`text`, CRLF already stripped) and the unterminated
-    remainder: a line still being written, which must not be parsed as data.
+    remainder: a line still being written, which must not be parsed as data. The
+    remainder is its bytes as they stand, decoded with replacement characters (it can end
+    inside a character, or in the `\r` of a progress bar), as a live reader shows it.
 
     Polars' line reader is several times faster than splitting in Python; it refuses
     invalid UTF-8, so such input is decoded with replacement characters first (the third
-    value says so).
+    value says so; only complete lines count).
     """
     invalid = False
     if isinstance(data, Path):
+        if not _ends_with_newline(data):  # a line still being written: read its bytes
+            return read_lines(data.read_bytes())
         # Read by Polars straight from the file: no second copy of a large log in memory.
         try:
-            df = pl.read_lines(data, name="text")
+            return pl.read_lines(data, name="text"), "", invalid
         except Exception:  # noqa: BLE001 - invalid UTF-8: take the careful path below
             return read_lines(data.read_bytes())
-        return _split_rest(df, _ends_with_newline(data), invalid)
+    cut = data.rfind(b"\n") + 1
+    rest = data[cut:].decode("utf-8", errors="replace")
+    if rest:
+        data = data[:cut]
     try:
         df = pl.read_lines(io.BytesIO(data), name="text")
     except Exception:  # noqa: BLE001 - invalid UTF-8, or a Polars without read_lines
@@ -87,14 +94,11 @@ def read_lines(data: bytes | Path) -> tuple[pl.DataFrame, str, bool]:
             data.decode("utf-8")
         except UnicodeDecodeError:
             invalid = True
-        text = data.decode("utf-8", errors="replace")
-        lines = text.split("\n")
+        lines = data.decode("utf-8", errors="replace").split("\n")[:-1]
         df = pl.DataFrame(
             {"text": [ln.removesuffix("\r") for ln in lines]}, schema={"text": pl.String}
         )
-        if lines and lines[-1] == "":
-            df = df.head(df.height - 1)
-    return _split_rest(df, not data or data.endswith(b"\n"), invalid)
+    return df, rest, invalid
 
 
 def _ends_with_newline(path: Path) -> bool:
@@ -105,13 +109,6 @@ def _ends_with_newline(path: Path) -> bool:
         return fh.read(1) == b"\n"
 
 
-def _split_rest(df: pl.DataFrame, complete: bool, invalid: bool) -> tuple[pl.DataFrame, str, bool]:
-    """Set an unterminated last line apart from the complete ones."""
-    if complete or not df.height:
-        return df, "", invalid
-    return df.head(df.height - 1), df["text"][-1], invalid
-
-
 def _lines_frame(lines: pl.DataFrame, first_line_no: int) -> pl.DataFrame:
     df = lines.select(pl.col("text").cast(pl.String)).with_row_index(
         "line_no", offset=first_line_no
@@ -119,12 +116,14 @@ def _lines_frame(lines: pl.DataFrame, first_line_no: int) -> pl.DataFrame:
     df = df.with_columns(pl.col("line_no").cast(pl.Int64))
     # CRLF endings are gone already (`read_lines`); carriage-return overwrites (progress
     # bars) remain: each CR-separated segment is looked at on its own, under the
-    # physical line's number.
+    # physical line's number. Empty segments say nothing (a bar starts with `\r`); a line
+    # of nothing but carriage returns keeps one, a blank line.
     if df.height and df["text"].str.contains("\r", literal=True).any():
+        empty = pl.col("text") == ""
         df = (
             df.with_columns(pl.col("text").str.split("\r"))
             .explode("text")
-            .filter((pl.col("text") != "") | (pl.col("line_no").is_first_distinct()))
+            .filter(~empty | (empty.all().over("line_no") & pl.col("line_no").is_first_distinct()))
         )
     return df.with_row_index("_i")
 
@@ -649,7 +648,7 @@ def scan_lines(
             step_marks.with_columns(_resume=pl.lit(False)),
             resumes.select("line_no", step=pl.lit(None, pl.Int64), _resume=pl.lit(True)),
         ]
-    ).sort("line_no")
+    ).sort("line_no", maintain_order=True)
     marks = marks.with_columns(
         _resumes=pl.col("_resume").cum_sum().cast(pl.Int64) + int(state.resume_pending)
     )
@@ -705,7 +704,7 @@ def scan_lines(
         out["_rest_kinds"] = rest_lf.group_by("kind").agg(n=pl.col("line_no").n_unique())
         out["_last_resume"] = resumes.select(pl.col("line_no").max())
     if problems:
-        out["problems"] = pl.concat(problems).sort("line_no")
+        out["problems"] = pl.concat(problems).sort("line_no", maintain_order=True)
     done = dict(zip(out, pl.collect_all(list(out.values())), strict=True))
 
     tables = {k: v for k, v in done.items() if not k.startswith("_") and v.height}
@@ -824,12 +823,16 @@ def _latest(df: pl.DataFrame | None, keys: list[str], s: dict[str, pl.DataType])
     if df is None:
         return schema.empty(s)
     if not _in_key_order(df, keys):
-        df = df.sort("line_no").unique(keys, keep="last", maintain_order=True).sort(keys)
+        df = (
+            df.sort("line_no", maintain_order=True)
+            .unique(keys, keep="last", maintain_order=True)
+            .sort(keys)
+        )
     return schema.conform(df, s)
 
 
 def _by_line(df: pl.DataFrame) -> pl.DataFrame:
-    return df if df["line_no"].is_sorted() else df.sort("line_no")
+    return df if df["line_no"].is_sorted() else df.sort("line_no", maintain_order=True)
 
 
 def _in_key_order(df: pl.DataFrame, keys: list[str]) -> bool:

@@ -8,6 +8,18 @@ from ponder_parse import schema
 from ponder_parse.analysis import catalog
 
 KEYS = {"step", "layer", "segment"}
+# Every format spec the catalog uses, and what it makes of 1.5.
+FORMATTED_1_5 = {
+    "+.3f": "+1.500",
+    ".1%": "150.0%",
+    ".2%": "150.00%",
+    ".2e": "1.50e+00",
+    ".2f": "1.50",
+    ".3f": "1.500",
+    ".4f": "1.5000",
+    ".6f": "1.500000",
+    "d": "1.5",
+}
 
 
 @pytest.mark.parametrize(
@@ -29,7 +41,10 @@ def test_metrics_are_well_formed() -> None:
         if m.healthy_low is not None and m.healthy_high is not None:
             assert m.healthy_low <= m.healthy_high
         if m.numeric:
-            assert isinstance(m.format(1.5), str)
+            # The value as the trainer prints it; a count shown a fraction falls back to
+            # plain text rather than raising.
+            assert m.format(1.5) == FORMATTED_1_5[m.fmt], m.name
+            assert m.format(None) == "–"
 
 
 def test_guide_values() -> None:

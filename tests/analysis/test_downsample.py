@@ -7,7 +7,7 @@ import math
 import numpy as np
 import polars as pl
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from ponder_parse.analysis.downsample import downsample
@@ -93,7 +93,6 @@ def test_defaults_and_edge_cases() -> None:
         downsample(df, columns="y", max_points=3)
 
 
-@settings(max_examples=60, deadline=None)
 @given(
     st.lists(st.floats(-100, 100), min_size=1, max_size=400),
     st.integers(4, 60),

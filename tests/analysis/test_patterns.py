@@ -7,7 +7,7 @@ import math
 import polars as pl
 import pytest
 from analysis_helpers import make_run, traces_frame
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from ponder_parse.analysis import patterns as P
@@ -143,7 +143,6 @@ values = st.one_of(
 traces = st.lists(values, min_size=0, max_size=7)
 
 
-@settings(max_examples=300, deadline=None)
 @given(st.lists(traces, min_size=1, max_size=40))
 def test_vectorised_agrees_with_scalar(rows: list[list[float]]) -> None:
     df = traces_frame([(i, 0, r) for i, r in enumerate(rows)])

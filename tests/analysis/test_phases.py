@@ -5,7 +5,7 @@ from __future__ import annotations
 import polars as pl
 import pytest
 from analysis_helpers import make_run, steps_run
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from ponder_parse.analysis.phases import (
@@ -186,7 +186,6 @@ def test_assign_phase_custom_columns_and_empty_phases() -> None:
     assert none.schema["phase"] == pl.String
 
 
-@settings(max_examples=50, deadline=None)
 @given(
     st.integers(1, 3000),
     st.integers(0, 3000),

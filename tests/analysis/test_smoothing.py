@@ -8,7 +8,7 @@ import time
 import numpy as np
 import polars as pl
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from ponder_parse.analysis.smoothing import ema
@@ -51,7 +51,6 @@ values = st.one_of(
 )
 
 
-@settings(max_examples=300, deadline=None)
 @given(st.lists(values, max_size=60), st.sampled_from([0.0, 0.3, 0.6, 0.9, 0.99]))
 def test_matches_reference(xs: list[float | None], weight: float) -> None:
     df = pl.DataFrame({"y": xs}, schema={"y": pl.Float64})

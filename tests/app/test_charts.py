@@ -401,7 +401,13 @@ def test_heatmap_diverging_is_symmetric_around_zero() -> None:
 def test_heatmap_renders_cells() -> None:
     svg, _, height = svg_size(charts.heatmap(_heat(), title="t", value_title="k"))
     assert height > 100
-    assert svg.count("<path") >= 4 or svg.count("<rect") >= 4
+    # One rect mark per (layer, step span) cell, each labelled with its value and filled
+    # by its own colour.
+    cells = re.findall(
+        r'<path aria-label="([^"]*)" [^>]*aria-roledescription="rect mark"[^>]*fill="([^"]*)"', svg
+    )
+    assert [label.split("; k: ")[1].split(";")[0] for label, _ in cells] == ["1", "2", "3", "4"]
+    assert len({fill for _, fill in cells}) == 4
 
 
 def test_pattern_timeline_colours() -> None:

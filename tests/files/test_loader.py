@@ -199,9 +199,9 @@ def test_meta_restarts_and_deadband(write_log) -> None:
 
 
 def test_decompression_is_capped(tmp_path) -> None:
-    from ponder_parse.files.loader import _open_bytes
+    from ponder_parse.files.loader import open_bytes
 
     p = tmp_path / "bomb.log.gz"
     p.write_bytes(gzip.compress(b"\n" * 5_000_000))
-    data, note = _open_bytes(p, limit=1_000_000)
+    data, note = open_bytes(p, limit=1_000_000)
     assert len(data) == 1_000_000 and "larger than" in note

@@ -35,14 +35,20 @@ def close_sci(parsed: float, value: float, digits: int) -> bool:
     )
 
 
-@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+# Each example runs the whole parser (a few Polars queries): its time is the machine's
+# load and Polars' first-call setup, not the input's, so no example may fail for it.
+PARSER = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@PARSER
 @given(st.binary(max_size=2000))
 def test_never_raises_on_arbitrary_bytes(data: bytes) -> None:
     tables, facts = parse_bytes(data)
-    assert facts["n_lines"] >= 0
+    assert facts["n_lines"] == data.count(b"\n") + (not data.endswith(b"\n") and data != b"")
+    assert facts["truncated"] == (not data.endswith(b"\n") and data != b"")
 
 
-@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
+@PARSER
 @given(
     st.lists(
         st.sampled_from(
@@ -71,9 +77,13 @@ def test_never_raises_on_arbitrary_bytes(data: bytes) -> None:
 def test_never_raises_on_shuffled_real_lines(lines: list[str], tail: str) -> None:
     tables, facts = parse_text("\n".join(lines) + "\n" + tail)
     assert tables["steps"]["step"].is_unique().all()
+    # Step lines are read wherever they stand (a step line ends any block), once per
+    # number; the unterminated tail never is.
+    printed = {1: step_line(1), 2: step_line(2, audit=True)}
+    assert tables["steps"]["step"].to_list() == [n for n, ln in printed.items() if ln in lines]
 
 
-@settings(max_examples=300, deadline=None)
+@PARSER
 @given(
     step=st.integers(0, 10**7),
     tot=anyfloat,
@@ -178,7 +188,7 @@ def test_step_line_values_parse_back(
 unit = st.floats(0, 1)
 
 
-@settings(max_examples=200, deadline=None)
+@PARSER
 @given(
     i=st.integers(0, 99),
     k_exec=st.integers(1, 8),
@@ -223,7 +233,7 @@ def test_layer_and_trace_values_parse_back(
     assert all(close(a, b, 2) for a, b in zip(parsed_trace, trace, strict=True))
 
 
-@settings(max_examples=200, deadline=None)
+@PARSER
 @given(
     ce=finite,
     dh=finite,

@@ -664,7 +664,10 @@ def test_sample_names_and_configs(samples: dict[str, SimResult]) -> None:
 def test_healthy_samples_look_healthy(samples: dict[str, SimResult], name: str) -> None:
     res = samples[name]
     s = _econ(res)
-    assert res.meta["deadband_step"] is not None
+    # The deadband engages once, in the economic phase; the next step is the first to
+    # print [DB].
+    first_db = res.steps.filter(pl.col("deadband_active"))["step"].min()
+    assert res.meta["deadband_step"] == first_db - 1 > res.config.ponder_start
     assert s["deadband_active"].all()
     assert abs(s["ctrl_err"].mean()) < 0.1
     assert s["p_near_clamp"].mean() < 0.06

@@ -40,13 +40,13 @@ from ponder_parse.analysis.summaries import RUN_SUMMARY_SCHEMA, run_summary
 from ponder_parse.files.hparams import CONFIG_FILE_NAMES
 from ponder_parse.files.loader import (
     RunLoadError,
-    _open_bytes,
-    _single_log,
     attach_hparams,
     build_run,
     expand_paths,
     find_log,
+    open_bytes,
     run_name_for,
+    stats_beside,
 )
 from ponder_parse.files.store import layout
 from ponder_parse.parse import scan as logparse
@@ -210,7 +210,7 @@ def resolve_inputs(path: Path) -> RunInputs:
             )
         )
         return RunInputs(path, path, log, path.name, path / "stats.json", side)
-    stats = path.parent / "stats.json" if _single_log(path.parent) else None
+    stats = stats_beside(path)
     side = (stats,) if stats is not None and stats.is_file() else ()
     return RunInputs(path, None, path, run_name_for(path, None), stats, side)
 
@@ -546,7 +546,7 @@ def _ingest_locked(root: Path, run_id: str, inputs: RunInputs) -> tuple[str, str
 
     compressed = _is_compressed(inputs.log, data)
     if compressed:
-        content, note = _open_bytes(inputs.log)
+        content, note = open_bytes(inputs.log)
     else:
         content, note = data, None
     start = old.get("append") if current and old is not None else None
