@@ -21,7 +21,11 @@ def test_chart_renders_to_png_and_svg() -> None:
     png = ui.chart_image(chart, "png")
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 1000
     svg = ui.chart_image(chart, "svg").decode()
-    assert svg.lstrip().startswith("<svg") and ("circle" in svg or "path" in svg)
+    assert svg.lstrip().startswith("<svg")
+    # the two points, as marks carrying their values, under the chart's own title
+    assert 'aria-label="x: 1; y: 3; run: a' in svg
+    assert 'aria-label="x: 2; y: 4; run: b' in svg
+    assert "Title text 'y against x'" in svg
 
 
 def test_csv_writes_lists_as_text() -> None:
