@@ -106,6 +106,13 @@ def sweep_red_flags(runs: Sequence[Run], rules: FlagRules = DEFAULT) -> pl.DataF
     return sweep_flags([measure_run(r, rules) for r in runs], rules)
 
 
+def edit(rules: FlagRules, name: str, path: str, value: object) -> FlagRules:
+    """`rules` with one number of rule `name`'s settings (at `path`, as `setting_fields`
+    names it) set to `value`: what an editor's input does."""
+    rule = RULES[name]
+    return rules.with_settings(rule, replace_setting(rules.of(rule), path, value))
+
+
 def peers_text(findings: pl.DataFrame) -> pl.DataFrame:
     """One `vs peers` text per run with sweep findings (`run`, `vs peers`), for a table
     of runs: the rule's label side and z, e.g. `final LM higher (z +8.2)`."""
@@ -166,6 +173,7 @@ __all__ = [
     "UniformSettings",
     "above",
     "counts",
+    "edit",
     "evaluate",
     "measure",
     "measure_run",

@@ -654,6 +654,12 @@ class FlagRules:
         """Rules whose settings differ from the registered defaults."""
         return frozenset(self._settings)
 
+    @property
+    def key(self) -> str:
+        """A text naming every changed setting: equal rules, equal key (for caches that
+        hash their arguments themselves, like Streamlit's)."""
+        return repr(self)
+
     def __eq__(self, other: object) -> bool:
         return isinstance(other, FlagRules) and self._settings == other._settings
 
