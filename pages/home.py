@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import polars as pl
 import streamlit as st
 
 from ponder_app import ui
@@ -11,8 +12,9 @@ from ponder_parse.files import hparams
 
 ctx = ui.page_context("home")
 if ctx is not None:
-    table = summaries.runs_table(ctx.runs, {r.name: ctx.summary(r) for r in ctx.runs}).join(
-        flags.peers_text(ctx.sweep_flags()), on="run", how="left"
+    table = summaries.runs_table(ctx.runs, {r.name: ctx.summary(r) for r in ctx.runs})
+    table = table.join(flags.peers_text(ctx.sweep_flags()), on="run", how="left").select(
+        "run", "health", "vs peers", pl.exclude("run", "health", "vs peers")
     )
     counts = summaries.runs_overview(table)
     c1, c2, c3, c4 = st.columns(4)

@@ -638,7 +638,7 @@ def _merge_equal_clamps(
     value="the clamp value λ_p sits at",
     action="At the ceiling: the model over-ponders even at the highest price allowed (CTRL_ERR "
     "> 0), so the controller wants more; raise LAMBDA_MAX, or raise TARGET_K if the depth "
-    "the model chooses is right. (A finding at the floor carries its own advice.)",
+    "the model chooses is right.",
     settings=LambdaSettings(),
     metrics=("steps.lambda_p",),
     from_guide=False,
