@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import polars as pl
 import streamlit as st
 
 from ponder_app import ui
+from ponder_parse.analysis import red_flags as flags
 from ponder_parse.analysis import summaries
 from ponder_parse.files import hparams
 
 ctx = ui.page_context("home")
 if ctx is not None:
     table = summaries.runs_table(ctx.runs, {r.name: ctx.summary(r) for r in ctx.runs})
+    table = table.join(flags.peers_text(ctx.sweep_flags()), on="run", how="left").select(
+        "run", "health", "vs peers", pl.exclude("run", "health", "vs peers")
+    )
     counts = summaries.runs_overview(table)
     c1, c2, c3, c4 = st.columns(4)
     c1.metric("Runs shown", f"{len(ctx.runs)} / {len(ctx.all_runs)}")
@@ -30,7 +35,14 @@ if ctx is not None:
     st.caption(
         "Health: *critical* at least one critical red flag, *warning* warnings only, *healthy* none "
         "(see *Red flags*), *no data* no step line could be read (see the run's problems below). "
-        "Hyperparameter columns show only what differs between the shown runs."
+        "Hyperparameter columns show only what differs between the shown runs. *vs peers*: "
+        "where a run's outcome is far from the other shown runs' (robust z-score, see *Red "
+        "flags*); it does not count towards health."
+        + (
+            f" Red-flag thresholds changed on *Red flags*: {', '.join(sorted(ctx.rules.names))}."
+            if ctx.rules.names
+            else ""
+        )
     )
 
     st.subheader("What each log said")

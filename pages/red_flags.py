@@ -1,11 +1,15 @@
-"""Red flags: the guide's trouble table evaluated over every run, with evidence and actions."""
+"""Red flags: every rule evaluated over every run and against the sweep, with evidence,
+actions and the rules' editable settings."""
 
 from __future__ import annotations
+
+import math
+from typing import Any
 
 import polars as pl
 import streamlit as st
 
-from ponder_app import ui
+from ponder_app import state, ui
 from ponder_parse.analysis import red_flags as flags
 
 ICON = {
@@ -14,9 +18,70 @@ ICON = {
     "info": ":blue[:material/info:]",
 }
 
+
+def _widget_key(rule: str, path: str) -> str:
+    return f"rf_set_{rule}_{path}"
+
+
+def _on_edit(rule: str, path: str) -> None:
+    value = st.session_state[_widget_key(rule, path)]
+    state.set_flag_rules(flags.edit(state.flag_rules(), rule, path, value))
+
+
+def _on_reset(rule: str | None) -> None:
+    rules = state.flag_rules()
+    names = [rule] if rule else list(rules.names)
+    for name in names:
+        rules = rules.without(name)
+        for f in flags.setting_fields(flags.RULES[name].settings):
+            st.session_state.pop(_widget_key(name, f.path), None)
+    state.set_flag_rules(rules)
+
+
+def _step(value: float | None) -> float:
+    """A tenth of the value's order of magnitude: fine enough for 1e-4 and for 500."""
+    if not value:
+        return 0.01
+    return float(10 ** (math.floor(math.log10(abs(value))) - 1))
+
+
+def _settings_editor(rules: flags.FlagRules) -> None:
+    changed = rules.names
+    st.caption(
+        "Every number a rule uses; a change applies to every page (health on Runs, the "
+        "summaries, these findings). "
+        + (f"Changed: {', '.join(sorted(changed))}." if changed else "All at their defaults.")
+    )
+    if changed:
+        st.button("Reset all", key="rf_reset_all", on_click=_on_reset, args=(None,))
+    for rule in flags.RULES.values():
+        fields = flags.setting_fields(rules.of(rule))
+        if not fields:
+            continue
+        mark = " · changed" if rule.name in changed else ""
+        with st.expander(f"`{rule.name}` — {rule.title}{mark}"):
+            cols = st.columns(3)
+            for i, f in enumerate(fields):
+                kw: dict[str, Any] = {"format": "%d"} if f.kind is int else {"format": "%g"}
+                kw["step"] = 1 if f.kind is int else _step(f.value)
+                cols[i % 3].number_input(
+                    f.label,
+                    value=f.value,
+                    key=_widget_key(rule.name, f.path),
+                    help=f.help or None,
+                    on_change=_on_edit,
+                    args=(rule.name, f.path),
+                    **kw,
+                )
+            if rule.name in changed:
+                st.button(
+                    "Reset", key=f"rf_reset_{rule.name}", on_click=_on_reset, args=(rule.name,)
+                )
+
+
 ctx = ui.page_context("red_flags")
 if ctx is not None:
-    findings = ctx.flags_all()
+    findings = pl.concat([ctx.flags_all(), ctx.sweep_flags()])
     c1, c2 = st.columns([2, 3])
     severities = c1.multiselect(
         "Severity", list(flags.SEVERITIES), default=["critical", "warning"], key="rf_sev"
@@ -44,6 +109,13 @@ if ctx is not None:
             hide_index=True,
             width="stretch",
         )
+    with st.expander("Thresholds", expanded=False):
+        _settings_editor(ctx.rules)
+    st.caption(
+        "`sweep_` findings compare a run with its peers among the shown runs (same trainer; "
+        "for mean k also the same TARGET_K): a robust z-score against their median and MAD, "
+        "from 4 runs on."
+    )
     if shown.is_empty():
         st.success("No findings at the chosen severities in the shown runs.")
     ui.show_table(shown, "red-flags")

@@ -220,14 +220,28 @@ def _phases(key: str, ov: tuple[tuple[str, int], ...], _run: Run) -> pl.DataFram
 
 
 @st.cache_resource(show_spinner=False, max_entries=2000)
-def _flags(key: str, ov: tuple[tuple[str, int], ...], _run: Run) -> pl.DataFrame:
-    return flags.red_flags(_run, phases_df=_phases(key, ov, _run))
+def _flags(
+    key: str, ov: tuple[tuple[str, int], ...], rules_key: str, _rules: flags.FlagRules, _run: Run
+) -> pl.DataFrame:
+    return flags.red_flags(_run, _rules, phases_df=_phases(key, ov, _run))
 
 
 @st.cache_resource(show_spinner=False, max_entries=2000)
-def _summary(key: str, ov: tuple[tuple[str, int], ...], _run: Run) -> dict[str, Any]:
+def _measures(
+    key: str, ov: tuple[tuple[str, int], ...], rules_key: str, _rules: flags.FlagRules, _run: Run
+) -> flags.RunMeasures:
+    return flags.measure_run(_run, _rules, phases_df=_phases(key, ov, _run))
+
+
+@st.cache_resource(show_spinner=False, max_entries=2000)
+def _summary(
+    key: str, ov: tuple[tuple[str, int], ...], rules_key: str, _rules: flags.FlagRules, _run: Run
+) -> dict[str, Any]:
     return summaries.run_summary(
-        _run, phases_df=_phases(key, ov, _run), findings=_flags(key, ov, _run)
+        _run,
+        phases_df=_phases(key, ov, _run),
+        findings=_flags(key, ov, rules_key, _rules, _run),
+        rules=_rules,
     )
 
 
@@ -256,6 +270,7 @@ class Context:
     messages: list[str]
     errors: dict[str, str] = field(default_factory=dict)  # run → what could not be computed
     keys: dict[str, str] = field(default_factory=dict)  # run name → content key (`Loaded.keys`)
+    rules: flags.FlagRules = flags.DEFAULT  # the red-flag settings (edited on the Red flags page)
 
     def key(self, run: Run) -> str:
         """What a run's cached analyses are keyed by: its content, and its name (names
@@ -287,7 +302,9 @@ class Context:
         return self._safe(
             "red flags",
             run,
-            lambda: _flags(self.key(run), _ov(self.overrides(run)), run),
+            lambda: _flags(
+                self.key(run), _ov(self.overrides(run)), self.rules.key, self.rules, run
+            ),
             pl.DataFrame(schema=flags.FINDINGS_SCHEMA),
         )
 
@@ -302,7 +319,12 @@ class Context:
             "restarts": 0,
         }
         return self._safe(
-            "summary", run, lambda: _summary(self.key(run), _ov(self.overrides(run)), run), empty
+            "summary",
+            run,
+            lambda: _summary(
+                self.key(run), _ov(self.overrides(run)), self.rules.key, self.rules, run
+            ),
+            empty,
         )
 
     def phase_summary(self, run: Run) -> pl.DataFrame:
@@ -320,6 +342,23 @@ class Context:
     def flags_all(self, runs: Sequence[Run] | None = None) -> pl.DataFrame:
         parts = [self.flags(r) for r in (self.runs if runs is None else runs)]
         return pl.concat(parts) if parts else pl.DataFrame(schema=flags.FINDINGS_SCHEMA)
+
+    def sweep_flags(self, runs: Sequence[Run] | None = None) -> pl.DataFrame:
+        """The shown runs against their peers (`flags.sweep_flags`); each run's values
+        are cached, the comparison is recomputed for the runs shown."""
+        measured = []
+        for r in self.runs if runs is None else runs:
+            m = self._safe(
+                "sweep red flags",
+                r,
+                lambda r=r: _measures(
+                    self.key(r), _ov(self.overrides(r)), self.rules.key, self.rules, r
+                ),
+                None,
+            )
+            if m is not None:
+                measured.append(m)
+        return flags.sweep_flags(measured, self.rules)
 
     def by_name(self, name: str) -> Run | None:
         return next((r for r in self.all_runs if r.name == name), None)
@@ -366,7 +405,21 @@ def build_context(loaded: Loaded, selected: Sequence[str], baseline: str | None)
         failures=list(loaded.failures),
         messages=list(loaded.messages),
         keys=dict(loaded.keys),
+        rules=flag_rules(),
     )
+
+
+FLAG_RULES_KEY = "flag_rules"
+
+
+def flag_rules() -> flags.FlagRules:
+    """This session's red-flag settings (the registered defaults until edited)."""
+    rules = st.session_state.get(FLAG_RULES_KEY)
+    return rules if isinstance(rules, flags.FlagRules) else flags.DEFAULT
+
+
+def set_flag_rules(rules: flags.FlagRules) -> None:
+    st.session_state[FLAG_RULES_KEY] = rules
 
 
 def set_context(ctx: Context) -> None:

@@ -10,9 +10,15 @@ trace rules, events for event rules); `value` is the rule's headline number (doc
 per rule in `RULES`). One row per rule and run at most, except `lambda_pinned`, which can
 report the lower and the upper clamp separately. A rule whose check raises reports a
 warning of its own instead of its findings; the other rules are unaffected.
+
+Rules over the sweep (`SweepRule`, same registry, same settings) flag a run whose metric
+is far from its peers' among the shown runs: `sweep_red_flags(runs)`, or per run
+`measure_run` (cacheable) then `sweep_flags`. Their findings have the same columns.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import polars as pl
 
@@ -21,30 +27,50 @@ from ponder_parse.analysis.red_flags.engine import (
     FAILED_ACTION,
     FINDINGS_SCHEMA,
     INFO,
+    PEER_FACTS,
     SEVERITIES,
     WARNING,
     Above,
     Finding,
     FlagRules,
+    Level,
+    Measure,
+    Outlier,
     Registry,
     Rule,
+    RunMeasures,
     Scope,
+    SettingField,
     Sustain,
+    SweepRule,
     above,
     counts,
     evaluate,
+    measure,
+    replace_setting,
+    setting_fields,
     sustained,
+    sweep_evaluate,
 )
 from ponder_parse.analysis.red_flags.rules import (
     RULES,
     DeadbandSettings,
     DeltaCeSettings,
+    DepthFit,
+    FlatSettings,
+    FrozenSettings,
+    GradSettings,
+    KOutlier,
     LambdaSettings,
+    LmOutlier,
     LmSettings,
     NonfiniteSettings,
     NoSettings,
+    RateOutlier,
+    ThroughputOutlier,
     ThroughputSettings,
     TraceSettings,
+    UniformSettings,
 )
 from ponder_parse.run import Run
 
@@ -63,33 +89,100 @@ def red_flags(
     return evaluate(run, RULES, rules, phases_df)
 
 
+def measure_run(
+    run: Run, rules: FlagRules = DEFAULT, phases_df: pl.DataFrame | None = None
+) -> RunMeasures:
+    """The run's values for the rules over the sweep (the per-run half of the pass)."""
+    return measure(run, RULES, rules, phases_df)
+
+
+def sweep_flags(measured: Sequence[RunMeasures], rules: FlagRules = DEFAULT) -> pl.DataFrame:
+    """Findings of the rules over the sweep, for runs measured with `measure_run`."""
+    return sweep_evaluate(measured, RULES, rules)
+
+
+def sweep_red_flags(runs: Sequence[Run], rules: FlagRules = DEFAULT) -> pl.DataFrame:
+    """Every run of `runs` against its peers among them (phases detected per run)."""
+    return sweep_flags([measure_run(r, rules) for r in runs], rules)
+
+
+def edit(rules: FlagRules, name: str, path: str, value: object) -> FlagRules:
+    """`rules` with one number of rule `name`'s settings (at `path`, as `setting_fields`
+    names it) set to `value`: what an editor's input does."""
+    rule = RULES[name]
+    return rules.with_settings(rule, replace_setting(rules.of(rule), path, value))
+
+
+def peers_text(findings: pl.DataFrame) -> pl.DataFrame:
+    """One `vs peers` text per run with sweep findings (`run`, `vs peers`), for a table
+    of runs: the rule's label side and z, e.g. `final LM higher (z +8.2)`."""
+    rows: dict[str, list[str]] = {}
+    for f in findings.iter_rows(named=True):
+        rule = RULES.get(f["rule"])
+        if not isinstance(rule, SweepRule) or f["value"] is None:
+            continue
+        z = float(f["value"])
+        side = "higher" if z > 0 else "lower"
+        zs = f"{z:+.1f}" if abs(z) != float("inf") else "∞"
+        rows.setdefault(f["run"], []).append(f"{rule.label} {side} (z {zs})")
+    return pl.DataFrame(
+        {"run": list(rows), "vs peers": ["; ".join(v) for v in rows.values()]},
+        schema={"run": pl.String, "vs peers": pl.String},
+    )
+
+
 __all__ = [
     "CRITICAL",
     "DEFAULT",
     "FAILED_ACTION",
     "FINDINGS_SCHEMA",
     "INFO",
+    "PEER_FACTS",
     "RULES",
     "SEVERITIES",
     "WARNING",
     "Above",
     "DeadbandSettings",
     "DeltaCeSettings",
+    "DepthFit",
     "Finding",
     "FlagRules",
+    "FlatSettings",
+    "FrozenSettings",
+    "GradSettings",
+    "KOutlier",
     "LambdaSettings",
+    "Level",
+    "LmOutlier",
     "LmSettings",
+    "Measure",
     "NoSettings",
     "NonfiniteSettings",
+    "Outlier",
+    "RateOutlier",
     "Registry",
     "Rule",
+    "RunMeasures",
     "Scope",
+    "SettingField",
     "Sustain",
+    "SweepRule",
+    "ThroughputOutlier",
     "ThroughputSettings",
     "TraceSettings",
+    "UniformSettings",
     "above",
     "counts",
+    "edit",
     "evaluate",
+    "measure",
+    "measure_run",
+    "peers_text",
     "red_flags",
+    "replace_setting",
+    "setting_fields",
     "sustained",
+    "sweep_evaluate",
+    "sweep_flags",
+    "sweep_red_flags",
 ]

@@ -3,6 +3,10 @@
 A rule (`Rule`) is data plus a check; the engine knows no rule by name. It builds the
 run's scopes once (`Scope`: the phases' step ranges, the judged traces), hands each rule
 its settings (`FlagRules`), turns the rule's `Finding`s into typed rows and sorts them.
+A rule over the sweep (`SweepRule`) measures one number per run (`measure`, cacheable per
+run) and flags the runs far from their peers (`sweep_evaluate`, a robust z-score). Both
+kinds share one registry and one `FlagRules`; `setting_fields` / `replace_setting` let an
+editor change any number of any rule's settings.
 
 "Sustained" (`Sustain(window, share, min_rows)`): the condition holds on at least
 `ceil(share × window)` (and at least `min_rows`) of some `window` consecutive *logged*
@@ -14,8 +18,15 @@ condition (the `nonfinite` rule reports them instead).
 
 from __future__ import annotations
 
+import ast
+import dataclasses
+import inspect
 import logging
 import math
+import statistics
+import textwrap
+import types
+import typing
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -81,7 +92,8 @@ class Finding:
     """What a check reports; the engine adds the run, the rule's name and its action.
 
     `severity` stays None unless the finding is more or less urgent than the rule's own
-    (a trace shape that recovered, a traceback the run survived)."""
+    (a trace shape that recovered, a traceback the run survived); `action` likewise stays
+    None unless this case needs advice of its own (which clamp λ_p is pinned at)."""
 
     evidence: str
     value: float | None
@@ -89,6 +101,7 @@ class Finding:
     last_step: int | None = None
     n_steps: int | None = None
     severity: str | None = None
+    action: str | None = None
 
     @classmethod
     def over(
@@ -195,6 +208,54 @@ def threshold_findings(
     return [Finding.over(flagged, evidence, worst)]
 
 
+@dataclass(frozen=True)
+class Level:
+    """Settings of a rule on a metric whose normal level depends on the model and the
+    trainer build (GRAD printed before clipping, the MoE AUX loss): trouble is a sustained
+    rise far above the run's own running level, or above an absolute level that no
+    healthy run of the trainer reaches."""
+
+    rel: float
+    """Times the running level (median of the `baseline` logged rows before each row)."""
+    abs_level: float | None = None
+    """Sustained above this is trouble whatever the run's own level (None: relative only)."""
+    baseline: int = 500
+    """Logged rows the running level looks back on; a stretch shorter than half of it
+    cannot raise its own reference."""
+    min_baseline: int = 20
+    """Rows needed before the running level counts (the first rows are judged only by
+    `abs_level`)."""
+    sustain: Sustain = Sustain()
+
+
+def level_findings(
+    df: pl.DataFrame, column: str, s: Level, label: str, fmt: str, severity: str | None = None
+) -> tuple[pl.DataFrame, list[Finding]]:
+    """`column` sustained above `rel` × its running level or above `abs_level`: the flagged
+    rows (with `_ref`, the running level) and one finding headed by the worst value."""
+    if df.is_empty() or column not in df.columns:
+        return df.clear(), []
+    c = pl.col(column)
+    finite = pl.when(c.is_finite()).then(c)
+    d = df.with_columns(_ref=finite.shift(1).rolling_median(s.baseline, min_samples=s.min_baseline))
+    rel = c.is_finite().fill_null(False) & (c > s.rel * pl.col("_ref")).fill_null(False)
+    cond = rel | above(column, s.abs_level) if s.abs_level is not None else rel
+    flagged = sustained(d, cond, s.sustain)
+    if flagged.is_empty():
+        return flagged, []
+    worst = as_float(flagged.select(c.max()).item())
+    ref = flagged["_ref"].drop_nulls()
+    level = f"; running level there {format(as_float(ref.median()), fmt)}" if ref.len() else ""
+    limits = f"{s.rel:g}× its running level" + (
+        f" or {format(s.abs_level, fmt)}" if s.abs_level is not None else ""
+    )
+    evidence = (
+        f"{label} above {limits} on {flagged.height} logged steps "
+        f"({episodes_text(flagged)}); max {format(worst, fmt)}{level}"
+    )
+    return flagged, [Finding.over(flagged, evidence, worst, severity)]
+
+
 # ---------------------------------------------------------------- scopes
 
 
@@ -205,6 +266,7 @@ class Scope:
         self.run = run
         self.phases = phases_df
         self._judged_traces: dict[tuple[int, PatternThresholds], pl.DataFrame] = {}
+        self._layer_lines: dict[tuple[str, ...], pl.DataFrame] = {}
 
     @cached_property
     def steps(self) -> pl.DataFrame:
@@ -238,6 +300,23 @@ class Scope:
             return None
         row = rows.row(0, named=True)
         return int(row["start"]), int(row["end"])
+
+    def layer_lines(self, names: Iterable[str]) -> pl.DataFrame:
+        """Layer lines in the named phases, audit steps left out (an audit forces every
+        layer to k=2: `p_mu 1.0, p_std 0.5` there is no decision of the gate), sorted by
+        layer and step, with a `phase` column."""
+        key = tuple(sorted(set(names)))
+        if key not in self._layer_lines:
+            layers = self.run.layers
+            if "audit" in self.run.steps.columns and layers.height:
+                audits = self.run.steps.filter(pl.col("audit").fill_null(False)).select("step")
+                layers = layers.join(audits, on="step", how="anti")
+            self._layer_lines[key] = (
+                assign_phase(layers, self.phases)
+                .filter(pl.col("phase").is_in(list(key)))
+                .sort("layer", "step")
+            )
+        return self._layer_lines[key]
 
     @cached_property
     def economic_quality(self) -> pl.DataFrame:
@@ -274,6 +353,7 @@ class Scope:
 # ---------------------------------------------------------------- rules and registry
 
 S = TypeVar("S")
+T = TypeVar("T")
 Check = Callable[[Scope, S], Sequence[Finding]]
 
 
@@ -296,13 +376,159 @@ class Rule(Generic[S]):
     from_guide: bool = True
 
 
-class Registry(Mapping[str, Rule[Any]]):
-    """Rules by name, in the order they were registered (the order the UI lists them)."""
+# ---------------------------------------------------------------- rules over the sweep
+
+
+@dataclass(frozen=True)
+class Measure:
+    """One run's value of a sweep rule's metric, and the steps it was taken over."""
+
+    value: float
+    first_step: int | None = None
+    last_step: int | None = None
+    n_steps: int | None = None
+
+
+@dataclass(frozen=True)
+class Outlier:
+    """When a run's metric is far from its peers': a robust z-score against the median
+    and MAD of the shown runs that share the `same` facts."""
+
+    z: float = 3.5
+    """|x − median| / (1.4826 × MAD) at least this (3.5: the usual cut for a modified
+    z-score; a normal spread of seeds stays well below it)."""
+    min_runs: int = 4
+    """Peers needed (the run included) before a median and a MAD mean anything."""
+    min_rel_diff: float = 0.05
+    """And |x − median| at least this share of |median|, so runs that agree closely (a MAD
+    near 0) are not told apart on a difference nobody would act on."""
+    same: tuple[str, ...] = ("variant",)
+    """Run facts peers must share (`PEER_FACTS`): a smollm run is no peer of a model3b one."""
+    min_length_share: float = 0.0
+    """Compare only runs whose measure ends at least this share of the way to the group's
+    median last step (0: any): a run stopped early is at an earlier point of training."""
+
+
+PEER_FACTS: dict[str, str] = {"variant": "trainer", "target_k": "TARGET_K"}
+"""Facts a sweep rule can require peers to share, and how the evidence names them."""
+
+OutlierT = TypeVar("OutlierT", bound=Outlier)
+Measurer = Callable[[Scope, OutlierT], Measure | None]
+
+
+@dataclass(frozen=True)
+class SweepRule(Generic[OutlierT]):
+    """A red flag about a run relative to the other shown runs: `measure` reads one number
+    per run, `check` compares it with the run's peers (see `Outlier`).
+
+    `worse` says which side is trouble ("higher", "lower", or None for either); a run far
+    out on the other side is reported as info. The other fields mean what they mean on
+    `Rule`."""
+
+    name: str
+    title: str
+    severity: str
+    scope: str
+    value: str
+    action: str
+    settings: OutlierT
+    measure: Measurer[OutlierT] = field(repr=False)
+    metrics: tuple[str, ...] = ()
+    label: str = ""
+    fmt: str = ".4f"
+    worse: str | None = None
+    from_guide: bool = False
+
+    def check(self, measured: Sequence[RunMeasures], s: OutlierT) -> list[tuple[str, Finding]]:
+        """(run, finding) for every run whose value is an outlier among its peers."""
+        rows = [
+            (m.run, tuple(m.facts.get(f) for f in s.same), m.values[self.name])
+            for m in measured
+            if self.name in m.values and math.isfinite(m.values[self.name].value)
+        ]
+        groups: dict[tuple[object, ...], list[tuple[str, Measure]]] = {}
+        for run, key, value in rows:
+            groups.setdefault(key, []).append((run, value))
+        out: list[tuple[str, Finding]] = []
+        for key, all_members in groups.items():
+            ends = [m.last_step for _, m in all_members if m.last_step is not None]
+            reach = s.min_length_share * statistics.median(ends) if ends else 0.0
+            members = [(r, m) for r, m in all_members if (m.last_step or 0) >= reach]
+            if len(members) < s.min_runs:
+                continue
+            values = [m.value for _, m in members]
+            med = statistics.median(values)
+            mad = statistics.median([abs(v - med) for v in values])
+            scale = 1.4826 * mad
+            for run, m in members:
+                diff = m.value - med
+                if abs(diff) < s.min_rel_diff * abs(med) or diff == 0:
+                    continue
+                z = diff / scale if scale > 0 else math.copysign(math.inf, diff)
+                if abs(z) < s.z:
+                    continue
+                out.append((run, self._finding(m, med, mad, z, len(members), s, key)))
+        return out
+
+    def _finding(
+        self,
+        m: Measure,
+        med: float,
+        mad: float,
+        z: float,
+        n: int,
+        s: OutlierT,
+        key: tuple[object, ...],
+    ) -> Finding:
+        side = "higher" if z > 0 else "lower"
+        shared = [f"{PEER_FACTS.get(f, f)} {fmt_fact(v)}" for f, v in zip(s.same, key, strict=True)]
+        peers = f"{n} shown runs" + (f" with the same {', '.join(shared)}" if shared else "")
+        zs = f"{z:+.1f}" if math.isfinite(z) else "∞ (the others agree exactly)"
+        evidence = (
+            f"{self.label} {format(m.value, self.fmt)}, {side} than the median "
+            f"{format(med, self.fmt)} of {peers} (MAD {format(mad, self.fmt)}): robust z {zs}"
+        )
+        better = self.worse is not None and side != self.worse
+        return Finding(
+            evidence + ("; better than its peers" if better else ""),
+            z,
+            m.first_step,
+            m.last_step,
+            m.n_steps,
+            severity=INFO if better else None,
+        )
+
+
+def fmt_fact(value: object) -> str:
+    """A peer fact as evidence text (TARGET_K with two decimals, unknown as a dash)."""
+    if value is None:
+        return "—"
+    return f"{value:.2f}" if isinstance(value, float) else str(value)
+
+
+@dataclass(frozen=True)
+class RunMeasures:
+    """One run's sweep-rule values and the facts its peers are chosen by; `errors` holds
+    the rules whose measure raised on this run."""
+
+    run: str
+    facts: dict[str, object]
+    values: dict[str, Measure]
+    errors: dict[str, str] = field(default_factory=dict)
+
+
+AnyRule = Rule[Any] | SweepRule[Any]
+
+
+class Registry(Mapping[str, AnyRule]):
+    """Rules by name, in the order they were registered (the order the UI lists them):
+    rules over one run (`Rule`) and rules over the sweep (`SweepRule`) share one
+    namespace, one settings object and one table."""
 
     def __init__(self) -> None:
-        self._rules: dict[str, Rule[Any]] = {}
+        self._rules: dict[str, AnyRule] = {}
 
-    def add(self, rule: Rule[Any]) -> Rule[Any]:
+    def add(self, rule: AnyRule) -> AnyRule:
         if rule.name in self._rules:
             raise ValueError(f"rule {rule.name!r} is registered twice")
         if rule.severity not in SEVERITIES:
@@ -334,7 +560,54 @@ class Registry(Mapping[str, Rule[Any]]):
 
         return register
 
-    def __getitem__(self, name: str) -> Rule[Any]:
+    def sweep_rule(
+        self,
+        *,
+        name: str,
+        title: str,
+        severity: str,
+        scope: str,
+        value: str,
+        action: str,
+        settings: OutlierT,
+        label: str,
+        fmt: str = ".4f",
+        worse: str | None = None,
+        metrics: tuple[str, ...] = (),
+    ) -> Callable[[Measurer[OutlierT]], SweepRule[OutlierT]]:
+        """Register the decorated measure as a rule over the sweep."""
+        if worse not in (None, "higher", "lower"):
+            raise ValueError(f"rule {name!r}: worse must be 'higher', 'lower' or None")
+
+        def register(measure: Measurer[OutlierT]) -> SweepRule[OutlierT]:
+            rule = SweepRule(
+                name,
+                title,
+                severity,
+                scope,
+                value,
+                action,
+                settings,
+                measure,
+                metrics,
+                label,
+                fmt,
+                worse,
+            )
+            self.add(rule)
+            return rule
+
+        return register
+
+    @property
+    def run_rules(self) -> list[Rule[Any]]:
+        return [r for r in self._rules.values() if isinstance(r, Rule)]
+
+    @property
+    def sweep_rules(self) -> list[SweepRule[Any]]:
+        return [r for r in self._rules.values() if isinstance(r, SweepRule)]
+
+    def __getitem__(self, name: str) -> AnyRule:
         return self._rules[name]
 
     def __iter__(self) -> Iterator[str]:
@@ -347,13 +620,13 @@ class Registry(Mapping[str, Rule[Any]]):
 class FlagRules:
     """Every rule's settings: its registered defaults, except those given by rule name.
 
-    `FlagRules(grad_sustained=Above(3.0))` changes one rule. Hashable and comparable, so
+    `FlagRules(grad_sustained=Level(5.0))` changes one rule. Hashable and comparable, so
     a cache can key on it."""
 
     def __init__(self, **settings: object) -> None:
         self._settings = dict(sorted(settings.items()))
 
-    def of(self, rule: Rule[S]) -> S:
+    def of(self, rule: Rule[S] | SweepRule[Any]) -> Any:
         """The settings `rule` runs with."""
         given = self._settings.get(rule.name)
         if given is None:
@@ -365,10 +638,27 @@ class FlagRules:
             )
         return given
 
+    def with_settings(self, rule: AnyRule, settings: object) -> FlagRules:
+        """These rules with `rule` running on `settings` (its defaults again when equal)."""
+        rest: dict[str, object] = {k: v for k, v in self._settings.items() if k != rule.name}
+        if settings != rule.settings:
+            rest[rule.name] = settings
+        return FlagRules(**rest)
+
+    def without(self, name: str) -> FlagRules:
+        """These rules with `name` back on its registered defaults."""
+        return FlagRules(**{k: v for k, v in self._settings.items() if k != name})
+
     @property
     def names(self) -> frozenset[str]:
         """Rules whose settings differ from the registered defaults."""
         return frozenset(self._settings)
+
+    @property
+    def key(self) -> str:
+        """A text naming every changed setting: equal rules, equal key (for caches that
+        hash their arguments themselves, like Streamlit's)."""
+        return repr(self)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, FlagRules) and self._settings == other._settings
@@ -381,12 +671,99 @@ class FlagRules:
         return f"FlagRules({inner})"
 
 
+# ---------------------------------------------------------------- editable settings
+
+
+@dataclass(frozen=True)
+class SettingField:
+    """One number in a rule's settings, as an editor shows it: `path` reaches into nested
+    settings (`sustain.window`); `optional` numbers may be left empty (None)."""
+
+    path: str
+    label: str
+    kind: type
+    value: int | float | None
+    optional: bool
+    help: str
+
+
+def _field_docs(cls: type) -> dict[str, str]:
+    """The attribute docstrings under a settings dataclass's fields (and its bases'), so
+    an editor's help text is the documentation already written next to each field."""
+    docs: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        try:
+            tree = ast.parse(textwrap.dedent(inspect.getsource(klass)))
+        except (OSError, TypeError, SyntaxError):
+            continue
+        body = next((n.body for n in tree.body if isinstance(n, ast.ClassDef)), [])
+        for node, after in zip(body, [*body[1:], None], strict=True):
+            if (
+                isinstance(node, ast.AnnAssign)
+                and isinstance(node.target, ast.Name)
+                and isinstance(after, ast.Expr)
+                and isinstance(after.value, ast.Constant)
+                and isinstance(after.value.value, str)
+            ):
+                docs[node.target.id] = " ".join(after.value.value.split())
+    return docs
+
+
+_DOCS: dict[type, dict[str, str]] = {}
+
+
+def _number_kind(hint: object) -> tuple[type, bool] | None:
+    """(int or float, optional) for a number annotation; None for anything else."""
+    args = typing.get_args(hint) if isinstance(hint, types.UnionType) else ()
+    optional = type(None) in args
+    core = [a for a in args if a is not type(None)] if args else [hint]
+    if len(core) == 1 and core[0] in (int, float):
+        return core[0], optional
+    return None
+
+
+def setting_fields(settings: object, prefix: str = "") -> list[SettingField]:
+    """Every number in `settings` (nested settings flattened), in declaration order."""
+    if not dataclasses.is_dataclass(settings) or isinstance(settings, type):
+        return []
+    cls = type(settings)
+    if cls not in _DOCS:
+        _DOCS[cls] = _field_docs(cls)
+    hints = typing.get_type_hints(cls)
+    out: list[SettingField] = []
+    for f in dataclasses.fields(settings):
+        value = getattr(settings, f.name)
+        path = f"{prefix}{f.name}"
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            out += setting_fields(value, f"{path}.")
+            continue
+        number = _number_kind(hints.get(f.name))
+        if number is None or isinstance(value, bool):
+            continue
+        kind, optional = number
+        label = path.replace(".", " · ").replace("_", " ")
+        out.append(SettingField(path, label, kind, value, optional, _DOCS[cls].get(f.name, "")))
+    return out
+
+
+def replace_setting(settings: T, path: str, value: object) -> T:
+    """`settings` with the number at `path` (as `setting_fields` names it) replaced."""
+    head, _, rest = path.partition(".")
+    if not dataclasses.is_dataclass(settings) or isinstance(settings, type):
+        raise TypeError(f"{settings!r} has no settings to replace")
+    names = {f.name for f in dataclasses.fields(settings)}
+    if head not in names:
+        raise KeyError(f"{type(settings).__name__} has no setting {head!r}")
+    new = replace_setting(getattr(settings, head), rest, value) if rest else value
+    return typing.cast(T, dataclasses.replace(typing.cast(Any, settings), **{head: new}))
+
+
 # ---------------------------------------------------------------- evaluation
 
 
-def _row(run: Run, rule: Rule[Any], f: Finding, action: str | None = None) -> dict[str, Any]:
+def _row(run: str, rule: AnyRule, f: Finding, action: str | None = None) -> dict[str, Any]:
     return {
-        "run": run.name,
+        "run": run,
         "rule": rule.name,
         "severity": f.severity or rule.severity,
         "first_step": f.first_step,
@@ -394,7 +771,7 @@ def _row(run: Run, rule: Rule[Any], f: Finding, action: str | None = None) -> di
         "n_steps": f.n_steps,
         "evidence": f.evidence,
         "value": None if f.value is None else float(f.value),
-        "action": rule.action if action is None else action,
+        "action": action or f.action or rule.action,
     }
 
 
@@ -403,7 +780,7 @@ def _failed(run: Run, rule: Rule[Any], exc: Exception) -> dict[str, Any]:
     log it did not foresee) neither hides the other findings nor passes for a clean run."""
     logger.exception("red-flag rule %s failed on run %s", rule.name, run.name)
     evidence = f"the check failed: {type(exc).__name__}: {exc}"
-    return _row(run, rule, Finding(evidence, None, severity=WARNING), FAILED_ACTION)
+    return _row(run.name, rule, Finding(evidence, None, severity=WARNING), FAILED_ACTION)
 
 
 def sort_findings(df: pl.DataFrame) -> pl.DataFrame:
@@ -417,28 +794,101 @@ def sort_findings(df: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+def _checked(rules: FlagRules | None, registry: Mapping[str, AnyRule]) -> FlagRules:
+    rules = FlagRules() if rules is None else rules
+    unknown = rules.names - set(registry)
+    if unknown:
+        raise ValueError(f"settings for unknown rules: {', '.join(sorted(unknown))}")
+    return rules
+
+
 def evaluate(
     run: Run,
-    registry: Mapping[str, Rule[Any]],
+    registry: Mapping[str, AnyRule],
     rules: FlagRules | None = None,
     phases_df: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """Every registered rule's findings for one run (typed; empty when nothing is wrong).
 
-    `phases_df` lets the caller apply user phase overrides; by default phases are detected.
+    Rules over the sweep are left to `sweep_evaluate`. `phases_df` lets the caller apply
+    user phase overrides; by default phases are detected.
     """
-    rules = FlagRules() if rules is None else rules
-    unknown = rules.names - set(registry)
-    if unknown:
-        raise ValueError(f"settings for unknown rules: {', '.join(sorted(unknown))}")
+    rules = _checked(rules, registry)
     scope = Scope(run, phases(run) if phases_df is None else phases_df)
     found: list[dict[str, Any]] = []
     for rule in registry.values():
+        if not isinstance(rule, Rule):
+            continue
         settings = rules.of(rule)
         try:
-            found += [_row(run, rule, f) for f in rule.check(scope, settings)]
+            found += [_row(run.name, rule, f) for f in rule.check(scope, settings)]
         except Exception as exc:  # noqa: BLE001 - one broken rule never hides the others
             found.append(_failed(run, rule, exc))
+    if not found:
+        return empty()
+    return sort_findings(pl.DataFrame(found, schema=FINDINGS_SCHEMA))
+
+
+def peer_facts(run: Run) -> dict[str, object]:
+    """The facts (`PEER_FACTS`) sweep rules choose a run's peers by."""
+    target = (run.meta or {}).get("target_k")
+    try:
+        target_k = None if target is None else round(float(target), 3)
+    except (TypeError, ValueError):
+        target_k = None
+    return {"variant": run.variant, "target_k": target_k}
+
+
+def measure(
+    run: Run,
+    registry: Mapping[str, AnyRule],
+    rules: FlagRules | None = None,
+    phases_df: pl.DataFrame | None = None,
+) -> RunMeasures:
+    """One run's values for every sweep rule: the per-run half of the sweep pass (a cache
+    can keep it per run; comparing with the peers is cheap)."""
+    rules = _checked(rules, registry)
+    scope = Scope(run, phases(run) if phases_df is None else phases_df)
+    values: dict[str, Measure] = {}
+    errors: dict[str, str] = {}
+    for rule in registry.values():
+        if not isinstance(rule, SweepRule):
+            continue
+        try:
+            got = rule.measure(scope, rules.of(rule))
+        except Exception as exc:  # noqa: BLE001 - one broken rule never hides the others
+            logger.exception("sweep rule %s failed on run %s", rule.name, run.name)
+            errors[rule.name] = f"{type(exc).__name__}: {exc}"
+            continue
+        if got is not None:
+            values[rule.name] = got
+    return RunMeasures(run.name, peer_facts(run), values, errors)
+
+
+def sweep_evaluate(
+    measured: Sequence[RunMeasures],
+    registry: Mapping[str, AnyRule],
+    rules: FlagRules | None = None,
+) -> pl.DataFrame:
+    """Findings of the rules over the sweep for the measured runs (findings columns, one
+    row per rule and outlying run; a measure that raised is a warning of its own)."""
+    rules = _checked(rules, registry)
+    found: list[dict[str, Any]] = []
+    for rule in registry.values():
+        if not isinstance(rule, SweepRule):
+            continue
+        for m in measured:
+            if rule.name in m.errors:
+                f = Finding(f"the check failed: {m.errors[rule.name]}", None, severity=WARNING)
+                found.append(_row(m.run, rule, f, FAILED_ACTION))
+        try:
+            hits = rule.check(measured, rules.of(rule))
+        except Exception as exc:  # noqa: BLE001
+            logger.exception("sweep rule %s failed", rule.name)
+            hits = []
+            f = Finding(f"the check failed: {type(exc).__name__}: {exc}", None, severity=WARNING)
+            found += [_row(m.run, rule, f, FAILED_ACTION) for m in measured]
+        found += [_row(run, rule, f) for run, f in hits]
     if not found:
         return empty()
     return sort_findings(pl.DataFrame(found, schema=FINDINGS_SCHEMA))
