@@ -3,7 +3,6 @@ actions and the rules' editable settings."""
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import polars as pl
@@ -11,6 +10,7 @@ import streamlit as st
 
 from ponder_app import state, ui
 from ponder_parse.analysis import red_flags as flags
+from ponder_parse.formatting import edit_step
 
 ICON = {
     "critical": ":red[:material/error:]",
@@ -38,13 +38,6 @@ def _on_reset(rule: str | None) -> None:
     state.set_flag_rules(rules)
 
 
-def _step(value: float | None) -> float:
-    """A tenth of the value's order of magnitude: fine enough for 1e-4 and for 500."""
-    if not value:
-        return 0.01
-    return float(10 ** (math.floor(math.log10(abs(value))) - 1))
-
-
 def _settings_editor(rules: flags.FlagRules) -> None:
     changed = rules.names
     st.caption(
@@ -63,7 +56,7 @@ def _settings_editor(rules: flags.FlagRules) -> None:
             cols = st.columns(3)
             for i, f in enumerate(fields):
                 kw: dict[str, Any] = {"format": "%d"} if f.kind is int else {"format": "%g"}
-                kw["step"] = 1 if f.kind is int else _step(f.value)
+                kw["step"] = 1 if f.kind is int else edit_step(f.value)
                 cols[i % 3].number_input(
                     f.label,
                     value=f.value,
@@ -87,28 +80,13 @@ if ctx is not None:
         "Severity", list(flags.SEVERITIES), default=["critical", "warning"], key="rf_sev"
     )
     shown = findings.filter(pl.col("severity").is_in(severities))
-    counts = findings.group_by("severity").len()
+    counts = flags.counts(findings)
     c2.markdown(
-        " · ".join(f"{ICON.get(s, '')} **{n}** {s}" for s, n in counts.sort("severity").iter_rows())
+        " · ".join(f"{ICON.get(s, '')} **{n}** {s}" for s, n in counts.items() if n)
         or "No findings."
     )
     with st.expander("The rules", expanded=False):
-        st.dataframe(
-            pl.DataFrame(
-                [
-                    {
-                        "rule": r.name,
-                        "checks": r.title,
-                        "severity": r.severity,
-                        "where": r.scope,
-                        "action": r.action,
-                    }
-                    for r in flags.RULES.values()
-                ]
-            ),
-            hide_index=True,
-            width="stretch",
-        )
+        st.dataframe(flags.rules_table(), hide_index=True, width="stretch")
     with st.expander("Thresholds", expanded=False):
         _settings_editor(ctx.rules)
     st.caption(
@@ -134,9 +112,8 @@ if ctx is not None:
                 and f["first_step"] is not None
                 and b.button("Open in step line", key=f"rf-open-{i}")
             ):
-                pad = max(50, (f["last_step"] - f["first_step"]) // 5)
                 st.session_state["step_line_focus"] = {
                     "metrics": metrics,
-                    "range": (max(0, f["first_step"] - pad), f["last_step"] + pad),
+                    "range": flags.focus_range(f["first_step"], f["last_step"]),
                 }
                 st.switch_page("pages/step_line.py")

@@ -6,6 +6,7 @@ from reading as zero and a value that does not take the format from raising.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 MISSING = "–"
@@ -20,3 +21,11 @@ def fmt(value: Any, spec: str = ".4g", missing: str = MISSING) -> str:
         return format(value, spec)
     except (TypeError, ValueError):
         return str(value)
+
+
+def edit_step(value: float | None) -> float:
+    """The step of a number input editing `value`: a tenth of its order of magnitude, fine
+    enough for a λ_p of 1e-4 and for a window of 500 alike."""
+    if not value or not math.isfinite(value):
+        return 0.01
+    return float(10 ** (math.floor(math.log10(abs(value))) - 1))

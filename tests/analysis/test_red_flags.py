@@ -581,3 +581,17 @@ def test_simulated_sweep_through_the_parser() -> None:
             assert not raised, (name, f.rows())
         checked += 1
     assert checked >= 4
+
+
+def test_rules_table_lists_every_rule_in_registry_order() -> None:
+    table = F.rules_table()
+    assert table["rule"].to_list() == list(F.RULES)
+    assert table.columns == ["rule", "checks", "severity", "where", "action"]
+    first = F.RULES[table["rule"][0]]
+    assert table.row(0) == (first.name, first.title, first.severity, first.scope, first.action)
+
+
+def test_focus_range_pads_a_finding() -> None:
+    assert F.focus_range(1000, 1100) == (950, 1150)  # at least 50 steps of context
+    assert F.focus_range(1000, 3000) == (600, 3400)  # a fifth of the span
+    assert F.focus_range(10, 20) == (0, 70)  # never before step 0

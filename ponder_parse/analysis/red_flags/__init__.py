@@ -131,6 +131,30 @@ def peers_text(findings: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+def rules_table() -> pl.DataFrame:
+    """Every registered rule in registry order, as the Red flags page lists them."""
+    return pl.DataFrame(
+        [
+            {
+                "rule": r.name,
+                "checks": r.title,
+                "severity": r.severity,
+                "where": r.scope,
+                "action": r.action,
+            }
+            for r in RULES.values()
+        ],
+        schema={c: pl.String for c in ("rule", "checks", "severity", "where", "action")},
+    )
+
+
+def focus_range(first_step: int, last_step: int, pad_share: float = 0.2) -> tuple[int, int]:
+    """The step range that shows a finding with context: its steps plus a fifth of their
+    span (at least 50 steps) on each side, never before step 0."""
+    pad = max(50, int((last_step - first_step) * pad_share))
+    return max(0, first_step - pad), last_step + pad
+
+
 __all__ = [
     "CRITICAL",
     "DEFAULT",
@@ -174,12 +198,14 @@ __all__ = [
     "above",
     "counts",
     "edit",
+    "focus_range",
     "evaluate",
     "measure",
     "measure_run",
     "peers_text",
     "red_flags",
     "replace_setting",
+    "rules_table",
     "setting_fields",
     "sustained",
     "sweep_evaluate",
