@@ -15,7 +15,7 @@ import polars as pl
 from ponder_parse import schema
 
 
-def _empty_factory(s: dict[str, pl.DataType]):  # noqa: ANN202 - dataclass factory
+def _empty_factory(s: schema.TableSchema):  # noqa: ANN202 - dataclass factory
     return field(default_factory=lambda: schema.empty(s))
 
 

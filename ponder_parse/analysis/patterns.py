@@ -34,6 +34,7 @@ import polars as pl
 from ponder_parse.analysis.phases import assign_phase, phase_rank
 from ponder_parse.analysis.phases import phases as compute_phases
 from ponder_parse.run import Run
+from ponder_parse.schema import TableSchema
 
 HEALTHY = "healthy"
 NOT_STOPPING = "not_stopping"
@@ -211,7 +212,7 @@ def _classified(
     return df
 
 
-SHARES_SCHEMA_TAIL: dict[str, pl.DataType] = {
+SHARES_SCHEMA_TAIL: TableSchema = {
     "pattern": pl.String,
     "n": pl.Int64,
     "share": pl.Float64,

@@ -21,6 +21,7 @@ from typing import Any
 import polars as pl
 
 from ponder_parse.run import Run
+from ponder_parse.schema import TableSchema
 
 FORCE_END_DEFAULT = 800
 PONDER_START_DEFAULT = 1200
@@ -49,7 +50,7 @@ SRC_CONFIG = "config"
 SRC_FIRST = "log: first logged step"
 SRC_LAST = "log: last logged step"
 
-PHASES_SCHEMA: dict[str, pl.DataType] = {
+PHASES_SCHEMA: TableSchema = {
     "phase": pl.String,
     "start": pl.Int64,
     "end": pl.Int64,
@@ -192,7 +193,7 @@ def boundaries(run: Run, overrides: dict[str, Any] | None = None) -> dict[str, t
 
 BOUNDARY_KEYS: tuple[str, ...] = ("force_end", "ponder_start")
 
-BOUNDARIES_SCHEMA: dict[str, pl.DataType] = {
+BOUNDARIES_SCHEMA: TableSchema = {
     "run": pl.String,
     "force_end": pl.Int64,
     "force_end from": pl.String,

@@ -293,7 +293,7 @@ def _scaled(e: pl.Expr, f: fmt.Field) -> pl.Expr:
 
 
 def _pattern_piece(
-    e: pl.Expr, piece: Piece, lead: str, dtypes: dict[str, pl.DataType]
+    e: pl.Expr, piece: Piece, lead: str, dtypes: schema.TableSchema
 ) -> dict[str, pl.Expr]:
     """A part holding plain-digit integers (`STEP: 1500 [AUDIT]`, `L3: k_exec=2`), read
     with one anchored pattern: a cast alone would take `+5` or ` 5`. A flag counts when
@@ -323,9 +323,7 @@ def _pattern_piece(
     return out
 
 
-def _piece(
-    e: pl.Expr, piece: Piece, lead: str, dtypes: dict[str, pl.DataType]
-) -> dict[str, pl.Expr]:
+def _piece(e: pl.Expr, piece: Piece, lead: str, dtypes: schema.TableSchema) -> dict[str, pl.Expr]:
     """The values of one part of a line, by its items in the grammar.
 
     One field: strip its exact label, read the number, require the suffix. Several
@@ -367,7 +365,7 @@ def _piece(
     return out
 
 
-def _line_dtypes(line: fmt.LineFormat) -> dict[str, pl.DataType]:
+def _line_dtypes(line: fmt.LineFormat) -> schema.TableSchema:
     """The table columns a line kind's integers are cast to."""
     tables = {
         "step": schema.STEPS,
@@ -819,7 +817,7 @@ def _concat(chunks: list[RawChunk], name: str) -> pl.DataFrame | None:
     return pl.concat(parts, how="vertical_relaxed") if len(parts) > 1 else parts[0]
 
 
-def _latest(df: pl.DataFrame | None, keys: list[str], s: dict[str, pl.DataType]) -> pl.DataFrame:
+def _latest(df: pl.DataFrame | None, keys: list[str], s: schema.TableSchema) -> pl.DataFrame:
     """Keep the later occurrence of each key (a resumed run re-logs steps) and sort."""
     if df is None:
         return schema.empty(s)

@@ -27,13 +27,14 @@ from ponder_parse.analysis import catalog
 from ponder_parse.analysis.patterns import PatternThresholds, classify_traces, policy_traces
 from ponder_parse.analysis.phases import assign_phase, phases
 from ponder_parse.run import Run
+from ponder_parse.schema import TableSchema
 
 logger = logging.getLogger(__name__)
 
 CRITICAL, WARNING, INFO = "critical", "warning", "info"
 SEVERITIES: tuple[str, ...] = (CRITICAL, WARNING, INFO)
 
-FINDINGS_SCHEMA: dict[str, pl.DataType] = {
+FINDINGS_SCHEMA: TableSchema = {
     "run": pl.String,
     "rule": pl.String,
     "severity": pl.String,

@@ -81,7 +81,7 @@ SUMMARY_COLUMNS = (
     "n_info",
 )
 
-RUNS_SCHEMA: dict[str, pl.DataType] = {
+RUNS_SCHEMA: schema.TableSchema = {
     "name": pl.String,
     "path": pl.String,
     "log_file": pl.String,
