@@ -89,7 +89,7 @@ class Run:
 
     @property
     def last_step(self) -> int | None:
-        return None if self.steps.is_empty() else int(self.steps["step"].max())  # type: ignore[arg-type]
+        return None if self.steps.is_empty() else schema.as_int(self.steps["step"].max())
 
     @property
     def n_steps(self) -> int:

@@ -174,3 +174,22 @@ def conform(df: pl.DataFrame, schema: TableSchema) -> pl.DataFrame:
             for name, dtype in schema.items()
         ]
     )
+
+
+def as_float(value: object) -> float:
+    """A scalar read out of a numeric column (`df["lm_loss"].median()`), as a float.
+
+    Polars types such a scalar as any literal it could hold (dates, strings, lists); on
+    the numeric columns of these tables it is a number, and anything else (None from an
+    empty or all-null column included) is a bug the caller should hear about.
+    """
+    if isinstance(value, int | float):
+        return float(value)
+    raise TypeError(f"expected a number, got {value!r}")
+
+
+def as_int(value: object) -> int:
+    """`as_float` for step numbers, layer indices and counts."""
+    if isinstance(value, int | float):
+        return int(value)
+    raise TypeError(f"expected a number, got {value!r}")

@@ -21,7 +21,7 @@ from typing import Any
 import polars as pl
 
 from ponder_parse.run import Run
-from ponder_parse.schema import TableSchema
+from ponder_parse.schema import TableSchema, as_int
 
 FORCE_END_DEFAULT = 800
 PONDER_START_DEFAULT = 1200
@@ -91,12 +91,12 @@ def _logged_ponder_start(run: Run, first_step: int) -> tuple[int, str] | None:
     if q.height:
         s = q["step"].drop_nulls()
         if s.len():
-            candidates.append((int(s.min()), SRC_QUALITY))  # type: ignore[arg-type]
+            candidates.append((as_int(s.min()), SRC_QUALITY))
     st = run.steps
     if st.height and "audit" in st.columns:
         a = st.filter(pl.col("audit").fill_null(False))["step"]
         if a.len():
-            candidates.append((int(a.min()), SRC_AUDIT))  # type: ignore[arg-type]
+            candidates.append((as_int(a.min()), SRC_AUDIT))
     if not candidates:
         return None
     step, src = min(candidates)
@@ -148,7 +148,7 @@ def _logged_force_end(run: Run, default: int) -> tuple[int, str] | None:
     # Forced at every observation: past the default, the log proves the force lasted at
     # least that long, and nothing in it says the force ever ended.
     if int(steps[-1]) >= default:
-        last_logged = int(run.steps["step"].max()) if run.steps.height else int(steps[-1])  # type: ignore[arg-type]
+        last_logged = as_int(run.steps["step"].max()) if run.steps.height else int(steps[-1])
         return max(last_logged, int(steps[-1])) + 1, SRC_LAYERS_STILL
     return None
 
@@ -160,7 +160,7 @@ def boundaries(run: Run, overrides: dict[str, Any] | None = None) -> dict[str, t
     `ponder_start` (a gate-learning phase cannot end before it starts).
     """
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
-    first = 0 if run.steps.is_empty() else int(run.steps["step"].min())  # type: ignore[arg-type]
+    first = 0 if run.steps.is_empty() else as_int(run.steps["step"].min())
 
     if "ponder_start" in overrides:
         ponder = (int(overrides["ponder_start"]), SRC_USER)
@@ -253,8 +253,8 @@ def phases(run: Run, overrides: dict[str, Any] | None = None) -> pl.DataFrame:
     """
     if run.steps.is_empty() or run.steps["step"].drop_nulls().is_empty():
         return pl.DataFrame(schema=PHASES_SCHEMA)
-    first = int(run.steps["step"].min())  # type: ignore[arg-type]
-    last = int(run.steps["step"].max())  # type: ignore[arg-type]
+    first = as_int(run.steps["step"].min())
+    last = as_int(run.steps["step"].max())
     b = boundaries(run, overrides)
     (force, force_src), (ponder, ponder_src) = b["force_end"], b["ponder_start"]
     nominal = [

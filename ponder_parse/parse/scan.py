@@ -617,9 +617,13 @@ def scan_lines(
         last = rest.row(rest.height - 1, named=True)
         hold_from: int | None = None
         if last["_in_gen"] and not last["_gc"]:
-            hold_from = int(rest.filter(pl.col("_ggrp") == last["_ggrp"])["line_no"].min())
+            hold_from = schema.as_int(
+                rest.filter(pl.col("_ggrp") == last["_ggrp"])["line_no"].min()
+            )
         elif last["_in_tb"]:
-            hold_from = int(rest.filter(pl.col("_tgrp") == last["_tgrp"])["line_no"].min())
+            hold_from = schema.as_int(
+                rest.filter(pl.col("_tgrp") == last["_tgrp"])["line_no"].min()
+            )
         if hold_from is not None and hold_from > state.line_no + 1:
             consumed = hold_from - state.line_no - 1
             keep = pl.col("line_no") < hold_from
@@ -838,7 +842,7 @@ def _in_key_order(df: pl.DataFrame, keys: list[str]) -> bool:
     key = df[keys[0]].cast(pl.Int64)
     if len(keys) == 2:  # (step, layer) or (step, sample): small second parts
         minor = df[keys[1]].cast(pl.Int64)
-        if minor.min() < 0 or minor.max() >= 1 << 20:
+        if schema.as_int(minor.min()) < 0 or schema.as_int(minor.max()) >= 1 << 20:
             return False
         key = key * (1 << 20) + minor
     return key.null_count() == 0 and key.is_sorted() and key.n_unique() == key.len()

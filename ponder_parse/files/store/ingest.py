@@ -269,7 +269,11 @@ def _strictly_increasing(df: pl.DataFrame, keys: list[str]) -> bool:
         return True
     if len(keys) == 2:
         minor = df[keys[1]]
-        if minor.null_count() or minor.min() < 0 or minor.max() >= 1 << 20:  # type: ignore[operator]
+        if (
+            minor.null_count()
+            or schema.as_int(minor.min()) < 0
+            or schema.as_int(minor.max()) >= 1 << 20
+        ):
             return False
     key = _key(df, keys)
     return key.null_count() == 0 and bool((key.diff().drop_nulls() > 0).all())
