@@ -248,7 +248,7 @@ def pattern_shares(
         out = out.sort([*(pl.col(c) for c in by if c != "phase"), phase_rank(), *order])
     else:
         out = out.sort([*(pl.col(c) for c in by), *order])
-    return out.select(list(schema)).cast(schema)  # type: ignore[arg-type]
+    return out.select(list(schema)).cast(pl.Schema(schema))
 
 
 def dominant_pattern(
@@ -279,4 +279,4 @@ def dominant_pattern(
         .with_columns(_p=phase_rank())
         .sort("_p")
     )
-    return out.select(list(schema)).cast(schema)  # type: ignore[arg-type]
+    return out.select(list(schema)).cast(pl.Schema(schema))

@@ -150,7 +150,7 @@ def phase_summary(run: Run, phases_df: pl.DataFrame | None = None) -> pl.DataFra
             lm_change=pl.col("lm_end") - pl.col("lm_start"),
         )
     )
-    return out.select(list(SUMMARY_SCHEMA)).cast(SUMMARY_SCHEMA)  # type: ignore[arg-type]
+    return out.select(list(SUMMARY_SCHEMA)).cast(pl.Schema(SUMMARY_SCHEMA))
 
 
 def compare_phases(

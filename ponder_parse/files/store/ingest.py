@@ -544,9 +544,9 @@ def _ingest_locked(root: Path, run_id: str, inputs: RunInputs) -> tuple[str, str
     keep = {p for files in old_files.values() for p in files}
     missing = any(not p.exists() for p in keep)
     current = current and not missing
-    if current and old is not None and old["fingerprint"] == fp:
+    if current and old_row is not None and old is not None and old["fingerprint"] == fp:
         _sweep(root, run_id, keep)
-        return "unchanged", old_row["name"], 0, None  # type: ignore[index]
+        return "unchanged", old_row["name"], 0, None
 
     data = inputs.log.read_bytes()
     hashes = {"log": _hash(data), "side": {p.name: _hash(p.read_bytes()) for p in inputs.side}}
