@@ -16,12 +16,15 @@ defaults (force warmup ends at 800, ponder starts at 1200). Boundary values are 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
 from ponder_parse.run import Run
 from ponder_parse.schema import TableSchema, as_int
+
+if TYPE_CHECKING:
+    from polars.expr.whenthen import ChainedThen, Then
 
 FORCE_END_DEFAULT = 800
 PONDER_START_DEFAULT = 1200
@@ -282,7 +285,7 @@ def phases(run: Run, overrides: dict[str, Any] | None = None) -> pl.DataFrame:
 
 def phase_expr(phases_df: pl.DataFrame, step_col: str = "step") -> pl.Expr:
     """Expression mapping a step column to its phase name (null outside every phase)."""
-    expr: pl.Expr | None = None
+    expr: Then | ChainedThen | None = None
     for row in phases_df.iter_rows(named=True):
         cond = pl.col(step_col).is_between(row["start"], row["end"], closed="both")
         expr = (

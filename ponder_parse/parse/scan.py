@@ -20,13 +20,16 @@ import operator
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import polars as pl
 
 from ponder_parse import schema
 from ponder_parse.format import grammar as fmt
 from ponder_parse.run import RunMeta
+
+if TYPE_CHECKING:
+    from polars.expr.whenthen import ChainedThen, Then
 
 PROBLEM_TEXT_MAX = 300
 
@@ -148,7 +151,7 @@ def _main_kind() -> pl.Expr:
         *(t.str.contains(line.start_pattern) for line in _PATTERN_KINDS),
         t.str.starts_with(fmt.LR_CHECK_LINE.start),
     )
-    kind = pl.when(tests[0]).then(pl.lit(0, pl.UInt8))
+    kind: Then | ChainedThen = pl.when(tests[0]).then(pl.lit(0, pl.UInt8))
     for code, test in enumerate(tests[1:], start=1):
         kind = kind.when(test).then(pl.lit(code, pl.UInt8))
     return kind.otherwise(pl.lit(len(tests), pl.UInt8))
@@ -216,12 +219,12 @@ def _rest_kinds(rest: pl.LazyFrame) -> pl.LazyFrame:
         _block=pl.when(pl.col("_tbrk")).then(block_kind).forward_fill(),
     )
     rest = rest.with_columns(_in_tb=(pl.col("_block") != "") & ~pl.col("_in_gen"))
-    kind = pl.when(pl.col("_in_gen")).then(pl.lit("generation"))
+    kind: Then | ChainedThen = pl.when(pl.col("_in_gen")).then(pl.lit("generation"))
     kind = kind.when(pl.col("_prog")).then(pl.lit("progress"))
     kind = kind.when(pl.col("_in_tb")).then(pl.col("_block"))
     for name, expr in _event_markers():
         kind = kind.when(expr).then(pl.lit(name))
-    kind = (
+    label = (
         kind.when(pl.col("_blank"))
         .then(pl.lit("blank"))
         .when(t.str.contains(fmt.EXCEPTION))
@@ -229,7 +232,7 @@ def _rest_kinds(rest: pl.LazyFrame) -> pl.LazyFrame:
         .otherwise(pl.lit("unknown"))
     )
     return rest.select(
-        "_i", "line_no", "text", kind.alias("kind"), "_in_gen", "_gc", "_ggrp", "_in_tb", "_tgrp"
+        "_i", "line_no", "text", label.alias("kind"), "_in_gen", "_gc", "_ggrp", "_in_tb", "_tgrp"
     )
 
 
@@ -323,6 +326,15 @@ def _pattern_piece(
     return out
 
 
+def _pop_label(items: Piece, at: int) -> str:
+    """The label text at `at`, taken out of `items`; "" where a value sits there instead."""
+    item = items[at]
+    if isinstance(item, str):
+        del items[at]
+        return item
+    return ""
+
+
 def _piece(e: pl.Expr, piece: Piece, lead: str, dtypes: schema.TableSchema) -> dict[str, pl.Expr]:
     """The values of one part of a line, by its items in the grammar.
 
@@ -336,12 +348,13 @@ def _piece(e: pl.Expr, piece: Piece, lead: str, dtypes: schema.TableSchema) -> d
         return _pattern_piece(e, piece, lead, dtypes)
     out: dict[str, pl.Expr] = {}
     items = list(piece)
-    if isinstance(items[-1], fmt.Flag):
-        flag = items.pop()
+    flag = items[-1]
+    if isinstance(flag, fmt.Flag):
+        items.pop()
         out[flag.name] = e.str.ends_with(flag.text)
         e = e.str.strip_suffix(flag.text)
-    first = items.pop(0) if isinstance(items[0], str) else ""
-    end = items.pop() if isinstance(items[-1], str) else ""
+    first = _pop_label(items, 0)
+    end = _pop_label(items, -1)
     if len(fields) == 1:
         f = fields[0]
         out[f.name] = _scaled(_val(e, first, end, padded=f.padded), f)
@@ -349,7 +362,7 @@ def _piece(e: pl.Expr, piece: Piece, lead: str, dtypes: schema.TableSchema) -> d
     # The opening label is required too: without it the first value would be read from
     # whatever text sits there.
     has_ends = e.str.starts_with(first) & e.str.ends_with(end) if end else e.str.starts_with(first)
-    rest = pl.when(has_ends).then(e.str.strip_prefix(first).str.strip_suffix(end))
+    rest: pl.Expr = pl.when(has_ends).then(e.str.strip_prefix(first).str.strip_suffix(end))
     texts: list[pl.Expr] = []
     for item in items[1:]:
         if isinstance(item, str):  # an inner label: the value before it is complete
@@ -914,6 +927,6 @@ def parse_bytes(data: bytes | Path) -> tuple[dict[str, pl.DataFrame], RunMeta]:
     return tables, facts
 
 
-def parse_text(text: str) -> tuple[dict[str, pl.DataFrame], dict[str, Any]]:
+def parse_text(text: str) -> tuple[dict[str, pl.DataFrame], RunMeta]:
     """`parse_bytes` for text already in memory."""
     return parse_bytes(text.encode("utf-8", errors="surrogatepass"))

@@ -49,7 +49,7 @@ from ponder_parse.files.loader import (
 )
 from ponder_parse.files.store import layout
 from ponder_parse.parse import scan as logparse
-from ponder_parse.run import Run
+from ponder_parse.run import Run, RunMeta
 
 F = pl.Float64
 JSON = pl.String  # JSON text: DuckDB's json_extract and Polars' str.json_decode read it
@@ -353,7 +353,7 @@ def _build_chunked(
     kinds_committed = _merge_kinds(start["kinds"] if start else {}, logparse.line_kinds([chunk]))
     invalid_before = bool(start["invalid_utf8"]) if start else False
     invalid_committed = invalid_before or (invalid and _invalid_utf8(complete[:committed_len]))
-    facts = {
+    facts: RunMeta = {
         "truncated": bool(partial),
         "n_lines": state_t.line_no + bool(partial),
         "invalid_utf8": invalid_before or invalid or _invalid_utf8(partial),
@@ -403,7 +403,7 @@ def _build_whole(inputs: RunInputs, content: bytes, note: str | None) -> _Built:
 
 
 def _finish_run(
-    inputs: RunInputs, tables: dict[str, pl.DataFrame], facts: dict[str, Any], note: str | None
+    inputs: RunInputs, tables: dict[str, pl.DataFrame], facts: RunMeta, note: str | None
 ) -> Run:
     run = build_run(
         tables,
