@@ -71,6 +71,7 @@ loaded = state.load_all(paths, upload_dirs, live=live)
 loaded.messages.extend(upload_messages)
 names = [r.name for r in loaded.runs]
 
+baseline: str | None
 with st.sidebar:
     if names:
         known = st.session_state.get("known_runs")

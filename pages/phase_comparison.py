@@ -42,6 +42,7 @@ if ctx is not None:
 
     st.subheader("Phase summaries")
     base = ctx.baseline
+    assert base is not None  # a context with runs selected always has a baseline
     comparison = summaries.compare_phases(
         ctx.runs, base.name, summaries={r.name: ctx.phase_summary(r) for r in ctx.runs}
     )

@@ -63,12 +63,15 @@ if ctx is not None:
     # Clamped to the runs shown now (a run may have been deselected); set through session
     # state only, so the slider has one source of truth.
     st.session_state["sl_range"] = prepare.clamp_range((a, b), lo, top)
-    step_range = st.slider(
+    st.slider(
         "Step range (zoom: the visible range is re-sampled at full resolution)",
         lo,
         top,
         key="sl_range",
     )
+    # Read back from session state: a range slider given no `value` is typed as returning
+    # one number, but the (lo, hi) set above makes it a range.
+    step_range: tuple[int, int] = st.session_state["sl_range"]
 
     groups = sweep.repeated_seed_groups(ctx.runs) if group_seeds else {}
     base = ctx.baseline

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping, Sequence
+from typing import Literal
 
 import altair as alt
 import polars as pl
@@ -281,7 +282,9 @@ def metric_chart(
                 ],
             )
         )
-    return alt.layer(*layers).properties(title=title, height=height, width=WIDTH, autosize=AUTOSIZE)
+    return alt.LayerChart(layer=layers).properties(
+        title=title, height=height, width=WIDTH, autosize=AUTOSIZE
+    )
 
 
 def heatmap(
@@ -291,7 +294,7 @@ def heatmap(
     value_title: str,
     domain: tuple[float, float] | None = None,
     diverging: bool = False,
-    scheme: str = "viridis",
+    scheme: Literal["viridis", "magma", "inferno", "plasma", "cividis"] = "viridis",
     value_format: str = ".4g",
     height: int = 180,
 ) -> alt.Chart:
@@ -301,10 +304,13 @@ def heatmap(
     if diverging:
         lim = max(abs(domain[0]), abs(domain[1])) if domain else None
         scale = alt.Scale(
-            scheme="redblue", domainMid=0, reverse=True, **({"domain": [-lim, lim]} if lim else {})
+            scheme="redblue",
+            domainMid=0,
+            reverse=True,
+            domain=[-lim, lim] if lim else alt.Undefined,
         )
     else:
-        scale = alt.Scale(scheme=scheme, **({"domain": list(domain)} if domain else {}))
+        scale = alt.Scale(scheme=scheme, domain=list(domain) if domain else alt.Undefined)
     n_layers = data["layer"].n_unique()
     return (
         alt.Chart(data)
@@ -504,7 +510,7 @@ def grouped_bars(
 
 def histogram(
     data: pl.DataFrame, *, title: str, x_title: str, colors: Mapping[str, str]
-) -> alt.Chart:
+) -> alt.LayerChart | alt.Chart:
     """Overlaid per-run histograms from pre-binned counts (rows `run, lo, hi, n`), zero marked.
 
     Binning happens in Polars (`prepare.histogram_bins`): the browser gets a few hundred
@@ -538,7 +544,9 @@ def histogram(
         .mark_rule(color="#333333", strokeDash=[4, 3])
         .encode(x="x:Q")
     )
-    return alt.layer(bars, zero).properties(title=title, width=WIDTH, autosize=AUTOSIZE, height=220)
+    return alt.LayerChart(layer=[bars, zero]).properties(
+        title=title, width=WIDTH, autosize=AUTOSIZE, height=220
+    )
 
 
 def count_bars(

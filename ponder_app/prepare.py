@@ -219,8 +219,9 @@ def event_markers(
     rows = []
     for run in runs:
         marks = []
-        if run.meta.get("deadband_step") is not None:
-            marks.append((int(run.meta["deadband_step"]), "deadband engaged"))
+        deadband_step = run.meta.get("deadband_step")
+        if deadband_step is not None:
+            marks.append((int(deadband_step), "deadband engaged"))
         marks += [(int(s), "resumed from checkpoint") for s in run.meta.get("resume_steps", [])]
         if audits:
             marks += [
@@ -262,9 +263,9 @@ def layer_grid(
         return pl.DataFrame(
             schema={"layer": pl.Int32, "start": pl.Int64, "end": pl.Int64, "value": pl.Float64}
         )
-    lo, hi = int(df["step"].min()), int(df["step"].max())  # type: ignore[arg-type]
+    lo, hi = schema.as_int(df["step"].min()), schema.as_int(df["step"].max())
     steps = df["step"].unique().sort()
-    spacing = int(steps.diff().drop_nulls().min() or 1) if steps.len() > 1 else 1
+    spacing = schema.as_int(steps.diff().drop_nulls().min() or 1) if steps.len() > 1 else 1
     # A whole number of logging intervals per bucket: otherwise some buckets hold one
     # sample and others two, and the picture stripes.
     width = spacing * max(1, -(-(hi - lo + 1) // (spacing * max_cols)))
@@ -335,7 +336,7 @@ def trace_timeline(
         pl.when(forced).then(pl.lit(patterns.FORCED)).otherwise(pl.col("pattern")).alias("pattern")
     )
     steps = tr["step"].unique().sort()
-    spacing = int(steps.diff().drop_nulls().min() or 50) if steps.len() > 1 else 50
+    spacing = schema.as_int(steps.diff().drop_nulls().min() or 50) if steps.len() > 1 else 50
     return tr.select(
         "layer",
         "step",
@@ -409,7 +410,7 @@ def traces_at(run: Run, step: int) -> pl.DataFrame:
     tr = run.traces.filter(pl.col("step") <= step)
     if tr.is_empty():
         return pl.DataFrame()
-    at = int(tr["step"].max())  # type: ignore[arg-type]
+    at = schema.as_int(tr["step"].max())
     return (
         tr.filter(pl.col("step") == at)
         .select("step", "layer", "s_trace")
@@ -497,8 +498,8 @@ def histogram_bins(data: pl.DataFrame, value: str, bins: int = 40, by: str = "ru
         return pl.DataFrame(
             schema={by: pl.String, "lo": pl.Float64, "hi": pl.Float64, "n": pl.UInt32}
         )
-    lo = float(finite[value].quantile(0.005))  # type: ignore[arg-type]
-    hi = float(finite[value].quantile(0.995))  # type: ignore[arg-type]
+    lo = schema.as_float(finite[value].quantile(0.005))
+    hi = schema.as_float(finite[value].quantile(0.995))
     if hi <= lo:
         lo, hi = lo - 0.5, hi + 0.5
     width = (hi - lo) / bins

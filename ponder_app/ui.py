@@ -8,7 +8,7 @@ import re
 import runpy
 from collections.abc import Iterator
 from contextvars import ContextVar
-from typing import Any
+from typing import Any, Literal
 
 import altair as alt
 import polars as pl
@@ -64,7 +64,7 @@ def show_table(
     name: str,
     *,
     column_config: dict[str, Any] | None = None,
-    height: int | str = "auto",
+    height: int | Literal["auto", "stretch", "content"] = "auto",
     hide_index: bool = True,
 ) -> None:
     """A sortable table with a CSV download (list columns written as text)."""

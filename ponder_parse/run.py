@@ -15,7 +15,7 @@ import polars as pl
 from ponder_parse import schema
 
 
-def _empty_factory(s: dict[str, pl.DataType]):  # noqa: ANN202 - dataclass factory
+def _empty_factory(s: schema.TableSchema):  # noqa: ANN202 - dataclass factory
     return field(default_factory=lambda: schema.empty(s))
 
 
@@ -89,7 +89,7 @@ class Run:
 
     @property
     def last_step(self) -> int | None:
-        return None if self.steps.is_empty() else int(self.steps["step"].max())  # type: ignore[arg-type]
+        return None if self.steps.is_empty() else schema.as_int(self.steps["step"].max())
 
     @property
     def n_steps(self) -> int:

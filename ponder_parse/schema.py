@@ -8,11 +8,18 @@ never needs to special-case "no data".
 
 from __future__ import annotations
 
+from typing import TypeAlias
+
 import polars as pl
+
+ColumnType: TypeAlias = pl.DataType | type[pl.DataType]
+"""A column's dtype as a schema writes it: a class (`pl.Float64`) or an instance (`pl.List(F)`)."""
+TableSchema: TypeAlias = dict[str, ColumnType]
+"""Column names to dtypes, in column order: what every table is built and cast against."""
 
 F = pl.Float64
 
-STEPS: dict[str, pl.DataType] = {
+STEPS: TableSchema = {
     "step": pl.Int64,
     "audit": pl.Boolean,
     "tot_loss": F,
@@ -39,7 +46,7 @@ STEPS: dict[str, pl.DataType] = {
     "segment": pl.Int32,
 }
 
-LAYERS: dict[str, pl.DataType] = {
+LAYERS: TableSchema = {
     "step": pl.Int64,
     "layer": pl.Int32,
     "k_exec": pl.Int32,
@@ -60,13 +67,13 @@ LAYERS: dict[str, pl.DataType] = {
     "lambda_p": F,
 }
 
-TRACES: dict[str, pl.DataType] = {
+TRACES: TableSchema = {
     "step": pl.Int64,
     "layer": pl.Int32,
     "s_trace": pl.List(F),
 }
 
-QUALITY: dict[str, pl.DataType] = {
+QUALITY: TableSchema = {
     "step": pl.Int64,
     "delta_ce": F,
     "delta_h": F,
@@ -75,20 +82,20 @@ QUALITY: dict[str, pl.DataType] = {
     "confidence": pl.Boolean,
 }
 
-LR_CHECKS: dict[str, pl.DataType] = {
+LR_CHECKS: TableSchema = {
     "step": pl.Int64,
     "lr": F,
     "phase": pl.String,
 }
 
-EVENTS: dict[str, pl.DataType] = {
+EVENTS: TableSchema = {
     "line_no": pl.Int64,
     "step": pl.Int64,
     "kind": pl.String,
     "text": pl.String,
 }
 
-GENERATIONS: dict[str, pl.DataType] = {
+GENERATIONS: TableSchema = {
     "step": pl.Int64,
     "sample": pl.Int32,
     "prompt_tokens": pl.Int32,
@@ -97,13 +104,13 @@ GENERATIONS: dict[str, pl.DataType] = {
     "output": pl.String,
 }
 
-PROBLEMS: dict[str, pl.DataType] = {
+PROBLEMS: TableSchema = {
     "line_no": pl.Int64,
     "text": pl.String,
     "reason": pl.String,
 }
 
-SNAPSHOT_LAYERS: dict[str, pl.DataType] = {
+SNAPSHOT_LAYERS: TableSchema = {
     "layer": pl.Int32,
     "k": F,
     "ent": F,
@@ -136,7 +143,7 @@ AUDIT_STATUSES: tuple[str, ...] = (AUDIT_POS, AUDIT_NEG)
 QUALITY_STATUSES: tuple[str, ...] = (*POLICY_STATUSES, *AUDIT_STATUSES)
 """Every RECURRENCE QUALITY status the trainer prints, policy first (a stable order)."""
 
-TABLES: dict[str, dict[str, pl.DataType]] = {
+TABLES: dict[str, TableSchema] = {
     "steps": STEPS,
     "layers": LAYERS,
     "traces": TRACES,
@@ -148,12 +155,12 @@ TABLES: dict[str, dict[str, pl.DataType]] = {
 }
 
 
-def empty(schema: dict[str, pl.DataType]) -> pl.DataFrame:
+def empty(schema: TableSchema) -> pl.DataFrame:
     """A zero-row frame with the table's columns, so "no data" looks like every other case."""
     return pl.DataFrame(schema=schema)
 
 
-def conform(df: pl.DataFrame, schema: dict[str, pl.DataType]) -> pl.DataFrame:
+def conform(df: pl.DataFrame, schema: TableSchema) -> pl.DataFrame:
     """Select and cast `df` to exactly `schema` (missing columns become nulls).
 
     A frame whose columns already have the schema's types (what the parser produces) only
@@ -167,3 +174,22 @@ def conform(df: pl.DataFrame, schema: dict[str, pl.DataType]) -> pl.DataFrame:
             for name, dtype in schema.items()
         ]
     )
+
+
+def as_float(value: object) -> float:
+    """A scalar read out of a numeric column (`df["lm_loss"].median()`), as a float.
+
+    Polars types such a scalar as any literal it could hold (dates, strings, lists); on
+    the numeric columns of these tables it is a number, and anything else (None from an
+    empty or all-null column included) is a bug the caller should hear about.
+    """
+    if isinstance(value, int | float):
+        return float(value)
+    raise TypeError(f"expected a number, got {value!r}")
+
+
+def as_int(value: object) -> int:
+    """`as_float` for step numbers, layer indices and counts."""
+    if isinstance(value, int | float):
+        return int(value)
+    raise TypeError(f"expected a number, got {value!r}")

@@ -13,4 +13,5 @@ fi
 . "$(dirname "$0")/_venv.sh" -e ".[test]"
 "$VENV/bin/ruff" format --check .
 "$VENV/bin/ruff" check .
+"$VENV/bin/mypy"
 exec "$VENV/bin/python" -m pytest -q "$@"

@@ -13,6 +13,7 @@ Units: percentages in the log are stored as fractions (`P_NR: 3.2%` is 0.032), s
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from ponder_parse.formatting import fmt
 
@@ -86,7 +87,7 @@ class Metric:
 
 
 def _m(
-    column: str, table: str, label: str, group: str, meaning: str, unit: str, **kw: object
+    column: str, table: str, label: str, group: str, meaning: str, unit: str, **kw: Any
 ) -> Metric:
     return Metric(
         column=column,
@@ -96,7 +97,7 @@ def _m(
         group=group,
         meaning=meaning,
         unit=unit,
-        **kw,  # type: ignore[arg-type]
+        **kw,
     )
 
 

@@ -20,6 +20,8 @@ from collections.abc import Sequence
 
 import polars as pl
 
+from ponder_parse.schema import TableSchema
+
 DEFAULT_MAX_POINTS = 2000
 MIN_MAX_POINTS = 4  # first + last + one bucket's min and max
 
@@ -48,7 +50,8 @@ def downsample(
         ]
     else:
         cols = [columns] if isinstance(columns, str) else list(columns)
-    schema = {g: df.schema[g] for g in groups} | {
+    schema: TableSchema = {
+        **{g: df.schema[g] for g in groups},
         x: df.schema[x],
         "series": pl.String,
         "value": pl.Float64,
@@ -107,4 +110,4 @@ def downsample(
     if whole.height:
         out = pl.concat([out, long.join(whole, on=keys, how="semi")]).unique("_i")
     out = out.sort("_i")
-    return out.select(list(schema)).cast(schema)  # type: ignore[arg-type]
+    return out.select(list(schema)).cast(pl.Schema(schema))

@@ -15,7 +15,7 @@ import polars as pl
 from ponder_parse import schema
 from ponder_parse.run import Run
 
-QUALITY_OF_RUNS_SCHEMA: dict[str, pl.DataType] = {
+QUALITY_OF_RUNS_SCHEMA: schema.TableSchema = {
     "run": pl.String,
     "step": pl.Int64,
     "delta_ce": pl.Float64,
@@ -23,7 +23,7 @@ QUALITY_OF_RUNS_SCHEMA: dict[str, pl.DataType] = {
     "confidence": pl.Boolean,
 }
 
-AUDIT_SUMMARY_SCHEMA: dict[str, pl.DataType] = {
+AUDIT_SUMMARY_SCHEMA: schema.TableSchema = {
     "run": pl.String,
     "audit steps": pl.UInt32,
     "AUDIT-POS share": pl.Float64,

@@ -34,6 +34,7 @@ import polars as pl
 from ponder_parse.analysis.phases import assign_phase, phase_rank
 from ponder_parse.analysis.phases import phases as compute_phases
 from ponder_parse.run import Run
+from ponder_parse.schema import TableSchema
 
 HEALTHY = "healthy"
 NOT_STOPPING = "not_stopping"
@@ -211,7 +212,7 @@ def _classified(
     return df
 
 
-SHARES_SCHEMA_TAIL: dict[str, pl.DataType] = {
+SHARES_SCHEMA_TAIL: TableSchema = {
     "pattern": pl.String,
     "n": pl.Int64,
     "share": pl.Float64,
@@ -247,7 +248,7 @@ def pattern_shares(
         out = out.sort([*(pl.col(c) for c in by if c != "phase"), phase_rank(), *order])
     else:
         out = out.sort([*(pl.col(c) for c in by), *order])
-    return out.select(list(schema)).cast(schema)  # type: ignore[arg-type]
+    return out.select(list(schema)).cast(pl.Schema(schema))
 
 
 def dominant_pattern(
@@ -278,4 +279,4 @@ def dominant_pattern(
         .with_columns(_p=phase_rank())
         .sort("_p")
     )
-    return out.select(list(schema)).cast(schema)  # type: ignore[arg-type]
+    return out.select(list(schema)).cast(pl.Schema(schema))

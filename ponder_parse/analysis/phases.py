@@ -16,11 +16,15 @@ defaults (force warmup ends at 800, ponder starts at 1200). Boundary values are 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
 from ponder_parse.run import Run
+from ponder_parse.schema import TableSchema, as_int
+
+if TYPE_CHECKING:
+    from polars.expr.whenthen import ChainedThen, Then
 
 FORCE_END_DEFAULT = 800
 PONDER_START_DEFAULT = 1200
@@ -49,7 +53,7 @@ SRC_CONFIG = "config"
 SRC_FIRST = "log: first logged step"
 SRC_LAST = "log: last logged step"
 
-PHASES_SCHEMA: dict[str, pl.DataType] = {
+PHASES_SCHEMA: TableSchema = {
     "phase": pl.String,
     "start": pl.Int64,
     "end": pl.Int64,
@@ -90,12 +94,12 @@ def _logged_ponder_start(run: Run, first_step: int) -> tuple[int, str] | None:
     if q.height:
         s = q["step"].drop_nulls()
         if s.len():
-            candidates.append((int(s.min()), SRC_QUALITY))  # type: ignore[arg-type]
+            candidates.append((as_int(s.min()), SRC_QUALITY))
     st = run.steps
     if st.height and "audit" in st.columns:
         a = st.filter(pl.col("audit").fill_null(False))["step"]
         if a.len():
-            candidates.append((int(a.min()), SRC_AUDIT))  # type: ignore[arg-type]
+            candidates.append((as_int(a.min()), SRC_AUDIT))
     if not candidates:
         return None
     step, src = min(candidates)
@@ -147,7 +151,7 @@ def _logged_force_end(run: Run, default: int) -> tuple[int, str] | None:
     # Forced at every observation: past the default, the log proves the force lasted at
     # least that long, and nothing in it says the force ever ended.
     if int(steps[-1]) >= default:
-        last_logged = int(run.steps["step"].max()) if run.steps.height else int(steps[-1])  # type: ignore[arg-type]
+        last_logged = as_int(run.steps["step"].max()) if run.steps.height else int(steps[-1])
         return max(last_logged, int(steps[-1])) + 1, SRC_LAYERS_STILL
     return None
 
@@ -159,7 +163,7 @@ def boundaries(run: Run, overrides: dict[str, Any] | None = None) -> dict[str, t
     `ponder_start` (a gate-learning phase cannot end before it starts).
     """
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
-    first = 0 if run.steps.is_empty() else int(run.steps["step"].min())  # type: ignore[arg-type]
+    first = 0 if run.steps.is_empty() else as_int(run.steps["step"].min())
 
     if "ponder_start" in overrides:
         ponder = (int(overrides["ponder_start"]), SRC_USER)
@@ -192,7 +196,7 @@ def boundaries(run: Run, overrides: dict[str, Any] | None = None) -> dict[str, t
 
 BOUNDARY_KEYS: tuple[str, ...] = ("force_end", "ponder_start")
 
-BOUNDARIES_SCHEMA: dict[str, pl.DataType] = {
+BOUNDARIES_SCHEMA: TableSchema = {
     "run": pl.String,
     "force_end": pl.Int64,
     "force_end from": pl.String,
@@ -252,8 +256,8 @@ def phases(run: Run, overrides: dict[str, Any] | None = None) -> pl.DataFrame:
     """
     if run.steps.is_empty() or run.steps["step"].drop_nulls().is_empty():
         return pl.DataFrame(schema=PHASES_SCHEMA)
-    first = int(run.steps["step"].min())  # type: ignore[arg-type]
-    last = int(run.steps["step"].max())  # type: ignore[arg-type]
+    first = as_int(run.steps["step"].min())
+    last = as_int(run.steps["step"].max())
     b = boundaries(run, overrides)
     (force, force_src), (ponder, ponder_src) = b["force_end"], b["ponder_start"]
     nominal = [
@@ -281,7 +285,7 @@ def phases(run: Run, overrides: dict[str, Any] | None = None) -> pl.DataFrame:
 
 def phase_expr(phases_df: pl.DataFrame, step_col: str = "step") -> pl.Expr:
     """Expression mapping a step column to its phase name (null outside every phase)."""
-    expr: pl.Expr | None = None
+    expr: Then | ChainedThen | None = None
     for row in phases_df.iter_rows(named=True):
         cond = pl.col(step_col).is_between(row["start"], row["end"], closed="both")
         expr = (

@@ -31,7 +31,7 @@ from ponder_parse.analysis.sweep import sweep_table, swept_hparams
 from ponder_parse.formatting import fmt
 from ponder_parse.run import Run
 
-SUMMARY_SCHEMA: dict[str, pl.DataType] = {
+SUMMARY_SCHEMA: schema.TableSchema = {
     "run": pl.String,
     "phase": pl.String,
     "start": pl.Int64,
@@ -150,7 +150,7 @@ def phase_summary(run: Run, phases_df: pl.DataFrame | None = None) -> pl.DataFra
             lm_change=pl.col("lm_end") - pl.col("lm_start"),
         )
     )
-    return out.select(list(SUMMARY_SCHEMA)).cast(SUMMARY_SCHEMA)  # type: ignore[arg-type]
+    return out.select(list(SUMMARY_SCHEMA)).cast(pl.Schema(SUMMARY_SCHEMA))
 
 
 def compare_phases(
@@ -224,7 +224,7 @@ def phase_table(comparison: pl.DataFrame, diffs: bool = True) -> pl.DataFrame:
     return comparison.sort(phase_rank(), "run").select([c for c in cols if c in comparison.columns])
 
 
-RUN_SUMMARY_SCHEMA: dict[str, pl.DataType] = {
+RUN_SUMMARY_SCHEMA: schema.TableSchema = {
     "run": pl.String,
     "variant": pl.String,
     "steps": pl.Int64,

@@ -21,11 +21,12 @@ import polars as pl
 
 from ponder_parse.files.hparams import SOURCE_LOG, key_order, normalize_key
 from ponder_parse.run import Run
+from ponder_parse.schema import TableSchema
 
 _MISSING = object()
 _INT64_MAX = 2**63 - 1
 
-BAND_SCHEMA_VALUES: dict[str, pl.DataType] = {
+BAND_SCHEMA_VALUES: TableSchema = {
     "metric": pl.String,
     "mean": pl.Float64,
     "min": pl.Float64,
@@ -385,7 +386,7 @@ def group_band(
                 .collect()
             )
             parts.append(long)
-    schema: dict[str, pl.DataType] = {"group": pl.String, x: x_dtype or pl.Int64}
+    schema: TableSchema = {"group": pl.String, x: x_dtype or pl.Int64}
     schema.update(BAND_SCHEMA_VALUES)
     if not parts:
         return pl.DataFrame(schema=schema)

@@ -318,10 +318,10 @@ def _split_value_key(mid: str) -> tuple[str, str | None]:
     Keys and text values may both contain `_`. Preferred, in order: a numeric value before
     a known key, a numeric value before any key, a known key, the first `_`.
     """
-    splits = [
+    candidates = [
         (mid[:p], _choose_key(mid[p + 1 :])) for p, ch in enumerate(mid) if ch == "_" and p > 0
     ]
-    splits = [(v, k) for v, k in splits if k]
+    splits = [(v, k) for v, k in candidates if k]
     numeric = [(v, k) for v, k in splits if _is_number(parse_scalar(v))]
     for group in (
         [(v, k) for v, k in numeric if is_known_key(k)],

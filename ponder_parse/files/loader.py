@@ -163,6 +163,7 @@ def build_run(
         snapshot=snapshot,
         snapshot_layers=snap_layers,
         meta=derive_meta(tables, facts, snap_layers),
+        hparams={},  # filled by `attach_hparams` once the run's folder is known
         **tables,
     )
 
@@ -178,6 +179,7 @@ def load_run(path: str | Path) -> Run:
     path = Path(path)
     if not path.exists():
         raise RunLoadError(f"{path}: no such file or folder")
+    stats: Path | None
     if path.is_dir():
         log = find_log(path)
         if log is None:

@@ -13,6 +13,7 @@ import polars as pl
 
 from ponder_parse.format import grammar as fmt
 from ponder_parse.run import RunMeta
+from ponder_parse.schema import as_int
 
 
 def _first_event(events: pl.DataFrame, kind: str) -> dict[str, Any] | None:
@@ -128,21 +129,21 @@ def derive_meta(
         meta["cli_lambda_p"] = _num(fmt.LAMBDA_VALUE, cli["text"])
 
     resumes = resume_steps(events)
-    segments = int(steps["segment"].max() or 0) if steps.height else 0  # type: ignore[arg-type]
+    segments = as_int(steps["segment"].max() or 0) if steps.height else 0
     meta["resume_steps"] = resumes
     meta["restarts"] = max(len(resumes), segments)
 
     layers = tables["layers"]
     if layers.height:
-        meta["n_layers"] = int(layers["layer"].max()) + 1  # type: ignore[arg-type]
+        meta["n_layers"] = as_int(layers["layer"].max()) + 1
     elif snapshot_layers.height:
         meta["n_layers"] = snapshot_layers.height
     traces = tables["traces"]
     if traces.height:
-        meta["kmax"] = int(traces["s_trace"].list.len().mode().max())  # type: ignore[arg-type]
+        meta["kmax"] = as_int(traces["s_trace"].list.len().mode().max())
     elif snapshot_layers.height and snapshot_layers["s_trace"].is_not_null().any():
-        meta["kmax"] = int(snapshot_layers["s_trace"].list.len().max())  # type: ignore[arg-type]
+        meta["kmax"] = as_int(snapshot_layers["s_trace"].list.len().max())
     if steps.height:
-        meta["first_step"] = int(steps["step"].min())  # type: ignore[arg-type]
-        meta["last_step"] = int(steps["step"].max())  # type: ignore[arg-type]
+        meta["first_step"] = as_int(steps["step"].min())
+        meta["last_step"] = as_int(steps["step"].max())
     return meta

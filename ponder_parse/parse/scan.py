@@ -20,13 +20,16 @@ import operator
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import polars as pl
 
 from ponder_parse import schema
 from ponder_parse.format import grammar as fmt
 from ponder_parse.run import RunMeta
+
+if TYPE_CHECKING:
+    from polars.expr.whenthen import ChainedThen, Then
 
 PROBLEM_TEXT_MAX = 300
 
@@ -147,7 +150,7 @@ def _main_kind() -> pl.Expr:
         *(t.str.contains(line.start_pattern) for line in _PATTERN_KINDS),
         t.str.starts_with(fmt.LR_CHECK_LINE.start),
     )
-    kind = pl.when(tests[0]).then(pl.lit(0, pl.UInt8))
+    kind: Then | ChainedThen = pl.when(tests[0]).then(pl.lit(0, pl.UInt8))
     for code, test in enumerate(tests[1:], start=1):
         kind = kind.when(test).then(pl.lit(code, pl.UInt8))
     return kind.otherwise(pl.lit(len(tests), pl.UInt8))
@@ -215,12 +218,12 @@ def _rest_kinds(rest: pl.LazyFrame) -> pl.LazyFrame:
         _block=pl.when(pl.col("_tbrk")).then(block_kind).forward_fill(),
     )
     rest = rest.with_columns(_in_tb=(pl.col("_block") != "") & ~pl.col("_in_gen"))
-    kind = pl.when(pl.col("_in_gen")).then(pl.lit("generation"))
+    kind: Then | ChainedThen = pl.when(pl.col("_in_gen")).then(pl.lit("generation"))
     kind = kind.when(pl.col("_prog")).then(pl.lit("progress"))
     kind = kind.when(pl.col("_in_tb")).then(pl.col("_block"))
     for name, expr in _event_markers():
         kind = kind.when(expr).then(pl.lit(name))
-    kind = (
+    label = (
         kind.when(pl.col("_blank"))
         .then(pl.lit("blank"))
         .when(t.str.contains(fmt.EXCEPTION))
@@ -228,7 +231,7 @@ def _rest_kinds(rest: pl.LazyFrame) -> pl.LazyFrame:
         .otherwise(pl.lit("unknown"))
     )
     return rest.select(
-        "_i", "line_no", "text", kind.alias("kind"), "_in_gen", "_gc", "_ggrp", "_in_tb", "_tgrp"
+        "_i", "line_no", "text", label.alias("kind"), "_in_gen", "_gc", "_ggrp", "_in_tb", "_tgrp"
     )
 
 
@@ -292,7 +295,7 @@ def _scaled(e: pl.Expr, f: fmt.Field) -> pl.Expr:
 
 
 def _pattern_piece(
-    e: pl.Expr, piece: Piece, lead: str, dtypes: dict[str, pl.DataType]
+    e: pl.Expr, piece: Piece, lead: str, dtypes: schema.TableSchema
 ) -> dict[str, pl.Expr]:
     """A part holding plain-digit integers (`STEP: 1500 [AUDIT]`, `L3: k_exec=2`), read
     with one anchored pattern: a cast alone would take `+5` or ` 5`. A flag counts when
@@ -322,9 +325,16 @@ def _pattern_piece(
     return out
 
 
-def _piece(
-    e: pl.Expr, piece: Piece, lead: str, dtypes: dict[str, pl.DataType]
-) -> dict[str, pl.Expr]:
+def _pop_label(items: Piece, at: int) -> str:
+    """The label text at `at`, taken out of `items`; "" where a value sits there instead."""
+    item = items[at]
+    if isinstance(item, str):
+        del items[at]
+        return item
+    return ""
+
+
+def _piece(e: pl.Expr, piece: Piece, lead: str, dtypes: schema.TableSchema) -> dict[str, pl.Expr]:
     """The values of one part of a line, by its items in the grammar.
 
     One field: strip its exact label, read the number, require the suffix. Several
@@ -337,12 +347,13 @@ def _piece(
         return _pattern_piece(e, piece, lead, dtypes)
     out: dict[str, pl.Expr] = {}
     items = list(piece)
-    if isinstance(items[-1], fmt.Flag):
-        flag = items.pop()
+    flag = items[-1]
+    if isinstance(flag, fmt.Flag):
+        items.pop()
         out[flag.name] = e.str.ends_with(flag.text)
         e = e.str.strip_suffix(flag.text)
-    first = items.pop(0) if isinstance(items[0], str) else ""
-    end = items.pop() if isinstance(items[-1], str) else ""
+    first = _pop_label(items, 0)
+    end = _pop_label(items, -1)
     if len(fields) == 1:
         f = fields[0]
         out[f.name] = _scaled(_val(e, first, end, padded=f.padded), f)
@@ -350,7 +361,7 @@ def _piece(
     # The opening label is required too: without it the first value would be read from
     # whatever text sits there.
     has_ends = e.str.starts_with(first) & e.str.ends_with(end) if end else e.str.starts_with(first)
-    rest = pl.when(has_ends).then(e.str.strip_prefix(first).str.strip_suffix(end))
+    rest: pl.Expr = pl.when(has_ends).then(e.str.strip_prefix(first).str.strip_suffix(end))
     texts: list[pl.Expr] = []
     for item in items[1:]:
         if isinstance(item, str):  # an inner label: the value before it is complete
@@ -366,7 +377,7 @@ def _piece(
     return out
 
 
-def _line_dtypes(line: fmt.LineFormat) -> dict[str, pl.DataType]:
+def _line_dtypes(line: fmt.LineFormat) -> schema.TableSchema:
     """The table columns a line kind's integers are cast to."""
     tables = {
         "step": schema.STEPS,
@@ -618,9 +629,13 @@ def scan_lines(
         last = rest.row(rest.height - 1, named=True)
         hold_from: int | None = None
         if last["_in_gen"] and not last["_gc"]:
-            hold_from = int(rest.filter(pl.col("_ggrp") == last["_ggrp"])["line_no"].min())
+            hold_from = schema.as_int(
+                rest.filter(pl.col("_ggrp") == last["_ggrp"])["line_no"].min()
+            )
         elif last["_in_tb"]:
-            hold_from = int(rest.filter(pl.col("_tgrp") == last["_tgrp"])["line_no"].min())
+            hold_from = schema.as_int(
+                rest.filter(pl.col("_tgrp") == last["_tgrp"])["line_no"].min()
+            )
         if hold_from is not None and hold_from > state.line_no + 1:
             consumed = hold_from - state.line_no - 1
             keep = pl.col("line_no") < hold_from
@@ -818,7 +833,7 @@ def _concat(chunks: list[RawChunk], name: str) -> pl.DataFrame | None:
     return pl.concat(parts, how="vertical_relaxed") if len(parts) > 1 else parts[0]
 
 
-def _latest(df: pl.DataFrame | None, keys: list[str], s: dict[str, pl.DataType]) -> pl.DataFrame:
+def _latest(df: pl.DataFrame | None, keys: list[str], s: schema.TableSchema) -> pl.DataFrame:
     """Keep the later occurrence of each key (a resumed run re-logs steps) and sort."""
     if df is None:
         return schema.empty(s)
@@ -843,7 +858,7 @@ def _in_key_order(df: pl.DataFrame, keys: list[str]) -> bool:
     key = df[keys[0]].cast(pl.Int64)
     if len(keys) == 2:  # (step, layer) or (step, sample): small second parts
         minor = df[keys[1]].cast(pl.Int64)
-        if minor.min() < 0 or minor.max() >= 1 << 20:
+        if schema.as_int(minor.min()) < 0 or schema.as_int(minor.max()) >= 1 << 20:
             return False
         key = key * (1 << 20) + minor
     return key.null_count() == 0 and key.is_sorted() and key.n_unique() == key.len()
@@ -915,6 +930,6 @@ def parse_bytes(data: bytes | Path) -> tuple[dict[str, pl.DataFrame], RunMeta]:
     return tables, facts
 
 
-def parse_text(text: str) -> tuple[dict[str, pl.DataFrame], dict[str, Any]]:
+def parse_text(text: str) -> tuple[dict[str, pl.DataFrame], RunMeta]:
     """`parse_bytes` for text already in memory."""
     return parse_bytes(text.encode("utf-8", errors="surrogatepass"))

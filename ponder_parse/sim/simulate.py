@@ -35,7 +35,7 @@ import polars as pl
 
 from ponder_parse import schema
 from ponder_parse.format import writer
-from ponder_parse.run import Run
+from ponder_parse.run import Run, RunMeta
 
 # --------------------------------------------------------------------------------------
 # Configuration
@@ -214,6 +214,22 @@ class SimResult:
     generations: pl.DataFrame
     meta: dict[str, Any] = field(default_factory=dict)
 
+    def run_meta(self) -> RunMeta:
+        """The run facts a parse of this log derives, taken from the truth (which also
+        holds facts no log states, such as the crash step)."""
+        truth = self.meta
+        meta = RunMeta(
+            params=truth["params"],
+            n_layers=truth["n_layers"],
+            kmax=truth["kmax"],
+            target_k=truth["target_k"],
+            restarts=truth["restarts"],
+            deadband_step=truth["deadband_step"],
+        )
+        if truth.get("resume_step") is not None:
+            meta["resume_steps"] = [truth["resume_step"]]
+        return meta
+
     def to_run(self, name: str | None = None) -> Run:
         """The truth as a `ponder_parse.run.Run`, e.g. to test analyses without parsing."""
         snap_rows = [{"layer": i, **lay} for i, lay in enumerate(self.stats.get("layers", []))]
@@ -235,7 +251,7 @@ class SimResult:
             generations=self.generations,
             snapshot=self.stats,
             snapshot_layers=snapshot_layers,
-            meta=dict(self.meta),
+            meta=self.run_meta(),
             hparams=self.config.to_json(),
         )
 
@@ -990,9 +1006,9 @@ def _render_segment(
                 writer.format_checkpoint_line(cfg.variant_info.checkpoint, step, lam_after[i])
             )
         if step > 0 and cfg.generate_every > 0 and step % cfg.generate_every == 0:
-            block, rows = _generation_block(cfg, step, stream)
+            block, gen_rows = _generation_block(cfg, step, stream)
             out += block
-            gens += rows
+            gens += gen_rows
     return out, gens
 
 

@@ -38,13 +38,14 @@ from ponder_parse.analysis import catalog
 from ponder_parse.analysis.patterns import PatternThresholds, classify_traces, policy_traces
 from ponder_parse.analysis.phases import assign_phase, phases
 from ponder_parse.run import Run
+from ponder_parse.schema import TableSchema, as_float, as_int
 
 logger = logging.getLogger(__name__)
 
 CRITICAL, WARNING, INFO = "critical", "warning", "info"
 SEVERITIES: tuple[str, ...] = (CRITICAL, WARNING, INFO)
 
-FINDINGS_SCHEMA: dict[str, pl.DataType] = {
+FINDINGS_SCHEMA: TableSchema = {
     "run": pl.String,
     "rule": pl.String,
     "severity": pl.String,
@@ -65,23 +66,6 @@ FAILED_ACTION = (
 def empty() -> pl.DataFrame:
     """A findings table with no rows (the typed answer for a run with nothing wrong)."""
     return pl.DataFrame(schema=FINDINGS_SCHEMA)
-
-
-# ---------------------------------------------------------------- scalars
-
-
-def as_float(value: object) -> float:
-    """Polars types a scalar aggregate as any literal; on these columns it is a number."""
-    if isinstance(value, int | float):
-        return float(value)
-    raise TypeError(f"expected a number, got {value!r}")
-
-
-def as_int(value: object) -> int:
-    """`as_float` for step numbers and counts."""
-    if isinstance(value, int | float):
-        return int(value)
-    raise TypeError(f"expected a number, got {value!r}")
 
 
 # ---------------------------------------------------------------- findings

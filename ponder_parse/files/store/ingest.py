@@ -50,7 +50,7 @@ from ponder_parse.files.loader import (
 )
 from ponder_parse.files.store import layout
 from ponder_parse.parse import scan as logparse
-from ponder_parse.run import Run
+from ponder_parse.run import Run, RunMeta
 
 F = pl.Float64
 JSON = pl.String  # JSON text: DuckDB's json_extract and Polars' str.json_decode read it
@@ -82,7 +82,7 @@ SUMMARY_COLUMNS = (
     "n_info",
 )
 
-RUNS_SCHEMA: dict[str, pl.DataType] = {
+RUNS_SCHEMA: schema.TableSchema = {
     "name": pl.String,
     "path": pl.String,
     "log_file": pl.String,
@@ -256,7 +256,11 @@ def _strictly_increasing(df: pl.DataFrame, keys: list[str]) -> bool:
         return True
     if len(keys) == 2:
         minor = df[keys[1]]
-        if minor.null_count() or minor.min() < 0 or minor.max() >= 1 << 20:  # type: ignore[operator]
+        if (
+            minor.null_count()
+            or schema.as_int(minor.min()) < 0
+            or schema.as_int(minor.max()) >= 1 << 20
+        ):
             return False
     key = _key(df, keys)
     return key.null_count() == 0 and bool((key.diff().drop_nulls() > 0).all())
@@ -336,7 +340,7 @@ def _build_chunked(
     kinds_committed = _merge_kinds(start["kinds"] if start else {}, logparse.line_kinds([chunk]))
     invalid_before = bool(start["invalid_utf8"]) if start else False
     invalid_committed = invalid_before or (invalid and _invalid_utf8(complete[:committed_len]))
-    facts = {
+    facts: RunMeta = {
         "truncated": bool(partial),
         "n_lines": state_t.line_no + bool(partial),
         "invalid_utf8": invalid_before or invalid or _invalid_utf8(partial),
@@ -386,7 +390,7 @@ def _build_whole(inputs: RunInputs, content: bytes, note: str | None) -> _Built:
 
 
 def _finish_run(
-    inputs: RunInputs, tables: dict[str, pl.DataFrame], facts: dict[str, Any], note: str | None
+    inputs: RunInputs, tables: dict[str, pl.DataFrame], facts: RunMeta, note: str | None
 ) -> Run:
     run = build_run(
         tables,
@@ -527,9 +531,9 @@ def _ingest_locked(root: Path, run_id: str, inputs: RunInputs) -> tuple[str, str
     keep = {p for files in old_files.values() for p in files}
     missing = any(not p.exists() for p in keep)
     current = current and not missing
-    if current and old is not None and old["fingerprint"] == fp:
+    if current and old_row is not None and old is not None and old["fingerprint"] == fp:
         _sweep(root, run_id, keep)
-        return "unchanged", old_row["name"], 0, None  # type: ignore[index]
+        return "unchanged", old_row["name"], 0, None
 
     data = inputs.log.read_bytes()
     hashes = {"log": _hash(data), "side": {p.name: _hash(p.read_bytes()) for p in inputs.side}}

@@ -34,7 +34,7 @@ HIVE = {"run_id": pl.String}
 PRIVATE_RUN_COLUMNS = ("state",)
 
 
-def table_schema(table: str) -> dict[str, pl.DataType]:
+def table_schema(table: str) -> schema.TableSchema:
     if table == "snapshot_layers":
         return schema.SNAPSHOT_LAYERS
     try:
