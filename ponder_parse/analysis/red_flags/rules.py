@@ -900,12 +900,11 @@ def _flat_columns(scope: Scope, min_lines: int) -> list[tuple[str, str, float, i
 def _kmax(run: Run) -> int:
     """The most passes any layer ran: the longest trace, the largest k_exec, or the log's
     own statement, whichever is largest."""
-    seen = [run.meta.get("kmax")]
-    if run.layers.height:
-        seen.append(run.layers["k_exec"].max())
-    if run.traces.height:
-        seen.append(run.traces["s_trace"].list.len().max())
-    return max(int(v) if isinstance(v, int | float) else 0 for v in seen)
+    seen = [run.meta.get("kmax", 0)]
+    for value in (run.layers["k_exec"].max(), run.traces["s_trace"].list.len().max()):
+        if value is not None:
+            seen.append(schema.as_int(value))
+    return max(seen)
 
 
 @RULES.rule(
