@@ -14,7 +14,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import polars as pl
+
 from ponder_parse.formatting import fmt
+from ponder_parse.run import Run
 
 LEVEL_TITLES: dict[int, str] = {
     1: "Step line",
@@ -662,3 +665,50 @@ def reference_lines(
             seen.add(value)
             unique.append((value, label))
     return unique
+
+
+FLAT_NOTE = "0 on every line: not computed by this build"
+"""What a picker or chart says of a metric in `flat_metrics`."""
+
+_PONDER_ONLY: frozenset[str] = frozenset(
+    {"steps.total_ponder", "steps.ponder_raw", "steps.reward", "steps.pl_lm", "layers.lambda_p"}
+)
+"""Metrics that are 0 by design until the ponder start: flat only in a run that got there."""
+
+_TAIL_PASSES: dict[str, int] = {"frac_ge2": 2, "frac_ge3": 3, "frac_ge4": 4}
+"""Tail shares that are 0 by design when Kmax is below their pass count."""
+
+
+def flat_metrics(run: Run) -> frozenset[str]:
+    """Keys (`steps.mtp_loss`, `layers.ent`) of the numeric metrics the run printed as 0 on
+    every line.
+
+    A trainer build that does not compute a value still prints it (`s.get('ent', 0)`), so
+    the log shows a perfect flat 0 that looks like data. A metric counts when it was
+    printed on at least two lines and every printed value is exactly 0, except where 0 is
+    what the design says: ponder costs before the run reached the ponder start (no
+    RECURRENCE QUALITY line yet), tail shares beyond the run's Kmax. A metric that is
+    constant at another value (λ_p pinned at its floor) is measured, and not listed.
+    """
+    reached_ponder = run.quality.height > 0
+    kmax = run.meta.get("kmax") if run.meta else None
+    out: set[str] = set()
+    for table in ("steps", "layers"):
+        df: pl.DataFrame = getattr(run, table)
+        cols = [
+            m
+            for m in metrics_for(table, numeric_only=True)
+            if m.column in df.columns
+            and df.schema[m.column].is_numeric()
+            and m.column not in ("step", "layer")
+            and (reached_ponder or m.key not in _PONDER_ONLY)
+            and not (kmax is not None and _TAIL_PASSES.get(m.column, 0) > int(kmax))
+        ]
+        if not cols or df.height < 2:
+            continue
+        stats = df.select(
+            *[pl.col(m.column).is_not_null().sum().alias(f"n:{m.column}") for m in cols],
+            *[(pl.col(m.column).fill_nan(None) != 0).any().alias(f"nz:{m.column}") for m in cols],
+        ).row(0, named=True)
+        out |= {m.key for m in cols if stats[f"n:{m.column}"] >= 2 and not stats[f"nz:{m.column}"]}
+    return frozenset(out)

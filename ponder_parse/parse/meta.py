@@ -103,6 +103,25 @@ def resume_steps(events: pl.DataFrame) -> list[int]:
     return [int(s) for s in resumes["step"].drop_nulls().to_list()]
 
 
+def kmax_of(tables: dict[str, pl.DataFrame], snapshot_layers: pl.DataFrame) -> int | None:
+    """Kmax: the most passes the loop may run. The trainer stops a layer's loop early once
+    nothing survives, so a trace or a layer line may show fewer passes than that (the most
+    common trace length of a real run is 2 at Kmax 4): the longest trace and the largest
+    `k_exec` the log shows are the run's Kmax as far as the log can tell."""
+    found: list[int] = []
+    traces = tables["traces"]
+    for lists in (
+        traces["s_trace"] if traces.height else None,
+        snapshot_layers.get_column("s_trace") if "s_trace" in snapshot_layers.columns else None,
+    ):
+        if lists is not None and lists.is_not_null().any():
+            found.append(int(lists.list.len().max()))  # type: ignore[arg-type]
+    layers = tables["layers"]
+    if layers.height and "k_exec" in layers.columns and layers["k_exec"].is_not_null().any():
+        found.append(int(layers["k_exec"].max()))  # type: ignore[arg-type]
+    return max(found) if found else None
+
+
 def derive_meta(
     tables: dict[str, pl.DataFrame], facts: RunMeta, snapshot_layers: pl.DataFrame
 ) -> RunMeta:
@@ -137,11 +156,9 @@ def derive_meta(
         meta["n_layers"] = int(layers["layer"].max()) + 1  # type: ignore[arg-type]
     elif snapshot_layers.height:
         meta["n_layers"] = snapshot_layers.height
-    traces = tables["traces"]
-    if traces.height:
-        meta["kmax"] = int(traces["s_trace"].list.len().mode().max())  # type: ignore[arg-type]
-    elif snapshot_layers.height and snapshot_layers["s_trace"].is_not_null().any():
-        meta["kmax"] = int(snapshot_layers["s_trace"].list.len().max())  # type: ignore[arg-type]
+    kmax = kmax_of(tables, snapshot_layers)
+    if kmax is not None:
+        meta["kmax"] = kmax
     if steps.height:
         meta["first_step"] = int(steps["step"].min())  # type: ignore[arg-type]
         meta["last_step"] = int(steps["step"].max())  # type: ignore[arg-type]
