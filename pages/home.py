@@ -10,7 +10,16 @@ from ponder_parse.files import hparams
 
 ctx = ui.page_context("home")
 if ctx is not None:
-    table = summaries.runs_table(ctx.runs, {r.name: ctx.summary(r) for r in ctx.runs})
+    include_audit = ui.audit_toggle(page="home")
+    table = summaries.runs_table(
+        ctx.runs,
+        {
+            r.name: ctx.summary(r)
+            if not include_audit
+            else summaries.run_summary(r, ctx.phases(r), ctx.flags(r), include_audit=True)
+            for r in ctx.runs
+        },
+    )
     counts = summaries.runs_overview(table)
     c1, c2, c3, c4 = st.columns(4)
     c1.metric("Runs shown", f"{len(ctx.runs)} / {len(ctx.all_runs)}")
@@ -21,9 +30,15 @@ if ctx is not None:
         table,
         "runs",
         column_config={
-            "final LM": st.column_config.NumberColumn(format="%.4f"),
-            "best LM": st.column_config.NumberColumn(format="%.4f"),
-            "mean k (economic)": st.column_config.NumberColumn(format="%.3f"),
+            "final LM": st.column_config.NumberColumn(
+                format="%.4f", help=summaries.RUNS_TABLE_HELP["final LM"]
+            ),
+            "best LM": st.column_config.NumberColumn(
+                format="%.4f", help=summaries.RUNS_TABLE_HELP["best LM"]
+            ),
+            "mean k (economic)": st.column_config.NumberColumn(
+                format="%.3f", help=summaries.RUNS_TABLE_HELP["mean k (economic)"]
+            ),
             "win rate": st.column_config.NumberColumn(format="percent"),
         },
     )

@@ -636,6 +636,41 @@ def option_label(m: Metric) -> str:
     return m.label if m.label == m.column else f"{m.label} ({m.column})"
 
 
+TARGET_K_METRICS: frozenset[tuple[str, str]] = frozenset(
+    {("steps", "avg_k"), ("steps", "avg_exec"), ("layers", "k"), ("layers", "avg_exec_token")}
+)
+"""(table, column) of the depth metrics a run's TARGET_K is drawn on."""
+
+_CLAMP_KEYS: tuple[tuple[str, str], ...] = (("lambda_min", "λ_p min"), ("lambda_max", "λ_p max"))
+
+
+def run_reference_lines(run: Run, column: str, table: str = "steps") -> list[tuple[float, str]]:
+    """Reference lines that belong to one run: its own TARGET_K on the depth metrics, and
+    the λ_p clamps its configuration sets on λ_p (the defaults are drawn for every run by
+    `reference_lines`). A value that cannot be read as a number is not drawn."""
+    out: list[tuple[float, str]] = []
+    if (table, column) in TARGET_K_METRICS:
+        target = _as_float((run.meta or {}).get("target_k"))
+        if target is not None:
+            out.append((target, f"TARGET_K {target:.2f}"))
+    if column == "lambda_p":
+        for key, label in _CLAMP_KEYS:
+            value = _as_float((run.hparams or {}).get(key))
+            if value is not None and value > 0:
+                out.append((value, f"{label} {value:.2e}"))
+    return out
+
+
+def _as_float(v: object) -> float | None:
+    if v is None or isinstance(v, bool):
+        return None
+    try:
+        f = float(v)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return f if f == f and abs(f) != float("inf") else None
+
+
 def reference_lines(
     column: str, table: str = "steps", target_k: float | None = None
 ) -> list[tuple[float, str]]:
@@ -656,7 +691,7 @@ def reference_lines(
     if m.warn_below is not None:
         lines.append((m.warn_below, f"trouble < {m.format(m.warn_below)}"))
     lines.extend(m.reference)
-    if target_k is not None and column in ("avg_k", "k", "avg_exec", "avg_exec_token"):
+    if target_k is not None and (table, column) in TARGET_K_METRICS:
         lines.append((float(target_k), f"TARGET_K {target_k:.2f}"))
     seen: set[float] = set()
     unique: list[tuple[float, str]] = []

@@ -99,6 +99,18 @@ OUTCOME_HELP: dict[str, str] = {
 """Column help for the outcome columns (keyed by summary column), shown by the tables."""
 
 
+def column_help(columns: Sequence[str]) -> dict[str, str]:
+    """`OUTCOME_HELP` of the given table columns, a `<metric>_diff` column explained as
+    the difference of its metric from the baseline's."""
+    out: dict[str, str] = {}
+    for c in columns:
+        if c in OUTCOME_HELP:
+            out[c] = OUTCOME_HELP[c]
+        elif c.endswith("_diff") and c[: -len("_diff")] in OUTCOME_HELP:
+            out[c] = "Run minus baseline, same phase. " + OUTCOME_HELP[c[: -len("_diff")]]
+    return out
+
+
 def _without_audit(df: pl.DataFrame, include_audit: bool) -> pl.DataFrame:
     if include_audit or "audit" not in df.columns:
         return df
