@@ -34,8 +34,11 @@ if ctx is not None:
             st.warning(f"{m.label}: {notes[col]}. The heatmap below is not a measurement.")
         lo, hi = prepare.step_extent(r.layers for r in ctx.runs)
         step_range = st.slider("Step range", lo, hi, (lo, hi), key="lh_range")
+        buckets = prepare.grid_buckets(ctx.runs, cols, step_range)
         grids = {
-            r.name: prepare.layer_grid(r, col, cols, step_range, include_audit=include_audit)
+            r.name: prepare.layer_grid(
+                r, col, cols, step_range, include_audit=include_audit, buckets=buckets
+            )
             for r in ctx.runs
         }
         marks = {

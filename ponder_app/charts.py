@@ -289,9 +289,29 @@ def metric_chart(
                 ],
             )
         )
-        # Labelled at the right edge, so a reader can tell whose target each line is.
+        # Labelled at the right edge, so a reader can tell whose target each line is; runs
+        # sharing a line share one label, which names them all.
+        if "what" not in own.columns:
+            own = own.with_columns(what=pl.col("label"))
+        labels = (
+            own.group_by("y", maintain_order=True)
+            .agg(
+                pl.col("run").first().alias("first"),
+                pl.col("run"),
+                pl.col("label"),
+                pl.col("what").unique(maintain_order=True),
+            )
+            .with_columns(
+                text=pl.when(pl.col("run").list.len() == 1)
+                .then(pl.col("label").list.first())
+                .when(pl.col("what").list.len() == 1)
+                .then(pl.col("what").list.first() + ": " + pl.col("run").list.join(", "))
+                .otherwise(pl.col("label").list.join("; "))
+            )
+            .select(pl.col("first").alias("run"), "y", pl.col("text").alias("label"))
+        )
         layers.append(
-            alt.Chart(own)
+            alt.Chart(labels)
             .mark_text(align="right", baseline="bottom", dx=-2, dy=-2, fontSize=10)
             .encode(
                 x=alt.value({"expr": "width"}),
@@ -526,7 +546,9 @@ def reference_shapes_chart() -> alt.Chart:
             ),
             tooltip=["label:N", "k:O", alt.Tooltip("s:Q", format=".2f")],
         )
-        .properties(title="The guide's reference shapes", width=220, height=200)
+        .properties(
+            title="The guide's reference shapes", width=WIDTH, autosize=AUTOSIZE, height=200
+        )
     )
 
 

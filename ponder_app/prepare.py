@@ -169,16 +169,18 @@ def audit_points(
 
 
 def run_refs(runs: Sequence[Run], column: str, table: str = "steps") -> pl.DataFrame:
-    """Each run's own reference lines for a metric: rows `run, y, label`, drawn in the
+    """Each run's own reference lines for a metric: rows `run, y, what, label`, drawn in the
     run's colour. TARGET_K on the depth metrics (each run is judged against its own
     target, not the baseline's); the λ_p clamps a run's configuration names on λ_p."""
     rows: list[dict[str, object]] = []
     for run in runs:
-        for value, label in catalog.run_reference_lines(run, column, table):
-            rows.append({"run": run.name, "y": value, "label": f"{run.name}: {label}"})
+        for value, what in catalog.run_reference_lines(run, column, table):
+            rows.append({"run": run.name, "y": value, "what": what, "label": f"{run.name}: {what}"})
     if not rows:
         return pl.DataFrame()
-    return pl.DataFrame(rows, schema={"run": pl.String, "y": pl.Float64, "label": pl.String})
+    return pl.DataFrame(
+        rows, schema={"run": pl.String, "y": pl.Float64, "what": pl.String, "label": pl.String}
+    )
 
 
 def flat_in(runs: Sequence[Run]) -> dict[str, list[str]]:
@@ -323,46 +325,75 @@ def event_markers(
     return pl.concat(parts) if parts else pl.DataFrame()
 
 
+def grid_buckets(
+    runs: Sequence[Run], max_cols: int = 200, step_range: tuple[int, int] | None = None
+) -> tuple[int, int] | None:
+    """One bucketing `(first step, width)` for the layer grids of several runs, so their
+    cells line up and a difference from the baseline compares the same steps (runs of
+    different lengths would otherwise get different buckets, and the difference
+    stripes). A whole number of logging intervals per bucket: otherwise some buckets
+    hold one sample and others two, and the picture stripes. None without layer lines."""
+    steps = [
+        r.layers["step"].drop_nulls()
+        for r in runs
+        if r.layers.height and r.layers["step"].is_not_null().any()
+    ]
+    if step_range is not None:
+        steps = [s.filter(s.is_between(*step_range)) for s in steps]
+    steps = [s.unique().sort() for s in steps if s.len()]
+    if not steps:
+        return None
+    lo = min(int(s[0]) for s in steps)
+    hi = max(int(s[-1]) for s in steps)
+    gaps = [int(g) for s in steps if s.len() > 1 and (g := s.diff().drop_nulls().min())]
+    spacing = min(gaps) if gaps else 1
+    return lo, spacing * max(1, -(-(hi - lo + 1) // (spacing * max_cols)))
+
+
 def layer_grid(
     run: Run,
     column: str,
     max_cols: int = 200,
     step_range: tuple[int, int] | None = None,
     include_audit: bool = False,
+    buckets: tuple[int, int] | None = None,
 ) -> pl.DataFrame:
     """Per-layer metric bucketed into at most `max_cols` step spans (bucket mean).
 
     Rows `layer, start, end, value`. Means over spans keep the picture honest at any width;
     the per-step values are a click away on the step line. Layer lines of audit steps
     (every layer forced to k=2) are left out unless `include_audit`: they would paint a
-    stripe at every audit step (`audit_marks` shows where they were).
+    stripe at every audit step (`audit_marks` shows where they were); a bucket left
+    empty by that is covered by the cell before it, not drawn as a white gap.
+    `buckets` (from `grid_buckets`) shares one bucketing between runs; by default the
+    run's own logged steps decide it, audit steps included, so the toggle does not move
+    the cells.
     """
+    if buckets is None:
+        buckets = grid_buckets([run], max_cols, step_range)
     df = run.layers.select("step", "layer", column).filter(pl.col(column).is_finite())
     if not include_audit:
         df = df.join(patterns.audit_steps(run).to_frame("step"), on="step", how="anti")
     if step_range is not None:
         df = df.filter(pl.col("step").is_between(*step_range))
-    if df.is_empty():
+    if df.is_empty() or buckets is None:
         return pl.DataFrame(
             schema={"layer": pl.Int32, "start": pl.Int64, "end": pl.Int64, "value": pl.Float64}
         )
-    lo, hi = int(df["step"].min()), int(df["step"].max())  # type: ignore[arg-type]
-    steps = df["step"].unique().sort()
-    spacing = int(steps.diff().drop_nulls().min() or 1) if steps.len() > 1 else 1
-    # A whole number of logging intervals per bucket: otherwise some buckets hold one
-    # sample and others two, and the picture stripes.
-    width = spacing * max(1, -(-(hi - lo + 1) // (spacing * max_cols)))
+    lo, width = buckets
+    start = pl.col("_b") * width + lo
+    nxt = start.shift(-1).over("layer")
     return (
         df.with_columns(((pl.col("step") - lo) // width).alias("_b"))
         .group_by("layer", "_b")
         .agg(pl.col(column).mean().alias("value"))
+        .sort("layer", "_b")
         .select(
             "layer",
-            (pl.col("_b") * width + lo).alias("start"),
-            (pl.col("_b") * width + lo + width).alias("end"),
+            start.alias("start"),
+            pl.when(nxt - start == 2 * width).then(nxt).otherwise(start + width).alias("end"),
             "value",
         )
-        .sort("layer", "start")
     )
 
 

@@ -105,7 +105,10 @@ def test_windowed_lm_outcomes_do_not_follow_one_batch() -> None:
 def test_each_run_gets_its_own_target_line() -> None:
     a, b = real_style_run("a", target_k=2.40), real_style_run("b", target_k=1.30)
     refs = prepare.run_refs([a, b], "avg_k")
-    assert refs.rows() == [("a", 2.4, "a: TARGET_K 2.40"), ("b", 1.3, "b: TARGET_K 1.30")]
+    assert refs.select("run", "y", "label").rows() == [
+        ("a", 2.4, "a: TARGET_K 2.40"),
+        ("b", 1.3, "b: TARGET_K 1.30"),
+    ]
     assert prepare.run_refs([a, b], "lm_loss").is_empty()
     frames = {r.name: prepare.per_step(r) for r in (a, b)}
     chart = ch.metric_chart(
@@ -231,3 +234,38 @@ def test_real_runs_home_shows_kmax_and_windowed_outcomes(real_app: AppTest) -> N
         assert charts(real_app)
     econ_chart = chart_by_title(goto(real_app, "economics"), "AVGS k against")
     assert dataset_with(econ_chart, "run", "y", "label") is not None
+
+
+def test_heatmap_cells_leave_no_gap_where_an_audit_was_left_out() -> None:
+    grid = prepare.layer_grid(RUN, "k", max_cols=1000, step_range=(1200, 1999))
+    for (_,), cells in grid.group_by("layer"):
+        cells = cells.sort("start")
+        assert (cells["end"].head(-1) == cells["start"].tail(-1)).all()
+
+
+def test_runs_of_different_lengths_share_the_buckets() -> None:
+    short, long = real_style_run("short", n_steps=1500), real_style_run("long", n_steps=2000)
+    buckets = prepare.grid_buckets([short, long], max_cols=100)
+    assert buckets == (0, 20)  # 2000 logged steps, every 10, in at most 100 columns
+    grids = {r.name: prepare.layer_grid(r, "k", 100, buckets=buckets) for r in (long, short)}
+    diff = prepare.layer_diffs(grids, "long")["short"]
+    starts = sorted(set(diff["start"]))
+    assert starts == list(range(0, 1500, 20))  # every cell the short run has, no stripes
+
+
+def test_runs_sharing_a_target_share_one_label() -> None:
+    runs = [real_style_run(n, target_k=t) for n, t in (("a", 1.3), ("b", 1.3), ("c", 2.4))]
+    frames = {r.name: prepare.per_step(r) for r in runs}
+    chart = ch.metric_chart(
+        prepare.step_series(frames, "avg_k"),
+        title="AVGS k",
+        y_title="AVGS k",
+        colors={"a": "#111111", "b": "#222222", "c": "#333333"},
+        run_refs=prepare.run_refs(runs, "avg_k"),
+    )
+    d = ch.to_spec(chart)
+    text = next(layer for layer in d["layer"] if layer.get("mark", {}).get("type") == "text")
+    assert d["datasets"][text["data"]["name"]]["label"].to_list() == [
+        "TARGET_K 1.30: a, b",
+        "c: TARGET_K 2.40",
+    ]
