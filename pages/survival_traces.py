@@ -60,7 +60,7 @@ if ctx is not None:
         st.subheader("Traces at one step")
         all_steps = prepare.trace_steps(runs)
         step = st.select_slider("Trace step", all_steps, value=all_steps[-1], key="st_step")
-        left, right = st.columns([1, 4])
+        left, right = st.columns([1, 3])
         with left:
             ui.show_chart(charts.reference_shapes_chart(), "reference-shapes", downloads=False)
         curves = prepare.traces_of(runs, step)

@@ -345,7 +345,8 @@ def grid_buckets(
         return None
     lo = min(int(s[0]) for s in steps)
     hi = max(int(s[-1]) for s in steps)
-    gaps = [int(g) for s in steps if s.len() > 1 and (g := s.diff().drop_nulls().min())]
+    # sorted unique steps: every difference is a positive logging interval
+    gaps = [int(s.to_frame().select(pl.first().diff().min()).item()) for s in steps if s.len() > 1]
     spacing = min(gaps) if gaps else 1
     return lo, spacing * max(1, -(-(hi - lo + 1) // (spacing * max_cols)))
 

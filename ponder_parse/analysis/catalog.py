@@ -662,11 +662,11 @@ def run_reference_lines(run: Run, column: str, table: str = "steps") -> list[tup
 
 
 def _as_float(v: object) -> float | None:
-    if v is None or isinstance(v, bool):
+    if not isinstance(v, int | float | str) or isinstance(v, bool):
         return None
     try:
-        f = float(v)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
+        f = float(v)
+    except ValueError:
         return None
     return f if f == f and abs(f) != float("inf") else None
 

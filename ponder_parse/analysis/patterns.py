@@ -154,11 +154,11 @@ def pattern_rules(t: PatternThresholds = DEFAULT) -> dict[str, str]:
 
 
 def _num(v: object) -> float:
-    if v is None:
+    if not isinstance(v, int | float | str):
         return math.nan
     try:
-        return float(v)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
+        return float(v)
+    except ValueError:
         return math.nan
 
 
@@ -311,10 +311,9 @@ def run_kmax(run: Run) -> int | None:
             pass
     if not found:
         if run.traces.height and run.traces["s_trace"].is_not_null().any():
-            found.append(int(run.traces["s_trace"].list.len().max()))  # type: ignore[arg-type]
-        k_exec = run.layers.get_column("k_exec") if "k_exec" in run.layers.columns else None
-        if k_exec is not None and k_exec.is_not_null().any():
-            found.append(int(k_exec.max()))  # type: ignore[arg-type]
+            found.append(int(run.traces.select(pl.col("s_trace").list.len().max()).item()))
+        if "k_exec" in run.layers.columns and run.layers["k_exec"].is_not_null().any():
+            found.append(int(run.layers.select(pl.col("k_exec").max()).item()))
     return max(found) if found else None
 
 

@@ -315,7 +315,7 @@ def lm_outcomes(run: Run, include_audit: bool = False) -> dict[str, Any]:
     rolled = lm.with_columns(_m=pl.col("lm_loss").rolling_mean(w)).drop_nulls("_m")
     best = rolled.sort("_m", "step").row(0, named=True)
     return {
-        "final_lm": float(lm["lm_loss"].tail(w).mean()),  # type: ignore[arg-type]
+        "final_lm": float(lm.select(pl.col("lm_loss").tail(w).mean()).item()),
         "best_lm": float(best["_m"]),
         "best_lm_step": int(best["step"]),
         "last_lm": float(lm["lm_loss"][-1]),

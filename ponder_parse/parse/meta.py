@@ -110,15 +110,12 @@ def kmax_of(tables: dict[str, pl.DataFrame], snapshot_layers: pl.DataFrame) -> i
     `k_exec` the log shows are the run's Kmax as far as the log can tell."""
     found: list[int] = []
     traces = tables["traces"]
-    for lists in (
-        traces["s_trace"] if traces.height else None,
-        snapshot_layers.get_column("s_trace") if "s_trace" in snapshot_layers.columns else None,
-    ):
-        if lists is not None and lists.is_not_null().any():
-            found.append(int(lists.list.len().max()))  # type: ignore[arg-type]
+    for frame in (traces, snapshot_layers):
+        if "s_trace" in frame.columns and frame["s_trace"].is_not_null().any():
+            found.append(int(frame.select(pl.col("s_trace").list.len().max()).item()))
     layers = tables["layers"]
-    if layers.height and "k_exec" in layers.columns and layers["k_exec"].is_not_null().any():
-        found.append(int(layers["k_exec"].max()))  # type: ignore[arg-type]
+    if "k_exec" in layers.columns and layers["k_exec"].is_not_null().any():
+        found.append(int(layers.select(pl.col("k_exec").max()).item()))
     return max(found) if found else None
 
 

@@ -4,20 +4,21 @@ so the app can be driven on it end to end."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from analysis_helpers import real_style_run
 from trainer_lines import INIT_MODEL3B, layer_line, quality_line, step_line, trace_line
 
 
-def _v(row: dict[str, object], key: str, default: float) -> float:
+def _v(row: dict[str, Any], key: str, default: float) -> float:
     value = row.get(key)
-    return default if value is None else float(value)  # type: ignore[arg-type]
+    return default if value is None else float(value)
 
 
-def real_style_log(**kwargs: object) -> list[str]:
-    """The lines of `real_style_run(**kwargs)`: step line, layer and trace lines every 10
-    steps, a quality line every economic step."""
-    run = real_style_run(**kwargs)  # type: ignore[arg-type]
+def real_style_log(name: str, target_k: float, seed: int = 0) -> list[str]:
+    """The lines of `real_style_run`: step line, layer and trace lines every 10 steps, a
+    quality line every economic step."""
+    run = real_style_run(name=name, target_k=target_k, seed=seed)
     layers = {s: part for (s,), part in run.layers.group_by("step")}
     traces = {s: part.sort("layer") for (s,), part in run.traces.group_by("step")}
     quality = {r["step"]: r for r in run.quality.iter_rows(named=True)}
