@@ -10,11 +10,13 @@ from ponder_parse.analysis import catalog, economics
 ctx = ui.page_context("economics")
 if ctx is not None:
     frames = {r.name: ctx.frame(r) for r in ctx.runs}
-    c1, c2 = st.columns(2)
+    c1, c2, c3 = st.columns([2, 2, 1])
     weight = c1.slider("Smoothing (EMA weight)", 0.0, 0.99, 0.0, 0.01, key="ec_smooth")
     window = c2.slider("Window for rates (policy steps)", 20, 500, 100, 10, key="ec_window")
+    with c3:
+        include_audit = ui.audit_toggle(page="economics")
     markers = prepare.event_markers(ctx.runs, frames, "step", None, audits=False)
-    lam = prepare.step_series(frames, "lambda_p", weight=weight)
+    lam = prepare.step_series(frames, "lambda_p", weight=weight, include_audit=include_audit)
     ui.show_chart(
         charts.metric_chart(
             lam,
@@ -24,12 +26,31 @@ if ctx is not None:
             log_y=True,
             smoothed=weight > 0,
             refs=catalog.reference_lines("lambda_p"),
+            run_refs=prepare.run_refs(ctx.runs, "lambda_p"),
             markers=markers,
             value_format=".2e",
         ),
         "economics-lambda_p",
     )
-    ctrl = prepare.step_series(frames, "ctrl_err", weight=max(weight, 0.6))
+    depth = prepare.step_series(
+        frames, "avg_k", weight=max(weight, 0.6), include_audit=include_audit
+    )
+    ui.show_chart(
+        charts.metric_chart(
+            depth,
+            title="AVGS k against each run's own TARGET_K (the controller prices depth toward it)",
+            y_title="AVGS k",
+            colors=ctx.colors,
+            run_refs=prepare.run_refs(ctx.runs, "avg_k"),
+            audit_points=None if include_audit else prepare.audit_points(frames, "avg_k"),
+            markers=markers,
+            value_format=".2f",
+        ),
+        "economics-avg_k",
+    )
+    ctrl = prepare.step_series(
+        frames, "ctrl_err", weight=max(weight, 0.6), include_audit=include_audit
+    )
     ui.show_chart(
         charts.metric_chart(
             ctrl,
@@ -37,6 +58,7 @@ if ctx is not None:
             y_title="CTRL_ERR",
             colors=ctx.colors,
             refs=[(0.0, "on target")],
+            audit_points=None if include_audit else prepare.audit_points(frames, "ctrl_err"),
             markers=markers,
             value_format="+.3f",
         ),

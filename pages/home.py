@@ -12,7 +12,10 @@ from ponder_parse.files import hparams
 
 ctx = ui.page_context("home")
 if ctx is not None:
-    table = summaries.runs_table(ctx.runs, {r.name: ctx.summary(r) for r in ctx.runs})
+    include_audit = ui.audit_toggle(page="home")
+    table = summaries.runs_table(
+        ctx.runs, {r.name: ctx.summary(r, include_audit) for r in ctx.runs}
+    )
     table = table.join(flags.peers_text(ctx.sweep_flags()), on="run", how="left").select(
         "run", "health", "vs peers", pl.exclude("run", "health", "vs peers")
     )
@@ -26,9 +29,15 @@ if ctx is not None:
         table,
         "runs",
         column_config={
-            "final LM": st.column_config.NumberColumn(format="%.4f"),
-            "best LM": st.column_config.NumberColumn(format="%.4f"),
-            "mean k (economic)": st.column_config.NumberColumn(format="%.3f"),
+            "final LM": st.column_config.NumberColumn(
+                format="%.4f", help=summaries.RUNS_TABLE_HELP["final LM"]
+            ),
+            "best LM": st.column_config.NumberColumn(
+                format="%.4f", help=summaries.RUNS_TABLE_HELP["best LM"]
+            ),
+            "mean k (economic)": st.column_config.NumberColumn(
+                format="%.3f", help=summaries.RUNS_TABLE_HELP["mean k (economic)"]
+            ),
             "win rate": st.column_config.NumberColumn(format="percent"),
         },
     )

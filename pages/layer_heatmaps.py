@@ -13,20 +13,37 @@ if ctx is not None:
         st.info("None of the shown runs logged per-layer lines.")
     else:
         by_col = {m.column: m for m in present}
-        c1, c2 = st.columns([3, 2])
+        flat = prepare.flat_in(ctx.runs)
+        notes = {c: prepare.flat_note(m.key, flat, ctx.runs) for c, m in by_col.items()}
+        c1, c2, c3 = st.columns([3, 2, 1])
         col = c1.selectbox(
             "Per-layer metric",
             list(by_col),
             index=list(by_col).index("k") if "k" in by_col else 0,
-            format_func=lambda c: f"{by_col[c].label} — {by_col[c].meaning}",
+            format_func=lambda c: (
+                f"{prepare.picker_label(by_col[c], notes[c])} — {by_col[c].meaning}"
+            ),
             key="lh_metric",
         )
         cols = c2.slider("Columns (step buckets, mean per bucket)", 50, 400, 200, 25, key="lh_cols")
+        with c3:
+            include_audit = ui.audit_toggle(page="layer_heatmaps")
         m = by_col[col]
         st.caption(m.help())
+        if notes[col]:
+            st.warning(f"{m.label}: {notes[col]}. The heatmap below is not a measurement.")
         lo, hi = prepare.step_extent(r.layers for r in ctx.runs)
         step_range = st.slider("Step range", lo, hi, (lo, hi), key="lh_range")
-        grids = {r.name: prepare.layer_grid(r, col, cols, step_range) for r in ctx.runs}
+        buckets = prepare.grid_buckets(ctx.runs, cols, step_range)
+        grids = {
+            r.name: prepare.layer_grid(
+                r, col, cols, step_range, include_audit=include_audit, buckets=buckets
+            )
+            for r in ctx.runs
+        }
+        marks = {
+            r.name: None if include_audit else prepare.audit_marks(r, step_range) for r in ctx.runs
+        }
         domain = prepare.value_domain(grids.values())
         for name, grid in grids.items():
             ui.show_chart(
@@ -36,9 +53,12 @@ if ctx is not None:
                     value_title=m.label,
                     domain=domain,
                     value_format=charts.d3_format(m.fmt),
+                    marks=marks[name],
                 ),
                 f"heatmap-{col}-{name}",
             )
+        if not include_audit and any(mk is not None and mk.height for mk in marks.values()):
+            st.caption("▼ audit steps: their layer lines (forced k=2) are left out of the cells.")
         base = ctx.baseline
         diffs = prepare.layer_diffs(grids, base.name) if base is not None else {}
         if diffs and base is not None:

@@ -41,10 +41,13 @@ if ctx is not None:
         st.rerun()
 
     st.subheader("Phase summaries")
+    include_audit = ui.audit_toggle(page="phase_comparison")
     base = ctx.baseline
     assert base is not None  # a context with runs selected always has a baseline
     comparison = summaries.compare_phases(
-        ctx.runs, base.name, summaries={r.name: ctx.phase_summary(r) for r in ctx.runs}
+        ctx.runs,
+        base.name,
+        summaries={r.name: ctx.phase_summary(r, include_audit) for r in ctx.runs},
     )
     if comparison.is_empty():
         st.info("No phases: the shown runs have no step lines.")
@@ -52,7 +55,15 @@ if ctx is not None:
         show_diff = st.toggle(
             f"Show differences from the baseline ({base.name})", value=True, key="pc_diff"
         )
-        ui.show_table(summaries.phase_table(comparison, diffs=show_diff), "phase-summary")
+        table = summaries.phase_table(comparison, diffs=show_diff)
+        ui.show_table(
+            table,
+            "phase-summary",
+            column_config={
+                c: st.column_config.NumberColumn(help=h)
+                for c, h in summaries.column_help(table.columns).items()
+            },
+        )
         st.subheader("Key metrics per phase")
         key_metrics = [
             ("lm_change", "LM change over the phase"),

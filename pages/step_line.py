@@ -12,6 +12,8 @@ if ctx is not None:
     frames = {r.name: ctx.frame(r) for r in ctx.runs}
     options = prepare.metric_options(frames)
     by_key = {m.key: m for m in options}
+    flat = prepare.flat_in(ctx.runs)
+    notes = {k: prepare.flat_note(k, flat, ctx.runs) for k in by_key}
     focus = st.session_state.pop("step_line_focus", None)
     default = prepare.default_step_metrics(by_key)
     if focus:
@@ -22,7 +24,8 @@ if ctx is not None:
         list(by_key),
         default=default,
         format_func=lambda k: (
-            f"{catalog.LEVEL_TITLES[by_key[k].level]} · {by_key[k].group} — {catalog.option_label(by_key[k])}"
+            f"{catalog.LEVEL_TITLES[by_key[k].level]} · {by_key[k].group} — "
+            f"{prepare.picker_label(by_key[k], notes[k])}"
         ),
         key="sl_metrics",
         help="Grouped by the guide's levels: the step line (level 1) and recurrence quality (level 4).",
@@ -55,6 +58,8 @@ if ctx is not None:
         key="sl_group",
         help="Runs that differ only in seed drawn as one line with a band.",
     )
+    with c4:
+        include_audit = ui.audit_toggle(page="step_line")
     marks_audit = c4.toggle("Mark audit steps", key="sl_audit", value=False)
     show_phases = c4.toggle("Phase bands (baseline run)", key="sl_phases", value=True)
 
@@ -89,24 +94,39 @@ if ctx is not None:
         band = None
         if groups:
             full = prepare.step_series(
-                frames, m.column, x=x, weight=weight, step_range=step_range, thin=False
+                frames,
+                m.column,
+                x=x,
+                weight=weight,
+                step_range=step_range,
+                thin=False,
+                include_audit=include_audit,
             )
             series, band = prepare.seed_group_series(full, groups, x)
         else:
             series = prepare.step_series(
-                frames, m.column, x=x, weight=weight, step_range=step_range
+                frames,
+                m.column,
+                x=x,
+                weight=weight,
+                step_range=step_range,
+                include_audit=include_audit,
             )
         log_y = m.log_scale if log_mode == "auto" else log_mode == "log"
-        target = base.meta.get("target_k") if base is not None else None
+        note = notes[key]
         chart = charts.metric_chart(
             series,
-            title=f"{m.label} — {m.meaning}",
+            title=f"{m.label} — {note}" if note else f"{m.label} — {m.meaning}",
             y_title=m.label,
             colors=colors,
             x=x,
             log_y=log_y,
             smoothed=weight > 0,
-            refs=catalog.reference_lines(m.column, m.table, target_k=target),
+            refs=catalog.reference_lines(m.column, m.table),
+            run_refs=prepare.run_refs(ctx.runs, m.column, m.table),
+            audit_points=None
+            if include_audit
+            else prepare.audit_points(frames, m.column, x=x, step_range=step_range),
             bands=bands,
             markers=markers,
             band=band,
@@ -116,6 +136,13 @@ if ctx is not None:
         with st.expander(f"About {m.label}", expanded=False):
             st.markdown(m.help())
     st.caption(
+        (
+            "Audit steps are counted in the lines. "
+            if include_audit
+            else "Open circles: values "
+            "on audit steps (forced k=2), left out of the lines and the smoothing. "
+        )
+        + "Dashed coloured lines: each run's own TARGET_K (and λ_p clamps its config sets). "
         f"Each run is reduced to at most {prepare.points_per_run(len(frames))} points per metric by keeping "
         "the minimum and maximum of every step bucket, so no spike is hidden; zoom in to see every step."
     )

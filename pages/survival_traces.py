@@ -1,4 +1,4 @@
-"""Survival traces: which of the guide's four shapes each layer's trace takes, over time."""
+"""Survival traces: which shape each layer's trace takes, over time, read as the trainer prints it."""
 
 from __future__ import annotations
 
@@ -13,36 +13,54 @@ if ctx is not None:
     if not runs:
         st.info("None of the shown runs logged survival traces.")
     else:
+        include_audit = ui.audit_toggle(page="survival_traces")
         with st.expander("How traces are classified", expanded=False):
-            t = patterns.DEFAULT
+            st.markdown(
+                "A trace lists the survival entering each pass that **ran**; the loop stops "
+                "once nothing is alive, so a trace shorter than the run's Kmax (its longest "
+                "trace) means the missing passes had survival ≈ 0. Where the trace alone "
+                "cannot tell, the layer line of the same step decides. First match wins:"
+            )
+            rules = patterns.pattern_rules(patterns.DEFAULT)
             st.markdown(
                 "\n".join(
-                    f"- **{patterns.PATTERN_TITLES[p]}** — {patterns.PATTERN_MEANINGS[p]}"
-                    for p in patterns.PATTERNS
+                    f"- **{patterns.CATEGORY_TITLES[p]}** — {patterns.PATTERN_MEANINGS[p]} "
+                    f"*Decided by:* {rule}"
+                    for p, rule in rules.items()
                 )
             )
-            st.caption(f"Thresholds: {t}")
         st.subheader("Pattern timeline")
         for run in runs:
             force_end = phases.phase_start(ctx.phases(run), phases.GATE_LEARNING)
             cells = prepare.trace_timeline(run, force_end=force_end)
+            kmax = patterns.run_kmax(run)
             ui.show_chart(
-                charts.pattern_timeline(cells, title=run.name), f"pattern-timeline-{run.name}"
+                charts.pattern_timeline(
+                    cells, title=f"{run.name} (Kmax {kmax if kmax is not None else '?'})"
+                ),
+                f"pattern-timeline-{run.name}",
             )
 
         st.subheader("Pattern shares per phase")
-        shares = prepare.pattern_share_bars(runs, {r.name: ctx.phases(r) for r in runs})
+        shares = prepare.pattern_share_bars(
+            runs, {r.name: ctx.phases(r) for r in runs}, include_audit=include_audit
+        )
         if shares.height:
             ui.show_chart(
                 charts.pattern_share_bars(shares, title="Share of each pattern, per run and phase"),
                 "pattern-shares",
+            )
+            st.caption(
+                "Forced traces (force-2 warmup"
+                + (", audit steps" if include_audit else "; audit steps are left out")
+                + ") are a category of their own, never a gate pattern."
             )
             ui.show_table(prepare.pattern_share_table(shares), "pattern-shares")
 
         st.subheader("Traces at one step")
         all_steps = prepare.trace_steps(runs)
         step = st.select_slider("Trace step", all_steps, value=all_steps[-1], key="st_step")
-        left, right = st.columns([1, 4])
+        left, right = st.columns([1, 3])
         with left:
             ui.show_chart(charts.reference_shapes_chart(), "reference-shapes", downloads=False)
         curves = prepare.traces_of(runs, step)

@@ -6,18 +6,28 @@ import polars as pl
 import streamlit as st
 
 from ponder_app import charts, ui
-from ponder_parse.analysis import sweep
+from ponder_parse.analysis import summaries, sweep
 from ponder_parse.files import hparams
 
 ctx = ui.page_context("sweep")
 if ctx is not None:
-    only_diff = st.toggle("Show only hyperparameters that differ", value=True, key="sw_diff")
-    view = sweep.sweep_view(ctx.runs, {r.name: ctx.summary(r) for r in ctx.runs}, only_diff)
+    c1, c2 = st.columns(2)
+    only_diff = c1.toggle("Show only hyperparameters that differ", value=True, key="sw_diff")
+    with c2:
+        include_audit = ui.audit_toggle(page="sweep")
+    outcomes = {r.name: ctx.summary(r, include_audit) for r in ctx.runs}
+    view = sweep.sweep_view(ctx.runs, outcomes, only_diff)
     table = view.table
     ui.show_table(
         table.select(view.shown),
         "sweep",
-        column_config={"win_rate": st.column_config.NumberColumn(format="percent")},
+        column_config={
+            "win_rate": st.column_config.NumberColumn(format="percent"),
+            **{
+                c: st.column_config.NumberColumn(help=h)
+                for c, h in summaries.column_help(view.shown).items()
+            },
+        },
     )
 
     multi = sweep.repeated_seed_groups(ctx.runs)

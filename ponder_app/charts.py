@@ -31,6 +31,7 @@ PATTERN_COLORS: dict[str, str] = {
     patterns.NOT_STOPPING: "#f28e2b",
     patterns.OVER_PENALIZED: "#e15759",
     patterns.STUCK_HALF: "#b07aa1",
+    patterns.FROZEN_GATE: "#9c755f",
     patterns.OTHER: "#bab0ac",
     patterns.FORCED: "#c6dbef",
 }
@@ -145,6 +146,8 @@ def metric_chart(
     x_domain: tuple[float, float] | None = None,
     height: int = 220,
     value_format: str = ".4g",
+    run_refs: pl.DataFrame | None = None,
+    audit_points: pl.DataFrame | None = None,
 ) -> alt.LayerChart | alt.Chart:
     """One metric over x, runs overlaid.
 
@@ -152,7 +155,10 @@ def metric_chart(
     `smoothed`, `smooth` (the EMA of the full series at the kept points). Raw is drawn
     faint behind the smoothed line, as in TensorBoard. `bands`: `start, end, phase` spans
     shaded behind. `markers`: `x, run, kind` vertical ticks (audit steps, deadband).
-    `band`: `run, x, lo, hi` min–max band (seed groups).
+    `band`: `run, x, lo, hi` min–max band (seed groups). `refs` are grey lines shared by
+    every run; `run_refs` (`run, y, label`) lines of one run each (its own TARGET_K),
+    dashed in the run's colour. `audit_points` (`run, x, value`): values on audit steps,
+    left out of the lines, drawn as open marks.
     """
     if data.is_empty():
         return _empty(f"{title}: no data in the selected runs / range")
@@ -268,6 +274,71 @@ def metric_chart(
                 ],
             )
         )
+    if run_refs is not None and not run_refs.is_empty():
+        own = run_refs.filter(pl.col("run").is_in(names))
+        if log_y:
+            own = own.filter(pl.col("y") > 0)
+        layers.append(
+            alt.Chart(own)
+            .mark_rule(strokeDash=[8, 4], strokeWidth=1.6, opacity=0.9)
+            .encode(
+                y=alt.Y("y:Q", scale=yscale),
+                color=alt.Color("run:N", scale=scale, legend=None),
+                tooltip=[
+                    alt.Tooltip("label:N", title="reference"),
+                    alt.Tooltip("y:Q", title="value", format=value_format),
+                ],
+            )
+        )
+        # Labelled at the right edge, so a reader can tell whose target each line is; runs
+        # sharing a line share one label, which names them all.
+        if "what" not in own.columns:
+            own = own.with_columns(what=pl.col("label"))
+        labels = (
+            own.group_by("y", maintain_order=True)
+            .agg(
+                pl.col("run").first().alias("first"),
+                pl.col("run"),
+                pl.col("label"),
+                pl.col("what").unique(maintain_order=True),
+            )
+            .with_columns(
+                text=pl.when(pl.col("run").list.len() == 1)
+                .then(pl.col("label").list.first())
+                .when(pl.col("what").list.len() == 1)
+                .then(pl.col("what").list.first() + ": " + pl.col("run").list.join(", "))
+                .otherwise(pl.col("label").list.join("; "))
+            )
+            .select(pl.col("first").alias("run"), "y", pl.col("text").alias("label"))
+        )
+        layers.append(
+            alt.Chart(labels)
+            .mark_text(align="right", baseline="bottom", dx=-2, dy=-2, fontSize=10)
+            .encode(
+                x=alt.value({"expr": "width"}),
+                y=alt.Y("y:Q", scale=yscale),
+                text="label:N",
+                color=alt.Color("run:N", scale=scale, legend=None),
+            )
+        )
+    if audit_points is not None and not audit_points.is_empty():
+        pts = audit_points.filter(pl.col("value") > 0) if log_y else audit_points
+        layers.append(
+            alt.Chart(pts)
+            .mark_point(shape="circle", filled=False, size=14, opacity=0.55, strokeWidth=1)
+            .encode(
+                x=alt.X("x:Q", scale=xscale),
+                y=alt.Y("value:Q", scale=yscale),
+                color=alt.Color("run:N", scale=scale, legend=None),
+                tooltip=[
+                    "run:N",
+                    alt.Tooltip("step:Q", title="audit step"),
+                    alt.Tooltip(
+                        "value:Q", title=f"{y_title} (audit, forced k=2)", format=value_format
+                    ),
+                ],
+            )
+        )
     if markers is not None and not markers.is_empty():
         layers.append(
             alt.Chart(markers)
@@ -297,8 +368,13 @@ def heatmap(
     scheme: Literal["viridis", "magma", "inferno", "plasma", "cividis"] = "viridis",
     value_format: str = ".4g",
     height: int = 180,
-) -> alt.Chart:
-    """Layer × step heatmap: rows `layer, start, end, value` (steps bucketed into spans)."""
+    marks: pl.DataFrame | None = None,
+) -> alt.Chart | alt.LayerChart:
+    """Layer × step heatmap: rows `layer, start, end, value` (steps bucketed into spans).
+
+    `marks`: `step` rows (audit steps left out of the cells) drawn as small triangles
+    along the top edge, so the reader sees where they were without a stripe per audit.
+    """
     if data.is_empty():
         return _empty(f"{title}: no per-layer data")
     if diverging:
@@ -312,7 +388,8 @@ def heatmap(
     else:
         scale = alt.Scale(scheme=scheme, domain=list(domain) if domain else alt.Undefined)
     n_layers = data["layer"].n_unique()
-    return (
+    size = {"width": WIDTH, "autosize": AUTOSIZE, "height": max(height, 18 * n_layers)}
+    cells = (
         alt.Chart(data)
         .mark_rect()
         .encode(
@@ -327,8 +404,19 @@ def heatmap(
                 alt.Tooltip("value:Q", title=value_title, format=value_format),
             ],
         )
-        .properties(title=title, width=WIDTH, autosize=AUTOSIZE, height=max(height, 18 * n_layers))
     )
+    if marks is None or marks.is_empty():
+        return cells.properties(title=title, **size)
+    ticks = (
+        alt.Chart(marks.with_columns(kind=pl.lit("audit step (left out)")))
+        .mark_point(shape="triangle-down", filled=True, size=22, color="#444444", opacity=0.7)
+        .encode(
+            x=alt.X("step:Q"),
+            y=alt.value(-5),
+            tooltip=[alt.Tooltip("kind:N", title="mark"), alt.Tooltip("step:Q")],
+        )
+    )
+    return alt.LayerChart(layer=[cells, ticks]).properties(title=title, **size)
 
 
 def pattern_timeline(data: pl.DataFrame, *, title: str, kmax: int | None = None) -> alt.Chart:
@@ -367,7 +455,7 @@ def pattern_timeline(data: pl.DataFrame, *, title: str, kmax: int | None = None)
 
 
 def _pattern_label_expr() -> str:
-    titles = patterns.PATTERN_TITLES | {patterns.FORCED: patterns.FORCED_TITLE}
+    titles = patterns.CATEGORY_TITLES
     pairs = ", ".join(f"'{k}': '{v}'" for k, v in titles.items())
     return f"({{{pairs}}})[datum.label] || datum.label"
 
@@ -376,7 +464,7 @@ def pattern_share_bars(data: pl.DataFrame, *, title: str) -> alt.Chart:
     """Stacked share of each pattern: rows `run, phase, pattern, share, n`."""
     if data.is_empty():
         return _empty(f"{title}: no classified traces")
-    domain = list(patterns.PATTERNS)  # audit-step traces are not counted in shares
+    domain = list(patterns.TIMELINE_PATTERNS)  # forced traces are a category of their own
     return (
         alt.Chart(data)
         .mark_bar()
@@ -464,7 +552,9 @@ def reference_shapes_chart() -> alt.Chart:
             ),
             tooltip=["label:N", "k:O", alt.Tooltip("s:Q", format=".2f")],
         )
-        .properties(title="The guide's reference shapes", width=220, height=200)
+        .properties(
+            title="The guide's reference shapes", width=WIDTH, autosize=AUTOSIZE, height=200
+        )
     )
 
 

@@ -93,16 +93,22 @@ def step_series(
     step_range: tuple[int, int] | None = None,
     max_points: int | None = None,
     thin: bool = True,
+    include_audit: bool = False,
 ) -> pl.DataFrame:
     """Long rows `run, <x>, step, value, smooth` for one metric across runs.
 
-    Smoothing runs on the full series; then the visible step range is cut out and, with
-    `thin`, bucketed so every spike survives (min and max of each bucket are kept).
+    Audit steps (forced k=2) are left out unless `include_audit`: their forced values
+    would put a sawtooth into every smoothed depth and controller curve (`audit_points`
+    gives them as marks). Smoothing runs on the full series; then the visible step range
+    is cut out and, with `thin`, bucketed so every spike survives (min and max of each
+    bucket are kept).
     """
     out = []
     for name, df in frames.items():
         if column not in df.columns or df[column].is_null().all():
             continue
+        if not include_audit and "audit" in df.columns:
+            df = df.filter(~pl.col("audit").fill_null(False))
         s = df.select("step", x, column) if x != "step" else df.select("step", column)
         s = s.filter(pl.col(column).is_not_null())
         s = (
@@ -129,6 +135,78 @@ def step_series(
         )
     series = pl.concat(out, how="diagonal_relaxed")
     return thin_series(series, max_points or points_per_run(len(out))) if thin else series
+
+
+def audit_points(
+    frames: Mapping[str, pl.DataFrame],
+    column: str,
+    *,
+    x: str = "step",
+    step_range: tuple[int, int] | None = None,
+    max_points: int = MAX_POINTS_PER_RUN,
+) -> pl.DataFrame:
+    """The metric's values on audit steps, as marks beside the line they were left out
+    of: rows `run, x, step, value` (empty when no run has an audit step in range)."""
+    out = []
+    for name, df in frames.items():
+        if column not in df.columns or "audit" not in df.columns:
+            continue
+        a = df.filter(pl.col("audit").fill_null(False) & pl.col(column).is_not_null())
+        if step_range is not None:
+            a = a.filter(pl.col("step").is_between(*step_range))
+        if a.is_empty():
+            continue
+        every = max(1, -(-a.height // max_points))
+        out.append(
+            a.gather_every(every).select(
+                pl.lit(name).alias("run"),
+                pl.col(x).cast(pl.Float64).alias("x"),
+                "step",
+                pl.col(column).cast(pl.Float64).alias("value"),
+            )
+        )
+    return pl.concat(out) if out else pl.DataFrame()
+
+
+def run_refs(runs: Sequence[Run], column: str, table: str = "steps") -> pl.DataFrame:
+    """Each run's own reference lines for a metric: rows `run, y, what, label`, drawn in the
+    run's colour. TARGET_K on the depth metrics (each run is judged against its own
+    target, not the baseline's); the λ_p clamps a run's configuration names on λ_p."""
+    rows: list[dict[str, object]] = []
+    for run in runs:
+        for value, what in catalog.run_reference_lines(run, column, table):
+            rows.append({"run": run.name, "y": value, "what": what, "label": f"{run.name}: {what}"})
+    if not rows:
+        return pl.DataFrame()
+    return pl.DataFrame(
+        rows, schema={"run": pl.String, "y": pl.Float64, "what": pl.String, "label": pl.String}
+    )
+
+
+def flat_in(runs: Sequence[Run]) -> dict[str, list[str]]:
+    """Metric key → the runs that printed it as 0 on every line (`catalog.flat_metrics`)."""
+    out: dict[str, list[str]] = {}
+    for run in runs:
+        for key in sorted(catalog.flat_metrics(run)):
+            out.setdefault(key, []).append(run.name)
+    return out
+
+
+def flat_note(key: str, flat: Mapping[str, Sequence[str]], runs: Sequence[Run]) -> str | None:
+    """What a picker or chart says of a metric printed as 0 on every line: for all the
+    runs that print it, or naming the runs where it is; None when it is measured."""
+    names = list(flat.get(key, ()))
+    if not names:
+        return None
+    table, column = key.split(".", 1)
+    printing = [
+        r.name
+        for r in runs
+        if column in getattr(r, table).columns and getattr(r, table)[column].is_not_null().any()
+    ]
+    if set(printing) <= set(names):
+        return catalog.FLAT_NOTE
+    return f"{catalog.FLAT_NOTE} in {', '.join(names)}"
 
 
 def thin_series(series: pl.DataFrame, max_points: int) -> pl.DataFrame:
@@ -248,39 +326,86 @@ def event_markers(
     return pl.concat(parts) if parts else pl.DataFrame()
 
 
+def grid_buckets(
+    runs: Sequence[Run], max_cols: int = 200, step_range: tuple[int, int] | None = None
+) -> tuple[int, int] | None:
+    """One bucketing `(first step, width)` for the layer grids of several runs, so their
+    cells line up and a difference from the baseline compares the same steps (runs of
+    different lengths would otherwise get different buckets, and the difference
+    stripes). A whole number of logging intervals per bucket: otherwise some buckets
+    hold one sample and others two, and the picture stripes. None without layer lines."""
+    steps = [
+        r.layers["step"].drop_nulls()
+        for r in runs
+        if r.layers.height and r.layers["step"].is_not_null().any()
+    ]
+    if step_range is not None:
+        steps = [s.filter(s.is_between(*step_range)) for s in steps]
+    steps = [s.unique().sort() for s in steps if s.len()]
+    if not steps:
+        return None
+    lo = min(int(s[0]) for s in steps)
+    hi = max(int(s[-1]) for s in steps)
+    # sorted unique steps: every difference is a positive logging interval
+    gaps = [int(s.to_frame().select(pl.first().diff().min()).item()) for s in steps if s.len() > 1]
+    spacing = min(gaps) if gaps else 1
+    return lo, spacing * max(1, -(-(hi - lo + 1) // (spacing * max_cols)))
+
+
 def layer_grid(
-    run: Run, column: str, max_cols: int = 200, step_range: tuple[int, int] | None = None
+    run: Run,
+    column: str,
+    max_cols: int = 200,
+    step_range: tuple[int, int] | None = None,
+    include_audit: bool = False,
+    buckets: tuple[int, int] | None = None,
 ) -> pl.DataFrame:
     """Per-layer metric bucketed into at most `max_cols` step spans (bucket mean).
 
     Rows `layer, start, end, value`. Means over spans keep the picture honest at any width;
-    the per-step values are a click away on the step line.
+    the per-step values are a click away on the step line. Layer lines of audit steps
+    (every layer forced to k=2) are left out unless `include_audit`: they would paint a
+    stripe at every audit step (`audit_marks` shows where they were); a bucket left
+    empty by that is covered by the cell before it, not drawn as a white gap.
+    `buckets` (from `grid_buckets`) shares one bucketing between runs; by default the
+    run's own logged steps decide it, audit steps included, so the toggle does not move
+    the cells.
     """
+    if buckets is None:
+        buckets = grid_buckets([run], max_cols, step_range)
     df = run.layers.select("step", "layer", column).filter(pl.col(column).is_finite())
+    if not include_audit:
+        df = df.join(patterns.audit_steps(run).to_frame("step"), on="step", how="anti")
     if step_range is not None:
         df = df.filter(pl.col("step").is_between(*step_range))
-    if df.is_empty():
+    if df.is_empty() or buckets is None:
         return pl.DataFrame(
             schema={"layer": pl.Int32, "start": pl.Int64, "end": pl.Int64, "value": pl.Float64}
         )
-    lo, hi = schema.as_int(df["step"].min()), schema.as_int(df["step"].max())
-    steps = df["step"].unique().sort()
-    spacing = schema.as_int(steps.diff().drop_nulls().min() or 1) if steps.len() > 1 else 1
-    # A whole number of logging intervals per bucket: otherwise some buckets hold one
-    # sample and others two, and the picture stripes.
-    width = spacing * max(1, -(-(hi - lo + 1) // (spacing * max_cols)))
+    lo, width = buckets
+    start = pl.col("_b") * width + lo
+    nxt = start.shift(-1).over("layer")
     return (
         df.with_columns(((pl.col("step") - lo) // width).alias("_b"))
         .group_by("layer", "_b")
         .agg(pl.col(column).mean().alias("value"))
+        .sort("layer", "_b")
         .select(
             "layer",
-            (pl.col("_b") * width + lo).alias("start"),
-            (pl.col("_b") * width + lo + width).alias("end"),
+            start.alias("start"),
+            pl.when(nxt - start == 2 * width).then(nxt).otherwise(start + width).alias("end"),
             "value",
         )
-        .sort("layer", "start")
     )
+
+
+def audit_marks(run: Run, step_range: tuple[int, int] | None = None) -> pl.DataFrame:
+    """Audit steps that have a layer line, as `step` rows for marks above a heatmap."""
+    steps = patterns.audit_steps(run)
+    if step_range is not None:
+        steps = steps.filter(steps.is_between(*step_range))
+    logged = run.layers["step"].unique() if run.layers.height else steps.clear()
+    return steps.filter(steps.is_in(logged.implode())).unique().sort().to_frame("step")
 
 
 def layer_diff(grid: pl.DataFrame, base: pl.DataFrame) -> pl.DataFrame:
@@ -296,6 +421,12 @@ def layer_diffs(grids: Mapping[str, pl.DataFrame], baseline: str) -> dict[str, p
     if baseline not in grids:
         return {}
     return {n: layer_diff(g, grids[baseline]) for n, g in grids.items() if n != baseline}
+
+
+def picker_label(m: catalog.Metric, note: str | None) -> str:
+    """A metric's picker entry, with the note of a metric printed as 0 on every line."""
+    label = catalog.option_label(m)
+    return f"{label} — {note}" if note else label
 
 
 def layer_metrics(runs: Sequence[Run]) -> list[catalog.Metric]:
@@ -318,6 +449,7 @@ def trace_timeline(
 ) -> pl.DataFrame:
     """Classified traces as timeline cells: `layer, step, start, end, pattern, s_trace_text`.
 
+    Traces are read with the run's Kmax and layer lines (`patterns.classify_traces`).
     Traces logged while passes were forced to k=2 (audit steps, and the force-2 warmup
     before `force_end`) show the forcing, not the gate's choice: they are marked as
     forced instead of classified.
@@ -327,9 +459,8 @@ def trace_timeline(
         tr = tr.filter(pl.col("step").is_between(*step_range))
     if tr.is_empty():
         return pl.DataFrame()
-    tr = patterns.classify_traces(tr, thresholds)
-    audits = run.steps.filter(pl.col("audit").fill_null(False))["step"]
-    forced = pl.col("step").is_in(audits.implode())
+    tr = patterns.classify_traces(tr, thresholds, patterns.run_kmax(run), run.layers)
+    forced = pl.col("step").is_in(patterns.audit_steps(run).implode())
     if force_end is not None:
         forced = forced | (pl.col("step") < force_end)
     tr = tr.with_columns(
@@ -374,14 +505,20 @@ def traces_of(runs: Sequence[Run], step: int) -> pl.DataFrame:
 
 
 def pattern_share_bars(
-    runs: Sequence[Run], phases_by_run: Mapping[str, pl.DataFrame]
+    runs: Sequence[Run], phases_by_run: Mapping[str, pl.DataFrame], include_audit: bool = False
 ) -> pl.DataFrame:
     """Pattern shares per run and phase (`patterns.pattern_shares` by phase, with `run`),
     labelled and ranked for a stacked bar chart; empty when no run has classified traces.
-    `phases_by_run` maps run name to its phases (the app's, with the user's overrides)."""
+    `phases_by_run` maps run name to its phases (the app's, with the user's overrides);
+    forced traces are their own category, audit ones counted only with `include_audit`."""
     parts = []
     for run in runs:
-        sh = patterns.pattern_shares(run, by=("phase",), phases_df=phases_by_run.get(run.name))
+        sh = patterns.pattern_shares(
+            run,
+            by=("phase",),
+            phases_df=phases_by_run.get(run.name),
+            include_audit=include_audit,
+        )
         if sh.height:
             parts.append(sh.with_columns(pl.lit(run.name).alias("run")))
     if not parts:

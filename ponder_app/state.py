@@ -235,19 +235,27 @@ def _measures(
 
 @st.cache_resource(show_spinner=False, max_entries=2000)
 def _summary(
-    key: str, ov: tuple[tuple[str, int], ...], rules_key: str, _rules: flags.FlagRules, _run: Run
+    key: str,
+    ov: tuple[tuple[str, int], ...],
+    rules_key: str,
+    include_audit: bool,
+    _rules: flags.FlagRules,
+    _run: Run,
 ) -> dict[str, Any]:
     return summaries.run_summary(
         _run,
         phases_df=_phases(key, ov, _run),
         findings=_flags(key, ov, rules_key, _rules, _run),
         rules=_rules,
+        include_audit=include_audit,
     )
 
 
 @st.cache_resource(show_spinner=False, max_entries=2000)
-def _phase_summary(key: str, ov: tuple[tuple[str, int], ...], _run: Run) -> pl.DataFrame:
-    return summaries.phase_summary(_run, _phases(key, ov, _run))
+def _phase_summary(
+    key: str, ov: tuple[tuple[str, int], ...], include_audit: bool, _run: Run
+) -> pl.DataFrame:
+    return summaries.phase_summary(_run, _phases(key, ov, _run), include_audit=include_audit)
 
 
 @st.cache_resource(show_spinner=False, max_entries=2000)
@@ -308,7 +316,8 @@ class Context:
             pl.DataFrame(schema=flags.FINDINGS_SCHEMA),
         )
 
-    def summary(self, run: Run) -> dict[str, Any]:
+    def summary(self, run: Run, include_audit: bool = False) -> dict[str, Any]:
+        """`run_summary`, cached per run, phase edits, rules and audit choice."""
         empty = dict.fromkeys(summaries.RUN_SUMMARY_SCHEMA) | {
             "run": run.name,
             "steps": run.n_steps,
@@ -322,16 +331,21 @@ class Context:
             "summary",
             run,
             lambda: _summary(
-                self.key(run), _ov(self.overrides(run)), self.rules.key, self.rules, run
+                self.key(run),
+                _ov(self.overrides(run)),
+                self.rules.key,
+                include_audit,
+                self.rules,
+                run,
             ),
             empty,
         )
 
-    def phase_summary(self, run: Run) -> pl.DataFrame:
+    def phase_summary(self, run: Run, include_audit: bool = False) -> pl.DataFrame:
         return self._safe(
             "phase summary",
             run,
-            lambda: _phase_summary(self.key(run), _ov(self.overrides(run)), run),
+            lambda: _phase_summary(self.key(run), _ov(self.overrides(run)), include_audit, run),
             pl.DataFrame(schema=summaries.SUMMARY_SCHEMA),
         )
 

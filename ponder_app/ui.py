@@ -156,3 +156,25 @@ def show_errors(ctx: Context) -> None:
         st.warning(
             f"**{name}**: {message}. The other runs are unaffected.", icon=":material/warning:"
         )
+
+
+INCLUDE_AUDIT = "include_audit"
+AUDIT_HELP = (
+    "Audit steps force every layer to k=2 as a counterfactual: their depth, gate and "
+    "controller values are the forcing's, not the run's. Left out of every aggregate, "
+    "heatmap, smoothed curve and phase mean by default (shown as marks); on: counted."
+)
+
+
+def audit_toggle(where: Any = None, page: str = "") -> bool:
+    """The "Include audit steps" switch: one choice for the whole app, offered on every
+    page that aggregates (the value lives outside the widget, so it survives page switches)."""
+    key = f"{INCLUDE_AUDIT}_{page}"
+    if key not in st.session_state:
+        st.session_state[key] = bool(st.session_state.get(INCLUDE_AUDIT, False))
+
+    def _keep() -> None:
+        st.session_state[INCLUDE_AUDIT] = bool(st.session_state[key])
+
+    value = (where or st).toggle("Include audit steps", key=key, help=AUDIT_HELP, on_change=_keep)
+    return bool(value)

@@ -15,7 +15,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import polars as pl
+
 from ponder_parse.formatting import fmt
+from ponder_parse.run import Run
 
 LEVEL_TITLES: dict[int, str] = {
     1: "Step line",
@@ -634,6 +637,41 @@ def option_label(m: Metric) -> str:
     return m.label if m.label == m.column else f"{m.label} ({m.column})"
 
 
+TARGET_K_METRICS: frozenset[tuple[str, str]] = frozenset(
+    {("steps", "avg_k"), ("steps", "avg_exec"), ("layers", "k"), ("layers", "avg_exec_token")}
+)
+"""(table, column) of the depth metrics a run's TARGET_K is drawn on."""
+
+_CLAMP_KEYS: tuple[tuple[str, str], ...] = (("lambda_min", "λ_p min"), ("lambda_max", "λ_p max"))
+
+
+def run_reference_lines(run: Run, column: str, table: str = "steps") -> list[tuple[float, str]]:
+    """Reference lines that belong to one run: its own TARGET_K on the depth metrics, and
+    the λ_p clamps its configuration sets on λ_p (the defaults are drawn for every run by
+    `reference_lines`). A value that cannot be read as a number is not drawn."""
+    out: list[tuple[float, str]] = []
+    if (table, column) in TARGET_K_METRICS:
+        target = _as_float((run.meta or {}).get("target_k"))
+        if target is not None:
+            out.append((target, f"TARGET_K {target:.2f}"))
+    if column == "lambda_p":
+        for key, label in _CLAMP_KEYS:
+            value = _as_float((run.hparams or {}).get(key))
+            if value is not None and value > 0:
+                out.append((value, f"{label} {value:.2e}"))
+    return out
+
+
+def _as_float(v: object) -> float | None:
+    if not isinstance(v, int | float | str) or isinstance(v, bool):
+        return None
+    try:
+        f = float(v)
+    except ValueError:
+        return None
+    return f if f == f and abs(f) != float("inf") else None
+
+
 def reference_lines(
     column: str, table: str = "steps", target_k: float | None = None
 ) -> list[tuple[float, str]]:
@@ -654,7 +692,7 @@ def reference_lines(
     if m.warn_below is not None:
         lines.append((m.warn_below, f"trouble < {m.format(m.warn_below)}"))
     lines.extend(m.reference)
-    if target_k is not None and column in ("avg_k", "k", "avg_exec", "avg_exec_token"):
+    if target_k is not None and (table, column) in TARGET_K_METRICS:
         lines.append((float(target_k), f"TARGET_K {target_k:.2f}"))
     seen: set[float] = set()
     unique: list[tuple[float, str]] = []
@@ -663,3 +701,50 @@ def reference_lines(
             seen.add(value)
             unique.append((value, label))
     return unique
+
+
+FLAT_NOTE = "0 on every line: not computed by this build"
+"""What a picker or chart says of a metric in `flat_metrics`."""
+
+_PONDER_ONLY: frozenset[str] = frozenset(
+    {"steps.total_ponder", "steps.ponder_raw", "steps.reward", "steps.pl_lm", "layers.lambda_p"}
+)
+"""Metrics that are 0 by design until the ponder start: flat only in a run that got there."""
+
+_TAIL_PASSES: dict[str, int] = {"frac_ge2": 2, "frac_ge3": 3, "frac_ge4": 4}
+"""Tail shares that are 0 by design when Kmax is below their pass count."""
+
+
+def flat_metrics(run: Run) -> frozenset[str]:
+    """Keys (`steps.mtp_loss`, `layers.ent`) of the numeric metrics the run printed as 0 on
+    every line.
+
+    A trainer build that does not compute a value still prints it (`s.get('ent', 0)`), so
+    the log shows a perfect flat 0 that looks like data. A metric counts when it was
+    printed on at least two lines and every printed value is exactly 0, except where 0 is
+    what the design says: ponder costs before the run reached the ponder start (no
+    RECURRENCE QUALITY line yet), tail shares beyond the run's Kmax. A metric that is
+    constant at another value (λ_p pinned at its floor) is measured, and not listed.
+    """
+    reached_ponder = run.quality.height > 0
+    kmax = run.meta.get("kmax") if run.meta else None
+    out: set[str] = set()
+    for table in ("steps", "layers"):
+        df: pl.DataFrame = getattr(run, table)
+        cols = [
+            m
+            for m in metrics_for(table, numeric_only=True)
+            if m.column in df.columns
+            and df.schema[m.column].is_numeric()
+            and m.column not in ("step", "layer")
+            and (reached_ponder or m.key not in _PONDER_ONLY)
+            and not (kmax is not None and _TAIL_PASSES.get(m.column, 0) > int(kmax))
+        ]
+        if not cols or df.height < 2:
+            continue
+        stats = df.select(
+            *[pl.col(m.column).is_not_null().sum().alias(f"n:{m.column}") for m in cols],
+            *[(pl.col(m.column).fill_nan(None) != 0).any().alias(f"nz:{m.column}") for m in cols],
+        ).row(0, named=True)
+        out |= {m.key for m in cols if stats[f"n:{m.column}"] >= 2 and not stats[f"nz:{m.column}"]}
+    return frozenset(out)

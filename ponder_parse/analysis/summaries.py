@@ -6,7 +6,10 @@ the comparison unit is the phase: the same phase of each run, side by side, with
 difference from a chosen baseline.
 
 Means, medians and end values skip NaN/inf: a diverged stretch is reported by the
-red-flag table and would otherwise turn every number of the phase into NaN.
+red-flag table and would otherwise turn every number of the phase into NaN. Audit steps
+(forced k=2 counterfactuals) are left out of every figure unless `include_audit`: they
+report the forced depth, not the run's. LM outcomes are windowed means (`OUTCOME_WINDOW`
+logged steps): one batch's LM jitters by ±0.3 on real runs, enough to reorder a sweep.
 """
 
 from __future__ import annotations
@@ -17,10 +20,9 @@ from typing import Any
 import polars as pl
 
 from ponder_parse import schema
-from ponder_parse.analysis.patterns import dominant_pattern
+from ponder_parse.analysis.patterns import dominant_pattern, run_kmax
 from ponder_parse.analysis.phases import (
     ECONOMIC,
-    FORCE_WARMUP,
     assign_phase,
     phase_rank,
     phases,
@@ -76,6 +78,45 @@ COMPARED_METRICS: tuple[str, ...] = (
 """Numeric summary columns that get a `<metric>_diff` column in `compare_phases`."""
 
 
+OUTCOME_WINDOW = 100
+"""Logged steps averaged for an LM outcome (final, best, a phase's start and end)."""
+
+OUTCOME_HELP: dict[str, str] = {
+    "final_lm": f"Mean LM of the last {OUTCOME_WINDOW} logged steps (audit steps left out "
+    "unless included); the raw last value is in the run's details.",
+    "best_lm": f"Lowest mean LM over {OUTCOME_WINDOW} consecutive logged steps (a rolling "
+    "mean, so one lucky batch does not count).",
+    "best_lm_step": f"Last step of the best {OUTCOME_WINDOW}-step window.",
+    "lm_start": f"Mean LM of the phase's first {OUTCOME_WINDOW} logged steps (a quarter of "
+    f"the phase when it has fewer than {4 * OUTCOME_WINDOW}).",
+    "lm_end": f"Mean LM of the phase's last {OUTCOME_WINDOW} logged steps (a quarter of "
+    f"the phase when it has fewer than {4 * OUTCOME_WINDOW}).",
+    "lm_change": "lm_end − lm_start, both windowed means (negative is good).",
+    "k_mean": "Mean AVGS k over the phase's steps (audit steps left out unless included).",
+    "k_mean_economic": "Mean AVGS k over the economic phase (audit steps left out unless "
+    "included).",
+}
+"""Column help for the outcome columns (keyed by summary column), shown by the tables."""
+
+
+def column_help(columns: Sequence[str]) -> dict[str, str]:
+    """`OUTCOME_HELP` of the given table columns, a `<metric>_diff` column explained as
+    the difference of its metric from the baseline's."""
+    out: dict[str, str] = {}
+    for c in columns:
+        if c in OUTCOME_HELP:
+            out[c] = OUTCOME_HELP[c]
+        elif c.endswith("_diff") and c[: -len("_diff")] in OUTCOME_HELP:
+            out[c] = "Run minus baseline, same phase. " + OUTCOME_HELP[c[: -len("_diff")]]
+    return out
+
+
+def _without_audit(df: pl.DataFrame, include_audit: bool) -> pl.DataFrame:
+    if include_audit or "audit" not in df.columns:
+        return df
+    return df.filter(~pl.col("audit").fill_null(False))
+
+
 def _finite(col: str) -> pl.Expr:
     c = pl.col(col)
     return pl.when(c.is_finite()).then(c).otherwise(None)
@@ -85,14 +126,18 @@ def _phase_of(df: pl.DataFrame, phases_df: pl.DataFrame) -> pl.DataFrame:
     return assign_phase(df, phases_df).filter(pl.col("phase").is_not_null())
 
 
-def phase_summary(run: Run, phases_df: pl.DataFrame | None = None) -> pl.DataFrame:
+def phase_summary(
+    run: Run, phases_df: pl.DataFrame | None = None, include_audit: bool = False
+) -> pl.DataFrame:
     """One row per phase of `run` (columns: `SUMMARY_SCHEMA`).
 
     `win_rate` = ECONOMIC WIN / (ECONOMIC WIN + TAX ONLY) quality lines; `audit_pos_rate`
     = AUDIT-POS / audit quality lines; `confidence_rate` = CONFIDENCE+ / policy quality
-    lines; all null where the phase has no such lines. `lm_change` = `lm_end − lm_start`
-    (negative is good). `grad_p95` is the 95th percentile of GRAD (linear interpolation).
-    `dominant_pattern` is null in the force warmup, where traces reflect the forced passes.
+    lines; all null where the phase has no such lines. `lm_start`/`lm_end` are windowed
+    means (`OUTCOME_HELP`), `lm_change` = `lm_end − lm_start` (negative is good).
+    `grad_p95` is the 95th percentile of GRAD (linear interpolation). `dominant_pattern`
+    is `forced` in the force warmup, where traces reflect the forced passes. Step figures
+    leave audit steps out unless `include_audit`.
     """
     if phases_df is None:
         phases_df = phases(run)
@@ -100,10 +145,15 @@ def phase_summary(run: Run, phases_df: pl.DataFrame | None = None) -> pl.DataFra
         return pl.DataFrame(schema=SUMMARY_SCHEMA)
 
     st = _phase_of(run.steps.sort("step"), phases_df)
+    steps_n = st.group_by("phase").agg(steps=pl.len().cast(pl.Int64))
+    st = _without_audit(st, include_audit)
+    lm = st.filter(pl.col("lm_loss").is_finite().fill_null(False))
+    w = pl.max_horizontal(pl.lit(1), pl.min_horizontal(pl.lit(OUTCOME_WINDOW), pl.len() // 4))
+    lm_stats = lm.group_by("phase").agg(
+        lm_start=pl.col("lm_loss").head(w).mean(),
+        lm_end=pl.col("lm_loss").tail(w).mean(),
+    )
     step_stats = st.group_by("phase").agg(
-        steps=pl.len().cast(pl.Int64),
-        lm_start=_finite("lm_loss").drop_nulls().first(),
-        lm_end=_finite("lm_loss").drop_nulls().last(),
         lm_mean=_finite("lm_loss").mean(),
         k_mean=_finite("avg_k").mean(),
         ctrl_err_abs_mean=_finite("ctrl_err").abs().mean(),
@@ -128,19 +178,16 @@ def phase_summary(run: Run, phases_df: pl.DataFrame | None = None) -> pl.DataFra
         ),
     )
 
-    # Traces during the force warmup show the forced 2 passes, not a gate decision.
-    dom = (
-        dominant_pattern(run, phases_df)
-        .filter(pl.col("phase") != FORCE_WARMUP)
-        .select(
-            "phase",
-            pl.col("pattern").alias("dominant_pattern"),
-            pl.col("share").alias("dominant_pattern_share"),
-        )
+    dom = dominant_pattern(run, phases_df, include_audit=include_audit).select(
+        "phase",
+        pl.col("pattern").alias("dominant_pattern"),
+        pl.col("share").alias("dominant_pattern_share"),
     )
 
     out = (
         phases_df.select("phase", "start", "end")
+        .join(steps_n, on="phase", how="left")
+        .join(lm_stats, on="phase", how="left")
         .join(step_stats, on="phase", how="left")
         .join(quality_stats, on="phase", how="left")
         .join(dom, on="phase", how="left")
@@ -158,6 +205,7 @@ def compare_phases(
     baseline: str,
     phase_overrides: Mapping[str, Mapping[str, Any]] | None = None,
     summaries: Mapping[str, pl.DataFrame] | None = None,
+    include_audit: bool = False,
 ) -> pl.DataFrame:
     """Phase summaries of several runs, each with its difference from `baseline`.
 
@@ -168,7 +216,7 @@ def compare_phases(
     phases in training order, so charts list runs as the user does.
     `phase_overrides` maps run name → `phases()` overrides, so each run can use its own
     boundaries; `summaries` maps run name → its `phase_summary` already computed (the app
-    caches them), used instead of recomputing.
+    caches them), used instead of recomputing; `include_audit` as in `phase_summary`.
     """
     names = [r.name for r in runs]
     if len(set(names)) != len(names):
@@ -180,7 +228,9 @@ def compare_phases(
     parts = [
         known[r.name]
         if r.name in known
-        else phase_summary(r, phases(r, dict(overrides.get(r.name) or {}) or None))
+        else phase_summary(
+            r, phases(r, dict(overrides.get(r.name) or {}) or None), include_audit=include_audit
+        )
         for r in runs
     ]
     all_ = pl.concat(parts) if parts else pl.DataFrame(schema=SUMMARY_SCHEMA)
@@ -253,17 +303,40 @@ RUN_SUMMARY_SCHEMA: schema.TableSchema = {
 }
 
 
+def lm_outcomes(run: Run, include_audit: bool = False) -> dict[str, Any]:
+    """The run's LM outcomes as windowed means (`OUTCOME_HELP`): `final_lm`, `best_lm`,
+    `best_lm_step`, and `last_lm`/`last_lm_step`, the raw last finite value, for the
+    run's details. None where the run has no finite LM."""
+    st = _without_audit(run.steps.sort("step"), include_audit)
+    lm = st.filter(pl.col("lm_loss").is_finite().fill_null(False)).select("step", "lm_loss")
+    if lm.is_empty():
+        return dict.fromkeys(("final_lm", "best_lm", "best_lm_step", "last_lm", "last_lm_step"))
+    w = min(OUTCOME_WINDOW, lm.height)
+    rolled = lm.with_columns(_m=pl.col("lm_loss").rolling_mean(w)).drop_nulls("_m")
+    best = rolled.sort("_m", "step").row(0, named=True)
+    return {
+        "final_lm": float(lm.select(pl.col("lm_loss").tail(w).mean()).item()),
+        "best_lm": float(best["_m"]),
+        "best_lm_step": int(best["step"]),
+        "last_lm": float(lm["lm_loss"][-1]),
+        "last_lm_step": int(lm["step"][-1]),
+    }
+
+
 def run_summary(
     run: Run,
     phases_df: pl.DataFrame | None = None,
     findings: pl.DataFrame | None = None,
     rules: FlagRules = DEFAULT_RULES,
+    include_audit: bool = False,
 ) -> dict[str, Any]:
     """One run in one dict (keys: `RUN_SUMMARY_SCHEMA`), for the home / sweep table.
 
-    `final_lm` is the last finite LM (a run that ends in NaN still gets a number; the
-    `nonfinite` flag says why). Economic-phase figures are None when the run never reached
-    that phase. Pass `findings` to reuse red flags already computed.
+    `final_lm` and `best_lm` are windowed means of finite LM values (`OUTCOME_HELP`; a
+    run that ends in NaN still gets a number, the `nonfinite` flag says why).
+    Economic-phase figures are None when the run never reached that phase. Pass
+    `findings` to reuse red flags already computed. Audit steps are left out of every
+    figure unless `include_audit`.
     """
     if phases_df is None:
         phases_df = phases(run)
@@ -271,9 +344,8 @@ def run_summary(
         findings = red_flags(run, rules, phases_df)
     meta = run.meta or {}
     st = run.steps.sort("step")
-    lm = st.filter(pl.col("lm_loss").is_finite().fill_null(False))
-    best = lm.sort("lm_loss").head(1)
-    summary = phase_summary(run, phases_df)
+    outcomes = lm_outcomes(run, include_audit)
+    summary = phase_summary(run, phases_df, include_audit=include_audit)
     econ = summary.filter(pl.col("phase") == ECONOMIC)
     e = econ.row(0, named=True) if econ.height else {}
     c = counts(findings)
@@ -296,9 +368,9 @@ def run_summary(
         "steps": run.n_steps,
         "first_step": _int(st["step"].min()) if st.height else None,
         "last_step": run.last_step,
-        "final_lm": _float(lm["lm_loss"][-1]) if lm.height else None,
-        "best_lm": _float(best["lm_loss"][0]) if best.height else None,
-        "best_lm_step": _int(best["step"][0]) if best.height else None,
+        "final_lm": outcomes["final_lm"],
+        "best_lm": outcomes["best_lm"],
+        "best_lm_step": outcomes["best_lm_step"],
         "k_mean_economic": e.get("k_mean"),
         "ctrl_err_abs_mean_economic": e.get("ctrl_err_abs_mean"),
         "win_rate": e.get("win_rate"),
@@ -310,7 +382,7 @@ def run_summary(
         "problems": run.problems.height,
         "params": _int(meta.get("params")),
         "n_layers": _int(meta.get("n_layers")),
-        "kmax": _int(meta.get("kmax")),
+        "kmax": run_kmax(run),
         "target_k": _float(meta.get("target_k")),
         "n_flags": findings.height,
         "n_critical": c["critical"],
@@ -323,6 +395,7 @@ def summary_table(
     runs: Sequence[Run],
     rules: FlagRules = DEFAULT_RULES,
     summaries: Mapping[str, Mapping[str, Any]] | None = None,
+    include_audit: bool = False,
 ) -> pl.DataFrame:
     """`run_summary` of every run as one typed frame (columns: `RUN_SUMMARY_SCHEMA`).
 
@@ -330,7 +403,12 @@ def summary_table(
     runs without an entry are summarised here.
     """
     known = summaries or {}
-    rows = [dict(known[r.name]) if r.name in known else run_summary(r, rules=rules) for r in runs]
+    rows = [
+        dict(known[r.name])
+        if r.name in known
+        else run_summary(r, rules=rules, include_audit=include_audit)
+        for r in runs
+    ]
     return pl.DataFrame(rows, schema=RUN_SUMMARY_SCHEMA)
 
 
@@ -368,9 +446,16 @@ RUNS_TABLE_COLUMNS: dict[str, str] = {
 }
 """`run_summary` keys the runs table shows, and its headers for them."""
 
+RUNS_TABLE_HELP: dict[str, str] = {
+    header: OUTCOME_HELP[key] for key, header in RUNS_TABLE_COLUMNS.items() if key in OUTCOME_HELP
+}
+"""Column help of the runs table, by header."""
+
 
 def runs_table(
-    runs: Sequence[Run], summaries: Mapping[str, Mapping[str, Any]] | None = None
+    runs: Sequence[Run],
+    summaries: Mapping[str, Mapping[str, Any]] | None = None,
+    include_audit: bool = False,
 ) -> pl.DataFrame:
     """Every run at a glance: `run`, `health`, the settings the sweep varied (as text),
     then outcomes under `RUNS_TABLE_COLUMNS` headers and `red flags` (critical + warning).
@@ -378,7 +463,7 @@ def runs_table(
     What differs between runs sits next to the name and health, before the outcomes, so
     the table reads as "this setting, this result". `summaries` as in `summary_table`.
     """
-    t = summary_table(runs, summaries=summaries)
+    t = summary_table(runs, summaries=summaries, include_audit=include_audit)
     table = t.select(
         "run",
         pl.Series("health", [health(row) for row in t.iter_rows(named=True)], dtype=pl.String),
@@ -411,16 +496,20 @@ def runs_overview(table: pl.DataFrame) -> dict[str, int]:
 
 
 def run_facts(run: Run) -> pl.DataFrame:
-    """What the log itself said about a run's set-up, as `fact`, `value` text rows (a
-    missing fact reads as a dash, not as an empty cell)."""
+    """What the log itself said about a run's set-up, and its raw last LM, as `fact`,
+    `value` text rows (a missing fact reads as a dash, not as an empty cell)."""
     meta = run.meta
+    last = lm_outcomes(run, include_audit=True)
     facts = {
         "layers": meta.get("n_layers"),
-        "Kmax": meta.get("kmax"),
+        "Kmax": run_kmax(run),
         "TARGET_K": meta.get("target_k"),
         "TARGET_K from": meta.get("target_k_source"),
         "deadband engaged at step": meta.get("deadband_step"),
         "resumed at steps": ", ".join(map(str, meta.get("resume_steps", []))) or None,
+        "last LM (raw, one batch)": None
+        if last["last_lm"] is None
+        else f"{fmt(last['last_lm'], '.4f')} at step {last['last_lm_step']}",
         "log still being written": meta.get("truncated"),
     }
     return pl.DataFrame(

@@ -104,6 +104,22 @@ def resume_steps(events: pl.DataFrame) -> list[int]:
     return [int(s) for s in resumes["step"].drop_nulls().to_list()]
 
 
+def kmax_of(tables: dict[str, pl.DataFrame], snapshot_layers: pl.DataFrame) -> int | None:
+    """Kmax: the most passes the loop may run. The trainer stops a layer's loop early once
+    nothing survives, so a trace or a layer line may show fewer passes than that (the most
+    common trace length of a real run is 2 at Kmax 4): the longest trace and the largest
+    `k_exec` the log shows are the run's Kmax as far as the log can tell."""
+    found: list[int] = []
+    traces = tables["traces"]
+    for frame in (traces, snapshot_layers):
+        if "s_trace" in frame.columns and frame["s_trace"].is_not_null().any():
+            found.append(int(frame.select(pl.col("s_trace").list.len().max()).item()))
+    layers = tables["layers"]
+    if "k_exec" in layers.columns and layers["k_exec"].is_not_null().any():
+        found.append(int(layers.select(pl.col("k_exec").max()).item()))
+    return max(found) if found else None
+
+
 def derive_meta(
     tables: dict[str, pl.DataFrame], facts: RunMeta, snapshot_layers: pl.DataFrame
 ) -> RunMeta:
@@ -138,11 +154,9 @@ def derive_meta(
         meta["n_layers"] = as_int(layers["layer"].max()) + 1
     elif snapshot_layers.height:
         meta["n_layers"] = snapshot_layers.height
-    traces = tables["traces"]
-    if traces.height:
-        meta["kmax"] = as_int(traces["s_trace"].list.len().mode().max())
-    elif snapshot_layers.height and snapshot_layers["s_trace"].is_not_null().any():
-        meta["kmax"] = as_int(snapshot_layers["s_trace"].list.len().max())
+    kmax = kmax_of(tables, snapshot_layers)
+    if kmax is not None:
+        meta["kmax"] = kmax
     if steps.height:
         meta["first_step"] = as_int(steps["step"].min())
         meta["last_step"] = as_int(steps["step"].max())

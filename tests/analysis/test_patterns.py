@@ -231,17 +231,17 @@ def test_traces_on_audit_steps_do_not_count_towards_the_gate_pattern() -> None:
     from ponder_parse.run import Run
 
     steps = schema.conform(
-        pl.DataFrame({"step": [50, 100, 150], "audit": [False, True, False]}), schema.STEPS
+        pl.DataFrame({"step": [1250, 1300, 1350], "audit": [False, True, False]}), schema.STEPS
     )
     stuck, forced = [1.0, 0.5, 0.5, 0.5], [1.0, 1.0, 0.0, 0.0]
     traces = pl.DataFrame(
-        {"step": [50, 100, 150], "layer": [0, 0, 0], "s_trace": [stuck, forced, stuck]},
+        {"step": [1250, 1300, 1350], "layer": [0, 0, 0], "s_trace": [stuck, forced, stuck]},
         schema=schema.TRACES,
     )
     run = Run(name="r", steps=steps, traces=traces)
-    assert policy_traces(run)["step"].to_list() == [50, 150]
+    assert policy_traces(run)["step"].to_list() == [1250, 1350]
     shares = pattern_shares(run)
     assert shares["pattern"].to_list() == ["stuck_half"] and shares["share"][0] == 1.0
-    assert dominant_pattern(run, pl.DataFrame({"phase": ["economic"], "start": [0], "end": [200]}))[
-        "pattern"
-    ].to_list() == ["stuck_half"]
+    assert dominant_pattern(
+        run, pl.DataFrame({"phase": ["economic"], "start": [1200], "end": [1400]})
+    )["pattern"].to_list() == ["stuck_half"]
