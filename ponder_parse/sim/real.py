@@ -151,7 +151,7 @@ def run_segment(
                 p_std = np.minimum(P_STD_MAX, P_STD_MEDIAN * np.exp(P_STD_SIGMA * draws[3][i]))
             else:
                 p = st.a1 + 0.0002 * draws[2][i]
-                p_std = 0.0002 * np.abs(draws[3][i])
+                p_std = np.minimum(0.00049, 0.00015 * np.abs(draws[3][i]))  # prints 0.000
             spread = np.maximum(TOKEN_SPREAD * p_std, 1e-6)
             alive = core._norm_cdf((p[:, None] - thr[None, :]) / spread[:, None])
             alive = np.minimum.accumulate(np.round(alive * ntok) / ntok, axis=1)

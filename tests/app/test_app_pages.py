@@ -124,9 +124,9 @@ def test_a_page_reached_directly_runs_inside_the_frame() -> None:
 def test_home_lists_every_sample_run(shared: AppTest) -> None:
     goto(shared, "home")
     t = runs_table(shared)
-    assert t.height == 8
+    assert t.height == 11
     assert sorted(t["run"].to_list()) == SAMPLE_NAMES
-    assert metric_value(shared, "Runs shown") == "8 / 8"
+    assert metric_value(shared, "Runs shown") == "11 / 11"
     health = dict(zip(t["run"], t["health"], strict=True))
     assert health["baseline,seed=0"] == "healthy"
     assert health["lambda_max=0.0005,seed=0"] == "critical"
@@ -166,23 +166,48 @@ def test_red_flags_severity_filter(fresh: AppTest) -> None:
 
 
 def _generation_output(run: str, step: int) -> str:
-    """The first output line of the first sample at `step`, read from the raw log."""
-    lines = log_of(SAMPLE_RUNS / run).read_text(encoding="utf-8").splitlines()
+    """The first output line of the first sample at `step`, read from the raw log (bytes
+    that are not UTF-8 read as U+FFFD, as the parser reads them)."""
+    lines = log_of(SAMPLE_RUNS / run).read_text(encoding="utf-8", errors="replace").splitlines()
     start = lines.index(f"{'=' * 20} GENERATION STEP {step} {'=' * 20}")
     out = next(i for i in range(start, len(lines)) if lines[i].startswith("  Output ("))
     return lines[out + 1].strip()
 
 
+REAL_HIGH = "regime=real,target_k=2.4,pause_at=2345,seed=0"
+REAL_WIDE = "regime=real,target_k=2.4,steps=934,d_model=768,pause_at=933,gen_fail_at=500,seed=1"
+
+
 def test_generations_show_the_logged_samples(fresh: AppTest) -> None:
     goto(fresh, "generations")
     shown = "\n".join(str(c.value) for c in fresh.code)
-    last = _generation_output("baseline,seed=0", 2500)
+    # The latest step any run sampled at: only the longest run has samples there.
+    last = _generation_output(REAL_HIGH, 3500)
     assert last in shown
+    fresh.select_slider(key="gen_step").set_value(2500).run()
+    assert_ok(fresh)
+    shown = "\n".join(str(c.value) for c in fresh.code)
+    assert _generation_output("baseline,seed=0", 2500) in shown
     fresh.select_slider(key="gen_step").set_value(1000).run()
     assert_ok(fresh)
     shown = "\n".join(str(c.value) for c in fresh.code)
     assert _generation_output("baseline,seed=0", 1000) in shown
     assert last not in shown
+
+
+def test_generations_list_a_run_whose_generation_failed(fresh: AppTest) -> None:
+    """The wider run's only generation failed: it is listed, and says so as plain text."""
+    goto(fresh, "generations")
+    fresh.select_slider(key="gen_step").set_value(500).run()
+    assert_ok(fresh)
+    texts = [str(t.value) for t in fresh.text]
+    assert REAL_WIDE in texts
+    message = "index 65535 is out of bounds: 65535, range 0 to 65535"
+    assert f"generation failed at step 500: {message}" in texts
+    fresh.select_slider(key="gen_step").set_value(1000).run()
+    assert_ok(fresh)
+    assert REAL_WIDE in [str(t.value) for t in fresh.text]
+    assert "no sample at step 1000" in [str(c.value) for c in fresh.caption]
 
 
 def test_economics_draws_lambda_p_on_a_log_scale(shared: AppTest) -> None:
@@ -213,7 +238,7 @@ def test_survival_traces_classify_the_pathologies(shared: AppTest) -> None:
 def test_layer_heatmaps_share_one_colour_scale(shared: AppTest) -> None:
     goto(shared, "layer_heatmaps")
     per_run = [c for c in charts(shared) if title(c) in SAMPLE_NAMES]
-    assert len(per_run) == 8
+    assert len(per_run) == 11
     domains = {tuple(spec(c)["encoding"]["color"]["scale"]["domain"]) for c in per_run}
     assert len(domains) == 1
     lo, hi = domains.pop()
@@ -428,7 +453,7 @@ def test_sweep_scatter_axes(fresh: AppTest) -> None:
     assert enc["x"]["field"] == "lambda_max" and enc["y"]["field"] == "k_mean_economic"
     pts = dataset_with(sc, "run", "lambda_max", "k_mean_economic")
     k = dict(zip(pts["run"], pts["k_mean_economic"], strict=True))
-    assert pts.height == 8
+    assert pts.height == 11
     # The run with the low price ceiling ponders most.
     assert max(k, key=k.get) == "lambda_max=0.0005,seed=0"
 
