@@ -358,13 +358,17 @@ def test_layer_heatmap_step_range(fresh: AppTest) -> None:
 
 def test_survival_trace_step(fresh: AppTest) -> None:
     goto(fresh, "survival_traces")
-    assert fresh.select_slider(key="st_step").value == 2950
+    assert fresh.select_slider(key="st_step").value == 3650  # the latest trace step of any run
     fresh.select_slider(key="st_step").set_value(1000).run()
     assert_ok(fresh)
     curves = [c for c in charts(fresh) if dataset_with(c, "layer", "k", "s") is not None]
     assert curves, "no trace curves"
     data = pl.concat([dataset_with(c, "layer", "k", "s") for c in curves], how="diagonal_relaxed")
-    assert set(data["step"]) == {1000}
+    # Each run at 1000, but the 934-step run at its last trace step, 900.
+    assert set(data["step"]) == {1000, 900}
+    assert set(data.filter(pl.col("step") == 900)["series"]) == {
+        "regime=real,target_k=2.4,steps=934,d_model=768,pause_at=933,gen_fail_at=500,seed=1 @ 900"
+    }
     base = (
         data.filter(pl.col("series") == "baseline,seed=0 @ 1000")
         if "series" in data.columns
@@ -453,7 +457,7 @@ def test_sweep_scatter_axes(fresh: AppTest) -> None:
     assert enc["x"]["field"] == "lambda_max" and enc["y"]["field"] == "k_mean_economic"
     pts = dataset_with(sc, "run", "lambda_max", "k_mean_economic")
     k = dict(zip(pts["run"], pts["k_mean_economic"], strict=True))
-    assert pts.height == 11
+    assert pts.height == 10  # the 934-step run never reached the economic phase
     # The run with the low price ceiling ponders most.
     assert max(k, key=k.get) == "lambda_max=0.0005,seed=0"
 
@@ -517,7 +521,7 @@ def test_deselecting_runs(fresh: AppTest) -> None:
     runs_widget(fresh).set_value(keep).run()
     assert_ok(fresh)
     assert sorted(runs_table(fresh)["run"]) == keep
-    assert metric_value(fresh, "Runs shown") == "6 / 8"
+    assert metric_value(fresh, "Runs shown") == "9 / 11"
     goto(fresh, "red_flags")
     assert not (set(table_with(fresh, "first_step")["run"]) & dropped)
     goto(fresh, "step_line")
@@ -531,7 +535,7 @@ def test_deselecting_runs(fresh: AppTest) -> None:
         and "domain" in layer["encoding"]["color"].get("scale", {})
     )
     colours = dict(zip(scale["domain"], scale["range"], strict=True))
-    assert colours["lambda_min=0.05,seed=0"] == "#b07aa1"  # seventh of the eight loaded runs
+    assert colours["lambda_min=0.05,seed=0"] == "#b07aa1"  # seventh of the loaded runs
     runs_widget(fresh).set_value([]).run()
     assert_ok(fresh)
     assert not charts(fresh)
@@ -546,7 +550,7 @@ def test_changing_the_baseline(fresh: AppTest) -> None:
     assert_ok(fresh)
     assert fresh.session_state["baseline"] == "baseline,seed=1"
     diffs = [title(c) for c in charts(fresh) if " − " in title(c)]
-    assert len(diffs) == 7
+    assert len(diffs) == 10
     assert all(t.endswith(" − baseline,seed=1") for t in diffs)
     assert "baseline,seed=0 − baseline,seed=1" in diffs
     goto(fresh, "phase_comparison")
