@@ -13,7 +13,12 @@ if ctx is not None:
         st.info("None of the shown runs logged generation samples.")
     else:
         steps = prepare.generation_steps(runs)
-        step = st.select_slider("Generation step", steps, value=steps[-1], key="gen_step")
+        step = st.select_slider(
+            "Generation step",
+            steps,
+            value=prepare.default_generation_step(runs) or steps[-1],
+            key="gen_step",
+        )
         cols = st.columns(min(3, len(runs)))
         for i, run in enumerate(runs):
             with cols[i % len(cols)]:

@@ -421,6 +421,23 @@ def generation_steps(runs: Sequence[Run]) -> list[int]:
     return sorted(found)
 
 
+def default_generation_step(runs: Sequence[Run]) -> int | None:
+    """The step the page opens on: the latest at which at least half of the runs sampled
+    (or tried to). Runs of different lengths sample at different last steps, and opening
+    on the longest run's last step would show every other run empty."""
+    steps = generation_steps(runs)
+    if not steps:
+        return None
+    counts = {s: 0 for s in steps}
+    for r in runs:
+        mine = set(r.generations["step"].drop_nulls().to_list())
+        mine |= set(generation_failures(r)["step"].drop_nulls().to_list())
+        for s in mine:
+            counts[int(s)] += 1
+    enough = [s for s in steps if 2 * counts[s] >= len(runs)]
+    return enough[-1] if enough else steps[-1]
+
+
 def failures_at(run: Run, step: int) -> list[str]:
     """What the page says of the run's generations that failed at `step`."""
     failed = generation_failures(run).filter(pl.col("step") == step)

@@ -572,3 +572,16 @@ def test_failed_generations_keep_their_run_listed() -> None:
     ]
     assert prepare.failures_at(runs[1], 500) == []
     assert prepare.generation_failures(runs[0]).is_empty()
+
+
+def test_generations_open_where_most_runs_sampled() -> None:
+    def sampled(name: str, steps: list[int]) -> Run:
+        gen = pl.DataFrame({"step": steps, "sample": [1] * len(steps)})
+        return Run(name=name, generations=schema.conform(gen, schema.GENERATIONS))
+
+    short = [sampled(f"s{i}", [500, 1000]) for i in range(3)]
+    runs = [*short, sampled("long", [500, 1000, 1500, 2000])]
+    assert prepare.default_generation_step(runs) == 1000
+    assert prepare.default_generation_step(runs[3:]) == 2000
+    assert prepare.default_generation_step([sampled("a", [500]), sampled("b", [1000])]) == 1000
+    assert prepare.default_generation_step([Run(name="e")]) is None
