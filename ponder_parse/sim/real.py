@@ -417,10 +417,17 @@ def sample_base() -> core.SimConfig:
     )
 
 
+# What a realistic sample's name leaves out: how long it ran and what happened to it
+# (the sample README says), so that names stay the sweep's hyperparameters.
+_UNNAMED = ("steps", "pause_at", "gen_fail_at")
+
+
 def sample_name(cfg: core.SimConfig) -> str:
-    """`regime=real,target_k=…`, then what else differs from `sample_base()`, seed last."""
+    """`regime=real,target_k=…`, then the other hyperparameters that differ from
+    `sample_base()`, seed last."""
     base = sample_base()
-    rest = core.run_name(replace(cfg, target_k=base.target_k), base)
+    same = {name: getattr(base, name) for name in _UNNAMED}
+    rest = core.run_name(replace(cfg, target_k=base.target_k, **same), base)
     rest = rest.removeprefix("baseline,")
     return f"regime=real,target_k={cfg.target_k:g},{rest}"
 

@@ -174,8 +174,8 @@ def _generation_output(run: str, step: int) -> str:
     return lines[out + 1].strip()
 
 
-REAL_HIGH = "regime=real,target_k=2.4,pause_at=2345,seed=0"
-REAL_WIDE = "regime=real,target_k=2.4,steps=934,d_model=768,pause_at=933,gen_fail_at=500,seed=1"
+REAL_HIGH = "regime=real,target_k=2.4,seed=0"
+REAL_WIDE = "regime=real,target_k=2.4,d_model=768,seed=1"
 
 
 def test_generations_show_the_logged_samples(fresh: AppTest) -> None:
@@ -368,7 +368,7 @@ def test_survival_trace_step(fresh: AppTest) -> None:
     # Each run at 1000, but the 934-step run at its last trace step, 900.
     assert set(data["step"]) == {1000, 900}
     assert set(data.filter(pl.col("step") == 900)["series"]) == {
-        "regime=real,target_k=2.4,steps=934,d_model=768,pause_at=933,gen_fail_at=500,seed=1 @ 900"
+        "regime=real,target_k=2.4,d_model=768,seed=1 @ 900"
     }
     base = (
         data.filter(pl.col("series") == "baseline,seed=0 @ 1000")
