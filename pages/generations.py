@@ -8,18 +8,26 @@ from ponder_app import prepare, ui
 
 ctx = ui.page_context("generations")
 if ctx is not None:
-    runs = prepare.runs_with(ctx.runs, "generations")
+    runs = prepare.runs_with_generations(ctx.runs)
     if not runs:
         st.info("None of the shown runs logged generation samples.")
     else:
         steps = prepare.generation_steps(runs)
-        step = st.select_slider("Generation step", steps, value=steps[-1], key="gen_step")
+        step = st.select_slider(
+            "Generation step",
+            steps,
+            value=prepare.default_generation_step(runs) or steps[-1],
+            key="gen_step",
+        )
         cols = st.columns(min(3, len(runs)))
         for i, run in enumerate(runs):
             with cols[i % len(cols)]:
-                st.markdown(f"**{run.name}**")
+                st.text(run.name)
                 rows = prepare.samples_at(run, step)
-                if rows.is_empty():
+                failures = prepare.failures_at(run, step)
+                for message in failures:
+                    st.text(message)
+                if rows.is_empty() and not failures:
                     st.caption(f"no sample at step {step}")
                 for g in rows.iter_rows(named=True):
                     st.caption(

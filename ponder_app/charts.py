@@ -522,9 +522,11 @@ def trace_curves(data: pl.DataFrame, *, title: str, columns: int = 3) -> alt.Fac
         )
         .properties(width=170, height=160)
     )
+    # A header no wider than its panel: run folder names can be long, and a wider header
+    # widens every column past the page (the full name is in the tooltip).
     return base.facet(
         facet=alt.Facet(
-            "series:N", title=None, header=alt.Header(labelLimit=260, labelFontSize=11)
+            "series:N", title=None, header=alt.Header(labelLimit=170, labelFontSize=11)
         ),
         columns=columns,
     ).properties(title=title)

@@ -17,6 +17,7 @@ from ponder_parse.analysis.downsample import downsample
 from ponder_parse.analysis.phases import PHASE_LABELS, with_phase_labels
 from ponder_parse.analysis.smoothing import ema
 from ponder_parse.analysis.sweep import group_band
+from ponder_parse.format import grammar
 from ponder_parse.run import Run
 
 # Points a chart may send to the browser in total (all runs of one metric together).
@@ -532,9 +533,53 @@ def pattern_share_table(shares: pl.DataFrame) -> pl.DataFrame:
     return shares.select("run", "phase", "pattern", "n", "share").sort("run", "phase", "pattern")
 
 
+def generation_failures(run: Run) -> pl.DataFrame:
+    """The run's failed generations (`Generation failed: …` lines) as `step, message`: the
+    trainer goes on training, and the researcher should see that it tried."""
+    failed = run.events.filter(pl.col("kind") == "generation_failed")
+    return failed.select(
+        "step",
+        pl.col("text")
+        .str.strip_prefix(grammar.GENERATION_FAILED)
+        .str.strip_chars()
+        .alias("message"),
+    )
+
+
+def runs_with_generations(runs: Sequence[Run]) -> list[Run]:
+    """The runs that logged generation samples or tried and failed to."""
+    return [r for r in runs if r.generations.height or generation_failures(r).height]
+
+
 def generation_steps(runs: Sequence[Run]) -> list[int]:
-    """Every step at which some run logged generation samples, ascending."""
-    return sorted({int(s) for r in runs for s in r.generations["step"].drop_nulls()})
+    """Every step at which some run logged generation samples or a failed generation,
+    ascending."""
+    found = {int(s) for r in runs for s in r.generations["step"].drop_nulls()}
+    found |= {int(s) for r in runs for s in generation_failures(r)["step"].drop_nulls()}
+    return sorted(found)
+
+
+def default_generation_step(runs: Sequence[Run]) -> int | None:
+    """The step the page opens on: the latest at which at least half of the runs sampled
+    (or tried to). Runs of different lengths sample at different last steps, and opening
+    on the longest run's last step would show every other run empty."""
+    steps = generation_steps(runs)
+    if not steps:
+        return None
+    counts = {s: 0 for s in steps}
+    for r in runs:
+        mine = set(r.generations["step"].drop_nulls().to_list())
+        mine |= set(generation_failures(r)["step"].drop_nulls().to_list())
+        for s in mine:
+            counts[int(s)] += 1
+    enough = [s for s in steps if 2 * counts[s] >= len(runs)]
+    return enough[-1] if enough else steps[-1]
+
+
+def failures_at(run: Run, step: int) -> list[str]:
+    """What the page says of the run's generations that failed at `step`."""
+    failed = generation_failures(run).filter(pl.col("step") == step)
+    return [f"generation failed at step {step}: {m}" for m in failed["message"].to_list()]
 
 
 def samples_at(run: Run, step: int) -> pl.DataFrame:

@@ -53,6 +53,8 @@ class RunMeta(TypedDict, total=False):
     # resumes
     resume_steps: list[int]
     restarts: int
+    last_checkpoint_step: int | None  # where the run can be resumed from
+    last_checkpoint_lambda_p: float | None
     # shape of the run
     n_layers: int
     kmax: int

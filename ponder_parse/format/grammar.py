@@ -417,12 +417,19 @@ BOUNDS_LINE = "TARGET_K={target_k:.2f} ± [-{lower_pct:.1f}%, +{upper_pct:.1f}%]
 BOUNDS_MARK = r"^\s*(?:Controller now uses a|A)symmetric bounds: TARGET_K="
 CHECKPOINT_SAVED = "Checkpoint saved:"
 CHECKPOINT_LINE = "💾 " + CHECKPOINT_SAVED + " {path} (step={step}, λ_p={lam:.2e})"
+# Milestone checkpoints name their step in the file name, not in the parentheses.
+CHECKPOINT_MILESTONE_PATH = "checkpoints/{stem}_checkpoint_step_{step}.pt"
+CHECKPOINT_MILESTONE_LINE = "💾 " + CHECKPOINT_SAVED + " {path} (λ_p={lam:.2e})"
 LOADING_CHECKPOINT = "Loading checkpoint:"
 LOADED_CHECKPOINT = "Loaded checkpoint from"
 RESUMING_FROM = "Resuming from step"
 STARTING_LOOP = "Starting Training Loop"
 RESTORED_LAMBDA = "Restored λ_p"
 RESTORED_PRICE = "Restored compute price"
+RESTORED_PRICE_LINE = "📈 " + RESTORED_PRICE + " λ_p = {lam:.4e}"
+# A resumed run fast-forwards its dataset to where the checkpoint left off.
+INSTANT_JUMP = "Instant Jump:"
+INSTANT_JUMP_LINE = "⏩ " + INSTANT_JUMP + " Slicing dataset from row {row} to {total}"
 CLI_OVERRIDE = "CLI Override:"
 RESUME_LINES = (
     "🔄 " + LOADING_CHECKPOINT + " {path}",
@@ -432,8 +439,11 @@ RESUME_LINES = (
 )
 START_LINE = "🚀 " + STARTING_LOOP + "..."
 PAUSE = "[PAUSE]"
+PAUSE_SIGNAL_LINE = PAUSE + " Received signal {signal}. Pausing after current step..."
+PAUSE_SAVING_LINE = PAUSE + " Saving checkpoint at step {step} and exiting..."
 JSON_DUMP_FAILED = "JSON Dump failed:"
 GENERATION_FAILED = "Generation failed:"
+GENERATION_FAILED_LINE = GENERATION_FAILED + " {message}"
 
 # Generation samples: a header, per sample `[GEN n]`, prompt and output headers, text
 # lines indented by four spaces, and a closing rule of 60 `=`.
@@ -448,7 +458,8 @@ GEN_CONTENT_STARTS = ("[GEN ", "  Prompt (", "  Output (", GEN_TEXT_INDENT)
 
 TARGET_K = rf"TARGET_K=({NUM})"
 LAMBDA_VALUE = rf"λ_p\s*=\s*({NUM})"
-CHECKPOINT_STEP = r"\(step=(\d+)"
+# `(step=1500, …)`, or a milestone's file name `…_checkpoint_step_1000.pt`.
+CHECKPOINT_STEP = r"(?:\(step=|_checkpoint_step_)(\d+)"
 # The step a resume or pause line names: "Resuming from step 1250", "... at step 812".
 NAMED_STEP = rf"(?:{RESUMING_FROM}|at step) (\d+)"
 GEN_HEADER = r"^=+ GENERATION STEP (\d+) =+\s*$"
@@ -478,6 +489,7 @@ EVENT_MARKERS: tuple[tuple[str, tuple[Marker, ...]], ...] = (
             Marker(LOADING_CHECKPOINT),
             Marker(LOADED_CHECKPOINT),
             Marker(RESUMING_FROM),
+            Marker(INSTANT_JUMP),
             Marker(STARTING_LOOP),
         ),
     ),

@@ -151,10 +151,44 @@ def format_checkpoint_line(path: str, step: int, lam: float) -> str:
     return g.CHECKPOINT_LINE.format(path=path, step=step, lam=lam)
 
 
+def format_milestone_checkpoint_line(stem: str, step: int, lam: float) -> str:
+    """The milestone form: the step is in the file name (`kronecker_checkpoint_step_1000.pt`),
+    the parentheses hold λ_p only."""
+    path = g.CHECKPOINT_MILESTONE_PATH.format(stem=stem, step=step)
+    return g.CHECKPOINT_MILESTONE_LINE.format(path=path, lam=lam)
+
+
 def format_resume_lines(path: str, step: int, lam: float, loss: float) -> list[str]:
     """What a restarted trainer prints after its INIT line, up to the training loop."""
     lines = [t.format(path=path, step=step, lam=lam, loss=loss) for t in g.RESUME_LINES]
     return [*lines, g.START_LINE]
+
+
+def format_start_line() -> str:
+    return g.START_LINE
+
+
+def format_instant_resume_lines(row: int, total_rows: int, lam: float) -> list[str]:
+    """What the trainer build of the real logs prints when it resumes, after its INIT line:
+    no checkpoint or step is named; the dataset is fast-forwarded, the price restored, and
+    the loop starts again (its step numbers restart from the checkpoint's)."""
+    return [
+        g.INSTANT_JUMP_LINE.format(row=row, total=total_rows),
+        g.RESTORED_PRICE_LINE.format(lam=lam),
+        g.START_LINE,
+    ]
+
+
+def format_pause_signal_line(signal: int = 2) -> str:
+    return g.PAUSE_SIGNAL_LINE.format(signal=signal)
+
+
+def format_pause_saving_line(step: int) -> str:
+    return g.PAUSE_SAVING_LINE.format(step=step)
+
+
+def format_generation_failed_line(message: str) -> str:
+    return g.GENERATION_FAILED_LINE.format(message=message)
 
 
 def format_generation_block(

@@ -95,13 +95,44 @@ def target_k(events: pl.DataFrame, steps: pl.DataFrame) -> tuple[float, str] | N
     return round(float(rec.select(pl.col("t").median()).item()), 2), "ctrl_err"
 
 
-def resume_steps(events: pl.DataFrame) -> list[int]:
-    """Steps the trainer resumed from, in log order."""
+def resume_steps(events: pl.DataFrame, steps: pl.DataFrame | None = None) -> list[int]:
+    """Steps the trainer resumed from, in log order.
+
+    A trainer that names them (`Resuming from step 1250`) is read as it says. The build of
+    the real logs names none: it prints `Starting Training Loop` again and its step numbers
+    restart from the checkpoint, so there the resume step is the first step of each later
+    segment of `steps` (whose rows are the later occurrences: they won)."""
     resumes = events.filter(
-        (pl.col("kind") == "resume")
-        & pl.col("text").str.contains("Resuming from step", literal=True)
+        (pl.col("kind") == "resume") & pl.col("text").str.contains(fmt.RESUMING_FROM, literal=True)
     )
-    return [int(s) for s in resumes["step"].drop_nulls().to_list()]
+    named = [int(s) for s in resumes["step"].drop_nulls().to_list()]
+    if steps is None or not steps.height:
+        return named
+    n_segments = int(steps.select(pl.col("segment").max()).item() or 0)
+    if len(named) >= n_segments:
+        return named
+    starts = (
+        steps.filter(pl.col("segment") > 0)
+        .group_by("segment")
+        .agg(pl.col("step").min())
+        .sort("segment")
+    )
+    return [int(s) for s in starts["step"].to_list()]
+
+
+def checkpoints(events: pl.DataFrame) -> pl.DataFrame:
+    """The checkpoints the log reports saving, in log order: `step`, `lambda_p`, `path`.
+
+    Both of the trainer's forms: `… kronecker_latest.pt (step=1500, λ_p=1.20e-03)` and the
+    milestone `… kronecker_checkpoint_step_1000.pt (λ_p=1.00e-04)`, whose step is in the
+    file name (the event's step, read by the parser from either place)."""
+    rows = events.filter(pl.col("kind") == "checkpoint")
+    text = pl.col("text")
+    return rows.select(
+        "step",
+        text.str.extract(fmt.LAMBDA_VALUE).cast(pl.Float64, strict=False).alias("lambda_p"),
+        text.str.extract(rf"{re.escape(fmt.CHECKPOINT_SAVED)}\s*(\S+)").alias("path"),
+    )
 
 
 def kmax_of(tables: dict[str, pl.DataFrame], snapshot_layers: pl.DataFrame) -> int | None:
@@ -144,10 +175,14 @@ def derive_meta(
     if cli is not None:
         meta["cli_lambda_p"] = _num(fmt.LAMBDA_VALUE, cli["text"])
 
-    resumes = resume_steps(events)
+    resumes = resume_steps(events, steps)
     segments = as_int(steps["segment"].max() or 0) if steps.height else 0
     meta["resume_steps"] = resumes
     meta["restarts"] = max(len(resumes), segments)
+    saved = checkpoints(events)
+    if saved.height:
+        meta["last_checkpoint_step"] = saved["step"][-1]
+        meta["last_checkpoint_lambda_p"] = saved["lambda_p"][-1]
 
     layers = tables["layers"]
     if layers.height:

@@ -36,6 +36,7 @@ import polars as pl
 from ponder_parse import schema
 from ponder_parse.format import writer
 from ponder_parse.run import Run, RunMeta
+from ponder_parse.sim import real as real_regime
 
 # --------------------------------------------------------------------------------------
 # Configuration
@@ -51,6 +52,11 @@ class _Variant:
     script: str
     dt_ms: float
     tokens_per_step: int
+
+    @property
+    def checkpoint_stem(self) -> str:
+        """`kronecker` of `checkpoints/kronecker_latest.pt`: milestones are named after it."""
+        return self.checkpoint.rsplit("/", 1)[-1].removesuffix("_latest.pt")
 
 
 VARIANTS: dict[str, _Variant] = {
@@ -71,6 +77,10 @@ VARIANTS: dict[str, _Variant] = {
 }
 
 GATES = ("learned", "stuck")
+# "textbook": the guide's picture. "real": what the trainer's real runs print (see
+# `ponder_parse.sim.real`): cut-short traces, a gate that treats every token alike,
+# pre-clip gradient norms, metrics printed as zero, resumes without naming a step.
+REGIMES = ("textbook", "real")
 
 
 @dataclass(frozen=True)
@@ -120,10 +130,29 @@ class SimConfig:
     truncate_last_line: bool = False
     # From this step on the run has diverged: losses print `nan`, the gradient `inf`.
     diverge_at: int | None = None
+    # Settings added with the realistic regime. `to_json` leaves them out while they hold
+    # their defaults, so the configs (and noise) of textbook runs stay what they were.
+    regime: str = "textbook"
+    d_model: int = 512
+    # Paused (signal 2) after this step, checkpointed there, and resumed from it unless it
+    # is the last step (None: never paused).
+    pause_at: int | None = None
+    # The generation block at this step fails (`Generation failed: …`); training goes on.
+    gen_fail_at: int | None = None
 
     def __post_init__(self) -> None:
         if self.variant not in VARIANTS:
             raise ValueError(f"variant must be one of {sorted(VARIANTS)}, not {self.variant!r}")
+        if self.regime not in REGIMES:
+            raise ValueError(f"regime must be one of {REGIMES}, not {self.regime!r}")
+        if self.regime == "real" and (self.variant != "model3b" or self.gate != "learned"):
+            raise ValueError("the real regime simulates the model3b trainer's learned gate")
+        if self.d_model not in (512, 768):
+            raise ValueError("d_model must be 512 or 768")
+        if self.pause_at is not None and not 0 <= self.pause_at < self.steps:
+            raise ValueError("pause_at must be a step of the run")
+        if self.pause_at is not None and self.crash_at is not None:
+            raise ValueError("a run either crashes or is paused, not both")
         if self.gate not in GATES:
             raise ValueError(f"gate must be one of {GATES}, not {self.gate!r}")
         if not 3 <= self.kmax <= 6:
@@ -151,18 +180,37 @@ class SimConfig:
 
     @property
     def resume_step(self) -> int | None:
-        """The checkpoint step a crashed run restarts from."""
+        """The checkpoint step a crashed or paused run restarts from (None: it does not)."""
+        if self.pause_at is not None:
+            return self.pause_at if self.pause_at < self.steps - 1 else None
         if self.crash_at is None:
             return None
         return (self.crash_at // self.checkpoint_every) * self.checkpoint_every
 
+    @property
+    def last_logged(self) -> int:
+        """The last step the first process prints: a crash's or pause's, else the last."""
+        if self.crash_at is not None:
+            return self.crash_at
+        if self.pause_at is not None:
+            return self.pause_at
+        return self.steps - 1
+
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        for name in _LATER_FIELDS:
+            if data[name] == _DEFAULTS[name]:
+                del data[name]
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> SimConfig:
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
+
+
+_LATER_FIELDS = ("regime", "d_model", "pause_at", "gen_fail_at")
+_DEFAULTS = {f.name: f.default for f in fields(SimConfig)}
 
 
 def run_name(config: SimConfig, baseline: SimConfig | None = None) -> str:
@@ -229,6 +277,12 @@ class SimResult:
         if truth.get("resume_step") is not None:
             meta["resume_steps"] = [truth["resume_step"]]
         return meta
+
+    @property
+    def log_bytes(self) -> bytes:
+        """The log as written to disk. Raw bytes that are not UTF-8 (a real model's output
+        can hold them) are carried in the text as surrogate escapes."""
+        return self.log_text.encode("utf-8", errors="surrogateescape")
 
     def to_run(self, name: str | None = None) -> Run:
         """The truth as a `ponder_parse.run.Run`, e.g. to test analyses without parsing."""
@@ -362,6 +416,14 @@ class _Segment:
     use: np.ndarray
     checkpoint_state: _State | None = None
     cols: dict[str, np.ndarray] = field(default_factory=dict)
+    # (n, L) passes that ran when a trace can be cut short (the real regime): `s` holds
+    # NaN after them. None: every trace has Kmax values.
+    trace_len: np.ndarray | None = None
+
+    def trace(self, i: int, j: int) -> list[float]:
+        """The survival trace printed for row i, layer j."""
+        values = self.s[i, j].tolist()
+        return values if self.trace_len is None else values[: int(self.trace_len[i, j])]
 
 
 def _run_segment(
@@ -533,6 +595,8 @@ class _Noise:
             "gen_samples",
             "baton",
             "diverge_at",
+            "pause_at",
+            "gen_fail_at",
         }
     )
 
@@ -710,7 +774,8 @@ def _away_from_zero(x: np.ndarray, eps: float) -> np.ndarray:
 
 def _init_params(cfg: SimConfig) -> int:
     if cfg.variant == "model3b":
-        return 51_234_567 + 50_000_000 * cfg.n_layers
+        width = (cfg.d_model / 512) ** 2  # parameters grow with the square of the width
+        return 51_234_567 + round(50_000_000 * width) * cfg.n_layers
     return 14_123_456 + 9_000_000 * cfg.n_layers
 
 
@@ -720,7 +785,7 @@ def _init_line(cfg: SimConfig) -> str:
             "model3b",
             params=_init_params(cfg),
             emb="Kronecker(D=8192)+tok_embed",
-            d_model=512,
+            d_model=cfg.d_model,
             n_layers_cfg=cfg.n_layers,
             n_heads=16,
             experts="4r+4n",
@@ -966,6 +1031,14 @@ def _render_segment(
         name: np.asarray(v)[rows].tolist() for name, v in seg.cols.items() if name.startswith("L_")
     }
     s_list = seg.s[rows].tolist()
+    if seg.trace_len is not None:
+        lens = seg.trace_len[rows].tolist()
+        s_list = [
+            [vals[:n] for vals, n in zip(row, ns, strict=True)]
+            for row, ns in zip(s_list, lens, strict=True)
+        ]
+    real = cfg.regime == "real"
+    pause = cfg.pause_at if stream == 0 else None
     steps = seg.steps.tolist()
     audit = seg.audit.tolist()
     lam = seg.lam.tolist()
@@ -979,6 +1052,8 @@ def _render_segment(
     for i, step in enumerate(steps):
         row = {name: c[name][i] for name in step_cols}
         row |= {"step": step, "audit": audit[i], "lambda_p": lam[i], "deadband_active": db[i]}
+        if step == pause:  # the signal arrives during the step; it finishes first
+            out.append(writer.format_pause_signal_line())
         out.append(writer.format_step_line(_step_values(cfg, row)))
         if step % 10 == 0:
             r = row_of[step]
@@ -1001,15 +1076,29 @@ def _render_segment(
                 cfg.deadband_lower,
                 cfg.deadband_upper,
             )
-        if step > 0 and step % cfg.checkpoint_every == 0:
-            out.append(
-                writer.format_checkpoint_line(cfg.variant_info.checkpoint, step, lam_after[i])
-            )
+        checkpoint = writer.format_checkpoint_line(cfg.variant_info.checkpoint, step, lam_after[i])
+        if step > 0 and step % cfg.checkpoint_every == 0 and step != pause:
+            out.append(checkpoint)
+            if real and step % _MILESTONE_EVERY == 0:
+                out.append(
+                    writer.format_milestone_checkpoint_line(
+                        cfg.variant_info.checkpoint_stem, step, lam_after[i]
+                    )
+                )
         if step > 0 and cfg.generate_every > 0 and step % cfg.generate_every == 0:
-            block, gen_rows = _generation_block(cfg, step, stream)
+            if real:
+                block, gen_rows = real_regime.generation_block(cfg, step, stream)
+            else:
+                block, gen_rows = _generation_block(cfg, step, stream)
             out += block
             gens += gen_rows
+        if step == pause:
+            out += [writer.format_pause_saving_line(step), checkpoint]
     return out, gens
+
+
+# The real runs also keep a checkpoint of their own every this many steps.
+_MILESTONE_EVERY = 1000
 
 
 def _traceback_lines(cfg: SimConfig) -> list[str]:
@@ -1076,7 +1165,7 @@ def _tables(
         {
             "step": np.repeat(ts, nl),
             "layer": np.tile(np.arange(nl, dtype=np.int32), ts.size),
-            "s_trace": seg.s[trows].reshape(-1, cfg.kmax).tolist(),
+            "s_trace": [seg.trace(int(i), j) for i in np.flatnonzero(trows) for j in range(nl)],
         },
         schema=schema.TRACES,
     )
@@ -1152,7 +1241,7 @@ def _stats_json(cfg: SimConfig, seg: _Segment, i: int) -> dict[str, Any]:
             "p_loss": g("p_loss"),
             "k_exec": int(c["L_k_exec"][i, j]),
             "s_final": g("s_final"),
-            "s_trace": [f(float(v)) for v in seg.s[i, j]],
+            "s_trace": [f(float(v)) for v in seg.trace(i, j)],
             "p_mean": g("p_mean"),
             "p_std": g("p_std"),
             "d_rel": g("d_rel"),
@@ -1188,16 +1277,36 @@ def _initial_state(cfg: SimConfig, const: _Constants) -> _State:
     )
 
 
+def _segment(
+    cfg: SimConfig,
+    const: _Constants,
+    start: int,
+    end: int,
+    state: _State,
+    stream: int,
+    keep_state_at: int | None = None,
+) -> _Segment:
+    """One process lifetime of the run, in the config's regime, with everything printed."""
+    if cfg.regime == "real":
+        seg = real_regime.run_segment(cfg, start, end, state, stream, keep_state_at)
+        real_regime.observe(cfg, seg, stream)
+    else:
+        seg = _run_segment(cfg, const, start, end, state, stream, keep_state_at)
+        _observe(cfg, const, seg, stream)
+    return seg
+
+
 def simulate(config: SimConfig) -> SimResult:
     """Simulate one run in memory: the log text, stats.json and the truth tables."""
     cfg = config
     const = _constants(cfg)
     state = _initial_state(cfg, const)
     resume = cfg.resume_step
-    first_end = cfg.steps if cfg.crash_at is None else cfg.crash_at + 1
-    seg0 = _run_segment(cfg, const, 0, first_end, state, stream=0, keep_state_at=resume)
-    _observe(cfg, const, seg0, stream=0)
+    first_end = cfg.last_logged + 1
+    seg0 = _segment(cfg, const, 0, first_end, state, stream=0, keep_state_at=resume)
     lines = [_init_line(cfg)]
+    if cfg.regime == "real":  # that build announces its loop on every start
+        lines.append(writer.format_start_line())
     body, gens = _render_segment(cfg, seg0, stream=0)
     lines += body
     segs: list[tuple[_Segment, np.ndarray, int]] = []
@@ -1216,14 +1325,16 @@ def simulate(config: SimConfig) -> SimResult:
         engaged_at = [int(s) for s in seg0.steps[seg0.engaged]]
     else:
         assert seg0.checkpoint_state is not None
-        seg1 = _run_segment(cfg, const, resume, cfg.steps, seg0.checkpoint_state, stream=1)
-        _observe(cfg, const, seg1, stream=1)
-        if cfg.crash_traceback:
+        seg1 = _segment(cfg, const, resume, cfg.steps, seg0.checkpoint_state, stream=1)
+        if cfg.crash_at is not None and cfg.crash_traceback:
             lines += _traceback_lines(cfg)
         k = int(np.searchsorted(seg0.steps, resume))
-        lines += _resume_lines(
-            cfg, resume, float(seg0.lam_after[k]), float(seg0.cols["tot_loss"][k])
-        )
+        if cfg.regime == "real":
+            lines += real_regime.resume_lines(cfg, resume, float(seg0.lam_after[k]))
+        else:
+            lines += _resume_lines(
+                cfg, resume, float(seg0.lam_after[k]), float(seg0.cols["tot_loss"][k])
+            )
         body1, gens1 = _render_segment(cfg, seg1, stream=1)
         lines += body1
         segs.append((seg0, seg0.steps < resume, 0))
@@ -1232,7 +1343,11 @@ def simulate(config: SimConfig) -> SimResult:
         engaged_at = [int(s) for s in seg0.steps[seg0.engaged & (seg0.steps < resume)]]
         engaged_at += [int(s) for s in seg1.steps[seg1.engaged]]
         meta |= {"restarts": 1, "crash_at": cfg.crash_at, "resume_step": resume}
+        if cfg.pause_at is not None:
+            meta["pause_at"] = cfg.pause_at
     meta["deadband_step"] = engaged_at[0] if engaged_at else None
+    if cfg.pause_at is not None:
+        meta["pause_at"] = cfg.pause_at
 
     parts = [_tables(cfg, seg, keep, sid) for seg, keep, sid in segs]
     tables = {name: pl.concat([p[name] for p in parts]) for name in parts[0]}
@@ -1284,7 +1399,7 @@ def write_run(config: SimConfig, out_dir: str | Path, name: str | None = None) -
     result = simulate(config)
     run_dir = Path(out_dir) / (name if name is not None else run_name(config))
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / result.log_name).write_bytes(result.log_text.encode("utf-8"))
+    (run_dir / result.log_name).write_bytes(result.log_bytes)
     (run_dir / "stats.json").write_bytes(json.dumps(result.stats, indent=2).encode("utf-8"))
     (run_dir / "config.json").write_bytes(
         (json.dumps(config.to_json(), indent=2) + "\n").encode("utf-8")
@@ -1340,17 +1455,22 @@ def _sample_sweep() -> list[tuple[SimConfig, str]]:
     ]
 
 
+def _sample_entries() -> list[tuple[str, SimConfig, str]]:
+    textbook = [(run_name(c, SAMPLE_BASELINE), c, note) for c, note in _sample_sweep()]
+    real = [(real_regime.sample_name(c), c, note) for c, note in real_regime.sample_sweep()]
+    return textbook + real
+
+
 def sample_configs() -> dict[str, SimConfig]:
     """The committed sweep: a healthy baseline (three seeds, one of which crashed and was
-    resumed), the three classic gate failures, a halting threshold set too low, and the
-    other trainer. Names say what differs from `SAMPLE_BASELINE`."""
-    return {run_name(c, SAMPLE_BASELINE): c for c, _ in _sample_sweep()}
+    resumed), the three classic gate failures, a halting threshold set too low, the
+    other trainer, and runs of the realistic regime. Textbook names say what differs from
+    `SAMPLE_BASELINE`, realistic ones from `real.sample_base()`."""
+    return {name: c for name, c, _ in _sample_entries()}
 
 
 def _sample_readme() -> str:
-    rows = "\n".join(
-        f"| `{run_name(c, SAMPLE_BASELINE)}` | {note} |" for c, note in _sample_sweep()
-    )
+    rows = "\n".join(f"| `{name}` | {note} |" for name, _, note in _sample_entries())
     return (
         "# Sample runs\n\n"
         "A small simulated sweep, so the app has something to show before anything is\n"
@@ -1359,7 +1479,9 @@ def _sample_readme() -> str:
         "`config.json` with every setting; the folder name lists what differs from the\n"
         "baseline (4 layers, 3 000 steps, LR schedule over 3 000 steps, trainer defaults\n"
         "otherwise: TARGET_K=1.30, λ_p in [1e-4, 5e-2], force warmup to step 800, economic\n"
-        "control from step 1200).\n\n"
+        "control from step 1200). The `regime=real` runs look instead like what the\n"
+        "trainer really prints (8 layers, 3 700 steps unless named, halting threshold\n"
+        "0.10, LR schedule over 10 000 steps, TARGET_K as named).\n\n"
         "| run | what it shows |\n|---|---|\n" + rows + "\n"
     )
 

@@ -364,7 +364,7 @@ def test_user_tags_carry_their_source() -> None:
 def test_app_state_stays_out_of_the_runs_facts(sample_runs: Path) -> None:
     """The key the app caches analyses under is the app's, kept beside the runs."""
     loaded = state.load_all([str(sample_runs)])
-    assert len(loaded.runs) == 8
+    assert len(loaded.runs) == 11
     for run in loaded.runs:
         assert "cache_key" not in run.meta
     assert list(loaded.keys) == [r.name for r in loaded.runs]

@@ -127,9 +127,9 @@ def test_a_page_reached_directly_runs_inside_the_frame() -> None:
 def test_home_lists_every_sample_run(shared: AppTest) -> None:
     goto(shared, "home")
     t = runs_table(shared)
-    assert t.height == 8
+    assert t.height == 11
     assert sorted(t["run"].to_list()) == SAMPLE_NAMES
-    assert metric_value(shared, "Runs shown") == "8 / 8"
+    assert metric_value(shared, "Runs shown") == "11 / 11"
     health = dict(zip(t["run"], t["health"], strict=True))
     assert health["baseline,seed=0"] == "healthy"
     assert health["lambda_max=0.0005,seed=0"] == "critical"
@@ -169,23 +169,49 @@ def test_red_flags_severity_filter(fresh: AppTest) -> None:
 
 
 def _generation_output(run: str, step: int) -> str:
-    """The first output line of the first sample at `step`, read from the raw log."""
-    lines = log_of(SAMPLE_RUNS / run).read_text(encoding="utf-8").splitlines()
+    """The first output line of the first sample at `step`, read from the raw log (bytes
+    that are not UTF-8 read as U+FFFD, as the parser reads them)."""
+    lines = log_of(SAMPLE_RUNS / run).read_text(encoding="utf-8", errors="replace").splitlines()
     start = lines.index(f"{'=' * 20} GENERATION STEP {step} {'=' * 20}")
     out = next(i for i in range(start, len(lines)) if lines[i].startswith("  Output ("))
     return lines[out + 1].strip()
 
 
+REAL_HIGH = "regime=real,target_k=2.4,seed=0"
+REAL_WIDE = "regime=real,target_k=2.4,d_model=768,seed=1"
+
+
 def test_generations_show_the_logged_samples(fresh: AppTest) -> None:
     goto(fresh, "generations")
+    # It opens on the latest step most runs sampled at, not the longest run's last.
+    assert fresh.select_slider(key="gen_step").value == 2500
     shown = "\n".join(str(c.value) for c in fresh.code)
     last = _generation_output("baseline,seed=0", 2500)
     assert last in shown
+    fresh.select_slider(key="gen_step").set_value(3500).run()
+    assert_ok(fresh)
+    shown = "\n".join(str(c.value) for c in fresh.code)
+    assert _generation_output(REAL_HIGH, 3500) in shown
     fresh.select_slider(key="gen_step").set_value(1000).run()
     assert_ok(fresh)
     shown = "\n".join(str(c.value) for c in fresh.code)
     assert _generation_output("baseline,seed=0", 1000) in shown
     assert last not in shown
+
+
+def test_generations_list_a_run_whose_generation_failed(fresh: AppTest) -> None:
+    """The wider run's only generation failed: it is listed, and says so as plain text."""
+    goto(fresh, "generations")
+    fresh.select_slider(key="gen_step").set_value(500).run()
+    assert_ok(fresh)
+    texts = [str(t.value) for t in fresh.text]
+    assert REAL_WIDE in texts
+    message = "index 65535 is out of bounds: 65535, range 0 to 65535"
+    assert f"generation failed at step 500: {message}" in texts
+    fresh.select_slider(key="gen_step").set_value(1000).run()
+    assert_ok(fresh)
+    assert REAL_WIDE in [str(t.value) for t in fresh.text]
+    assert "no sample at step 1000" in [str(c.value) for c in fresh.caption]
 
 
 def test_economics_draws_lambda_p_on_a_log_scale(shared: AppTest) -> None:
@@ -216,7 +242,7 @@ def test_survival_traces_classify_the_pathologies(shared: AppTest) -> None:
 def test_layer_heatmaps_share_one_colour_scale(shared: AppTest) -> None:
     goto(shared, "layer_heatmaps")
     per_run = [c for c in charts(shared) if title(c) in SAMPLE_NAMES]
-    assert len(per_run) == 8
+    assert len(per_run) == 11
     # the cells are the first layer when audit-step marks are drawn on top
     cells = [(spec(c).get("layer") or [spec(c)])[0] for c in per_run]
     domains = {tuple(s["encoding"]["color"]["scale"]["domain"]) for s in cells}
@@ -339,13 +365,17 @@ def test_layer_heatmap_step_range(fresh: AppTest) -> None:
 
 def test_survival_trace_step(fresh: AppTest) -> None:
     goto(fresh, "survival_traces")
-    assert fresh.select_slider(key="st_step").value == 2950
+    assert fresh.select_slider(key="st_step").value == 3650  # the latest trace step of any run
     fresh.select_slider(key="st_step").set_value(1000).run()
     assert_ok(fresh)
     curves = [c for c in charts(fresh) if dataset_with(c, "layer", "k", "s") is not None]
     assert curves, "no trace curves"
     data = pl.concat([dataset_with(c, "layer", "k", "s") for c in curves], how="diagonal_relaxed")
-    assert set(data["step"]) == {1000}
+    # Each run at 1000, but the 934-step run at its last trace step, 900.
+    assert set(data["step"]) == {1000, 900}
+    assert set(data.filter(pl.col("step") == 900)["series"]) == {
+        "regime=real,target_k=2.4,d_model=768,seed=1 @ 900"
+    }
     base = (
         data.filter(pl.col("series") == "baseline,seed=0 @ 1000")
         if "series" in data.columns
@@ -434,7 +464,7 @@ def test_sweep_scatter_axes(fresh: AppTest) -> None:
     assert enc["x"]["field"] == "lambda_max" and enc["y"]["field"] == "k_mean_economic"
     pts = dataset_with(sc, "run", "lambda_max", "k_mean_economic")
     k = dict(zip(pts["run"], pts["k_mean_economic"], strict=True))
-    assert pts.height == 8
+    assert pts.height == 10  # the 934-step run never reached the economic phase
     # The run with the low price ceiling ponders most.
     assert max(k, key=k.get) == "lambda_max=0.0005,seed=0"
 
@@ -498,7 +528,7 @@ def test_deselecting_runs(fresh: AppTest) -> None:
     runs_widget(fresh).set_value(keep).run()
     assert_ok(fresh)
     assert sorted(runs_table(fresh)["run"]) == keep
-    assert metric_value(fresh, "Runs shown") == "6 / 8"
+    assert metric_value(fresh, "Runs shown") == "9 / 11"
     goto(fresh, "red_flags")
     assert not (set(table_with(fresh, "first_step")["run"]) & dropped)
     goto(fresh, "step_line")
@@ -512,7 +542,7 @@ def test_deselecting_runs(fresh: AppTest) -> None:
         and "domain" in layer["encoding"]["color"].get("scale", {})
     )
     colours = dict(zip(scale["domain"], scale["range"], strict=True))
-    assert colours["lambda_min=0.05,seed=0"] == "#b07aa1"  # seventh of the eight loaded runs
+    assert colours["lambda_min=0.05,seed=0"] == "#b07aa1"  # seventh of the loaded runs
     runs_widget(fresh).set_value([]).run()
     assert_ok(fresh)
     assert not charts(fresh)
@@ -527,7 +557,7 @@ def test_changing_the_baseline(fresh: AppTest) -> None:
     assert_ok(fresh)
     assert fresh.session_state["baseline"] == "baseline,seed=1"
     diffs = [title(c) for c in charts(fresh) if " − " in title(c)]
-    assert len(diffs) == 7
+    assert len(diffs) == 10
     assert all(t.endswith(" − baseline,seed=1") for t in diffs)
     assert "baseline,seed=0 − baseline,seed=1" in diffs
     goto(fresh, "phase_comparison")

@@ -549,3 +549,39 @@ def test_generation_steps_and_samples_at() -> None:
     assert prepare.generation_steps(runs) == [500, 1000, 1500]
     assert prepare.samples_at(runs[0], 500)["output"].to_list() == ["a", "b"]
     assert prepare.samples_at(runs[0], 1500).is_empty()
+
+
+def test_failed_generations_keep_their_run_listed() -> None:
+    gen = schema.conform(pl.DataFrame({"step": [500], "sample": [1]}), schema.GENERATIONS)
+    failed = schema.conform(
+        pl.DataFrame(
+            {
+                "line_no": [9],
+                "step": [1000],
+                "kind": ["generation_failed"],
+                "text": ["Generation failed: index 65535 is out of bounds"],
+            }
+        ),
+        schema.EVENTS,
+    )
+    runs = [Run(name="a", generations=gen), Run(name="f", events=failed), Run(name="e")]
+    assert prepare.runs_with_generations(runs) == runs[:2]
+    assert prepare.generation_steps(runs) == [500, 1000]
+    assert prepare.failures_at(runs[1], 1000) == [
+        "generation failed at step 1000: index 65535 is out of bounds"
+    ]
+    assert prepare.failures_at(runs[1], 500) == []
+    assert prepare.generation_failures(runs[0]).is_empty()
+
+
+def test_generations_open_where_most_runs_sampled() -> None:
+    def sampled(name: str, steps: list[int]) -> Run:
+        gen = pl.DataFrame({"step": steps, "sample": [1] * len(steps)})
+        return Run(name=name, generations=schema.conform(gen, schema.GENERATIONS))
+
+    short = [sampled(f"s{i}", [500, 1000]) for i in range(3)]
+    runs = [*short, sampled("long", [500, 1000, 1500, 2000])]
+    assert prepare.default_generation_step(runs) == 1000
+    assert prepare.default_generation_step(runs[3:]) == 2000
+    assert prepare.default_generation_step([sampled("a", [500]), sampled("b", [1000])]) == 1000
+    assert prepare.default_generation_step([Run(name="e")]) is None

@@ -90,7 +90,7 @@ def test_every_sample_run_reads_back_equal_to_load_run(sample_store) -> None:
     store, sample_runs = sample_store
     runs = store.runs()
     dirs = sorted(p for p in sample_runs.iterdir() if p.is_dir())
-    assert runs.height == len(dirs) == 8
+    assert runs.height == len(dirs) == 11
     for d in dirs:
         rid = run_id_for(d.resolve())
         assert_same_run(store.load(rid), load_run(d.resolve()))
@@ -152,8 +152,9 @@ def test_scan_reads_only_the_columns_and_steps_asked_for(sample_store) -> None:
     assert df["run_id"].unique(maintain_order=True).to_list() == ids
     full = store.load(ids[1]).steps.filter(pl.col("step").is_between(100, 199))
     assert_frame_equal(df.filter(pl.col("run_id") == ids[1]).drop("run_id"), full.select("lm_loss"))
-    # Open-ended ranges, all runs, and tables without steps.
-    assert store.scan("steps", step_range=(2990, None)).collect().height == 8 * 10
+    # Open-ended ranges, all runs, and tables without steps: the textbook runs' last ten
+    # steps, and steps 2990-3699 of the 3 700-step realistic run.
+    assert store.scan("steps", step_range=(2990, None)).collect().height == 8 * 10 + 710
     with pytest.raises(ValueError, match="no step column"):
         store.scan("problems", ids, step_range=(0, 1))
     with pytest.raises(ValueError, match="no column"):
@@ -165,7 +166,7 @@ def test_scan_reads_only_the_columns_and_steps_asked_for(sample_store) -> None:
 def test_hparams_as_columns(sample_store) -> None:
     store, _ = sample_store
     hp = store.hparams()
-    assert hp.height == 8 and hp.columns[0] == "run_id"
+    assert hp.height == 11 and hp.columns[0] == "run_id"
     assert set(hp["lambda_max"].to_list()) >= {0.05, 0.0005}
 
 
@@ -183,7 +184,7 @@ def test_duckdb_query_equals_our_summary_for_every_run(sample_store) -> None:
         "SELECT run_id, lm_loss FROM steps "
         "WHERE isfinite(lm_loss) AND NOT coalesce(audit, false) ORDER BY run_id, step",
     )
-    assert got.height == 8
+    assert got.height == 11
     for d in sorted(p for p in sample_runs.iterdir() if p.is_dir()):
         s = run_summary(load_run(d))
         rid = run_id_for(d.resolve())
@@ -199,7 +200,7 @@ def test_duckdb_query_equals_our_summary_for_every_run(sample_store) -> None:
         store,
         "SELECT r.name, count(*) AS n FROM runs r JOIN layers l USING (run_id) GROUP BY r.name",
     )
-    assert joined.height == 8 and (joined["n"] > 0).all()
+    assert joined.height == 11 and (joined["n"] > 0).all()
     critical = runs_where(store, "health = 'critical'")
     assert critical.height == (store.runs()["health"] == "critical").sum() > 0
     assert "state" not in critical.columns
@@ -222,7 +223,7 @@ def test_engines_read_the_hive_layout_with_no_code_of_ours(sample_store) -> None
     n = duckdb.sql(
         f"SELECT count(DISTINCT run_id) FROM read_parquet('{glob}', hive_partitioning = true)"
     ).fetchall()
-    assert n == [(8,)]
+    assert n == [(11,)]
 
 
 # --- incremental ingest -------------------------------------------------------------------
@@ -231,7 +232,7 @@ def test_engines_read_the_hive_layout_with_no_code_of_ours(sample_store) -> None
 def test_reingest_with_nothing_changed_parses_nothing(sample_store) -> None:
     store, sample_runs = sample_store
     report = store.ingest([sample_runs], use_processes=False)
-    assert report.counts() == {"unchanged": 8}
+    assert report.counts() == {"unchanged": 11}
     assert report.parsed_bytes == 0
     assert all(r.reason is None for r in report.results)  # the size/mtime check sufficed
 
