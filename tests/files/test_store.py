@@ -598,3 +598,24 @@ def test_remove_forgets_a_run(tmp_path) -> None:
     assert store.remove(rid)
     assert store.runs().height == 0 and store_files(store.root) == set()
     assert not store.remove(rid)
+
+
+def test_the_store_marker_appears_whole(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A second writer creating the same store at the same moment must never read a
+    half-written marker ("unreadable store marker"): while the marker's bytes are being
+    written, the marker itself does not exist yet."""
+    from ponder_parse.files.store import layout
+
+    root = tmp_path / "s"
+    seen: list[bool] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        seen.append((root / layout.MARKER).exists())
+        real_fsync(fd)
+
+    monkeypatch.setattr(layout.os, "fsync", fsync)
+    layout.ensure_store(root)
+    assert seen and seen[0] is False
+    layout.check_store(root)
+    assert [p.name for p in root.iterdir()] == [layout.MARKER]

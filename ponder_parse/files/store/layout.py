@@ -85,11 +85,19 @@ def ensure_store(root: Path) -> None:
     if marker.exists():
         check_store(root)
         return
-    payload = json.dumps({"format": STORE_FORMAT}).encode()
-    with contextlib.suppress(FileExistsError):
-        fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(payload)
+    # Written whole under a private name, then renamed into place: a second writer
+    # creating the same store at the same moment reads either no marker or a complete one
+    # (both write the same bytes, so whichever rename lands last changes nothing).
+    tmp = root / f".{MARKER}.{secrets.token_hex(8)}"
+    try:
+        with tmp.open("wb") as fh:
+            fh.write(json.dumps({"format": STORE_FORMAT}).encode())
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, marker)
+    finally:
+        remove_quietly(tmp)
+    _fsync_dir(root)
 
 
 def check_store(root: Path) -> None:
