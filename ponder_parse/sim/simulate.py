@@ -803,22 +803,6 @@ def _step_values(cfg: SimConfig, row: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
-_STEP_ARGS = (
-    "step", "audit", "tot_loss", "lm_loss", "total_ponder", "ponder_raw", "reward", "lr",
-    "grad_norm", "lambda_p", "deadband_active", "ctrl_err", "p_near_clamp", "mtp_loss",
-    "aux_loss", "baton", "baton_lam", "pl_lm", "avg_exec", "avg_k", "avg_gap", "dt_ms",
-    "tok_per_sec",
-)  # fmt: skip
-
-
-def _step_line(cfg: SimConfig, *args: Any) -> str:
-    """A step line from positional values in print order, PL/LM given in percent as the
-    trainer holds it."""
-    row = dict(zip(_STEP_ARGS, args, strict=True))
-    row["pl_lm"] = row["pl_lm"] * 0.01
-    return writer.format_step_line(_step_values(cfg, row))
-
-
 _LAYER_ARGS = (
     "layer", "k_exec", "k", "s_final", "avg_exec_token", "p95_exec_token", "frac_ge2",
     "frac_ge3", "frac_ge4", "ent", "p_mean", "p_std", "d_rel", "h_diff", "p_diff",

@@ -369,3 +369,21 @@ def test_layer_trace_quality_and_lr_lines_parse_back(
     patterns = (fmt.LAYER, fmt.TRACE, fmt.LR_CHECK, fmt.QUALITY)
     for pattern, text in zip(patterns, lines[1:], strict=True):
         assert re.match(pattern, text), text
+
+
+@pytest.mark.parametrize(
+    ("delta_ce", "delta_h", "audit", "status", "confidence"),
+    [
+        (0.0423, -0.0312, False, "ECONOMIC WIN", True),  # helped and more confident
+        (0.0423, 0.01, False, "ECONOMIC WIN", False),
+        (-0.01, -0.01, False, "TAX ONLY", False),
+        (0.0423, -0.0312, True, "AUDIT-POS", False),  # never CONFIDENCE+ on an audit
+        (-0.0423, -0.0312, True, "AUDIT-NEG", False),
+    ],
+)
+def test_quality_status_as_the_trainer_decides_it(
+    delta_ce: float, delta_h: float, audit: bool, status: str, confidence: bool
+) -> None:
+    assert writer.quality_status(delta_ce, delta_h, audit) == (status, confidence)
+    line = writer.format_quality_line(delta_ce, delta_h, 0.000333, status, confidence)
+    assert line.endswith(f"[{status}]" + (" [CONFIDENCE+]" if confidence else ""))

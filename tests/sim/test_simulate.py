@@ -19,9 +19,6 @@ from ponder_parse.sim.simulate import (
     SAMPLE_BASELINE,
     SimConfig,
     SimResult,
-    _layer_line,
-    _quality_line,
-    _step_line,
     lr_at,
     run_name,
     sample_configs,
@@ -156,111 +153,6 @@ def test_invalid_configs_are_refused() -> None:
 
 
 # ------------------------------------------------------------------- exact trainer format
-
-
-def test_step_line_matches_the_documented_example() -> None:
-    doc = (
-        "STEP: 1500 [AUDIT] | TOT: 3.2145 | LM: 2.9800 | PONDER: 0.000123 (RAW: 0.000456, "
-        "RWD: 0.000333) | LR: 2.8000e-04 | GRAD: 0.8732 | λ_p: 1.20e-03[DB] | CTRL_ERR: +0.082"
-        " | P_NR: 3.2% | MTP: 3.1200 | AUX: 0.0021 | PL/LM: 0.04% | AVGS: exec=1.43, k=1.38, "
-        "gap=0.05 | dt:  420.00ms | tok/sec:    609.52"
-    )
-    line = _step_line(
-        SimConfig(),
-        1500,
-        True,
-        3.2145,
-        2.98,
-        0.000123,
-        0.000456,
-        0.000333,
-        2.8e-4,
-        0.8732,
-        1.2e-3,
-        True,
-        0.082,
-        0.032,
-        3.12,
-        0.0021,
-        0.0,
-        0.0,
-        0.04,
-        1.43,
-        1.38,
-        0.05,
-        420.0,
-        609.52,
-    )
-    assert line == doc
-    smol = _step_line(
-        SimConfig(variant="smollm"),
-        7,
-        False,
-        1,
-        1,
-        0,
-        0,
-        0,
-        1e-4,
-        1,
-        1e-4,
-        False,
-        -0.5,
-        0.0,
-        0,
-        0,
-        0.4123,
-        0.0311,
-        0,
-        1,
-        1,
-        0,
-        9.5,
-        123.0,
-    )
-    assert " | BATON: 0.412 (lam=0.031) | PL/LM:" in smol
-    assert "MTP" not in smol and "AUX" not in smol
-    assert smol.startswith("STEP: 7 | TOT: ")
-    assert smol.endswith(
-        "| CTRL_ERR: -0.500 | P_NR: 0.0% | BATON: 0.412 (lam=0.031) | "
-        "PL/LM: 0.00% | AVGS: exec=1.00, k=1.00, gap=0.00 | dt:    9.50ms"
-        " | tok/sec:    123.00"
-    )
-
-
-def test_layer_and_quality_lines_match_the_documented_examples() -> None:
-    layer = _layer_line(
-        0,
-        2,
-        1.38,
-        0.042,
-        1.41,
-        2.0,
-        0.412,
-        0.053,
-        0.001,
-        3.142,
-        0.82,
-        0.12,
-        0.043,
-        0.031,
-        -0.41,
-        0.031,
-        1.2e-3,
-    )
-    assert layer == (
-        " L0: k_exec=2, expected_k=1.38, s_fin=0.042 | tok: avg=1.41, p95=2.00 | tail: "
-        "≥2:41.20%, ≥3:5.30%, ≥4:0.10% | ent=3.1420 | p_mu=0.82, p_std=0.120, d_rel=0.043 | "
-        "Δh=0.031, Δp=-0.41 | ponder=0.031, λ_p=1.20e-03"
-    )
-    assert _quality_line(0.0423, -0.0312, 0.000333, False) == (
-        "  RECURRENCE QUALITY: ΔCE=0.042300 | ΔH=-0.0312 | COUPON: 0.000333 "
-        "[ECONOMIC WIN] [CONFIDENCE+]"
-    )
-    assert _quality_line(0.0423, 0.01, 0.000333, False).endswith("[ECONOMIC WIN]")
-    assert _quality_line(-0.01, -0.01, -0.000333, False).endswith("[TAX ONLY]")
-    assert _quality_line(0.0423, -0.0312, 0.000333, True).endswith(" [AUDIT-POS]")
-    assert _quality_line(-0.0423, -0.0312, 0.000333, True).endswith(" [AUDIT-NEG]")
 
 
 def test_every_line_kind_in_its_place(small: SimResult) -> None:
