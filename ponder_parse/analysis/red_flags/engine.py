@@ -342,11 +342,9 @@ Check = Callable[[Scope, S], Sequence[Finding]]
 
 
 @dataclass(frozen=True)
-class Rule(Generic[S]):
-    """One red flag: what it checks, where, what to do about it, and the check itself.
-
-    `metrics` are the catalog keys (`steps.grad_norm`) whose step line shows the evidence;
-    empty for rules about the log file rather than a logged number."""
+class RuleInfo:
+    """What every red flag says about itself, for the UI and the docs: its id, what it
+    checks, how bad a finding is, where it looks, what `value` holds, what to do."""
 
     name: str
     title: str
@@ -354,6 +352,15 @@ class Rule(Generic[S]):
     scope: str
     value: str
     action: str
+
+
+@dataclass(frozen=True)
+class Rule(RuleInfo, Generic[S]):
+    """One red flag over a run: its `RuleInfo`, settings and the check itself.
+
+    `metrics` are the catalog keys (`steps.grad_norm`) whose step line shows the evidence;
+    empty for rules about the log file rather than a logged number."""
+
     settings: S
     check: Check[S] = field(repr=False)
     metrics: tuple[str, ...] = ()
@@ -401,20 +408,13 @@ Measurer = Callable[[Scope, OutlierT], Measure | None]
 
 
 @dataclass(frozen=True)
-class SweepRule(Generic[OutlierT]):
+class SweepRule(RuleInfo, Generic[OutlierT]):
     """A red flag about a run relative to the other shown runs: `measure` reads one number
     per run, `check` compares it with the run's peers (see `Outlier`).
 
     `worse` says which side is trouble ("higher", "lower", or None for either); a run far
-    out on the other side is reported as info. The other fields mean what they mean on
-    `Rule`."""
+    out on the other side is reported as info; `metrics` as on `Rule`."""
 
-    name: str
-    title: str
-    severity: str
-    scope: str
-    value: str
-    action: str
     settings: OutlierT
     measure: Measurer[OutlierT] = field(repr=False)
     metrics: tuple[str, ...] = ()
