@@ -17,7 +17,7 @@ if ctx is not None:
         cols = st.columns(min(3, len(runs)))
         for i, run in enumerate(runs):
             with cols[i % len(cols)]:
-                st.markdown(f"**{run.name}**")
+                st.markdown(f"**{ui.plain(run.name)}**")
                 rows = prepare.samples_at(run, step)
                 if rows.is_empty():
                     st.caption(f"no sample at step {step}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import threading
 import zlib
 from collections.abc import Iterable, Sequence
@@ -40,6 +41,7 @@ from ponder_parse.run import Run, RunMeta
 
 logger = logging.getLogger(__name__)
 
+_GLOB_CHARS = re.compile(r"[*?\[\]{}]")
 MAX_LOG_BYTES = MAX_LOG_BYTES_CEILING  # the most any machine reads of one log (`limits`)
 
 
@@ -135,6 +137,9 @@ def _log_content(path: Path, limits: LogLimits | None = None) -> tuple[bytes | P
     if path.suffix.lower() == ".gz" or magic == b"\x1f\x8b":
         return _open_bytes(path, limits)
     check_plain_log(path, limits, path.name)
+    if _GLOB_CHARS.search(str(path)):
+        # Polars reads a path as a glob pattern: `run[1]` would match `run1`, not itself.
+        return path.read_bytes(), None
     return path, None
 
 

@@ -30,6 +30,7 @@ from app_helpers import (
     main_text,
     marks,
     new_app,
+    rendered,
     runs_table,
     sidebar_text,
     spec,
@@ -560,7 +561,7 @@ BROKEN = ("empty_log", "garbage", "half_stats", "truncated")
 
 def problems_of(at: AppTest, run: str) -> pl.DataFrame:
     """Home page: the table of problems in the expander of `run`."""
-    found = [e for e in at.main.expander if e.label.startswith(f"{run} — ")]
+    found = [e for e in at.main.expander if rendered(e.label).startswith(f"{run} — ")]
     assert found, f"no expander for {run}"
     return table_with(at, "reason", where=found[0])
 

@@ -400,3 +400,15 @@ def test_walk_cache_walks_again_only_when_something_changed(
     (sweep / "notes.txt").write_text("\n".join(small_log(5, 2)) + "\n")
     found, _ = expand_paths([sweep], cache)
     assert cache.walks == 3 and sweep in found
+
+
+@pytest.mark.parametrize("name", ["![x](x.png)", "run[1]", "a*b", "{a,b}", "q?"])
+def test_a_folder_named_like_a_glob_pattern_loads_its_own_log(tmp_path: Path, name: str) -> None:
+    d = tmp_path / name
+    d.mkdir()
+    (d / "log_kronecker_adaptive.txt").write_text("\n".join(small_log(20, 2)) + "\n")
+    decoy = tmp_path / "run1"  # what `run[1]` matches as a pattern
+    decoy.mkdir()
+    (decoy / "log_kronecker_adaptive.txt").write_text("\n".join(small_log(5, 2)) + "\n")
+    run = load_run(d)
+    assert run.name == name and run.n_steps == 20
