@@ -85,8 +85,9 @@ except OSError as exc:  # the server's temporary folder is full or gone
 paths = state.configured_paths()
 if not paths and not upload_dirs:
     paths = [str(state.SAMPLE_RUNS)]
+upload_root = st.session_state.get("_upload_dir")
 loaded = state.load_all(
-    paths, upload_dirs, live=live, upload_root=Path(st.session_state["_upload_dir"])
+    paths, upload_dirs, live=live, upload_root=Path(upload_root) if upload_root else None
 )
 loaded.messages.extend(upload_messages)
 names = [r.name for r in loaded.runs]

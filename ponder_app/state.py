@@ -268,7 +268,10 @@ def sweep_orphan_uploads(tmp: Path | None = None) -> list[Path]:
 
 
 def materialize(files: Sequence[Any]) -> tuple[list[Path], list[str]]:
-    """Uploaded files → run folders in this session's temporary folder, once per content."""
+    """Uploaded files → run folders in this session's temporary folder, once per content.
+    A session that never uploaded anything gets no folder."""
+    if not files and "_upload_token" not in st.session_state:
+        return [], []
     space = _upload_space()
     if not files:
         for old in list(space.entries):

@@ -129,6 +129,14 @@ class LineCounter:
         return self.lines
 
 
+def check_log_bytes(data: bytes, limits: LogLimits, what: str) -> None:
+    """Refuse a log already in memory that is too large to parse."""
+    if len(data) > limits.max_bytes:
+        raise limits.too_many_bytes(what)
+    if len(data) > limits.max_lines and LineCounter().feed(data) > limits.max_lines:
+        raise limits.too_many_lines(what)
+
+
 def check_plain_log(path: Path, limits: LogLimits, what: str) -> None:
     """Refuse a plain log too large for the caps before anything is parsed.
 

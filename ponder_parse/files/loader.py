@@ -31,6 +31,7 @@ from ponder_parse.files.limits import (
     InputTooLarge,
     LineCounter,
     LogLimits,
+    check_log_bytes,
     check_plain_log,
     log_limits,
 )
@@ -91,10 +92,7 @@ def _open_bytes(path: Path, limits: LogLimits | None = None) -> tuple[bytes, str
     limits = limits or log_limits()
     data = path.read_bytes()
     if not (path.suffix.lower() == ".gz" or data[:2] == b"\x1f\x8b"):
-        if len(data) > limits.max_bytes:
-            raise limits.too_many_bytes(path.name)
-        if LineCounter().feed(data) > limits.max_lines:
-            raise limits.too_many_lines(path.name)
+        check_log_bytes(data, limits, path.name)
         return data, None
     pieces: list[bytes] = []
     size = 0

@@ -480,7 +480,7 @@ def test_sweep_tag_edit_regroups_seeds(fresh: AppTest) -> None:
     fresh.run()
     fresh.button(key="sw_apply").click().run()
     assert_ok(fresh)
-    groups = [m.value for m in fresh.markdown if "baseline,seed=0" in str(m.value)]
+    groups = [rendered(m.value) for m in fresh.markdown if "baseline,seed=0" in rendered(m.value)]
     assert groups and "crash_at=2377,seed=2" in groups[0], groups
 
 

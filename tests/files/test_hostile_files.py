@@ -412,3 +412,13 @@ def test_a_folder_named_like_a_glob_pattern_loads_its_own_log(tmp_path: Path, na
     (decoy / "log_kronecker_adaptive.txt").write_text("\n".join(small_log(5, 2)) + "\n")
     run = load_run(d)
     assert run.name == name and run.n_steps == 20
+
+
+def test_the_store_refuses_a_log_past_the_caps(tmp_path: Path, small_caps: LogLimits) -> None:
+    from ponder_parse.files.store import open_store
+
+    d = tmp_path / "runs" / "blank"
+    d.mkdir(parents=True)
+    (d / "log_kronecker_adaptive.txt").write_bytes(b"\n" * 20_000)
+    r = open_store(tmp_path / "s", create=True).ingest_run(d)
+    assert r.action == "failed" and "more than 10,000 lines" in (r.reason or "")
