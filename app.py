@@ -2,6 +2,7 @@
 
 streamlit run app.py                       # the bundled sample sweep
 streamlit run app.py -- --runs SWEEP_DIR   # your runs (or PONDER_RUNS=a:b)
+streamlit run app.py -- --allow-root /data # the path box may also read below /data
 """
 
 from __future__ import annotations
@@ -22,11 +23,24 @@ page = st.navigation(registry.navigation_pages())
 
 
 def add_path() -> None:
+    """Add the typed path, if it lies inside the allowed roots (see `state.confine`).
+
+    A path outside them gets one message whether it exists or not; only inside them
+    does the app look at the path at all.
+    """
     raw = st.session_state.get("path_box", "").strip()
     if not raw:
         return
-    p = Path(raw).expanduser()
-    if not p.exists():
+    p = state.confine(raw)
+    if p is None:
+        st.session_state["path_error"] = f"{raw}: {state.OUTSIDE_ROOTS}"
+        return
+    try:
+        exists = p.exists()
+    except OSError as exc:
+        st.session_state["path_error"] = f"{raw}: cannot be read ({exc.strerror})"
+        return
+    if not exists:
         st.session_state["path_error"] = f"{raw}: no such file or folder"
         return
     paths = st.session_state.setdefault("extra_paths", [])
@@ -50,10 +64,10 @@ with st.sidebar:
             placeholder="/data/sweeps/target_k",
         )
         if err := st.session_state.get("path_error"):
-            st.error(err)
+            st.error(ui.plain(err))
         extra = st.session_state.get("extra_paths", [])
         if extra:
-            st.caption("Added paths: " + ", ".join(f"`{p}`" for p in extra))
+            st.caption("Added paths: " + ", ".join(ui.plain(p) for p in extra))
             if st.button("Clear added paths", key="clear_paths"):
                 st.session_state["extra_paths"] = []
                 st.rerun()
@@ -63,11 +77,18 @@ with st.sidebar:
         help="Re-read growing logs every few seconds (only the appended bytes are parsed).",
     )
 
-upload_dirs, upload_messages = state.materialize(uploads or [])
+try:
+    upload_dirs, upload_messages = state.materialize(uploads or [])
+except OSError as exc:  # the server's temporary folder is full or gone
+    logging.getLogger("ponder_app").exception("uploads could not be unpacked")
+    upload_dirs, upload_messages = [], [f"uploads could not be unpacked ({exc.strerror})"]
 paths = state.configured_paths()
 if not paths and not upload_dirs:
     paths = [str(state.SAMPLE_RUNS)]
-loaded = state.load_all(paths, upload_dirs, live=live)
+upload_root = st.session_state.get("_upload_dir")
+loaded = state.load_all(
+    paths, upload_dirs, live=live, upload_root=Path(upload_root) if upload_root else None
+)
 loaded.messages.extend(upload_messages)
 names = [r.name for r in loaded.runs]
 
@@ -102,9 +123,9 @@ with st.sidebar:
             icon=":material/warning:",
         ):
             for f in loaded.failures:
-                st.markdown(f"- `{f.path}`: {f.reason}")
+                st.markdown(f"- {ui.plain(f.path)}: {ui.plain(f.reason)}")
             for m in loaded.messages:
-                st.markdown(f"- {m}")
+                st.markdown(f"- {ui.plain(m)}")
 
 ctx = state.build_context(loaded, selected, baseline)
 state.set_context(ctx)
@@ -132,8 +153,9 @@ try:
         page.run()
 except Exception as exc:  # noqa: BLE001 - a page failing on odd input gets a message, not a traceback
     logging.getLogger("ponder_app").exception("page %s failed", page.title)
+    # The exception's text can hold server paths: it goes to the log, the page gets its kind.
     st.error(
-        f"This page could not be drawn for the selected runs ({type(exc).__name__}: {exc}). "
+        f"This page could not be drawn for the selected runs ({type(exc).__name__}). "
         "Try deselecting the run that causes it in the sidebar; the other pages still work.",
         icon=":material/error:",
     )

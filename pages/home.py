@@ -57,12 +57,12 @@ if ctx is not None:
     st.subheader("What each log said")
     for run in ctx.runs:
         meta = run.meta
-        label = f"{run.name} — {run.n_steps} steps, {run.problems.height} problem(s)"
+        label = f"{ui.plain(run.name)} — {run.n_steps} steps, {run.problems.height} problem(s)"
         with st.expander(label, expanded=False):
             c1, c2 = st.columns(2)
             with c1:
                 st.markdown(
-                    f"**Source:** `{run.source.name if run.source else '?'}` ({run.variant})"
+                    f"**Source:** {ui.plain(run.source.name) if run.source else '?'} ({run.variant})"
                 )
                 if meta.get("init"):
                     st.code(meta["init"], language=None)

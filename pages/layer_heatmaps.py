@@ -62,7 +62,7 @@ if ctx is not None:
         base = ctx.baseline
         diffs = prepare.layer_diffs(grids, base.name) if base is not None else {}
         if diffs and base is not None:
-            st.subheader(f"Difference from the baseline run ({base.name})")
+            st.subheader(f"Difference from the baseline run ({ui.plain(base.name)})")
             st.caption(
                 "Run minus baseline on the cells both have: red above the baseline, blue below."
             )

@@ -102,7 +102,7 @@ if ctx is not None:
             a, b = st.columns([5, 1])
             rule = flags.RULES.get(f["rule"])
             a.markdown(
-                f"{ICON.get(f['severity'], '')} **{f['run']}** — {rule.title if rule else f['rule']}  \n"
+                f"{ICON.get(f['severity'], '')} **{ui.plain(f['run'])}** — {rule.title if rule else f['rule']}  \n"
                 f"steps {f['first_step']}–{f['last_step']} ({f['n_steps']} steps) · evidence: {f['evidence']}  \n"
                 f"*Action:* {f['action']}"
             )

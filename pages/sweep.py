@@ -35,7 +35,11 @@ if ctx is not None:
         st.markdown(
             "**Seed groups** (runs that differ only in seed; grouped on the step line with *Group seeds*):"
         )
-        st.markdown("\n".join(f"- `{g}`: {', '.join(m)}" for g, m in multi.items()))
+        st.markdown(
+            "\n".join(
+                f"- {ui.plain(g)}: {', '.join(ui.plain(n) for n in m)}" for g, m in multi.items()
+            )
+        )
 
     st.subheader("Parallel coordinates")
     axes = st.multiselect("Axes", view.axes, default=view.default_axes, key="sw_axes")

@@ -2,10 +2,15 @@
 page needs to know (selected runs, baseline, colours, per-run analysis).
 
 This is the only module, besides the pages, that talks to Streamlit. Parsed runs are kept
-with `st.cache_resource`, keyed by the files' size and modification time (uploads: by
-content hash), so a rerun or a page switch costs nothing and a changed file is re-read.
-Runs are shared between sessions and treated as read-only; per-session edits (tags,
-phase overrides) live in session state and are applied on copies.
+with `st.cache_resource`, keyed by the files' size and modification time, so a rerun or a
+page switch costs nothing and a changed file is re-read; uploads have a cache of their
+own that forgets them an hour after last use. Runs are shared between sessions and treated
+as read-only; per-session edits (tags, phase overrides) live in session state and are
+applied on copies.
+
+What the sidebar's path box may read is confined to the allowed roots (`allowed_roots`):
+the paths the app was started with and any `--allow-root`; a server serving a lab must not
+hand out every file it can read.
 """
 
 from __future__ import annotations
@@ -15,10 +20,13 @@ import dataclasses
 import hashlib
 import logging
 import os
+import re
 import shutil
 import sys
 import tempfile
 import threading
+import uuid
+import weakref
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -37,6 +45,7 @@ from ponder_parse.files import uploads as archives
 from ponder_parse.files.loader import (
     LoadFailure,
     RunLoadError,
+    WalkCache,
     expand_paths,
     load_run,
     load_workers,
@@ -49,29 +58,85 @@ logger = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_RUNS = ROOT / "sample_runs"
 CTX_KEY = "_ponder_ctx"
+UPLOAD_PREFIX = "ponder-uploads-"
+OUTSIDE_ROOTS = (
+    "not inside the folders this app may read: it reads only below the paths it was "
+    "started with (--runs, PONDER_RUNS) and --allow-root folders"
+)
 
 
 # --- where runs come from -------------------------------------------------------------
 
 
-def cli_paths(argv: Sequence[str] | None = None) -> list[str]:
-    """`streamlit run app.py -- --runs A B` → [A, B]."""
+def _cli_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(add_help=False)
     parser.add_argument("--runs", nargs="*", default=[])
+    parser.add_argument("--allow-root", action="append", default=[])
     args, _ = parser.parse_known_args(list(sys.argv[1:] if argv is None else argv))
-    return [p for p in args.runs if p]
+    return args
+
+
+def cli_paths(argv: Sequence[str] | None = None) -> list[str]:
+    """`streamlit run app.py -- --runs A B` → [A, B]."""
+    return [p for p in _cli_args(argv).runs if p]
+
+
+def cli_allow_roots(argv: Sequence[str] | None = None) -> list[str]:
+    """`streamlit run app.py -- --allow-root A --allow-root B` → [A, B]."""
+    return [p for p in _cli_args(argv).allow_root if p]
+
+
+def _env_list(name: str) -> list[str]:
+    raw = os.environ.get(name, "")
+    return [p for p in raw.split(os.pathsep) if p.strip()]
 
 
 def env_paths() -> list[str]:
     """`PONDER_RUNS=a:b` (separated like PATH)."""
-    raw = os.environ.get("PONDER_RUNS", "")
-    return [p for p in raw.split(os.pathsep) if p.strip()]
+    return _env_list("PONDER_RUNS")
+
+
+def env_allow_roots() -> list[str]:
+    """`PONDER_ALLOW_ROOTS=a:b` (separated like PATH)."""
+    return _env_list("PONDER_ALLOW_ROOTS")
+
+
+def _real(raw: str | Path) -> Path | None:
+    """The path with `~`, `..` and every symlink resolved, or None if it cannot be."""
+    try:
+        return Path(raw).expanduser().resolve()
+    except (OSError, RuntimeError, ValueError):
+        return None
+
+
+def allowed_roots() -> list[Path]:
+    """Where the path box may read: the paths the app was started with (`--runs`,
+    `PONDER_RUNS`) and the `--allow-root` / `PONDER_ALLOW_ROOTS` folders; the bundled
+    sample sweep when no runs were given. Resolved, so a link cannot lead out."""
+    started = [*cli_paths(), *env_paths()]
+    given = [*started, *cli_allow_roots(), *env_allow_roots()]
+    if not started:
+        given.append(str(SAMPLE_RUNS))
+    roots = [_real(p) for p in given]
+    return list(dict.fromkeys(r for r in roots if r is not None))
+
+
+def confine(raw: str) -> Path | None:
+    """The typed path, resolved, if it lies inside an allowed root; else None. Nothing
+    about the path is looked up before that is decided, so a refusal says nothing about
+    whether it exists."""
+    real = _real(raw.strip())
+    if real is None:
+        return None
+    if any(real == root or real.is_relative_to(root) for root in allowed_roots()):
+        return real
+    return None
 
 
 def configured_paths() -> list[str]:
-    """Paths from the command line, the environment and the sidebar; the sample sweep
-    when none are given (and no uploads either)."""
-    extra = st.session_state.get("extra_paths", [])
+    """Paths from the command line, the environment and the sidebar (each still inside
+    the allowed roots); the sample sweep when none are given (and no uploads either)."""
+    extra = [p for p in st.session_state.get("extra_paths", []) if confine(p) is not None]
     return [*cli_paths(), *env_paths(), *extra]
 
 
@@ -96,6 +161,20 @@ def _load_cached(path: str, stamp: tuple[Any, ...]) -> Run:
     return load_run(path)
 
 
+# Uploads are one session's: kept an hour after last use, and never more than a few
+# dozen, so runs nobody looks at any more do not hold the server's memory.
+@st.cache_resource(show_spinner=False, max_entries=48, ttl=3600)
+def _load_upload_cached(path: str, stamp: tuple[Any, ...]) -> Run:
+    return load_run(path)
+
+
+@st.cache_resource(show_spinner=False)
+def _walks() -> WalkCache:
+    """Typed folders and `--runs` trees, walked again only when a folder changed: a large
+    tree costs seconds to walk, and every interaction reruns the script."""
+    return WalkCache()
+
+
 @st.cache_resource(show_spinner=False, max_entries=200)
 def _live_reader(path: str) -> LiveLog:
     return LiveLog(path)
@@ -111,64 +190,170 @@ class Loaded:
     keys: dict[str, str] = field(default_factory=dict)
 
 
-def _upload_dir() -> Path:
-    d = st.session_state.get("_upload_dir")
-    if d is None or not Path(d).exists():
-        d = tempfile.mkdtemp(prefix="ponder-uploads-")
-        st.session_state["_upload_dir"] = d
-    return Path(d)
+class UploadSpace:
+    """One session's upload folder and what has been unpacked into it.
+
+    The folder goes when the session ends (the session-scoped cache that holds this
+    releases it), when the object is collected, and at interpreter exit (`weakref.finalize`
+    runs then); `sweep_orphan_uploads` removes what a killed server left behind. The
+    owning process id is part of the folder's name for that sweep.
+    """
+
+    def __init__(self) -> None:
+        self.path = Path(tempfile.mkdtemp(prefix=f"{UPLOAD_PREFIX}{os.getpid()}-"))
+        # upload content key → (run folders, messages)
+        self.entries: dict[str, tuple[list[str], list[str]]] = {}
+        self._remove = weakref.finalize(self, shutil.rmtree, str(self.path), ignore_errors=True)
+
+    def close(self) -> None:
+        self._remove()
+
+    @property
+    def closed(self) -> bool:
+        return not self._remove.alive
+
+
+@st.cache_resource(show_spinner=False, scope="session", on_release=UploadSpace.close)
+def _session_uploads(token: str) -> UploadSpace:
+    """This session's `UploadSpace`; Streamlit releases it when the session disconnects
+    (the documented session-end hook: a session-scoped resource's `on_release`).
+
+    `token` lives in session state: a session whose state was reset (or a test harness
+    that reuses one session id) gets a space of its own.
+    """
+    sweep_orphan_uploads()
+    return UploadSpace()
+
+
+def _upload_space() -> UploadSpace:
+    token = st.session_state.setdefault("_upload_token", uuid.uuid4().hex)
+    space = _session_uploads(token)
+    if space.closed or not space.path.exists():  # removed under us: start afresh
+        _session_uploads.clear(token)
+        space = _session_uploads(token)
+    st.session_state["_upload_dir"] = str(space.path)
+    return space
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
+
+
+def sweep_orphan_uploads(tmp: Path | None = None) -> list[Path]:
+    """Remove upload folders whose server process is gone (killed before it could clean
+    up); returns what was removed. Folders of live processes, this one included, stay."""
+    base = Path(tmp or tempfile.gettempdir())
+    removed = []
+    try:
+        candidates = list(base.glob(f"{UPLOAD_PREFIX}*-*"))
+    except OSError:
+        return []
+    for d in candidates:
+        pid_text = d.name[len(UPLOAD_PREFIX) :].split("-", 1)[0]
+        if not pid_text.isdigit() or int(pid_text) == os.getpid() or _pid_alive(int(pid_text)):
+            continue
+        try:
+            if d.is_dir() and not d.is_symlink():
+                shutil.rmtree(d, ignore_errors=True)
+                removed.append(d)
+        except OSError:
+            continue
+    return removed
 
 
 def materialize(files: Sequence[Any]) -> tuple[list[Path], list[str]]:
-    """Uploaded files → run folders in this session's temporary folder, once per content."""
+    """Uploaded files → run folders in this session's temporary folder, once per content.
+    A session that never uploaded anything gets no folder."""
+    if not files and "_upload_token" not in st.session_state:
+        return [], []
+    space = _upload_space()
     if not files:
-        cache = st.session_state.get("_uploads", {})
-        for old in list(cache):
-            shutil.rmtree(_upload_dir() / old, ignore_errors=True)
-        cache.clear()
+        for old in list(space.entries):
+            shutil.rmtree(space.path / old, ignore_errors=True)
+        space.entries.clear()
         return [], []
     blobs = [(f.name, f.getvalue()) for f in files]
     digest = hashlib.sha256()
     for name, data in blobs:
         digest.update(name.encode() + b"\0" + hashlib.sha256(data).digest())
     key = digest.hexdigest()[:16]
-    cache = st.session_state.setdefault("_uploads", {})
-    if key not in cache:
-        dest = _upload_dir() / key
+    if key not in space.entries:
+        dest = space.path / key
         if dest.exists():
             shutil.rmtree(dest)
         dest.mkdir(parents=True)
         result = archives.materialize_uploads(blobs, dest)
         # Only the current set of uploads is kept, on disk too.
-        for old in list(cache):
-            shutil.rmtree(_upload_dir() / old, ignore_errors=True)
-        cache.clear()
-        cache[key] = ([str(p) for p in result.run_dirs], list(result.messages))
-    dirs, messages = cache[key]
+        for old in list(space.entries):
+            shutil.rmtree(space.path / old, ignore_errors=True)
+        space.entries.clear()
+        space.entries[key] = ([str(p) for p in result.run_dirs], list(result.messages))
+    dirs, messages = space.entries[key]
     return [Path(p) for p in dirs], list(messages)
 
 
-def _load_one(p: Path, live: bool) -> tuple[Run, str]:
+def shown_path(p: Path, upload_root: Path | None) -> Path:
+    """A path as the user knows it: an upload's relative to the session's upload folder
+    (`archive/run1`, never the server's temporary folder)."""
+    if upload_root is not None:
+        try:
+            rel = p.relative_to(upload_root)
+        except ValueError:
+            return p
+        # The first part is the upload's content key, not something the user named.
+        return Path(*rel.parts[1:]) if len(rel.parts) > 1 else Path(p.name)
+    return p
+
+
+def _scrub(text: str, root: Path | None) -> str:
+    """Server paths out of a message: the upload folder's path (and the content key
+    folder under it) are dropped."""
+    if root is None:
+        return text
+    for prefix in (str(root.resolve()), str(root)):
+        text = re.sub(re.escape(prefix) + r"/[0-9a-f]{16}/?", "", text)
+        text = text.replace(prefix + "/", "").replace(prefix, "")
+    return text
+
+
+def _load_one(p: Path, live: bool, upload: bool = False) -> tuple[Run, str]:
     """A run and the key its analyses are cached under: what identifies its content
     (the files' stamp, or how far a followed log has been read)."""
-    if live and not str(p).endswith(".gz"):
+    if live and not upload and not str(p).endswith(".gz"):
         reader = _live_reader(str(p))
         reader.poll()
         return reader.run(), f"{p}|live|{reader.offset}"
-    stamp = _stamp(p)
-    return _load_cached(str(p), stamp), f"{p}|{hash(stamp)}"
+    try:
+        stamp = _stamp(p)
+    except OSError as exc:
+        raise RunLoadError(f"{p}: cannot be read", f"cannot be read ({exc.strerror})") from exc
+    loader = _load_upload_cached if upload else _load_cached
+    return loader(str(p), stamp), f"{p}|{hash(stamp)}"
 
 
-def load_all(paths: Sequence[str], upload_dirs: Sequence[Path] = (), live: bool = False) -> Loaded:
-    """Every run the paths and uploads stand for; failures listed, never raised.
+def load_all(
+    paths: Sequence[str],
+    upload_dirs: Sequence[Path] = (),
+    live: bool = False,
+    upload_root: Path | None = None,
+) -> Loaded:
+    """Every run the paths and uploads stand for; failures listed, never raised, and
+    named as the user knows them (uploads relative to `upload_root`).
 
     Runs are read side by side (see `load_workers`); the progress bar and the results
     stay in the script's thread and in the order the runs were given.
     """
     out = Loaded()
-    run_paths, failures = expand_paths(paths)
+    run_paths, failures = expand_paths(paths, _walks())
     out.failures.extend(failures)
     targets = [*run_paths, *upload_dirs]
+    n_paths = len(run_paths)
     progress = st.progress(0.0, text="Reading runs…") if len(targets) > 3 else None
     ctx = get_script_run_ctx()
 
@@ -178,15 +363,18 @@ def load_all(paths: Sequence[str], upload_dirs: Sequence[Path] = (), live: bool 
 
     outcomes: dict[int, tuple[Run, str] | LoadFailure] = {}
     with ThreadPoolExecutor(max_workers=load_workers(len(targets)), initializer=attach) as pool:
-        futures = {pool.submit(_load_one, p, live): i for i, p in enumerate(targets)}
+        futures = {pool.submit(_load_one, p, live, i >= n_paths): i for i, p in enumerate(targets)}
         for n, fut in enumerate(as_completed(futures), start=1):
             i = futures[fut]
+            root = upload_root if i >= n_paths else None
+            where = shown_path(targets[i], root)
             try:
                 outcomes[i] = fut.result()
             except RunLoadError as exc:
-                outcomes[i] = LoadFailure(targets[i], str(exc))
+                outcomes[i] = LoadFailure(where, _scrub(exc.reason, root))
             except Exception as exc:  # noqa: BLE001 - a broken run never hides the others
-                outcomes[i] = LoadFailure(targets[i], f"could not be read: {exc!r}")
+                logger.exception("loading %s failed", targets[i])
+                outcomes[i] = LoadFailure(where, f"could not be read ({type(exc).__name__})")
             if progress is not None:
                 progress.progress(n / len(targets), text=f"Reading runs… {n}/{len(targets)}")
     keys: list[str] = []

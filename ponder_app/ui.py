@@ -17,6 +17,20 @@ import streamlit as st
 from ponder_app import charts, registry
 from ponder_app.state import Context, context
 
+# Everything Streamlit's Markdown (and its LaTeX and directive extensions) gives a meaning
+# to, including what starts a block (`#`, `-`, `+`, `1.`, `>`, `|`).
+_MARKDOWN_SPECIALS = re.compile(r"([\\`*_\[\](){}#+\-.!$<>|~])")
+
+
+def plain(text: object) -> str:
+    """`text` escaped so Markdown shows it as typed: for every name a file or a user
+    supplies (runs, folders, uploads, archive members) that meets `st.markdown`, a widget
+    label, a caption or a message. Unescaped, `![](http://host/x.png)` in a folder name
+    makes the browser fetch an image and `$x$` renders as math. Line breaks become spaces,
+    so a name cannot start a block of its own."""
+    one_line = " ".join(str(text).splitlines())
+    return _MARKDOWN_SPECIALS.sub(r"\\\1", one_line)
+
 
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._=-]+", "_", text).strip("_")[:80] or "chart"
@@ -154,7 +168,8 @@ def show_errors(ctx: Context) -> None:
     """Per-run analysis failures, said plainly at the end of the page."""
     for name, message in ctx.errors.items():
         st.warning(
-            f"**{name}**: {message}. The other runs are unaffected.", icon=":material/warning:"
+            f"**{plain(name)}**: {plain(message)}. The other runs are unaffected.",
+            icon=":material/warning:",
         )
 
 

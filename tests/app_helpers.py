@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import shutil
 import tarfile
 import zipfile
@@ -179,10 +180,21 @@ def runs_table(at: AppTest) -> pl.DataFrame:
     return table_with(at, "health")
 
 
+_ESCAPED = re.compile(r"\\([!-/:-@\[-`{-~])")
+
+
+def rendered(markdown: str) -> str:
+    """Markdown source as the reader sees it: backslash escapes of punctuation (how the
+    app shows file-supplied names as typed) resolved, as CommonMark renders them."""
+    return _ESCAPED.sub(r"\1", markdown)
+
+
 def texts(node: Any) -> list[str]:
-    """Every markdown / caption / text / code / alert string under `node`."""
+    """Every markdown / caption / text / code / alert string under `node`, as shown."""
     out = []
-    for kind in ("markdown", "caption", "text", "code", "error", "warning", "info", "success"):
+    for kind in ("markdown", "caption", "error", "warning", "info", "success"):
+        out += [rendered(str(e.value)) for e in getattr(node, kind)]
+    for kind in ("text", "code"):  # shown verbatim
         out += [str(e.value) for e in getattr(node, kind)]
     return out
 
@@ -190,7 +202,7 @@ def texts(node: Any) -> list[str]:
 def sidebar_text(at: AppTest) -> str:
     parts = texts(at.sidebar)
     for exp in at.sidebar.expander:
-        parts.append(exp.label)
+        parts.append(rendered(exp.label))
     return "\n".join(parts)
 
 

@@ -12,6 +12,7 @@ import io
 import re
 import zlib
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
@@ -98,22 +99,44 @@ def _natural_key(path: Path) -> tuple[tuple[int, str, int], ...]:
     return tuple(out)
 
 
-def find_run_dirs(root: Path, max_depth: int = FIND_MAX_DEPTH) -> list[Path]:
+@dataclass
+class Walk:
+    """What a search for run folders looked at, so a caller can tell later, with a `stat`
+    each, whether searching again could find anything else: the folders it listed (a new
+    entry changes a folder's mtime) and the `.txt` files it read and found not to be logs
+    yet (a run that has just started writes its first step line later). Folders it could
+    not read are in `errors`, with the reason."""
+
+    folders: list[Path] = field(default_factory=list)
+    sniffed: list[Path] = field(default_factory=list)
+    errors: list[tuple[Path, str]] = field(default_factory=list)
+
+    def deny(self, folder: Path, exc: OSError) -> None:
+        if all(folder != f for f, _ in self.errors):
+            self.errors.append((folder, f"cannot be read ({exc.strerror or type(exc).__name__})"))
+
+
+def find_run_dirs(
+    root: Path, max_depth: int = FIND_MAX_DEPTH, walk: Walk | None = None
+) -> list[Path]:
     """Run folders under `root`: a folder holding a log is a run (its subfolders are not
     searched further); a folder of run folders expands to each of them.
 
     Searches `max_depth` levels below `root`, skips `__MACOSX` and dotfiles, visits each
     real folder once (symlinked folders are followed, cycles are not), and returns the
     runs in natural order (`seed2` before `seed10`). A log file given as `root` stands for
-    its folder.
+    its folder. A folder that cannot be listed, or whose entries cannot be looked at, is
+    passed over; given a `walk`, it is recorded there (with what else was looked at).
     """
     root = Path(root)
+    walk = walk if walk is not None else Walk()
     try:
         if root.is_file():
             return [root.parent] if is_log_file(root) else []
         if not root.is_dir():
             return []
-    except OSError:
+    except OSError as exc:
+        walk.deny(root, exc)
         return []
     found: list[Path] = []
     seen: set[Path] = set()
@@ -125,20 +148,26 @@ def find_run_dirs(root: Path, max_depth: int = FIND_MAX_DEPTH) -> list[Path]:
                 return
             seen.add(real)
             entries = [e for e in folder.iterdir() if not ignored_name(e.name)]
-        except OSError:
+        except OSError as exc:
+            walk.deny(folder, exc)
             return
-        if any(is_log_file(e) for e in entries):
-            found.append(folder)
-            return
-        if depth >= max_depth:
-            return
+        walk.folders.append(folder)
+        dirs: list[Path] = []
+        files: list[Path] = []
         for entry in entries:
             try:
-                is_dir = entry.is_dir()
-            except OSError:
-                continue
-            if is_dir:
-                visit(entry, depth + 1)
+                (dirs if entry.is_dir() else files).append(entry)
+            except OSError as exc:  # listed but not enterable: its entries cannot be looked at
+                walk.deny(folder, exc)
+        if any(is_log_file(e) for e in files):
+            found.append(folder)
+            return
+        walk.sniffed.extend(e for e in files if e.name.lower().endswith((".txt", ".txt.gz")))
+        if depth >= max_depth:
+            return
+        for entry in dirs:
+            visit(entry, depth + 1)
 
     visit(root, 0)
+    walk.errors.sort(key=lambda e: _natural_key(e[0]))
     return sorted(found, key=_natural_key)

@@ -31,6 +31,8 @@ from typing import Any, NamedTuple
 import polars as pl
 import yaml
 
+from ponder_parse.files.limits import InputTooLarge, NotARegularFile, read_regular_file
+
 CONFIG_FILE_NAMES: tuple[str, ...] = (
     "config.json",
     "config.yaml",
@@ -247,14 +249,15 @@ def read_config(path: Path) -> tuple[dict[str, Any], str | None]:
     """One config file as normalized values, or an empty dict and the reason it was unusable."""
     label = path.name
     try:
-        size = path.stat().st_size
-        if size > MAX_CONFIG_BYTES:
-            return {}, f"{label}: ignored, larger than {MAX_CONFIG_BYTES // 1024} KiB"
-        text = path.read_bytes().decode("utf-8-sig")
+        text = read_regular_file(path, MAX_CONFIG_BYTES).decode("utf-8-sig")
+    except InputTooLarge:
+        return {}, f"{label}: ignored, larger than {MAX_CONFIG_BYTES // 1024} KiB"
+    except NotARegularFile:
+        return {}, f"{label}: ignored, not a regular file (a FIFO, device or folder)"
     except UnicodeDecodeError:
         return {}, f"{label}: ignored, not UTF-8 text"
     except OSError as exc:
-        return {}, f"{label}: could not be read ({exc.strerror or exc})"
+        return {}, f"{label}: could not be read ({exc.strerror or type(exc).__name__})"
     try:
         if path.suffix.lower() == ".json":
             data = json.loads(text) if text.strip() else None
@@ -414,9 +417,11 @@ def _log_values(meta: Mapping[str, Any], variant: str | None) -> dict[str, Any]:
 
 
 def _config_files(run_dir: Path) -> list[Path]:
-    """Config files present, in precedence order, matched case-insensitively."""
+    """Config files present, in precedence order, matched case-insensitively. Anything
+    under a config file's name that is not a folder counts: a FIFO or a device there is
+    reported by `read_config`, not passed over."""
     try:
-        present = {p.name.lower(): p for p in run_dir.iterdir() if p.is_file()}
+        present = {p.name.lower(): p for p in run_dir.iterdir() if not p.is_dir()}
     except OSError:
         return []
     return [present[n] for n in CONFIG_FILE_NAMES if n in present]

@@ -9,28 +9,54 @@ hides the others.
 
 from __future__ import annotations
 
+import logging
 import os
+import re
+import threading
 import zlib
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
 from ponder_parse import schema
-from ponder_parse.files.discovery import LOG_SUFFIXES, find_run_dirs, is_log_file
+from ponder_parse.files.discovery import LOG_SUFFIXES, Walk, find_run_dirs, is_log_file
 from ponder_parse.files.hparams import CONFIG_FILE_NAMES, hparams_for
+from ponder_parse.files.limits import (
+    CHUNK,
+    MAX_LOG_BYTES_CEILING,
+    InputTooLarge,
+    LineCounter,
+    LogLimits,
+    check_log_bytes,
+    check_plain_log,
+    log_limits,
+)
 from ponder_parse.parse import scan as logparse
 from ponder_parse.parse.meta import derive_meta, detect_variant
-from ponder_parse.parse.snapshot import read_snapshot, snapshot_layers
+from ponder_parse.parse.snapshot import checked_snapshot_layers, read_snapshot
 from ponder_parse.run import Run, RunMeta
 
-MAX_LOG_BYTES = 4 * 2**30  # decompressed; a 10 000-step log is about 6 MB
+logger = logging.getLogger(__name__)
+
+_GLOB_CHARS = re.compile(r"[*?\[\]{}]")
+MAX_LOG_BYTES = MAX_LOG_BYTES_CEILING  # the most any machine reads of one log (`limits`)
 
 
 class RunLoadError(Exception):
-    """A path that cannot be read as a run at all (missing, or no log inside)."""
+    """A path that cannot be read as a run at all (missing, unreadable, no log inside, or
+    too large for this machine).
+
+    The message names the path as the caller gave it; `reason` says the same without the
+    path, for lists that show the path beside it.
+    """
+
+    def __init__(self, message: str, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason or message
 
 
 @dataclass(frozen=True)
@@ -54,35 +80,64 @@ def _has_log_suffix(path: Path) -> bool:
     return path.name.lower().endswith(LOG_SUFFIXES)
 
 
-def open_bytes(path: Path, limit: int = MAX_LOG_BYTES) -> tuple[bytes, str | None]:
-    """File content, gunzipped when needed.
+def open_bytes(path: Path, limits: LogLimits | None = None) -> tuple[bytes, str | None]:
+    """File content, gunzipped when needed, refused when it is larger than `limits`.
 
-    Decompression stops at `limit` bytes (a compressed upload must not be able to fill
-    memory), and a gzip stream that ends early (a log still being compressed, a cut
-    download) yields what is there; both come with a note.
+    Decompression runs a megabyte at a time and counts lines as it goes, so a gzip bomb
+    (a few kilobytes of newlines) is refused after reading no more than the caps allow,
+    before the parser allocates anything. A gzip stream that ends early or is damaged
+    part-way (a log still being compressed, a cut download) yields what is there, with a
+    note; concatenated gzip members (`cat a.gz b.gz`) are read one after the other.
     """
+    limits = limits or log_limits()
     data = path.read_bytes()
     if not (path.suffix.lower() == ".gz" or data[:2] == b"\x1f\x8b"):
+        check_log_bytes(data, limits, path.name)
         return data, None
+    pieces: list[bytes] = []
+    size = 0
+    counter = LineCounter()
     d = zlib.decompressobj(wbits=47)
-    try:
-        out = d.decompress(data, limit)
-    except zlib.error as exc:
-        return b"", f"not a readable gzip file ({exc})"
-    if d.unconsumed_tail:
-        return out, f"decompressed log is larger than {limit // 2**20} MiB: only the start was read"
-    if not d.eof:
-        return out, "compressed log ends early: showing what could be decompressed"
-    return out, None
+    pending = data
+    while True:
+        try:
+            piece = d.decompress(pending, CHUNK)
+        except zlib.error as exc:
+            if not pieces:
+                return b"", f"not a readable gzip file ({exc})"
+            return b"".join(
+                pieces
+            ), "compressed log is damaged part-way: showing what could be decompressed"
+        pending = d.unconsumed_tail
+        if piece:
+            size += len(piece)
+            if size > limits.max_bytes:
+                raise limits.too_many_bytes(path.name)
+            if counter.feed(piece) > limits.max_lines:
+                raise limits.too_many_lines(path.name)
+            pieces.append(piece)
+        if d.eof:
+            rest = d.unused_data
+            if rest[:2] != b"\x1f\x8b":
+                return b"".join(pieces), None
+            d, pending = zlib.decompressobj(wbits=47), rest
+        elif not pending and not piece:
+            return b"".join(pieces), "compressed log ends early: showing what could be decompressed"
 
 
-def _log_content(path: Path) -> tuple[bytes | Path, str | None]:
+def _log_content(path: Path, limits: LogLimits | None = None) -> tuple[bytes | Path, str | None]:
     """A compressed log's bytes, or a plain log's path (read by Polars directly, so the
-    file's content is not held twice in memory)."""
+    file's content is not held twice in memory). Either is refused (`InputTooLarge`)
+    when it holds more than the machine's caps allow."""
+    limits = limits or log_limits()
     with path.open("rb") as fh:
         magic = fh.read(2)
     if path.suffix.lower() == ".gz" or magic == b"\x1f\x8b":
-        return open_bytes(path)
+        return open_bytes(path, limits)
+    check_plain_log(path, limits, path.name)
+    if _GLOB_CHARS.search(str(path)):
+        # Polars reads a path as a glob pattern: `run[1]` would match `run1`, not itself.
+        return path.read_bytes(), None
     return path, None
 
 
@@ -139,11 +194,8 @@ def build_run(
     """Parsed tables → `Run`: adds stats.json, file-level problems, variant and metadata."""
     where = source.name if source else name
     problems = [tables["problems"]]
-    snapshot = None
-    if stats_path is not None and stats_path.exists():
-        snapshot, why = read_snapshot(stats_path)
-        if why:
-            problems.append(_file_problem("stats.json", why))
+    snapshot, snap_layers, snap_notes = _snapshot(stats_path)
+    problems += [_file_problem("stats.json", why) for why in snap_notes]
     notes = list(extra_problems)
     if facts.get("invalid_utf8"):
         notes.append("invalid UTF-8 bytes in the log: shown as \ufffd")
@@ -154,18 +206,55 @@ def build_run(
             else "the log is empty (training not started yet?)"
         )
     problems += [_file_problem(where, why) for why in notes]
+    try:
+        meta = derive_meta(tables, facts, snap_layers)
+    except Exception as exc:  # noqa: BLE001 - the snapshot is optional; the log is not
+        if snapshot is None:
+            raise
+        logger.warning("run %s: stats.json set aside: %r", name, exc)
+        problems.append(_file_problem("stats.json", f"ignored: {_short(exc)}"))
+        snapshot, snap_layers = None, checked_snapshot_layers(None)[0]
+        meta = derive_meta(tables, facts, snap_layers)
     tables = dict(tables, problems=pl.concat(problems, how="vertical_relaxed"))
-    snap_layers = snapshot_layers(snapshot)
     return Run(
         name=name,
         source=source,
         variant=detect_variant(where if source else "", tables),
         snapshot=snapshot,
         snapshot_layers=snap_layers,
-        meta=derive_meta(tables, facts, snap_layers),
+        meta=meta,
         hparams={},  # filled by `attach_hparams` once the run's folder is known
         **tables,
     )
+
+
+def _snapshot(
+    stats_path: Path | None,
+) -> tuple[dict[str, Any] | None, pl.DataFrame, list[str]]:
+    """stats.json as the snapshot, its layer table and notes. Whatever is wrong with the
+    file (not JSON, nested too deeply, values no column holds, not a regular file, or
+    something unforeseen) is a note: the run's log loads without it."""
+    empty = checked_snapshot_layers(None)[0]
+    try:
+        if stats_path is None or not (stats_path.exists() or stats_path.is_symlink()):
+            return None, empty, []
+        snapshot, why = read_snapshot(stats_path)
+        if why:
+            return None, empty, [why]
+        layers, notes = checked_snapshot_layers(snapshot)
+        return snapshot, layers, notes
+    except Exception as exc:  # noqa: BLE001
+        logger.warning("stats.json set aside: %r", exc)
+        return None, empty, [f"stats.json ignored: {_short(exc)}"]
+
+
+def _short(exc: BaseException) -> str:
+    """An exception as one line without server paths: an OSError by its reason, anything
+    else by its type and first line."""
+    if isinstance(exc, OSError):
+        return exc.strerror or type(exc).__name__
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0][:200]}" if text else type(exc).__name__
 
 
 def _file_problem(text: str, reason: str) -> pl.DataFrame:
@@ -174,37 +263,58 @@ def _file_problem(text: str, reason: str) -> pl.DataFrame:
     )
 
 
+def _fail(path: Path, reason: str) -> RunLoadError:
+    return RunLoadError(f"{path}: {reason}", reason)
+
+
 def load_run(path: str | Path) -> Run:
-    """Load one run: a run folder, or a single log file (`.txt`/`.log`, also `.gz`)."""
+    """Load one run: a run folder, or a single log file (`.txt`/`.log`, also `.gz`).
+
+    Raises only `RunLoadError`, whatever the filesystem says (a folder it may list but
+    not enter, a log it may not read); its reason names files relative to `path`.
+    """
     path = Path(path)
-    if not path.exists():
-        raise RunLoadError(f"{path}: no such file or folder")
     stats: Path | None
-    if path.is_dir():
-        log = find_log(path)
-        if log is None:
-            raise RunLoadError(
-                f"{path}: no trainer log here (expected log_*.txt, or a .txt/.log file with STEP lines)"
-            )
-        name, stats = path.name, path / "stats.json"
-    else:
-        # A lone log file: stats.json beside it belongs to it only if no other log shares the folder.
-        log, name = path, run_name_for(path, None)
-        stats = stats_beside(path)
+    try:
+        if not path.exists():
+            raise _fail(path, "no such file or folder")
+        is_dir = path.is_dir()
+        if is_dir:
+            log = find_log(path)
+            if log is None:
+                raise _fail(
+                    path,
+                    "no trainer log here (expected log_*.txt, or a .txt/.log file with STEP lines)",
+                )
+            name, stats = path.name, path / "stats.json"
+        else:
+            # A lone log file: stats.json beside it belongs to it only if no other log
+            # shares the folder.
+            log, name = path, run_name_for(path, None)
+            stats = stats_beside(path)
+    except OSError as exc:
+        raise _fail(path, f"cannot be read ({_short(exc)})") from exc
     try:
         data, note = _log_content(log)
+    except InputTooLarge as exc:
+        raise _fail(path, f"refused: {exc}") from exc
     except OSError as exc:
-        raise RunLoadError(f"{log}: cannot be read ({exc.strerror or exc})") from exc
+        raise _fail(path, f"{log.name}: cannot be read ({_short(exc)})") from exc
     notes = [note] if note else []
     run = parse_run(data, name=name, source=log, stats_path=stats, extra_problems=notes)
-    attach_hparams(run, path if path.is_dir() else None)
+    attach_hparams(run, path if is_dir else None)
     return run
 
 
 def attach_hparams(run: Run, run_dir: Path | None) -> None:
     """Fill `run.hparams` from config files, the folder name and the log; unreadable
-    config files become problems of the run."""
-    values, sources, messages = hparams_for(run_dir, run.name, run.meta, variant=run.variant)
+    config files become problems of the run (whatever goes wrong reading them)."""
+    try:
+        values, sources, messages = hparams_for(run_dir, run.name, run.meta, variant=run.variant)
+    except Exception as exc:  # noqa: BLE001 - config files are optional; the log is not
+        logger.warning("run %s: config files set aside: %r", run.name, exc)
+        values, sources, messages = hparams_for(None, run.name, run.meta, variant=run.variant)
+        messages = [*messages, f"config files ignored: {_short(exc)}"]
     run.hparams = values
     run.meta["hparam_sources"] = sources
     if messages:
@@ -224,53 +334,140 @@ def stats_beside(log: Path) -> Path | None:
     return log.parent / "stats.json" if alone else None
 
 
-def expand_paths(paths: Iterable[str | Path]) -> tuple[list[Path], list[LoadFailure]]:
-    """Each path as the run paths it stands for: folders of runs expand, files stay."""
+def expand_paths(
+    paths: Iterable[str | Path], cache: WalkCache | None = None
+) -> tuple[list[Path], list[LoadFailure]]:
+    """Each path as the run paths it stands for: folders of runs expand, files stay.
+
+    Never raises: a path that is missing, cannot be looked at, or holds folders that
+    cannot be read is a listed failure. With a `cache`, a folder is walked again only
+    when something the last walk looked at has changed (see `WalkCache`).
+    """
     out: list[Path] = []
     failures: list[LoadFailure] = []
     for raw in paths:
         p = Path(raw)
-        if not p.exists():
-            failures.append(LoadFailure(p, "no such file or folder"))
-        elif p.is_file():
-            out.append(p)
-        else:
-            found = [d for d in find_run_dirs(p) if find_log(d) is not None]
-            if found:
-                out.extend(found)
-                failures.extend(
-                    LoadFailure(
-                        d, "looks like a run folder (config or stats.json) but holds no trainer log"
-                    )
-                    for d in _runs_without_log(p, set(found))
-                )
-            else:
-                failures.append(LoadFailure(p, "no trainer log found in this folder"))
+        got = cache.expand(p) if cache is not None else _expand_one(p)
+        out.extend(got.runs)
+        failures.extend(got.failures)
     return out, failures
 
 
-def _runs_without_log(root: Path, found: set[Path], depth: int = 4) -> list[Path]:
+@dataclass(frozen=True)
+class _Expansion:
+    runs: list[Path]
+    failures: list[LoadFailure]
+    walk: Walk | None = None  # None: nothing was walked (a file, a missing path)
+    stamp: tuple[tuple[str, int, int], ...] = ()
+
+
+def _stamp_of(walk: Walk) -> tuple[tuple[str, int, int], ...]:
+    """The folders a walk listed (their mtime changes when an entry comes or goes) and the
+    text files it found not to be logs yet (their size changes when one starts logging)."""
+    out: list[tuple[str, int, int]] = []
+    for p in (*walk.folders, *walk.sniffed, *(f for f, _ in walk.errors)):
+        try:
+            st = p.stat()
+            out.append((str(p), st.st_mtime_ns, st.st_size))
+        except OSError:
+            out.append((str(p), -1, -1))
+    return tuple(out)
+
+
+def _expand_one(p: Path) -> _Expansion:
+    try:
+        if not p.exists():
+            return _Expansion([], [LoadFailure(p, "no such file or folder")])
+        if p.is_file():
+            return _Expansion([p], [])
+    except OSError as exc:
+        return _Expansion([], [LoadFailure(p, f"cannot be read ({_short(exc)})")])
+    walk = Walk()
+    found = [d for d in find_run_dirs(p, walk=walk) if _holds_log(d)]
+    failures = [LoadFailure(d, why) for d, why in walk.errors]
+    if found:
+        failures.extend(
+            LoadFailure(
+                d, "looks like a run folder (config or stats.json) but holds no trainer log"
+            )
+            for d in _runs_without_log(p, set(found), walk)
+        )
+    elif not any(d == p for d, _ in walk.errors):
+        failures.append(LoadFailure(p, "no trainer log found in this folder"))
+    return _Expansion(found, failures, walk, _stamp_of(walk))
+
+
+def _holds_log(d: Path) -> bool:
+    try:
+        return find_log(d) is not None
+    except OSError:
+        return False
+
+
+class WalkCache:
+    """Expansions of folders, reused while nothing they looked at has changed.
+
+    Walking a large tree costs seconds (listing every folder, reading the head of every
+    `.txt`); checking whether it could turn out differently costs a `stat` per folder it
+    listed. A new run folder changes its parent's mtime, a removed one too, and a text
+    file that starts logging changes size, so any of those walks again. Thread-safe (an
+    app shares one between sessions); at most `max_entries` paths are kept.
+    """
+
+    def __init__(self, max_entries: int = 64) -> None:
+        self.max_entries = max_entries
+        self._entries: dict[str, _Expansion] = {}
+        self._lock = threading.Lock()
+        self.walks = 0  # how many times a folder was actually walked
+
+    def expand(self, p: Path) -> _Expansion:
+        key = str(p)
+        with self._lock:
+            hit = self._entries.get(key)
+        if hit is not None and hit.walk is not None and _stamp_of(hit.walk) == hit.stamp:
+            return hit
+        got = _expand_one(p)
+        if got.walk is not None:
+            with self._lock:
+                self.walks += 1
+                self._entries.pop(key, None)
+                self._entries[key] = got
+                while len(self._entries) > self.max_entries:
+                    self._entries.pop(next(iter(self._entries)))
+        return got
+
+
+def _runs_without_log(root: Path, found: set[Path], walk: Walk, depth: int = 4) -> list[Path]:
     """Folders under `root` that carry a run's side files but no log: worth a word, since
     the user probably expected a run there."""
     markers = {"stats.json", *CONFIG_FILE_NAMES}
     out: list[Path] = []
 
-    def walk(d: Path, level: int) -> None:
+    def walk_dir(d: Path, level: int) -> None:
         if d in found or level > depth:
             return
         try:
             children = sorted(d.iterdir())
         except OSError:
-            return
-        if d != root and any(c.name in markers for c in children if c.is_file()):
+            return  # reported by the run search, which lists the same folders first
+        if d not in walk.folders:
+            walk.folders.append(d)
+        files: list[Path] = []
+        dirs: list[Path] = []
+        for c in children:
+            try:
+                (dirs if c.is_dir() else files).append(c)
+            except OSError:
+                continue
+        if d != root and any(c.name in markers for c in files):
             if not any(f == d or d in f.parents for f in found):
                 out.append(d)
             return
-        for c in children:
-            if c.is_dir() and not c.name.startswith((".", "__")):
-                walk(c, level + 1)
+        for c in dirs:
+            if not c.name.startswith((".", "__")):
+                walk_dir(c, level + 1)
 
-    walk(root, 0)
+    walk_dir(root, 0)
     return out
 
 
@@ -326,6 +523,7 @@ def _try_load(path: Path) -> Run | str:
     try:
         return load_run(path)
     except RunLoadError as exc:
-        return str(exc)
+        return exc.reason
     except Exception as exc:  # noqa: BLE001
-        return f"unexpected error while loading: {exc!r}"
+        logger.exception("loading %s failed", path)
+        return f"unexpected error while loading: {_short(exc)}"

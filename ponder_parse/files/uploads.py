@@ -18,6 +18,12 @@ Archives come from anywhere, so extraction assumes hostile input:
   member stops at `max_member_bytes`, the whole upload at `max_total_bytes`, and a
   member or archive that expands far beyond its compressed size (a zip bomb) stops at
   `max_ratio`;
+- a log's cost is its lines (the parser's memory), which the ratio cannot see: a plain
+  log member stops at `max_member_lines` (the loader's cap for this machine, see
+  `limits`), counted while it streams;
+- members that are not kept are never decompressed where the format allows it (zip);
+  in a compressed tar, passing them means inflating them, so those bytes count against
+  the archive's bomb ratio too;
 - nested archives are not expanded, and only the kinds of files the loader reads (logs,
   JSON, YAML) are written at all: checkpoints next to a log are skipped, not unpacked.
 
@@ -49,6 +55,7 @@ from ponder_parse.files.discovery import (
     ignored_name,
 )
 from ponder_parse.files.hparams import CONFIG_FILE_NAMES
+from ponder_parse.files.limits import LineCounter, log_limits, size_text
 
 _CHUNK = 1024 * 1024
 
@@ -69,6 +76,7 @@ class ArchiveLimits:
     max_ratio: float = 200.0
     ratio_floor_bytes: int = 16 * 1024**2
     max_path_depth: int = 32
+    max_member_lines: int = field(default_factory=lambda: log_limits().max_lines)
 
 
 DEFAULT_LIMITS = ArchiveLimits()
@@ -167,7 +175,7 @@ class _Refused(Exception):
 
 
 class _SkipMember(Exception):
-    """One member is rejected; the rest of the archive goes on."""
+    """One member is rejected (the message says why); the rest of the archive goes on."""
 
 
 @dataclass
@@ -190,10 +198,23 @@ class _Extractor:
         self.budget = budget
         self.members = 0
         self.written = 0
+        self.passed = 0  # bytes inflated only to pass members that are not kept
         self.skipped: dict[str, list[str]] = {}
 
     def skip(self, reason: str, name: str) -> None:
         self.skipped.setdefault(reason, []).append(name)
+
+    def ratio_cap(self) -> float:
+        return max(self.limits.ratio_floor_bytes, self.size * self.limits.max_ratio)
+
+    def pass_over(self, raw: str, size: int) -> None:
+        """Account for a member a compressed stream must inflate to get past."""
+        self.passed += size
+        if self.written + self.passed > self.ratio_cap():
+            raise _Refused(
+                f"expands more than {self.limits.max_ratio:g}x (a zip bomb?), "
+                f"counting members that are not logs ({raw})"
+            )
 
     def count_member(self) -> None:
         self.members += 1
@@ -239,7 +260,9 @@ class _Extractor:
         member_ratio_cap = (
             max(lim.ratio_floor_bytes, compressed * lim.max_ratio) if compressed else None
         )
-        archive_ratio_cap = max(lim.ratio_floor_bytes, self.size * lim.max_ratio)
+        archive_ratio_cap = self.ratio_cap() - self.passed
+        # Plain logs are parsed whole: their lines are what costs memory.
+        lines = LineCounter() if raw.lower().endswith((".txt", ".log")) else None
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError:
@@ -258,7 +281,14 @@ class _Extractor:
             with out:
                 while chunk := read(_CHUNK):
                     if kept + len(chunk) > lim.max_member_bytes:
-                        raise _SkipMember
+                        raise _SkipMember(
+                            f"skipped (larger than {_size(lim.max_member_bytes)} per file)"
+                        )
+                    if lines is not None and lines.feed(chunk) > lim.max_member_lines:
+                        raise _SkipMember(
+                            f"skipped (more than {lim.max_member_lines:,} lines, more than "
+                            "this machine can parse; see PONDER_MAX_LOG_LINES)"
+                        )
                     if self.budget.used + len(chunk) > self.budget.limit:
                         raise _Refused(f"unpacks to more than {_size(self.budget.limit)} in total")
                     if member_ratio_cap is not None and kept + len(chunk) > member_ratio_cap:
@@ -269,11 +299,11 @@ class _Extractor:
                     kept += len(chunk)
                     self.written += len(chunk)
                     self.budget.used += len(chunk)
-        except _SkipMember:
+        except _SkipMember as why:
             path.unlink(missing_ok=True)
             self.written -= kept
             self.budget.used -= kept
-            self.skip(f"skipped (larger than {_size(lim.max_member_bytes)} per file)", raw)
+            self.skip(str(why), raw)
             return
         if expected is not None and kept != expected:
             raise _Refused(f"{raw} is truncated ({kept} of {expected} bytes)")
@@ -286,12 +316,7 @@ class _Extractor:
         return out
 
 
-def _size(n: float) -> str:
-    for unit in ("bytes", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:g} {unit}" if unit == "bytes" else f"{n:.3g} {unit}"
-        n /= 1024
-    return f"{n} GiB"
+_size = size_text
 
 
 def _extract_zip(data: bytes, ex: _Extractor) -> None:
@@ -332,36 +357,48 @@ def _extract_zip(data: bytes, ex: _Extractor) -> None:
                 ex.copy(info.filename, path, src.read, info.compress_size, None)
 
 
+_COMPRESSED_MAGIC = (b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00")
+
+
 def _extract_tar(data: bytes, ex: _Extractor) -> None:
+    # A compressed tar is one stream: reaching the next header inflates every byte of
+    # the member before it, kept or not.
+    compressed = data.startswith(_COMPRESSED_MAGIC)
     with tarfile.open(fileobj=io.BytesIO(data), mode="r:*") as tf:
         while True:
             member = tf.next()
             if member is None:
                 break
             ex.count_member()
-            if member.issym():
-                ex.skip("refused symbolic links", member.name)
-            elif member.islnk():
-                ex.skip("refused hard links", member.name)
-            elif member.isdir():
-                pass
-            elif not member.isreg():
-                ex.skip("refused devices and other special files", member.name)
-            else:
-                path = ex.target(member.name)
-                if path is None:
-                    continue
-                if member.size > ex.limits.max_member_bytes:
-                    ex.skip(
-                        f"skipped (larger than {_size(ex.limits.max_member_bytes)} per file)",
-                        member.name,
-                    )
-                    continue
-                src = tf.extractfile(member)
-                if src is None:
-                    continue
-                with src:
-                    ex.copy(member.name, path, src.read, None, member.size)
+            if not _extract_tar_member(tf, member, ex) and compressed and member.isreg():
+                ex.pass_over(member.name, member.size)
+
+
+def _extract_tar_member(tf: tarfile.TarFile, member: tarfile.TarInfo, ex: _Extractor) -> bool:
+    """Write one member if it is kept; whether its data was read."""
+    if member.issym():
+        ex.skip("refused symbolic links", member.name)
+        return False
+    if member.islnk():
+        ex.skip("refused hard links", member.name)
+        return False
+    if member.isdir():
+        return False
+    if not member.isreg():
+        ex.skip("refused devices and other special files", member.name)
+        return False
+    path = ex.target(member.name)
+    if path is None:
+        return False
+    if member.size > ex.limits.max_member_bytes:
+        ex.skip(f"skipped (larger than {_size(ex.limits.max_member_bytes)} per file)", member.name)
+        return False
+    src = tf.extractfile(member)
+    if src is None:
+        return False
+    with src:
+        ex.copy(member.name, path, src.read, None, member.size)
+    return True
 
 
 def _archive_kind(name: str) -> str | None:
@@ -508,6 +545,15 @@ def _write_loose(
 ) -> str | None:
     if len(data) > limits.max_member_bytes:
         return f"{name}: refused, larger than {_size(limits.max_member_bytes)} per file"
+    if (
+        path.name.lower().endswith((".txt", ".log"))
+        and len(data) > limits.max_member_lines
+        and LineCounter().feed(data) > limits.max_member_lines
+    ):
+        return (
+            f"{name}: refused, more than {limits.max_member_lines:,} lines, more than this "
+            "machine can parse (see PONDER_MAX_LOG_LINES)"
+        )
     if budget.used + len(data) > budget.limit:
         return f"{name}: refused, the uploads add up to more than {_size(budget.limit)}"
     try:
@@ -522,7 +568,7 @@ def _write_loose(
 def materialize_uploads(
     files: Iterable[tuple[str, bytes]],
     dest: Path,
-    limits: ArchiveLimits = DEFAULT_LIMITS,
+    limits: ArchiveLimits | None = None,
 ) -> UploadResult:
     """Write uploaded files under `dest` as run folders the loader can read.
 
@@ -542,6 +588,7 @@ def materialize_uploads(
     written outside it.
     """
     dest = Path(dest)
+    limits = limits or ArchiveLimits()
     result = UploadResult()
     budget = _Budget(limits.max_total_bytes)
     try:

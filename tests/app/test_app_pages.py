@@ -30,6 +30,7 @@ from app_helpers import (
     main_text,
     marks,
     new_app,
+    rendered,
     runs_table,
     sidebar_text,
     spec,
@@ -515,7 +516,7 @@ def test_sweep_tag_edit_regroups_seeds(fresh: AppTest) -> None:
     fresh.run()
     fresh.button(key="sw_apply").click().run()
     assert_ok(fresh)
-    groups = [m.value for m in fresh.markdown if "baseline,seed=0" in str(m.value)]
+    groups = [rendered(m.value) for m in fresh.markdown if "baseline,seed=0" in rendered(m.value)]
     assert groups and "crash_at=2377,seed=2" in groups[0], groups
 
 
@@ -596,7 +597,7 @@ BROKEN = ("empty_log", "garbage", "half_stats", "truncated")
 
 def problems_of(at: AppTest, run: str) -> pl.DataFrame:
     """Home page: the table of problems in the expander of `run`."""
-    found = [e for e in at.main.expander if e.label.startswith(f"{run} — ")]
+    found = [e for e in at.main.expander if rendered(e.label).startswith(f"{run} — ")]
     assert found, f"no expander for {run}"
     return table_with(at, "reason", where=found[0])
 

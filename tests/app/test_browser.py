@@ -82,10 +82,10 @@ def start_server(tmp_path_factory: pytest.TempPathFactory):
     """Starts `streamlit run app.py` servers; each is stopped at the end of the module."""
     started: list[subprocess.Popen[bytes]] = []
 
-    def start() -> str:
+    def start(extra_env: dict[str, str] | None = None) -> str:
         port = _free_port()
         log = tmp_path_factory.mktemp("server") / "streamlit.log"
-        env = {k: v for k, v in os.environ.items() if k != "PONDER_RUNS"}
+        env = {k: v for k, v in os.environ.items() if k != "PONDER_RUNS"} | (extra_env or {})
         with log.open("wb") as out:
             proc = subprocess.Popen(
                 [
@@ -313,5 +313,43 @@ def test_deep_link_as_first_request(browser, start_server) -> None:
         nav = page.locator('[data-testid="stSidebarNav"] a').all_inner_texts()
         assert not any(t.strip().endswith("app") for t in nav), nav
         assert page.locator('[data-testid="stSidebar"] [data-testid="stMultiSelect"]').count() == 1
+    finally:
+        page.close()
+
+
+# --- names are text, not Markdown -------------------------------------------------------------------
+
+HOSTILE = {
+    "![x](x.png)": "baseline,seed=0",
+    "$\\alpha$": "gate=stuck,seed=0",
+    "**b**": "baseline,seed=1",
+    "<img src=x>": "lambda_min=0.05,seed=0",
+}
+
+
+def test_hostile_names_fetch_nothing_and_render_as_typed(browser, start_server, tmp_path) -> None:
+    sweep = tmp_path / "sweep"
+    for name, source in HOSTILE.items():
+        shutil.copytree(SAMPLE_RUNS / source, sweep / name)
+    url = start_server({"PONDER_RUNS": str(sweep)})
+    fetched: list[str] = []
+    page = browser.new_page(viewport={"width": 1400, "height": 1600})
+    page.on("request", lambda r: fetched.append(r.url))
+    page.set_default_timeout(60_000)
+    try:
+        page.goto(url)
+        page.wait_for_selector(IDLE)
+        page.wait_for_selector('[data-testid="stMain"] h1')
+        for name in ("home", "generations", "red_flags", "layer_heatmaps"):
+            go_to(page, url, name)
+            assert page.locator('[data-testid="stException"]').count() == 0
+            md = '[data-testid="stMarkdownContainer"]'
+            assert page.locator(f"{md} img").count() == 0, name
+            assert page.locator(f"{md} .katex, {md} strong:text-is('b')").count() == 0, name
+            text = page.locator('[data-testid="stMain"]').inner_text()
+            if name in ("home", "generations"):
+                for run in HOSTILE:
+                    assert run in text, (name, run)
+        assert not [u for u in fetched if u.endswith(("/x.png", "/x"))], fetched
     finally:
         page.close()

@@ -20,3 +20,9 @@ def test_file_watcher_off() -> None:
     would only cost inotify handles."""
     config = tomllib.loads(CONFIG.read_text())
     assert config["server"]["fileWatcherType"] == "none"
+
+
+def test_no_traceback_reaches_the_page() -> None:
+    """Exception text can carry server paths; the log keeps it, the page does not."""
+    config = tomllib.loads(CONFIG.read_text())
+    assert config["client"]["showErrorDetails"] == "none"

@@ -199,9 +199,11 @@ def test_meta_restarts_and_deadband(write_log) -> None:
 
 
 def test_decompression_is_capped(tmp_path) -> None:
+    """Past the byte cap a log is refused, not cut: a partial run would pass for a whole one."""
+    from ponder_parse.files.limits import InputTooLarge, LogLimits
     from ponder_parse.files.loader import open_bytes
 
     p = tmp_path / "bomb.log.gz"
-    p.write_bytes(gzip.compress(b"\n" * 5_000_000))
-    data, note = open_bytes(p, limit=1_000_000)
-    assert len(data) == 1_000_000 and "larger than" in note
+    p.write_bytes(gzip.compress(b"x" * 5_000_000))
+    with pytest.raises(InputTooLarge, match="larger than"):
+        open_bytes(p, LogLimits(max_lines=10**9, max_bytes=1_000_000))

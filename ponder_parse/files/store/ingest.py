@@ -38,6 +38,7 @@ from ponder_parse import schema
 from ponder_parse.analysis import summaries
 from ponder_parse.analysis.summaries import RUN_SUMMARY_SCHEMA, run_summary
 from ponder_parse.files.hparams import CONFIG_FILE_NAMES
+from ponder_parse.files.limits import check_log_bytes, log_limits
 from ponder_parse.files.loader import (
     RunLoadError,
     attach_hparams,
@@ -552,6 +553,7 @@ def _ingest_locked(root: Path, run_id: str, inputs: RunInputs) -> tuple[str, str
     if compressed:
         content, note = open_bytes(inputs.log)
     else:
+        check_log_bytes(data, log_limits(), inputs.log.name)  # before the parser allocates
         content, note = data, None
     start = old.get("append") if current and old is not None else None
     if start is not None and (
