@@ -14,6 +14,7 @@ from typing import Literal
 import altair as alt
 import polars as pl
 
+from ponder_app import prepare
 from ponder_parse import schema
 from ponder_parse.analysis import patterns, phases
 from ponder_parse.analysis.phases import PHASE_LABELS
@@ -290,35 +291,16 @@ def metric_chart(
                 ],
             )
         )
-        # Labelled at the right edge, so a reader can tell whose target each line is; runs
-        # sharing a line share one label, which names them all.
-        if "what" not in own.columns:
-            own = own.with_columns(what=pl.col("label"))
-        labels = (
-            own.group_by("y", maintain_order=True)
-            .agg(
-                pl.col("run").first().alias("first"),
-                pl.col("run"),
-                pl.col("label"),
-                pl.col("what").unique(maintain_order=True),
-            )
-            .with_columns(
-                text=pl.when(pl.col("run").list.len() == 1)
-                .then(pl.col("label").list.first())
-                .when(pl.col("what").list.len() == 1)
-                .then(pl.col("what").list.first() + ": " + pl.col("run").list.join(", "))
-                .otherwise(pl.col("label").list.join("; "))
-            )
-            .select(pl.col("first").alias("run"), "y", pl.col("text").alias("label"))
-        )
+        labels = prepare.reference_labels(own)
         layers.append(
             alt.Chart(labels)
-            .mark_text(align="right", baseline="bottom", dx=-2, dy=-2, fontSize=10)
+            .mark_text(align="right", baseline="bottom", dx=-2, dy=-2, fontSize=10, limit=360)
             .encode(
                 x=alt.value({"expr": "width"}),
                 y=alt.Y("y:Q", scale=yscale),
                 text="label:N",
                 color=alt.Color("run:N", scale=scale, legend=None),
+                tooltip=[alt.Tooltip("runs:N", title="runs"), alt.Tooltip("label:N")],
             )
         )
     if audit_points is not None and not audit_points.is_empty():

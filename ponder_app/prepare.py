@@ -184,6 +184,35 @@ def run_refs(runs: Sequence[Run], column: str, table: str = "steps") -> pl.DataF
     )
 
 
+def reference_labels(refs: pl.DataFrame) -> pl.DataFrame:
+    """One right-edge label per reference line of `run_refs` (`run, y, label, runs`): a
+    line of one run says whose it is; a line several runs share says what it is and how
+    many share it (their names, which can fill a screen, go in `runs` for the tooltip)."""
+    if "what" not in refs.columns:
+        refs = refs.with_columns(what=pl.col("label"))
+    return (
+        refs.group_by("y", maintain_order=True)
+        .agg(
+            pl.col("run").first().alias("first"),
+            pl.col("run"),
+            pl.col("label"),
+            pl.col("what").unique(maintain_order=True),
+        )
+        .with_columns(
+            text=pl.when(pl.col("run").list.len() == 1)
+            .then(pl.col("label").list.first())
+            .otherwise(
+                pl.col("what").list.join("; ")
+                + " ("
+                + pl.col("run").list.len().cast(pl.String)
+                + " runs)"
+            ),
+            runs=pl.col("run").list.join(", "),
+        )
+        .select(pl.col("first").alias("run"), "y", pl.col("text").alias("label"), "runs")
+    )
+
+
 def flat_in(runs: Sequence[Run]) -> dict[str, list[str]]:
     """Metric key → the runs that printed it as 0 on every line (`catalog.flat_metrics`)."""
     out: dict[str, list[str]] = {}

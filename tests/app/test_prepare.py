@@ -585,3 +585,21 @@ def test_generations_open_where_most_runs_sampled() -> None:
     assert prepare.default_generation_step(runs[3:]) == 2000
     assert prepare.default_generation_step([sampled("a", [500]), sampled("b", [1000])]) == 1000
     assert prepare.default_generation_step([Run(name="e")]) is None
+
+
+def test_reference_labels_stay_short_when_many_runs_share_a_line() -> None:
+    """A line nine runs share says what it is and how many share it; the names (which
+    would push the chart off the screen) are for the tooltip."""
+    names = [f"lambda_min=0.05,seed={i},a_long_run_name" for i in range(9)]
+    refs = pl.DataFrame(
+        {
+            "run": [*names, "solo"],
+            "y": [0.05] * 9 + [2.4],
+            "what": ["λ_p max 5.00e-02"] * 9 + ["TARGET_K 2.40"],
+            "label": [f"{n}: λ_p max 5.00e-02" for n in names] + ["solo: TARGET_K 2.40"],
+        }
+    )
+    out = prepare.reference_labels(refs)
+    assert out["label"].to_list() == ["λ_p max 5.00e-02 (9 runs)", "solo: TARGET_K 2.40"]
+    assert out["run"].to_list() == [names[0], "solo"]
+    assert out["runs"][0] == ", ".join(names)

@@ -265,7 +265,6 @@ def test_runs_sharing_a_target_share_one_label() -> None:
     )
     d = ch.to_spec(chart)
     text = next(layer for layer in d["layer"] if layer.get("mark", {}).get("type") == "text")
-    assert d["datasets"][text["data"]["name"]]["label"].to_list() == [
-        "TARGET_K 1.30: a, b",
-        "c: TARGET_K 2.40",
-    ]
+    data = d["datasets"][text["data"]["name"]]
+    assert data["label"].to_list() == ["TARGET_K 1.30 (2 runs)", "c: TARGET_K 2.40"]
+    assert data["runs"].to_list() == ["a, b", "c"]  # the names, in the label's tooltip
