@@ -35,7 +35,12 @@ from typing import Any, Generic, TypeVar
 import polars as pl
 
 from ponder_parse.analysis import catalog
-from ponder_parse.analysis.patterns import PatternThresholds, classify_traces, policy_traces
+from ponder_parse.analysis.patterns import (
+    PatternThresholds,
+    classify_traces,
+    policy_traces,
+    run_kmax,
+)
 from ponder_parse.analysis.phases import assign_phase, phases
 from ponder_parse.run import Run
 from ponder_parse.schema import TableSchema, as_float, as_int
@@ -326,7 +331,11 @@ class Scope:
             )
         if traces.is_empty():
             return traces
-        t = classify_traces(traces, patterns).filter(pl.col("pattern").is_not_null())
+        # Read with the run's Kmax and layer lines: a cut-short trace is a gate that
+        # stopped, not an undecided one (`patterns.classify_traces`).
+        t = classify_traces(
+            traces, patterns, kmax=run_kmax(self.run), layers=self.run.layers
+        ).filter(pl.col("pattern").is_not_null())
         if t.is_empty():
             return t
         return t.sort("layer", "step").with_columns(

@@ -26,6 +26,7 @@ from ponder_parse.analysis.patterns import (
     OVER_PENALIZED,
     STUCK_HALF,
     PatternThresholds,
+    run_kmax,
 )
 from ponder_parse.analysis.phases import assign_phase
 from ponder_parse.analysis.red_flags.engine import (
@@ -878,7 +879,7 @@ NOT_METRICS = frozenset({"step", "layer", "segment", "k_exec"})
 def _flat_columns(scope: Scope, min_lines: int) -> list[tuple[str, str, float, int]]:
     """(table, column, value, lines) for every printed numeric step/layer column that has
     one value on all of at least `min_lines` lines."""
-    kmax = _kmax(scope.run)
+    kmax = run_kmax(scope.run) or 0
     out: list[tuple[str, str, float, int]] = []
     for table, df in (("steps", scope.steps), ("layers", scope.run.layers)):
         econ = assign_phase(df, scope.phases).filter(pl.col("phase") == "economic")
@@ -895,16 +896,6 @@ def _flat_columns(scope: Scope, min_lines: int) -> list[tuple[str, str, float, i
             if lo == hi and lo is not None:
                 out.append((table, col, as_float(lo), v.len()))
     return out
-
-
-def _kmax(run: Run) -> int:
-    """The most passes any layer ran: the longest trace, the largest k_exec, or the log's
-    own statement, whichever is largest."""
-    seen = [run.meta.get("kmax", 0)]
-    for value in (run.layers["k_exec"].max(), run.traces["s_trace"].list.len().max()):
-        if value is not None:
-            seen.append(schema.as_int(value))
-    return max(seen)
 
 
 @RULES.rule(
