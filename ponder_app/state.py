@@ -154,7 +154,7 @@ def _load_one(p: Path, live: bool) -> tuple[Run, str]:
     if live and not str(p).endswith(".gz"):
         reader = _live_reader(str(p))
         reader.poll()
-        return reader.run(), f"{p}|live|{reader.offset}"
+        return reader.run(), f"{p}|live|{reader.generation}|{reader.offset}"
     stamp = _stamp(p)
     return _load_cached(str(p), stamp), f"{p}|{hash(stamp)}"
 
