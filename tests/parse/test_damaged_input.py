@@ -244,3 +244,16 @@ def _write(tmp_path: Path, data: bytes) -> Path:
     d.mkdir(exist_ok=True)
     (d / "log_kronecker_adaptive.txt").write_bytes(data)
     return d
+
+
+def test_undecodable_utf16_is_reported_in_its_encoding() -> None:
+    """A lone surrogate inside a UTF-16 log: shown as U+FFFD, and the note names UTF-16."""
+    good = ("\n".join(LOG) + "\n").encode("utf-16-le")
+    bad = "    odd ".encode("utf-16-le") + b"\x00\xd8" + "\n".encode("utf-16-le")
+    run = parse_run(codecs.BOM_UTF16_LE + good + bad, name="r")
+    assert run.steps["step"].to_list() == [0, 1] and run.meta["invalid_utf8"] is True
+    notes = run.problems.filter(pl.col("line_no").is_null())["reason"].to_list()
+    assert notes == ["invalid UTF-16LE bytes in the log: shown as \ufffd"]
+    assert run.problems.filter(pl.col("line_no").is_not_null())["text"].to_list() == [
+        "    odd \ufffd"
+    ]
