@@ -328,7 +328,7 @@ def _load_one(p: Path, live: bool, upload: bool = False) -> tuple[Run, str]:
     if live and not upload and not str(p).endswith(".gz"):
         reader = _live_reader(str(p))
         reader.poll()
-        return reader.run(), f"{p}|live|{reader.offset}"
+        return reader.run(), f"{p}|live|{reader.generation}|{reader.offset}"
     try:
         stamp = _stamp(p)
     except OSError as exc:

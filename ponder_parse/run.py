@@ -32,7 +32,8 @@ class RunMeta(TypedDict, total=False):
     n_lines: int
     line_kinds: dict[str, int]
     truncated: bool  # the last line has no newline yet (a log still being written)
-    invalid_utf8: bool
+    invalid_utf8: bool  # bytes that could not be decoded (in `encoding`, when given)
+    encoding: str  # a wide encoding the log was decoded from (`UTF-16LE`, ...); absent: UTF-8
     live: bool  # built by the live follower from appended chunks
     # the INIT line
     init: str

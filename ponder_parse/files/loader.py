@@ -198,7 +198,7 @@ def build_run(
     problems += [_file_problem("stats.json", why) for why in snap_notes]
     notes = list(extra_problems)
     if facts.get("invalid_utf8"):
-        notes.append("invalid UTF-8 bytes in the log: shown as \ufffd")
+        notes.append(f"invalid {facts.get('encoding', 'UTF-8')} bytes in the log: shown as \ufffd")
     if tables["steps"].is_empty():
         notes.append(
             "no step lines found: is this a trainer log?"

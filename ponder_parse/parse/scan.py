@@ -26,12 +26,16 @@ import polars as pl
 
 from ponder_parse import schema
 from ponder_parse.format import grammar as fmt
+from ponder_parse.parse import encoding
 from ponder_parse.run import RunMeta
 
 if TYPE_CHECKING:
     from polars.expr.whenthen import ChainedThen, Then
 
 PROBLEM_TEXT_MAX = 300
+# Data lines whose step is not known: they are reported, never given to another step.
+UNREADABLE_STEP_LINE = "belongs to a step line that could not be read"
+NO_STEP_LINE = "before any step line"
 
 
 @functools.cache
@@ -58,6 +62,7 @@ class ScanState:
     step: int | None = None  # step of the latest step line, for lines that follow it
     segment: int = 0  # resume segment of the latest step line
     resume_pending: bool = False  # a resume line was seen after the latest step line
+    broken: bool = False  # the latest step line could not be read: the step is unknown
 
 
 @dataclass
@@ -73,6 +78,9 @@ def read_lines(data: bytes | Path) -> tuple[pl.DataFrame, str, bool]:
     remainder is its bytes as they stand, decoded with replacement characters (it can end
     inside a character, or in the `\r` of a progress bar), as a live reader shows it.
 
+    A file without a single `\n` whose lines end in `\r` (`encoding.cr_terminated`) is
+    read with `\r` as its line end.
+
     Polars' line reader is several times faster than splitting in Python; it refuses
     invalid UTF-8, so such input is decoded with replacement characters first (the third
     value says so; only complete lines count).
@@ -87,6 +95,9 @@ def read_lines(data: bytes | Path) -> tuple[pl.DataFrame, str, bool]:
         except Exception:  # noqa: BLE001 - invalid UTF-8: take the careful path below
             return read_lines(data.read_bytes())
     cut = data.rfind(b"\n") + 1
+    if not cut and encoding.cr_terminated(data):
+        data = data.replace(b"\r", b"\n")
+        cut = data.rfind(b"\n") + 1
     rest = data[cut:].decode("utf-8", errors="replace")
     if rest:
         data = data[:cut]
@@ -117,18 +128,52 @@ def _lines_frame(lines: pl.DataFrame, first_line_no: int) -> pl.DataFrame:
         "line_no", offset=first_line_no
     )
     df = df.with_columns(pl.col("line_no").cast(pl.Int64))
+    t = pl.col("text")
+    # A byte-order mark opens a file written by some Windows tools, and every file
+    # concatenated after one: it is not part of the line.
+    if df.height and df["text"].str.starts_with(BOM).any():
+        df = df.with_columns(t.str.strip_prefix(BOM))
     # CRLF endings are gone already (`read_lines`); carriage-return overwrites (progress
     # bars) remain: each CR-separated segment is looked at on its own, under the
     # physical line's number. Empty segments say nothing (a bar starts with `\r`); a line
-    # of nothing but carriage returns keeps one, a blank line.
+    # of nothing but carriage returns keeps one, a blank line. Model output is the
+    # exception: inside a generation block a `\r` is part of the text, never a line end.
     if df.height and df["text"].str.contains("\r", literal=True).any():
-        empty = pl.col("text") == ""
+        empty = t == ""
         df = (
-            df.with_columns(pl.col("text").str.split("\r"))
+            df.with_columns(
+                pl.when(_in_generation_body())
+                .then(pl.concat_list(t))
+                .otherwise(t.str.split("\r"))
+                .alias("text")
+            )
             .explode("text")
             .filter(~empty | (empty.all().over("line_no") & pl.col("line_no").is_first_distinct()))
         )
     return df.with_row_index("_i")
+
+
+BOM = "\ufeff"
+# A header is the last state of its physical line (a progress bar may have been drawn on
+# the line before the trainer printed it).
+_GEN_HEADER_LAST = "(?:^|\r)" + fmt.GEN_HEADER.removeprefix("^")
+
+
+def _in_generation_body() -> pl.Expr:
+    """The physical lines after a generation header, up to its closing rule: the block
+    structure of `_rest_kinds`, read before lines are split on `\r` (content lines are
+    never data lines, so every one of these reaches `_rest_kinds` whole)."""
+    t = pl.col("text")
+    hdr = t.str.contains(_GEN_HEADER_LAST)
+    close = t.str.contains(fmt.GEN_CLOSE)
+    content = functools.reduce(
+        operator.or_,
+        (t.str.starts_with(s) for s in fmt.GEN_CONTENT_STARTS),
+        t.str.strip_chars() == "",
+    )
+    brk = hdr | ~(content | close) | close.shift(1, fill_value=False)
+    in_gen = pl.when(brk).then(hdr).forward_fill().fill_null(False)
+    return in_gen & ~hdr
 
 
 # Codes of the line kinds `_main_kind` tells apart (small integers partition fastest).
@@ -582,6 +627,10 @@ _FIELD_QUERIES = {
     "lr_checks": ("lr_check", _lr_fields),
 }
 
+# What moves the step context (`scan_lines`), as the codes of its marks.
+_GOOD, _BROKEN, _LR, _RESUME = range(4)
+_HIDDEN_STEP = re.escape(fmt.STEP_LINE.start) + "[0-9]"
+
 _KIND_LABELS = {
     "steps": "step",
     "layers": "layer",
@@ -647,24 +696,65 @@ def scan_lines(
             return RawChunk({}), state, 0
 
     # --- batch 2: the step/segment context every line inherits, events, problems --------
-    # Only a valid step line moves the context. A step line starts a new segment when its
-    # number does not exceed the previous step line's (the log was appended after a
-    # resume) or a resume line stands between the two.
+    # The context is the latest step line. A valid one gives its step; one that could not
+    # be read leaves the step unknown (its layer, trace and quality lines are reported,
+    # never handed to the step before it) until the next valid step line, or an LR CHECK
+    # line, which names its step. A step line starts a new segment when its number does
+    # not exceed the previous valid step's (the log was appended after a resume) or a
+    # resume line stands between the two.
     lazy = {k: f.lazy() for k, f in results.items()}
     rest_lf = rest.lazy()
     resumes = rest_lf.filter(pl.col("kind") == "resume").select("line_no")
+    no_marks = pl.LazyFrame(schema={"line_no": pl.Int64, "step": pl.Int64})
     step_marks = (
-        lazy["steps"].filter(pl.col("_ok")).select("line_no", "step")
+        lazy["steps"].select("line_no", "step", "_ok")
         if "steps" in lazy
-        else pl.LazyFrame(schema={"line_no": pl.Int64, "step": pl.Int64})
+        else no_marks.with_columns(_ok=pl.lit(True))
     )
+    lr_marks = (
+        no_marks
+        if "lr_checks" not in lazy
+        else lazy["lr_checks"].filter(pl.col("_ok")).select("line_no", "step")
+    )
+    # A step line with text in front of it (stderr without its newline) is not a step
+    # line to the grammar, but the lines after it are still not the previous step's.
+    hidden = rest_lf.filter(
+        (pl.col("kind") == "unknown") & pl.col("text").str.contains(_HIDDEN_STEP)
+    ).select("line_no")
+    code = pl.col("_mark")
+
+    def mark(c: int) -> pl.Expr:
+        return pl.lit(c, pl.UInt8)
+
+    no_step = pl.lit(None, pl.Int64)
     marks = pl.concat(
         [
-            step_marks.with_columns(_resume=pl.lit(False)),
-            resumes.select("line_no", step=pl.lit(None, pl.Int64), _resume=pl.lit(True)),
+            step_marks.select(
+                "line_no",
+                pl.when(pl.col("_ok")).then(pl.col("step")).alias("step"),
+                _mark=pl.when(pl.col("_ok")).then(mark(_GOOD)).otherwise(mark(_BROKEN)),
+            ),
+            hidden.select("line_no", step=no_step, _mark=mark(_BROKEN)),
+            lr_marks.with_columns(_mark=mark(_LR)),
+            resumes.select("line_no", step=no_step, _mark=mark(_RESUME)),
         ]
     ).sort("line_no", maintain_order=True)
-    marks = marks.with_columns(
+    # An LR CHECK moves the context only where it is unknown: the first one after an
+    # unreadable step line (the step lines before this chunk: `state.broken`).
+    stepish = code <= _BROKEN
+    marks = (
+        marks.with_columns(
+            _head=pl.when(stepish).then(code == _BROKEN).forward_fill().fill_null(state.broken),
+            _grp=stepish.cum_sum(),
+        )
+        .with_columns(
+            _first_lr=(code == _LR).cast(pl.Int32).cum_sum().over("_grp") == 1,
+        )
+        .filter((code != _LR) | (pl.col("_head") & pl.col("_first_lr")))
+        .drop("_head", "_grp", "_first_lr")
+    )
+    valid = marks.filter(code != _BROKEN).with_columns(_resume=code == _RESUME)
+    valid = valid.with_columns(
         _resumes=pl.col("_resume").cum_sum().cast(pl.Int64) + int(state.resume_pending)
     )
     prev_step = pl.col("step").shift(1, fill_value=pl.lit(state.step, dtype=pl.Int64))
@@ -672,35 +762,63 @@ def scan_lines(
     new_seg = (pl.col("step") <= prev_step).fill_null(False) | (
         (pl.col("_resumes") > prev_resumes) & prev_step.is_not_null()
     )
+    valid_rows = valid.filter(~pl.col("_resume")).select(
+        "line_no",
+        pl.col("step").alias("_ctx_step"),
+        (new_seg.cast(pl.Int32).cum_sum() + state.segment).cast(pl.Int32).alias("segment"),
+        _broken=pl.lit(False),
+    )
+    broken_rows = marks.filter(code == _BROKEN).select(
+        "line_no",
+        _ctx_step=pl.lit(None, pl.Int64),
+        segment=pl.lit(None, pl.Int32),
+        _broken=pl.lit(True),
+    )
     srows = (
-        marks.filter(~pl.col("_resume"))
-        .select(
-            "line_no",
-            pl.col("step").alias("_ctx_step"),
-            (new_seg.cast(pl.Int32).cum_sum() + state.segment).cast(pl.Int32).alias("segment"),
-        )
+        pl.concat([valid_rows, broken_rows])
+        .sort("line_no", maintain_order=True)
+        .with_columns(pl.col("segment").forward_fill().fill_null(state.segment))
         .collect()
     )
+    before = None if state.broken else state.step  # the step of rows before any mark
 
     def with_context(df: pl.LazyFrame) -> pl.LazyFrame:
-        """The step and segment of the latest valid step line at or before each row."""
+        """The step and segment of the latest step line at or before each row (a null step
+        where that line could not be read, or before the first), and `_broken` for the
+        former."""
         return df.join_asof(srows.lazy(), on="line_no", strategy="backward").with_columns(
-            pl.col("_ctx_step").fill_null(pl.lit(state.step, dtype=pl.Int64)),
+            pl.when(pl.col("_broken").is_null())
+            .then(pl.lit(before, dtype=pl.Int64))
+            .otherwise(pl.col("_ctx_step"))
+            .alias("_ctx_step"),
             pl.col("segment").fill_null(state.segment).cast(pl.Int32),
+            pl.col("_broken").fill_null(state.broken),
         )
 
     out: dict[str, pl.LazyFrame] = {}
+    unattributed: list[pl.LazyFrame] = []
     for name, lf in lazy.items():
-        good = with_context(lf.filter(pl.col("_ok")).drop("text", "_ok"))
+        good = with_context(lf.filter(pl.col("_ok")).drop("_ok"))
         if name in ("steps", "lr_checks"):  # these carry their own step
-            good = good.drop("_ctx_step")
-        else:
-            good = good.rename({"_ctx_step": "step"})
-        out[name] = good
+            out[name] = good.drop("text", "_ctx_step", "_broken")
+            continue
+        out[name] = (
+            good.filter(pl.col("_ctx_step").is_not_null())
+            .drop("text", "_broken")
+            .rename({"_ctx_step": "step"})
+        )
+        unattributed.append(
+            _problem_rows(
+                good.filter(pl.col("_ctx_step").is_null()),
+                pl.when(pl.col("_broken"))
+                .then(pl.lit(UNREADABLE_STEP_LINE))
+                .otherwise(pl.lit(NO_STEP_LINE)),
+            )
+        )
     problems = [
         _problem_rows(lf.filter(~pl.col("_ok")), pl.lit(f"malformed {_KIND_LABELS[name]} line"))
         for name, lf in lazy.items()
-    ]
+    ] + unattributed
     if rest.height:
         out["generations"] = _generations(rest_lf.filter(pl.col("kind") == "generation"))
         not_events = pl.col("kind").is_in(["generation", "blank", "unknown"])
@@ -739,7 +857,10 @@ def scan_lines(
     new_state = replace(state, line_no=state.line_no + consumed)
     last_resume = done["_last_resume"].item() if "_last_resume" in done else None
     if srows.height:
-        line_no, step, segment = srows.row(-1)
+        new_state = replace(new_state, broken=bool(srows["_broken"][-1]))
+    good_rows = srows.filter(~pl.col("_broken"))
+    if good_rows.height:
+        line_no, step, segment, _ = good_rows.row(-1)
         new_state = replace(
             new_state,
             step=step,
@@ -901,6 +1022,7 @@ def parse_bytes(data: bytes | Path) -> tuple[dict[str, pl.DataFrame], RunMeta]:
     A last line without its newline is a line still being written: it is reported as a
     problem and never parsed as data (a cut-off number would parse as a wrong value).
     """
+    data, wide, undecodable = decode(data)
     lines, rest, invalid = read_lines(data)
     chunk, _, _ = scan_lines(lines, ScanState(), final=True)
     tables = finalize([chunk])
@@ -908,9 +1030,11 @@ def parse_bytes(data: bytes | Path) -> tuple[dict[str, pl.DataFrame], RunMeta]:
     facts = RunMeta(
         truncated=bool(rest),
         n_lines=n + bool(rest),
-        invalid_utf8=invalid,
+        invalid_utf8=invalid or undecodable,
         line_kinds=line_kinds([chunk]),
     )
+    if wide is not None:
+        facts["encoding"] = wide
     if rest:
         tables["problems"] = pl.concat(
             [
@@ -928,6 +1052,20 @@ def parse_bytes(data: bytes | Path) -> tuple[dict[str, pl.DataFrame], RunMeta]:
             ]
         )
     return tables, facts
+
+
+def decode(data: bytes | Path) -> tuple[bytes | Path, str | None, bool]:
+    """A log in a wide encoding (UTF-16/32) as UTF-8 bytes, with the encoding's name and
+    whether some of it could not be decoded; any other log as it is."""
+    codec, skip = (
+        encoding.sniff_file(data)
+        if isinstance(data, Path)
+        else encoding.sniff(data[: encoding.SNIFF_BYTES])
+    )
+    if codec is None:
+        return data, None, False
+    utf8, invalid = encoding.to_utf8(data, codec, skip)
+    return utf8, encoding.NAMES[codec], invalid
 
 
 def parse_text(text: str) -> tuple[dict[str, pl.DataFrame], RunMeta]:

@@ -44,7 +44,9 @@ def read_snapshot(
         return None, "stats.json is empty (being written?)"
     try:
         # Python's json writes NaN/Infinity for non-finite floats; json.loads accepts them.
-        data = json.loads(raw.decode("utf-8-sig", errors="replace"))
+        # The encoding as JSON defines it (a UTF-8 byte-order mark, UTF-16/32), so a file
+        # saved by a Windows editor reads like the config files beside it.
+        data = json.loads(raw.decode(json.detect_encoding(raw), errors="replace"))
     except json.JSONDecodeError as exc:
         return None, f"stats.json is half-written or not JSON ({exc.msg} at char {exc.pos})"
     except RecursionError:

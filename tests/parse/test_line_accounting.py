@@ -18,10 +18,22 @@ shares no code with it:
   `traces`, `quality`, `lr_checks`), of `events`, or of `problems`; or nowhere when it is
   blank (whitespace only) or part of a generation block (read into `generations`), or a
   progress state a later one on the same line replaced.
+- Inside a generation block (the lines after a header, up to its closing rule) `\r` is
+  model output, not a line end: such a line is one segment, and holds no row.
+- A layer, trace or quality line belongs to the latest step line before it. When that
+  line could not be read (a step line the `steps` table does not hold, or an unrecognized
+  line with a step line inside), the line is reported, not given to another step, until
+  a valid step line or an LR CHECK line names the step again; before any step line it is
+  reported too.
+- The file's bytes: a UTF-16/32 log (the encoding the parser names in `encoding`) is read
+  as its decoded text; a file without any `\n` whose lines end in `\r` (two or more of
+  them, or one at the end, and not a progress bar's leading `\r`) is read with `\r` as
+  the line end; a byte-order mark opening a line is not part of it.
 """
 
 from __future__ import annotations
 
+import codecs
 import functools
 import re
 from collections import Counter
@@ -36,7 +48,7 @@ from polars.testing import assert_frame_equal
 
 from ponder_parse import load_run, parse_run
 from ponder_parse.parse.live import LiveLog
-from ponder_parse.parse.scan import PROBLEM_TEXT_MAX, read_lines, scan_lines
+from ponder_parse.parse.scan import PROBLEM_TEXT_MAX, decode, read_lines, scan_lines
 
 SAMPLES = Path(__file__).resolve().parents[2] / "sample_runs"
 
@@ -57,6 +69,22 @@ MALFORMED = {
     "lr_check": "malformed LR CHECK line",
 }
 UNRECOGNIZED = "unrecognized line"
+UNREADABLE_STEP = "belongs to a step line that could not be read"
+BEFORE_STEPS = "before any step line"
+ATTRIBUTED_KINDS = ("layer", "trace", "quality")
+HIDDEN_STEP = re.compile(r"STEP: [0-9]")
+WIDE = {
+    "UTF-16LE": "utf-16-le",
+    "UTF-16BE": "utf-16-be",
+    "UTF-32LE": "utf-32-le",
+    "UTF-32BE": "utf-32-be",
+}
+WIDE_BOMS = {
+    "utf-16-le": b"\xff\xfe",
+    "utf-16-be": b"\xfe\xff",
+    "utf-32-le": b"\xff\xfe\x00\x00",
+    "utf-32-be": b"\x00\x00\xfe\xff",
+}
 INCOMPLETE = "incomplete last line (log still being written?)"
 NO_ROW_KINDS = ("blank", "generation")
 STEP_NUMBER = re.compile(r"(?:\[AUDIT\] )?STEP: ([0-9]+)")
@@ -67,6 +95,10 @@ WHITE_SPACE = frozenset(
     "\t\n\x0b\x0c\r \x85\xa0\u1680\u2028\u2029\u202f\u205f\u3000"
     + "".join(chr(c) for c in range(0x2000, 0x200B))
 )
+_WS = "[" + re.escape("".join(sorted(WHITE_SPACE))) + "]"
+GEN_HEADER_LAST = re.compile(r"(?:^|\r)=+ GENERATION STEP \d+ =+" + _WS + "*$")
+GEN_CLOSE = re.compile("={20,}" + _WS + "*$")
+GEN_CONTENT = ("[GEN ", "  Prompt (", "  Output (", "    ")
 
 
 @dataclass(frozen=True)
@@ -75,20 +107,69 @@ class Lines:
 
     texts: list[str]
     rest: bytes
+    gen_body: frozenset[int]  # lines inside a generation block, after its header
 
     @classmethod
-    def of(cls, data: bytes) -> Lines:
+    def of(cls, data: bytes, encoding: str | None = None) -> Lines:
+        if encoding is not None:
+            data = decode_wide(data, WIDE[encoding])
+        if (
+            b"\n" not in data
+            and not data.startswith(b"\r")
+            and (data.count(b"\r") >= 2 or data.endswith(b"\r"))
+        ):
+            data = data.replace(b"\r", b"\n")
         *complete, rest = data.split(b"\n")
         # Invalid UTF-8 never spans a `\n` (an ASCII byte), so lines decode on their own.
-        return cls([ln.decode("utf-8", "replace").removesuffix("\r") for ln in complete], rest)
+        texts = [
+            ln.decode("utf-8", "replace").removesuffix("\r").removeprefix("\ufeff")
+            for ln in complete
+        ]
+        return cls(texts, rest, generation_bodies(texts))
 
     @property
     def n_lines(self) -> int:
         return len(self.texts) + bool(self.rest)
 
     def segments(self, line_no: int) -> list[str]:
+        if line_no in self.gen_body:
+            return [self.texts[line_no - 1]]
         parts = [s for s in self.texts[line_no - 1].split("\r") if s]
         return parts or [""]
+
+
+def decode_wide(data: bytes, codec: str) -> bytes:
+    """The text of a wide-encoded file as UTF-8: a byte-order mark dropped, a character
+    cut at the end one U+FFFD (it is in the unterminated last line)."""
+    data = data.removeprefix(WIDE_BOMS[codec])
+    decoder = codecs.getincrementaldecoder(codec)("replace")
+    text = decoder.decode(data)
+    return (text + ("\ufffd" if decoder.getstate()[0] else "")).encode()
+
+
+def wide_invalid(data: bytes, codec: str) -> bool:
+    try:
+        codecs.getincrementaldecoder(codec)("strict").decode(data.removeprefix(WIDE_BOMS[codec]))
+    except UnicodeDecodeError:
+        return True
+    return False
+
+
+def generation_bodies(texts: list[str]) -> frozenset[int]:
+    """Lines after a generation header (the last state of its line) that are content,
+    blank or the closing rule, up to and including that rule."""
+    body: set[int] = set()
+    open_block = False
+    for line_no, text in enumerate(texts, start=1):
+        if GEN_HEADER_LAST.search(text):
+            open_block = True
+            continue
+        if open_block and (text.startswith(GEN_CONTENT) or is_blank(text) or GEN_CLOSE.match(text)):
+            body.add(line_no)
+            open_block = not GEN_CLOSE.match(text)
+        else:
+            open_block = False
+    return frozenset(body)
 
 
 def is_utf8(data: bytes) -> bool:
@@ -117,10 +198,11 @@ def rows_by_line(tables: dict[str, pl.DataFrame]) -> dict[int, list[tuple[str, i
 def check_accounting(data: bytes, *, strict: bool) -> None:
     """Every invariant of the module docstring for one input. `strict`: the input has no
     `\\r` inside a line (CRLF endings allowed), so every count is exact."""
-    model = Lines.of(data)
     run = parse_run(data, name="run")
     meta = run.meta
-    complete, _, _ = read_lines(data)
+    wide = meta.get("encoding")
+    model = Lines.of(data, wide)
+    complete, _, _ = read_lines(decode(data)[0])
     raw, _, consumed = scan_lines(complete)
     tables = raw.tables
     kinds = meta["line_kinds"]
@@ -129,7 +211,10 @@ def check_accounting(data: bytes, *, strict: bool) -> None:
     # --- the facts about the text ------------------------------------------------------
     assert meta["n_lines"] == model.n_lines
     assert meta["truncated"] == bool(model.rest)
-    assert meta["invalid_utf8"] == (not is_utf8(data[: len(data) - len(model.rest)]))
+    if wide is None:
+        assert meta["invalid_utf8"] == (not is_utf8(data[: len(data) - len(model.rest)]))
+    else:
+        assert meta["invalid_utf8"] == wide_invalid(data, WIDE[wide])
     assert consumed == complete.height == n
     assert all(v > 0 for v in kinds.values())
     if strict:
@@ -153,7 +238,7 @@ def check_accounting(data: bytes, *, strict: bool) -> None:
             continue
         assert 1 <= line_no <= n
         assert text in [s[:PROBLEM_TEXT_MAX] for s in model.segments(line_no)]
-        assert reason == UNRECOGNIZED or reason in MALFORMED.values()
+        assert reason in (UNRECOGNIZED, UNREADABLE_STEP, BEFORE_STEPS, *MALFORMED.values())
     reasons = Counter(located["reason"])
     assert reasons[INCOMPLETE] == int(bool(model.rest))
 
@@ -178,6 +263,11 @@ def check_accounting(data: bytes, *, strict: bool) -> None:
             back -= 1
         assert back in without, (line_no, model.texts[line_no - 1])
 
+    # --- layer, trace and quality rows: the step of the step line before them ---------
+    orphans: dict[int, str] = {}
+    if strict:
+        orphans = check_attribution(model, tables, located)
+
     # --- data rows point at lines of their kind ---------------------------------------
     for kind, (table, prefix) in DATA_KINDS.items():
         df = tables.get(table)
@@ -185,7 +275,8 @@ def check_accounting(data: bytes, *, strict: bool) -> None:
         for line_no in line_nos:
             assert any(prefix.match(s) for s in model.segments(line_no)), (kind, line_no)
         if strict:
-            assert kinds.get(kind, 0) == len(line_nos) + reasons[MALFORMED[kind]], kind
+            unattributed = sum(1 for k in orphans.values() if k == kind)
+            assert kinds.get(kind, 0) == len(line_nos) + reasons[MALFORMED[kind]] + unattributed
     if "steps" in tables:
         for line_no, step in tables["steps"].select("line_no", "step").iter_rows():
             found = [STEP_NUMBER.match(s) for s in model.segments(line_no)]
@@ -211,6 +302,49 @@ def check_accounting(data: bytes, *, strict: bool) -> None:
         assert run.steps["lm_loss"].to_list() == latest["lm_loss"].to_list()
     else:
         assert run.steps.is_empty()
+
+
+def check_attribution(
+    model: Lines, tables: dict[str, pl.DataFrame], problems: pl.DataFrame
+) -> dict[int, str]:
+    """Walks the lines in order with the step each one belongs to (a step, unknown, or
+    none yet) and checks every readable layer, trace and quality line: in its table under
+    that step, or reported with the reason. Which step and LR CHECK lines are valid is the
+    tables' word (their own tests check it); what follows from it is checked here.
+    Returns the kind of each line reported for its step."""
+    valid_steps = (
+        dict(tables["steps"].select("line_no", "step").iter_rows()) if "steps" in tables else {}
+    )
+    valid_lr = (
+        dict(tables["lr_checks"].select("line_no", "step").iter_rows())
+        if "lr_checks" in tables
+        else {}
+    )
+    reported = dict(problems.select("line_no", "reason").iter_rows())
+    want: dict[str, list[tuple[int, int]]] = {DATA_KINDS[k][0]: [] for k in ATTRIBUTED_KINDS}
+    want_problems: dict[int, str] = {}
+    orphans: dict[int, str] = {}
+    step: int | None = None
+    broken = False
+    for line_no, text in enumerate(model.texts, start=1):
+        kind = next((k for k, (_, p) in DATA_KINDS.items() if p.match(text)), None)
+        if kind == "step" or (reported.get(line_no) == UNRECOGNIZED and HIDDEN_STEP.search(text)):
+            step = valid_steps.get(line_no)
+            broken = step is None
+        elif kind == "lr_check" and broken and line_no in valid_lr:
+            step, broken = valid_lr[line_no], False
+        elif kind in ATTRIBUTED_KINDS and reported.get(line_no) != MALFORMED[kind]:
+            if step is not None:
+                want[DATA_KINDS[kind][0]].append((line_no, step))
+            else:
+                want_problems[line_no] = UNREADABLE_STEP if broken else BEFORE_STEPS
+                orphans[line_no] = kind
+    for table, rows in want.items():
+        got = tables[table].select("line_no", "step").rows() if table in tables else []
+        assert got == rows, table
+    got_problems = {k: v for k, v in reported.items() if v in (UNREADABLE_STEP, BEFORE_STEPS)}
+    assert got_problems == want_problems
+    return orphans
 
 
 @functools.cache

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import functools
+import gzip
+import os
+import time
 from pathlib import Path
 
 import polars as pl
@@ -209,3 +212,174 @@ def test_live_follows_a_crash_and_resume(tmp_path: Path) -> None:
     before = crashed.filter(pl.col("step").is_between(200, 260))["lm_loss"]
     assert before.len() == 61 and (before - rerun["lm_loss"]).abs().max() > 1e-3
     assert live.run().meta["restarts"] == 1 and live.run().meta["resume_steps"] == [200]
+
+
+# --- the file changing other than by appends --------------------------------------------
+
+
+def follow(live: LiveLog, where: Path) -> None:
+    """One poll, then the live run must be the full parse of what is there now."""
+    live.poll()
+    assert_same_run(live.run(), load_run(where))
+
+
+def test_a_same_size_replacement_is_read_again(tmp_path: Path) -> None:
+    d = tmp_path / "run"
+    d.mkdir()
+    log = d / "log_kronecker_adaptive.txt"
+    first = "\n".join(small_log(60, 2)) + "\n"
+    other = first.replace("LM: 4.9", "LM: 1.9")  # same length, other values
+    assert len(other) == len(first) and other != first
+    log.write_text(first)
+    live = LiveLog(d)
+    follow(live, d)
+    log.write_text(other)  # in place: same inode, same size, a later mtime
+    os.utime(log, ns=(time.time_ns(), time.time_ns() + 10**9))
+    follow(live, d)
+    assert live.run().steps["lm_loss"][10] == 1.9
+
+
+def test_a_rewrite_that_grew_past_the_old_offset_is_not_spliced(tmp_path: Path) -> None:
+    """The run restarted into the same file and wrote more than was read before the next
+    poll: the old head and the new tail must not be joined, whether the new file starts
+    like the old one (the same first steps) or not."""
+    d = tmp_path / "run"
+    d.mkdir()
+    log = d / "log_kronecker_adaptive.txt"
+    old = small_log(200, 2)
+    same_start = old[:60] + [ln.replace("LM: ", "LM: 1") for ln in small_log(300, 2)[60:]]
+    other_start = [ln.replace("TOT: ", "TOT: 9") for ln in small_log(300, 2)]
+    for new in (same_start, other_start):
+        log.write_text("\n".join(old) + "\n")
+        live = LiveLog(d)
+        follow(live, d)
+        log.write_text("\n".join(new) + "\n")
+        assert log.stat().st_size > live.offset
+        follow(live, d)
+        assert live.run().n_steps == 300
+
+
+def test_a_rotated_log_is_read_from_its_start(tmp_path: Path) -> None:
+    """Log rotation: the file moved away and a new one under the same name (another
+    inode), of exactly the size read so far."""
+    log = tmp_path / "log_kronecker_adaptive.txt"
+    text = "\n".join(small_log(40, 1)) + "\n"
+    log.write_text(text)
+    live = LiveLog(log)
+    follow(live, log)
+    fresh = tmp_path / "fresh.tmp"
+    fresh.write_text(text.replace("TOT: 3", "TOT: 4"))
+    os.replace(fresh, log)
+    follow(live, log)
+    assert live.run().steps["tot_loss"][0] == 4.2145
+
+
+def test_a_newer_log_in_the_folder_is_followed(tmp_path: Path) -> None:
+    """The folder gets a second `log_*` file that grows larger: the loader shows that
+    one, so the live view switches to it."""
+    d = tmp_path / "run"
+    d.mkdir()
+    (d / "log_a.txt").write_text("\n".join(small_log(20, 1)) + "\n")
+    live = LiveLog(d)
+    follow(live, d)
+    (d / "log_b.txt").write_text("\n".join(small_log(80, 1)) + "\n")
+    follow(live, d)
+    assert live.log.name == "log_b.txt" and live.run().n_steps == 80
+
+
+def test_a_compressed_log_in_a_run_folder_is_read_whole(tmp_path: Path) -> None:
+    d = tmp_path / "run"
+    d.mkdir()
+    log = d / "log_kronecker_adaptive.txt.gz"
+    log.write_bytes(gzip.compress(("\n".join(small_log(30, 2)) + "\n").encode()))
+    live = LiveLog(d)
+    follow(live, d)
+    assert live.run().n_steps == 30 and live.run().problems.is_empty()
+    assert not live.poll()  # unchanged: not parsed again
+    log.write_bytes(gzip.compress(("\n".join(small_log(50, 2)) + "\n").encode()))
+    follow(live, d)
+    assert live.run().n_steps == 50
+
+
+@pytest.mark.parametrize("codec", ["utf-16", "utf-16-be", "utf-32-le"])
+def test_a_wide_encoded_log_is_followed(tmp_path: Path, codec: str) -> None:
+    log = tmp_path / "log_kronecker_adaptive.txt"
+    text = "\n".join(small_log(40, 2)) + "\n"
+    log.write_bytes(b"")
+    live = LiveLog(log)
+    for cut in (0, 1001, 2000, len(text)):
+        log.write_bytes(text[:cut].encode(codec))
+        follow(live, log)
+    assert live.run().n_steps == 40 and live.run().meta["encoding"].startswith("UTF-")
+
+
+def test_cr_line_ends_are_followed_until_a_newline_says_otherwise(tmp_path: Path) -> None:
+    log = tmp_path / "log_kronecker_adaptive.txt"
+    text = "\r".join(small_log(30, 1)) + "\r"
+    log.write_bytes(b"")
+    live = LiveLog(log)
+    start = 0
+    for cut in (5, 300, 301, 2000, len(text)):
+        with log.open("ab") as fh:
+            fh.write(text[start:cut].encode())
+        start = cut
+        follow(live, log)
+    assert live.run().n_steps == 30
+    with log.open("ab") as fh:  # now a `\n`: one line with `\r` overwrites after all
+        fh.write(b"\n")
+    follow(live, log)
+    assert live.run().meta["n_lines"] == 1
+
+
+def test_a_bom_at_the_start_is_stripped_when_following(tmp_path: Path) -> None:
+    log = tmp_path / "log_kronecker_adaptive.txt"
+    data = b"\xef\xbb\xbf" + ("\n".join(small_log(10, 1)) + "\n").encode()
+    log.write_bytes(b"")
+    live = LiveLog(log)
+    for cut in (1, 2, 3, 50, len(data)):
+        log.write_bytes(data[:cut])
+        follow(live, log)
+    assert live.run().meta["params"] == 451234567
+
+
+CHANGES = st.sampled_from(["append", "append", "append", "rewrite", "rotate", "truncate"])
+
+
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(CHANGES, st.integers(0, 10**6)), min_size=1, max_size=6))
+def test_live_polls_equal_a_full_parse_through_rewrites_and_rotations(
+    tmp_path_factory: pytest.TempPathFactory, changes: list[tuple[str, int]]
+) -> None:
+    """Appends cut anywhere mixed with the other changes a followed file sees: rewritten
+    in place with another run's log up to some point (shorter, as long or longer than
+    what was read), replaced by a new file (rotation), or truncated. After every poll
+    the live run is the full parse of the file as it stands."""
+    logs = [resumed_log("model3b"), resumed_log("smollm")]
+    d = tmp_path_factory.mktemp("live") / "run"
+    d.mkdir()
+    log = d / "log_kronecker_adaptive.txt"
+    log.write_bytes(b"")
+    live = LiveLog(d)
+    which, written = 0, 0
+    for n, (change, at) in enumerate(changes):
+        data = logs[which]
+        if change == "append":
+            cut = max(written, at % (len(data) + 1))
+            with log.open("ab") as fh:
+                fh.write(data[written:cut])
+            written = cut
+        elif change == "truncate":
+            written = at % (written + 1)
+            with log.open("r+b") as fh:
+                fh.truncate(written)
+        else:
+            which = 1 - which
+            data = logs[which]
+            written = at % (len(data) + 1)
+            target = log if change == "rewrite" else d / f"new{n}.tmp"
+            target.write_bytes(data[:written])
+            if change == "rotate":
+                os.replace(target, log)
+            else:  # a rewrite within the same clock tick still changes the mtime
+                os.utime(log, ns=(time.time_ns(), time.time_ns() + n + 1))
+        follow(live, d)

@@ -43,9 +43,20 @@ PARSER = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @PARSER
 @given(st.binary(max_size=2000))
 def test_never_raises_on_arbitrary_bytes(data: bytes) -> None:
+    """Lines end in `\\n`, or in `\\r` in a file without any `\\n` that has two of them or
+    ends in one (and does not start with one: a progress bar's first state); a wide
+    encoding counts its decoded text (its accounting: test_line_accounting)."""
     tables, facts = parse_bytes(data)
-    assert facts["n_lines"] == data.count(b"\n") + (not data.endswith(b"\n") and data != b"")
-    assert facts["truncated"] == (not data.endswith(b"\n") and data != b"")
+    if "encoding" in facts:
+        return
+    cr_ends = (
+        b"\n" not in data
+        and not data.startswith(b"\r")
+        and (data.count(b"\r") >= 2 or data.endswith(b"\r"))
+    )
+    end = b"\r" if cr_ends else b"\n"
+    assert facts["n_lines"] == data.count(end) + (not data.endswith(end) and data != b"")
+    assert facts["truncated"] == (not data.endswith(end) and data != b"")
 
 
 @PARSER
