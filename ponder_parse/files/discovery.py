@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from ponder_parse.parse import encoding
+
 SNIFF_BYTES = 64 * 1024
 FIND_MAX_DEPTH = 6
 # Every suffix a log file may have; `.gz` logs are decompressed whole, never followed live.
@@ -28,8 +30,10 @@ _LOG_LINE = re.compile(rb"^(?:\xef\xbb\xbf)?(?:(?:\[AUDIT\] )?STEP: |INIT \| PAR
 def head_has_log_line(head: bytes) -> bool:
     """Whether the start of a file holds a line only the trainer prints.
 
-    `INIT | PARAMS:` counts too, so a run that has only just started is still a run.
+    `INIT | PARAMS:` counts too, so a run that has only just started is still a run. A
+    head in a wide encoding (a log re-encoded as UTF-16/32 on the way) is decoded first.
     """
+    head = encoding.head_as_utf8(head)
     return _LOG_LINE.search(head.replace(b"\r", b"\n")) is not None
 
 

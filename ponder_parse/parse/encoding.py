@@ -38,6 +38,17 @@ NAMES = {
 _TEXT_CONTROLS = frozenset("\t\n\r\b\f\x1b")
 
 
+def head_as_utf8(head: bytes) -> bytes:
+    """The first bytes of a file as UTF-8, for sniffing its content: decoded when they are
+    in a wide encoding (cut to whole code units), as they are otherwise."""
+    codec, skip = sniff(head)
+    if codec is None:
+        return head
+    unit = _UNIT[codec]
+    body = head[skip:]
+    return body[: len(body) - len(body) % unit].decode(codec, errors="replace").encode("utf-8")
+
+
 def sniff(head: bytes) -> tuple[str | None, int]:
     """The wide encoding the first bytes of a file are in (a codec name), and the length of
     its byte-order mark; `(None, 0)` for UTF-8 (or anything else read as UTF-8).

@@ -207,3 +207,22 @@ def test_decompression_is_capped(tmp_path) -> None:
     p.write_bytes(gzip.compress(b"x" * 5_000_000))
     with pytest.raises(InputTooLarge, match="larger than"):
         open_bytes(p, LogLimits(max_lines=10**9, max_bytes=1_000_000))
+
+
+@pytest.mark.parametrize("codec", ["utf-16", "utf-16-le", "utf-32"])
+def test_a_wide_encoded_txt_log_is_found_by_its_content(tmp_path: Path, codec: str) -> None:
+    """A `.txt` not named like a log counts as one by its lines, whatever encoding a tool
+    re-saved it in; it then loads like the UTF-8 original."""
+    from trainer_lines import small_log
+
+    from ponder_parse.files.discovery import find_run_dirs, is_log_file
+
+    text = "\n".join(small_log()) + "\n"
+    d = tmp_path / "run"
+    d.mkdir()
+    (d / "train_output.txt").write_bytes(text.encode(codec))
+    assert is_log_file(d / "train_output.txt")
+    assert find_run_dirs(tmp_path) == [d]
+    assert load_run(d).n_steps == 30
+    (d / "notes.txt").write_bytes("just notes\n".encode(codec))
+    assert not is_log_file(d / "notes.txt")
