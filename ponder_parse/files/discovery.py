@@ -109,7 +109,8 @@ class Walk:
     each, whether searching again could find anything else: the folders it listed (a new
     entry changes a folder's mtime) and the `.txt` files it read and found not to be logs
     yet (a run that has just started writes its first step line later). Folders it could
-    not read are in `errors`, with the reason."""
+    not read, and text files it could not open to tell whether they are logs, are in
+    `errors`, with the reason."""
 
     folders: list[Path] = field(default_factory=list)
     sniffed: list[Path] = field(default_factory=list)
@@ -166,7 +167,13 @@ def find_run_dirs(
         if any(is_log_file(e) for e in files):
             found.append(folder)
             return
-        walk.sniffed.extend(e for e in files if e.name.lower().endswith((".txt", ".txt.gz")))
+        texts = [e for e in files if e.name.lower().endswith((".txt", ".txt.gz"))]
+        for e in texts:
+            try:  # a text file that could be a log but cannot be read is said, not skipped
+                e.open("rb").close()
+            except OSError as exc:
+                walk.deny(e, exc)
+        walk.sniffed.extend(texts)
         if depth >= max_depth:
             return
         for entry in dirs:

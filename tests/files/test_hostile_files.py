@@ -422,3 +422,28 @@ def test_the_store_refuses_a_log_past_the_caps(tmp_path: Path, small_caps: LogLi
     (d / "log_kronecker_adaptive.txt").write_bytes(b"\n" * 20_000)
     r = open_store(tmp_path / "s", create=True).ingest_run(d)
     assert r.action == "failed" and "more than 10,000 lines" in (r.reason or "")
+
+
+def test_an_unreadable_text_file_that_could_be_a_log_is_reported(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A `.txt` in a folder without a log may be the log itself: when it cannot be opened
+    to tell, the folder is not silently passed over."""
+    sweep = tmp_path / "sweep"
+    (sweep / "run").mkdir(parents=True)
+    hidden = sweep / "run" / "train_output.txt"
+    hidden.write_text("STEP: 1 | ...\n")
+    real_open = Path.open
+
+    def guarded(self: Path, *args: Any, **kwargs: Any) -> Any:
+        if self == hidden:
+            raise PermissionError(errno.EACCES, "Permission denied", str(self))
+        return real_open(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "open", guarded)
+    runs = load_runs([sweep])
+    assert list(runs) == []
+    failed = {f.path.name: f.reason for f in runs.failures}
+    assert set(failed) == {"train_output.txt", "sweep"}
+    assert "Permission denied" in failed["train_output.txt"]
+    assert failed["sweep"] == "no trainer log found in this folder"
