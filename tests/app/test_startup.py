@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -143,3 +145,62 @@ def test_sample_runs_need_no_yaml() -> None:
     """The import check above runs on the sample runs; it proves something only while
     they carry no YAML config (a run that has one loads the parser, as it should)."""
     assert not [p for p in SAMPLE_RUNS.rglob("*.y*ml")]
+
+
+def test_the_step_line_computes_only_what_it_shows(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A first visit to the step line parses the run and builds its per-step frame and
+    phases; the red flags and summaries other pages show wait for those pages."""
+    from streamlit.testing.v1 import AppTest
+
+    from ponder_app import prepare
+    from ponder_parse.analysis import phases, summaries
+    from ponder_parse.analysis import red_flags as flags
+
+    run = tmp_path / "fresh,seed=0"  # a path no other test has cached
+    shutil.copytree(SAMPLE_RUNS / "baseline,seed=0", run)
+    monkeypatch.setenv("PONDER_RUNS", str(run))
+    monkeypatch.setattr(sys, "argv", sys.argv[:1])
+    calls: list[str] = []
+    for owner, name in (
+        (phases, "phases"),
+        (prepare, "per_step"),
+        (flags, "red_flags"),
+        (flags, "measure_run"),
+        (summaries, "run_summary"),
+        (summaries, "phase_summary"),
+    ):
+        _counting(monkeypatch, owner, name, calls)
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    at.switch_page("pages/step_line.py").run()
+    assert_ok(at)
+    assert charts(at)
+    assert set(calls) == {"phases", "per_step"}
+
+
+def test_warming_leaves_the_first_session_nothing_to_parse(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """What `python -m ponder_app` does before any browser connects is exactly what the
+    first step-line visit would compute: the session finds it in the shared caches."""
+    from streamlit.testing.v1 import AppTest
+
+    from ponder_app import prepare, state, warm
+    from ponder_parse.analysis import phases
+
+    run = tmp_path / "warmed,seed=0"
+    shutil.copytree(SAMPLE_RUNS / "baseline,seed=0", run)
+    monkeypatch.setenv("PONDER_RUNS", "")
+    monkeypatch.setattr(sys, "argv", sys.argv[:1])
+    assert warm.warm(["--runs", str(run)]) > 0
+    calls: list[str] = []
+    _counting(monkeypatch, state, "load_run", calls)
+    _counting(monkeypatch, phases, "phases", calls)
+    _counting(monkeypatch, prepare, "per_step", calls)
+    monkeypatch.setenv("PONDER_RUNS", str(run))
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    at.switch_page("pages/step_line.py").run()
+    assert_ok(at)
+    assert charts(at)
+    assert calls == []
