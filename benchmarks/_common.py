@@ -1,4 +1,4 @@
-"""What both benchmark scripts share: where the project and the cached inputs are, the
+"""What the benchmark scripts share: where the project and the cached inputs are, the
 machine facts every report starts with, and the verdict words.
 
 Imported as `_common` by the scripts (run as `python benchmarks/<script>.py`, their own

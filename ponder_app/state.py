@@ -41,7 +41,6 @@ from ponder_app import charts, prepare
 from ponder_parse.analysis import phases, summaries
 from ponder_parse.analysis import red_flags as flags
 from ponder_parse.files import hparams
-from ponder_parse.files import uploads as archives
 from ponder_parse.files.loader import (
     LoadFailure,
     RunLoadError,
@@ -278,6 +277,9 @@ def materialize(files: Sequence[Any]) -> tuple[list[Path], list[str]]:
             shutil.rmtree(space.path / old, ignore_errors=True)
         space.entries.clear()
         return [], []
+    # Archive handling (tarfile, zipfile) is loaded with the first upload, not at start.
+    from ponder_parse.files import uploads as archives
+
     blobs = [(f.name, f.getvalue()) for f in files]
     digest = hashlib.sha256()
     for name, data in blobs:

@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import polars as pl
-import yaml
 
 from ponder_parse.files.limits import InputTooLarge, NotARegularFile, read_regular_file
 
@@ -258,12 +257,17 @@ def read_config(path: Path) -> tuple[dict[str, Any], str | None]:
         return {}, f"{label}: ignored, not UTF-8 text"
     except OSError as exc:
         return {}, f"{label}: could not be read ({exc.strerror or type(exc).__name__})"
+    # YAML is imported only for a YAML file: most runs carry config.json, and the app's
+    # start should not pay for a parser it may never use.
+    is_json = path.suffix.lower() == ".json"
+    errors: tuple[type[Exception], ...] = (ValueError,)
+    if not is_json:
+        import yaml
+
+        errors = (ValueError, yaml.YAMLError)
     try:
-        if path.suffix.lower() == ".json":
-            data = json.loads(text) if text.strip() else None
-        else:
-            data = yaml.safe_load(text)
-    except (ValueError, yaml.YAMLError) as exc:
+        data = (json.loads(text) if text.strip() else None) if is_json else yaml.safe_load(text)
+    except errors as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         return (
             {},

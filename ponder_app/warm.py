@@ -1,0 +1,73 @@
+"""The process-wide part of a first page, done before any browser asks for it.
+
+`streamlit run app.py` does nothing until a browser connects: the first session's script
+then imports Altair, Polars and the data layer, parses the runs and builds the first chart,
+while the server sat idle the 1–3 s the browser spent loading Streamlit's frontend. The
+launcher (`python -m ponder_app`, see `__main__`) starts the same server and, beside it,
+`start()`: a thread that imports what every first page needs and parses the configured
+runs into the caches all sessions share, with the per-step frame and the phases the step
+line draws first. A session that arrives before it is done waits on the cache's own lock
+for the run in progress instead of parsing it twice; nothing else differs from
+`streamlit run app.py`.
+
+Only what is identical for every session is done here: runs from `--runs` and
+`PONDER_RUNS` (or the sample sweep), keyed exactly as `state.load_all` keys them, with no
+phase overrides (those are per session). A failure is logged and left for the session to
+report as it always does.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import threading
+import time
+from collections.abc import Sequence
+
+logger = logging.getLogger(__name__)
+
+
+def warm(argv: Sequence[str], env_paths: Sequence[str] | None = None) -> float:
+    """Import the first page's modules and load the runs `argv` (the app's own arguments,
+    `--runs A B`) names; returns the seconds it took."""
+    t0 = time.perf_counter()
+    # What every first page needs: the frame and its helpers (Altair, Polars, the data
+    # layer), pandas and pyarrow, which Streamlit converts every chart's and table's data
+    # with, and the chart and page helpers.
+    for name in ("pandas", "pyarrow"):  # untyped: imported by name
+        importlib.import_module(name)
+    from ponder_app import charts, prepare, registry, state, ui  # noqa: F401
+    from ponder_parse.files.loader import expand_paths
+
+    paths = [
+        *state.cli_paths(argv),
+        *(state.env_paths() if env_paths is None else env_paths),
+    ] or [str(state.SAMPLE_RUNS)]
+    run_paths, _ = expand_paths(paths)
+    for p in run_paths:
+        try:
+            run, key = state._load_one(p, live=False)
+            # `Context.key`: the content key and the run's name (made unique per load;
+            # a name shared by two runs is renamed there, and simply not warmed here).
+            ckey = f"{key}|{run.name}"
+            state._per_step(ckey, run)
+            state._phases(ckey, (), run)
+        except Exception:  # noqa: BLE001 - the session reports a broken run itself
+            logger.debug("warming %s failed", p, exc_info=True)
+    return time.perf_counter() - t0
+
+
+def start(argv: Sequence[str]) -> threading.Thread:
+    """`warm` in a daemon thread (it must never keep the server from stopping)."""
+
+    def run() -> None:
+        try:
+            took = warm(argv)
+        except Exception:  # noqa: BLE001 - warming is an optimisation, never an error
+            logger.warning("warming the caches failed", exc_info=True)
+        else:
+            logger.info("first-page work done in %.2f s", took)
+
+    thread = threading.Thread(target=run, name="ponder-warm", daemon=True)
+    thread.start()
+    return thread
