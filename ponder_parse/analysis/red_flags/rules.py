@@ -132,10 +132,11 @@ class UniformSettings:
 class FrozenSettings:
     center: float = 0.5
     """The halting probability of a gate that has not learnt anything (logits at 0)."""
-    tol: float = 0.02
-    """p_mu within this of `center` (it prints with 2 decimals)."""
-    max_p_std: float = 0.005
-    """And p_std at most this: no token is treated differently."""
+    tol: float = DEFAULT_PATTERNS.frozen_p_tol
+    """p_mu within this of `center` (it prints with 2 decimals); the trace classifier's
+    frozen-gate bound, so a trace called frozen and this flag agree."""
+    max_p_std: float = DEFAULT_PATTERNS.frozen_max_p_std
+    """And p_std at most this: no token is treated differently (the classifier's bound)."""
     sustain: Sustain = Sustain(window=10, share=0.8, min_rows=5)
     """Per layer, over its layer lines (every 10 steps: 10 lines ≈ 100 steps)."""
 
