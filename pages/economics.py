@@ -5,7 +5,8 @@ from __future__ import annotations
 import streamlit as st
 
 from ponder_app import charts, prepare, ui
-from ponder_parse.analysis import catalog, economics
+from ponder_parse.analysis import economics
+from ponder_parse.analysis import red_flags as flags
 
 ctx = ui.page_context("economics")
 if ctx is not None:
@@ -25,8 +26,8 @@ if ctx is not None:
             colors=ctx.colors,
             log_y=True,
             smoothed=weight > 0,
-            refs=catalog.reference_lines("lambda_p"),
-            run_refs=prepare.run_refs(ctx.runs, "lambda_p"),
+            refs=flags.reference_lines("lambda_p", rules=ctx.rules),
+            run_refs=prepare.run_refs(ctx.runs, "lambda_p", rules=ctx.rules),
             markers=markers,
             value_format=".2e",
         ),

@@ -6,6 +6,7 @@ import streamlit as st
 
 from ponder_app import charts, prepare, ui
 from ponder_parse.analysis import catalog, sweep
+from ponder_parse.analysis import red_flags as flags
 
 ctx = ui.page_context("step_line")
 if ctx is not None:
@@ -122,8 +123,8 @@ if ctx is not None:
             x=x,
             log_y=log_y,
             smoothed=weight > 0,
-            refs=catalog.reference_lines(m.column, m.table),
-            run_refs=prepare.run_refs(ctx.runs, m.column, m.table),
+            refs=flags.reference_lines(m.column, m.table, ctx.rules),
+            run_refs=prepare.run_refs(ctx.runs, m.column, m.table, ctx.rules),
             audit_points=None
             if include_audit
             else prepare.audit_points(frames, m.column, x=x, step_range=step_range),
@@ -134,7 +135,7 @@ if ctx is not None:
         )
         ui.show_chart(chart, f"step_line-{m.column}")
         with st.expander(f"About {m.label}", expanded=False):
-            st.markdown(m.help())
+            st.markdown(flags.metric_help(m, ctx.rules))
     st.caption(
         (
             "Audit steps are counted in the lines. "
@@ -142,7 +143,9 @@ if ctx is not None:
             else "Open circles: values "
             "on audit steps (forced k=2), left out of the lines and the smoothing. "
         )
-        + "Dashed coloured lines: each run's own TARGET_K (and λ_p clamps its config sets). "
+        + "Dashed grey lines: fixed references and the red-flag thresholds (as set on the Red "
+        "flags page); dashed coloured lines: each run's own TARGET_K, the λ_p clamps its "
+        "config sets, and thresholds relative to its own level. "
         f"Each run is reduced to at most {prepare.points_per_run(len(frames))} points per metric by keeping "
         "the minimum and maximum of every step bucket, so no spike is hidden; zoom in to see every step."
     )

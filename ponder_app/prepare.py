@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 import polars as pl
 
 from ponder_parse import schema
-from ponder_parse.analysis import catalog, patterns
+from ponder_parse.analysis import catalog, patterns, red_flags
 from ponder_parse.analysis.downsample import downsample
 from ponder_parse.analysis.phases import PHASE_LABELS, with_phase_labels
 from ponder_parse.analysis.smoothing import ema
@@ -169,13 +169,19 @@ def audit_points(
     return pl.concat(out) if out else pl.DataFrame()
 
 
-def run_refs(runs: Sequence[Run], column: str, table: str = "steps") -> pl.DataFrame:
+def run_refs(
+    runs: Sequence[Run],
+    column: str,
+    table: str = "steps",
+    rules: red_flags.FlagRules = red_flags.DEFAULT,
+) -> pl.DataFrame:
     """Each run's own reference lines for a metric: rows `run, y, what, label`, drawn in the
     run's colour. TARGET_K on the depth metrics (each run is judged against its own
-    target, not the baseline's); the λ_p clamps a run's configuration names on λ_p."""
+    target, not the baseline's); the λ_p clamps a run's configuration names on λ_p; the
+    red-flag thresholds relative to the run's own level, as `rules` set them."""
     rows: list[dict[str, object]] = []
     for run in runs:
-        for value, what in catalog.run_reference_lines(run, column, table):
+        for value, what in red_flags.run_reference_lines(run, column, table, rules):
             rows.append({"run": run.name, "y": value, "what": what, "label": f"{run.name}: {what}"})
     if not rows:
         return pl.DataFrame()

@@ -50,7 +50,7 @@ STEP_LINE = PageSpec(
     "Step line",
     ":material/show_chart:",
     "Every per-step number the trainer prints (levels 1 and 4 of the guide), runs overlaid. "
-    "Faint: raw values; bold: smoothed. Dashed lines: the guide's healthy ranges and thresholds.",
+    "Faint: raw values; bold: smoothed. Dashed lines: fixed references and the red-flag thresholds (grey), each run's own (its colour).",
 )
 LAYER_HEATMAPS = PageSpec(
     "layer_heatmaps",

@@ -90,7 +90,8 @@ def make_run(
         db = np.zeros(n, dtype=bool)
     avg_exec = np.where(after_force, 1.43 + rng.normal(0, 0.02, n), 2.0)
     avg_k = np.where(after_force, 1.38 + rng.normal(0, 0.02, n), 2.0)
-    if pathology == "gap":  # hard stop lags the soft survival (halt_thr too low)
+    lagging = pathology == "gap"  # hard stop lags the soft survival (halt_thr too low)
+    if lagging:
         avg_exec = np.where(t >= 1500, avg_k + 0.8, avg_exec)
     gap = np.round(avg_exec - avg_k, 2)
     pnr = np.where(after_force, 0.03 + rng.normal(0, 0.005, n), 0.0)
@@ -146,6 +147,13 @@ def make_run(
     lrows: list[dict[str, Any]] = []
     for s in layer_steps:
         forced = s < force_end
+        # tokens running pass 2: fewer than survive there (a hard stop tracking the soft
+        # survival), except where the hard stop lags and every token runs every pass
+        tails: dict[str, float | None] = {"frac_ge2": 0.41, "frac_ge3": None, "frac_ge4": None}
+        if pathology == "over_penalized" and s >= 2000:
+            tails = {"frac_ge2": 0.01, "frac_ge3": None, "frac_ge4": None}
+        if lagging and s >= 1500:
+            tails = {"frac_ge2": 1.0, "frac_ge3": 1.0, "frac_ge4": 1.0}
         for layer in range(n_layers):
             lrows.append(
                 {
@@ -154,12 +162,12 @@ def make_run(
                     "k_exec": 2 if forced else min(kmax, 3),
                     "k": 2.0 if forced else round(1.38 + rng.normal(0, 0.02), 2),
                     "s_final": 0.04,
-                    "frac_ge2": 0.41,
+                    **tails,
                     "p_mean": 0.82,
                     "lambda_p": 0.0 if s < ponder_start else 1e-3,
                 }
             )
-    layers_df = schema.conform(pl.DataFrame(lrows), schema.LAYERS)
+    layers_df = schema.conform(pl.DataFrame(lrows, infer_schema_length=None), schema.LAYERS)
 
     trows: list[dict[str, Any]] = []
     for s in steps[steps % 50 == 0]:

@@ -2,9 +2,9 @@
 
 The guide to the logs describes each field once (meaning, healthy range, trouble
 threshold). Keeping that knowledge in a single table means the help text a user reads,
-the dashed reference line on a chart and the threshold a red-flag rule fires on can never
-disagree. Thresholds are the guide's; where the guide gives none, the field is `None`
-rather than an invented number.
+the fixed reference lines on a chart agree. Trouble thresholds are not here: each belongs
+to the red-flag rule that fires on it (`red_flags.rules`), which also draws it on the
+chart (`red_flags.reference_lines`), so a line and a finding never disagree.
 
 Units: percentages in the log are stored as fractions (`P_NR: 3.2%` is 0.032), so every
 "fraction" metric is formatted with a percent format.
@@ -39,8 +39,8 @@ LAMBDA_MAX_DEFAULT = 5e-2
 class Metric:
     """One logged quantity, described the way the guide describes it.
 
-    `healthy_low`/`healthy_high` bound the normal range (either may be open);
-    `warn_above`/`warn_below` are the guide's trouble thresholds. `higher_is_better` is
+    `healthy_low`/`healthy_high` bound the normal range (either may be open; only where it
+    holds for every trainer build: GRAD's and AUX's level depend on the model). `higher_is_better` is
     `None` where direction is not a quality judgement (learning rate, λ_p, entropy).
     `reference` holds extra fixed lines worth drawing (zero lines, clamps). `fmt` is a
     Python format spec for a single value.
@@ -55,8 +55,6 @@ class Metric:
     unit: str
     healthy_low: float | None = None
     healthy_high: float | None = None
-    warn_above: float | None = None
-    warn_below: float | None = None
     higher_is_better: bool | None = None
     log_scale: bool = False
     fmt: str = ".4f"
@@ -82,10 +80,6 @@ class Metric:
         parts = [f"**{self.label}** — {self.meaning}"]
         if self.healthy_text:
             parts.append(f"Healthy: {self.healthy_text}.")
-        if self.warn_above is not None:
-            parts.append(f"Trouble above {self.format(self.warn_above)}.")
-        if self.warn_below is not None:
-            parts.append(f"Trouble below {self.format(self.warn_below)}.")
         return " ".join(parts)
 
 
@@ -148,11 +142,9 @@ METRICS: tuple[Metric, ...] = (
         "Losses",
         "MoE router auxiliary loss (expert load balancing; model3b only).",
         "nats",
-        healthy_low=0.001,
-        healthy_high=0.05,
-        warn_above=0.1,
         higher_is_better=False,
-        healthy_text="about 0.001–0.05",
+        healthy_text="steady at the level of the MoE set-up (the guide's about 0.001–0.05; "
+        "real model3b runs 0.3–0.8); trouble is a sustained rise far above it",
         fmt=".4f",
     ),
     _m(
@@ -219,13 +211,12 @@ METRICS: tuple[Metric, ...] = (
         "steps",
         "GRAD",
         "Optimisation",
-        "Gradient norm (clipping at 1.0); spikes mean instability.",
+        "Gradient norm before clipping (the trainer prints what clip_grad_norm_(…, 1.0) "
+        "returns: above 1.0 the update was clipped); spikes mean instability.",
         "norm",
-        healthy_low=0.3,
-        healthy_high=0.9,
-        warn_above=2.0,
         higher_is_better=False,
-        healthy_text="0.3–0.9; above 2 = trouble",
+        healthy_text="steady at the model's own level (textbook 0.3–0.9; real model3b runs "
+        "median 2.5 at D=512, 1.6 at D=768); trouble is a sustained rise far above it",
     ),
     _m(
         "baton",
@@ -287,10 +278,9 @@ METRICS: tuple[Metric, ...] = (
         "Controller",
         "Share of gate values near the lower clamp (≤ 0.05): absorbing-state risk.",
         "fraction",
-        warn_above=0.20,
         higher_is_better=False,
         fmt=".1%",
-        healthy_text="well below 20%",
+        healthy_text="low; a sustained high share in the economic phase is a red flag",
     ),
     _m(
         "avg_exec",
@@ -316,12 +306,12 @@ METRICS: tuple[Metric, ...] = (
         "steps",
         "AVGS gap",
         "Controller",
-        "exec − k: hard versus soft execution mismatch.",
+        "exec − k: passes run minus their soft weight, Σ (1 − s) over the passes that ran.",
         "passes",
-        warn_above=0.5,
         higher_is_better=False,
         fmt=".2f",
-        healthy_text="near 0",
+        healthy_text="near 0 when passes run only at high survival; a halting threshold of "
+        "0.10 lets a pass run down to 10% survival, so real runs show 0.7–2",
         reference=((0.0, "no gap"),),
     ),
     _m(
@@ -675,9 +665,10 @@ def _as_float(v: object) -> float | None:
 def reference_lines(
     column: str, table: str = "steps", target_k: float | None = None
 ) -> list[tuple[float, str]]:
-    """Horizontal lines worth drawing on a chart of `column`: value and label.
+    """Fixed horizontal lines worth drawing on a chart of `column`: value and label.
 
-    Healthy-range bounds, trouble thresholds and fixed references come from the guide.
+    Healthy-range bounds and fixed references; the red-flag thresholds are added by
+    `red_flags.reference_lines`, from the settings the rules run with.
     Depth metrics get a TARGET_K line only when the caller knows the run's target, because
     TARGET_K differs between trainers and sweeps and must never be assumed.
     """
@@ -687,10 +678,6 @@ def reference_lines(
         lines.append((m.healthy_low, f"healthy ≥ {m.format(m.healthy_low)}"))
     if m.healthy_high is not None:
         lines.append((m.healthy_high, f"healthy ≤ {m.format(m.healthy_high)}"))
-    if m.warn_above is not None:
-        lines.append((m.warn_above, f"trouble > {m.format(m.warn_above)}"))
-    if m.warn_below is not None:
-        lines.append((m.warn_below, f"trouble < {m.format(m.warn_below)}"))
     lines.extend(m.reference)
     if target_k is not None and (table, column) in TARGET_K_METRICS:
         lines.append((float(target_k), f"TARGET_K {target_k:.2f}"))
@@ -706,28 +693,33 @@ def reference_lines(
 FLAT_NOTE = "0 on every line: not computed by this build"
 """What a picker or chart says of a metric in `flat_metrics`."""
 
+FLAT_MIN_LINES = 20
+"""Lines a metric must be printed on before "0 on every line" means anything."""
+
+ZERO_IS_DATA_UNITS: frozenset[str] = frozenset({"fraction"})
+"""Units whose metrics can be 0 on every line and still be measured: a share of tokens or
+steps (P_NR, the tails, PL/LM) can truly be 0 throughout; a loss, an entropy or a
+difference computed on real data cannot."""
+
 _PONDER_ONLY: frozenset[str] = frozenset(
     {"steps.total_ponder", "steps.ponder_raw", "steps.reward", "steps.pl_lm", "layers.lambda_p"}
 )
 """Metrics that are 0 by design until the ponder start: flat only in a run that got there."""
 
-_TAIL_PASSES: dict[str, int] = {"frac_ge2": 2, "frac_ge3": 3, "frac_ge4": 4}
-"""Tail shares that are 0 by design when Kmax is below their pass count."""
 
-
-def flat_metrics(run: Run) -> frozenset[str]:
+def flat_metrics(run: Run, min_lines: int = FLAT_MIN_LINES) -> frozenset[str]:
     """Keys (`steps.mtp_loss`, `layers.ent`) of the numeric metrics the run printed as 0 on
-    every line.
+    every line: the one definition, for the `metric_flat` red flag and for pickers and
+    charts.
 
     A trainer build that does not compute a value still prints it (`s.get('ent', 0)`), so
     the log shows a perfect flat 0 that looks like data. A metric counts when it was
-    printed on at least two lines and every printed value is exactly 0, except where 0 is
-    what the design says: ponder costs before the run reached the ponder start (no
-    RECURRENCE QUALITY line yet), tail shares beyond the run's Kmax. A metric that is
+    printed on at least `min_lines` lines and every printed value is exactly 0, except
+    where 0 is data or design: shares (`ZERO_IS_DATA_UNITS`), and ponder costs in a run
+    that never reached the ponder start (no RECURRENCE QUALITY line yet). A metric that is
     constant at another value (λ_p pinned at its floor) is measured, and not listed.
     """
     reached_ponder = run.quality.height > 0
-    kmax = run.meta.get("kmax") if run.meta else None
     out: set[str] = set()
     for table in ("steps", "layers"):
         df: pl.DataFrame = getattr(run, table)
@@ -736,15 +728,18 @@ def flat_metrics(run: Run) -> frozenset[str]:
             for m in metrics_for(table, numeric_only=True)
             if m.column in df.columns
             and df.schema[m.column].is_numeric()
-            and m.column not in ("step", "layer")
+            and m.unit not in ZERO_IS_DATA_UNITS
             and (reached_ponder or m.key not in _PONDER_ONLY)
-            and not (kmax is not None and _TAIL_PASSES.get(m.column, 0) > int(kmax))
         ]
-        if not cols or df.height < 2:
+        if not cols or df.height < min_lines:
             continue
         stats = df.select(
             *[pl.col(m.column).is_not_null().sum().alias(f"n:{m.column}") for m in cols],
             *[(pl.col(m.column).fill_nan(None) != 0).any().alias(f"nz:{m.column}") for m in cols],
         ).row(0, named=True)
-        out |= {m.key for m in cols if stats[f"n:{m.column}"] >= 2 and not stats[f"nz:{m.column}"]}
+        out |= {
+            m.key
+            for m in cols
+            if stats[f"n:{m.column}"] >= max(min_lines, 1) and not stats[f"nz:{m.column}"]
+        }
     return frozenset(out)

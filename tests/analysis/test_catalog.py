@@ -49,17 +49,13 @@ def test_metrics_are_well_formed() -> None:
 
 def test_guide_values() -> None:
     grad = catalog.metric("grad_norm")
-    assert (grad.label, grad.healthy_low, grad.healthy_high, grad.warn_above) == (
-        "GRAD",
-        0.3,
-        0.9,
-        2.0,
-    )
+    # GRAD is printed before clipping: its level is the model's, no fixed healthy band
+    assert (grad.label, grad.healthy_low, grad.healthy_high) == ("GRAD", None, None)
+    assert "before clipping" in grad.meaning and "2.5" in grad.healthy_text
     assert grad.higher_is_better is False
-    assert catalog.metric("p_near_clamp").warn_above == 0.20
     assert catalog.metric("p_near_clamp").unit == "fraction"
-    assert catalog.metric("aux_loss").warn_above == 0.1
-    assert catalog.metric("avg_gap").warn_above == 0.5
+    assert catalog.metric("aux_loss").healthy_high is None
+    assert "0.3–0.8" in catalog.metric("aux_loss").healthy_text
     assert catalog.metric("lm_loss").label == "LM"
     assert catalog.metric("lambda_p").label == "λ_p"
     assert catalog.metric("tok_per_sec").higher_is_better is True
@@ -93,8 +89,10 @@ def test_lookup_errors_and_loose_find() -> None:
 
 
 def test_reference_lines() -> None:
-    grad = catalog.reference_lines("grad_norm")
-    assert [v for v, _ in grad] == [0.3, 0.9, 2.0]
+    # thresholds are the red-flag rules' (red_flags.reference_lines), not the catalog's
+    assert catalog.reference_lines("grad_norm") == []
+    assert catalog.reference_lines("avg_gap") == [(0.0, "no gap")]
+    assert [v for v, _ in catalog.reference_lines("pl_lm")] == [0.0, 0.05]
     assert catalog.reference_lines("ctrl_err") == [(0.0, "on target")]
     assert [v for v, _ in catalog.reference_lines("lambda_p")] == [1e-4, 5e-2]
     assert catalog.reference_lines("avg_k") == []
@@ -107,5 +105,8 @@ def test_formatting_and_help() -> None:
     assert pnr.format(0.032) == "3.2%"
     assert pnr.format(None) == "–"
     assert catalog.metric("k_exec", "layers").format(2.0) == "2.0"
-    assert "20.0%" in pnr.help()
+    assert "Healthy: low" in pnr.help() and "20" not in pnr.help()  # the rule's number
+    from ponder_parse.analysis import red_flags
+
+    assert "red flag: > 20%" in red_flags.metric_help(pnr)
     assert catalog.option_label(catalog.metric("lm_loss")) == "LM (lm_loss)"

@@ -163,11 +163,31 @@ def _default(rule: str) -> Any:
     return F.DEFAULT.of(F.RULES[rule])
 
 
-def test_thresholds_come_from_the_catalog() -> None:
-    assert (
-        _default("p_near_clamp_high").threshold == catalog.metric("p_near_clamp").warn_above == 0.20
-    )
-    assert _default("gap_high").threshold == catalog.metric("avg_gap").warn_above == 0.5
+def test_chart_lines_are_the_rules_thresholds() -> None:
+    """One source per threshold: the lines on a chart are the settings the rules run with,
+    the Red flags page's edits included."""
+    assert _default("p_near_clamp_high").threshold == 0.20
+    assert F.reference_lines("p_near_clamp") == [(0.20, "red flag: > 20%")]
+    grad = F.reference_lines("grad_norm")
+    assert [v for v, _ in grad] == [1.0, 20.0]
+    assert "clipped" in grad[0][1] and "sustained" in grad[1][1]
+    assert [v for v, _ in F.reference_lines("aux_loss")] == [1.0]
+    assert F.reference_lines("ctrl_err") == catalog.reference_lines("ctrl_err")
+    edited = F.edit(F.DEFAULT, "p_near_clamp_high", "threshold", 0.35)
+    edited = F.edit(edited, "grad_sustained", "abs_level", None)
+    edited = F.edit(edited, "lambda_pinned", "lambda_min", 2e-4)
+    assert F.reference_lines("p_near_clamp", rules=edited) == [(0.35, "red flag: > 35%")]
+    assert [v for v, _ in F.reference_lines("grad_norm", rules=edited)] == [1.0]
+    assert 2e-4 in [v for v, _ in F.reference_lines("lambda_p", rules=edited)]
+    assert 2e-4 not in [v for v, _ in F.reference_lines("lambda_p")]
+    # thresholds relative to a run's own level are that run's lines
+    run = make_run()
+    med = float(run.steps["grad_norm"].median())
+    own = F.run_reference_lines(run, "grad_norm")
+    assert own == [(pytest.approx(4.0 * med), "red flag: 4× its median GRAD")]
+    rel = F.edit(F.DEFAULT, "grad_sustained", "rel", 6.0)
+    assert F.run_reference_lines(run, "grad_norm", rules=rel)[0][0] == pytest.approx(6 * med)
+    assert "Red flags on it: `grad_sustained`" in F.metric_help(catalog.metric("grad_norm"))
     hash(F.DEFAULT)  # hashable: usable as a cache key
 
 
@@ -322,7 +342,25 @@ def test_gap_ignored_during_force_warmup() -> None:
     run.steps = run.steps.with_columns(
         avg_gap=pl.when(pl.col("step") < 800).then(0.9).otherwise(pl.col("avg_gap"))
     )
+    run.layers = run.layers.with_columns(
+        frac_ge2=pl.when(pl.col("step") < 800).then(1.0).otherwise(pl.col("frac_ge2"))
+    )
     assert F.red_flags(run).is_empty()
+
+
+def test_a_large_gap_alone_is_not_the_mismatch() -> None:
+    """exec − k is large whenever passes run at moderate survival; the flag is for passes
+    run by more tokens than their survival allows (`s_j / tail ≥j` below the setting)."""
+    run = make_run(pathology="gap")
+    row = F.red_flags(run).filter(pl.col("rule") == "gap_high").row(0, named=True)
+    assert row["first_step"] == 1500 and row["value"] < 0.05
+    assert "AVGS gap median 0.80" in row["evidence"] and "pass 4" in row["evidence"]
+    # the same gap with the tokens stopping as their survival says: no finding
+    tracking = make_run(pathology="gap")
+    tracking.layers = make_run().layers
+    assert "gap_high" not in _rules(F.red_flags(tracking))
+    lenient = F.edit(F.DEFAULT, "gap_high", "min_survival", 0.01)
+    assert "gap_high" not in _rules(F.red_flags(run, lenient))
 
 
 def test_recovered_trace_pattern_is_a_warning() -> None:
@@ -556,6 +594,8 @@ def _expected_for(cfg: object, baseline: object) -> set[str] | None:
         return {"gate_not_stopping"}
     if cfg.lambda_min > 0.01:
         return {"gate_over_penalized"}
+    if getattr(cfg, "regime", "textbook") == "real":
+        return None  # read against the real runs' figures in test_red_flags_real
     if cfg.halt_thr < 0.3:
         return {"gap_high"}
     if diff <= SIM_HEALTHY_DIFFS:

@@ -22,6 +22,7 @@ from collections.abc import Sequence
 
 import polars as pl
 
+from ponder_parse.analysis import catalog
 from ponder_parse.analysis.red_flags.engine import (
     CRITICAL,
     FAILED_ACTION,
@@ -36,6 +37,7 @@ from ponder_parse.analysis.red_flags.engine import (
     Level,
     Measure,
     Outlier,
+    RefLine,
     Registry,
     Rule,
     RunMeasures,
@@ -59,6 +61,7 @@ from ponder_parse.analysis.red_flags.rules import (
     DepthFit,
     FlatSettings,
     FrozenSettings,
+    GapSettings,
     GradSettings,
     KOutlier,
     LambdaSettings,
@@ -148,6 +151,57 @@ def rules_table() -> pl.DataFrame:
     )
 
 
+def _rule_lines(key: str, rules: FlagRules, run: Run | None = None) -> list[tuple[float, str]]:
+    out: list[tuple[float, str]] = []
+    for rule in RULES.run_rules:
+        make = rule.run_lines if run is not None else rule.lines
+        if make is None:
+            continue
+        settings = rules.of(rule)
+        got = make(settings, run) if run is not None else make(settings)  # type: ignore[call-arg]
+        out += [(line.value, line.label) for line in got if line.metric == key]
+    return out
+
+
+def reference_lines(
+    column: str, table: str = "steps", rules: FlagRules = DEFAULT
+) -> list[tuple[float, str]]:
+    """Lines for a chart of `column` shared by every run: the catalog's fixed references
+    (zero lines, the trainer's default λ_p clamp and LR, the guide's healthy ranges) and
+    the red-flag thresholds on it as `rules` set them (the Red flags page's edits), so a
+    line and a finding never disagree."""
+    out: list[tuple[float, str]] = []
+    for value, label in catalog.reference_lines(column, table) + _rule_lines(
+        f"{table}.{column}", rules
+    ):
+        if value not in {v for v, _ in out}:
+            out.append((value, label))
+    return out
+
+
+def run_reference_lines(
+    run: Run, column: str, table: str = "steps", rules: FlagRules = DEFAULT
+) -> list[tuple[float, str]]:
+    """Lines that belong to one run: its own TARGET_K and configured clamps
+    (`catalog.run_reference_lines`) and the red-flag thresholds relative to its own level
+    (4× its median GRAD, half its median tok/sec)."""
+    return catalog.run_reference_lines(run, column, table) + _rule_lines(
+        f"{table}.{column}", rules, run
+    )
+
+
+def metric_help(m: catalog.Metric, rules: FlagRules = DEFAULT) -> str:
+    """The catalog's help for a metric and the red-flag thresholds drawn on its chart."""
+    shared = _rule_lines(m.key, rules)
+    flags = [r.name for r in RULES.values() if m.key in r.metrics[:1]]
+    parts = [m.help()]
+    if shared:
+        parts.append("Lines: " + "; ".join(lbl for _, lbl in shared) + ".")
+    if flags:
+        parts.append("Red flags on it: " + ", ".join(f"`{f}`" for f in flags) + ".")
+    return " ".join(parts)
+
+
 def focus_range(first_step: int, last_step: int, pad_share: float = 0.2) -> tuple[int, int]:
     """The step range that shows a finding with context: its steps plus a fifth of their
     span (at least 50 steps) on each side, never before step 0."""
@@ -173,6 +227,7 @@ __all__ = [
     "FlagRules",
     "FlatSettings",
     "FrozenSettings",
+    "GapSettings",
     "GradSettings",
     "KOutlier",
     "LambdaSettings",
@@ -184,6 +239,7 @@ __all__ = [
     "NonfiniteSettings",
     "Outlier",
     "RateOutlier",
+    "RefLine",
     "Registry",
     "Rule",
     "RunMeasures",
@@ -202,10 +258,13 @@ __all__ = [
     "evaluate",
     "measure",
     "measure_run",
+    "metric_help",
     "peers_text",
     "red_flags",
+    "reference_lines",
     "replace_setting",
     "rules_table",
+    "run_reference_lines",
     "setting_fields",
     "sustained",
     "sweep_evaluate",

@@ -34,7 +34,6 @@ from typing import Any, Generic, TypeVar
 
 import polars as pl
 
-from ponder_parse.analysis import catalog
 from ponder_parse.analysis.patterns import (
     PatternThresholds,
     classify_traces,
@@ -163,13 +162,6 @@ def episodes_text(flagged: pl.DataFrame) -> str:
     parts = [f"{a}–{b}" if a != b else f"{a}" for a, b in spans.select("a", "b").iter_rows()]
     shown = ", ".join(parts[:3]) + (f", … ({len(parts)} episodes)" if len(parts) > 3 else "")
     return f"step{'s' if len(parts) > 1 or '–' in parts[0] else ''} {shown}"
-
-
-def warn_above(column: str, table: str = "steps") -> float:
-    """The guide's trouble threshold for a metric, so a rule never restates it."""
-    value = catalog.metric(column, table).warn_above
-    assert value is not None, f"catalog has no threshold for {column}"
-    return value
 
 
 @dataclass(frozen=True)
@@ -351,6 +343,21 @@ Check = Callable[[Scope, S], Sequence[Finding]]
 
 
 @dataclass(frozen=True)
+class RefLine:
+    """A threshold of a rule drawn on a chart: the metric it sits on (`steps.grad_norm`),
+    its value and what it says. Drawn from the settings the rule runs with, so a line on a
+    chart and a finding never disagree."""
+
+    metric: str
+    value: float
+    label: str
+
+
+Lines = Callable[[S], Sequence[RefLine]]
+RunLines = Callable[[S, Run], Sequence[RefLine]]
+
+
+@dataclass(frozen=True)
 class RuleInfo:
     """What every red flag says about itself, for the UI and the docs: its id, what it
     checks, how bad a finding is, where it looks, what `value` holds, what to do."""
@@ -374,6 +381,10 @@ class Rule(RuleInfo, Generic[S]):
     check: Check[S] = field(repr=False)
     metrics: tuple[str, ...] = ()
     from_guide: bool = True
+    lines: Lines[S] | None = field(default=None, repr=False)
+    """The thresholds shared by every run, from the settings (`RefLine`s)."""
+    run_lines: RunLines[S] | None = field(default=None, repr=False)
+    """The thresholds relative to one run's own level (drawn in the run's colour)."""
 
 
 # ---------------------------------------------------------------- rules over the sweep
@@ -541,12 +552,25 @@ class Registry(Mapping[str, AnyRule]):
         settings: S,
         metrics: tuple[str, ...] = (),
         from_guide: bool = True,
+        lines: Lines[S] | None = None,
+        run_lines: RunLines[S] | None = None,
     ) -> Callable[[Check[S]], Rule[S]]:
         """Register the decorated check as a rule: the one place a rule is written."""
 
         def register(check: Check[S]) -> Rule[S]:
             rule = Rule(
-                name, title, severity, scope, value, action, settings, check, metrics, from_guide
+                name,
+                title,
+                severity,
+                scope,
+                value,
+                action,
+                settings,
+                check,
+                metrics,
+                from_guide,
+                lines,
+                run_lines,
             )
             self.add(rule)
             return rule

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import Any
 
 import polars as pl
 
@@ -26,7 +27,7 @@ from ponder_parse.analysis.patterns import (
     OVER_PENALIZED,
     STUCK_HALF,
     PatternThresholds,
-    run_kmax,
+    policy_traces,
 )
 from ponder_parse.analysis.phases import assign_phase
 from ponder_parse.analysis.red_flags.engine import (
@@ -38,6 +39,7 @@ from ponder_parse.analysis.red_flags.engine import (
     Level,
     Measure,
     Outlier,
+    RefLine,
     Registry,
     Scope,
     Sustain,
@@ -47,7 +49,6 @@ from ponder_parse.analysis.red_flags.engine import (
     step_span,
     sustained,
     threshold_findings,
-    warn_above,
 )
 from ponder_parse.parse import meta as run_meta
 from ponder_parse.run import Run
@@ -97,6 +98,21 @@ class GradSettings(Level):
 
 
 @dataclass(frozen=True)
+class GapSettings:
+    """When the passes that run carry too little soft survival (see `gap_high`)."""
+
+    min_survival: float = 0.05
+    """Mean survival per token running a pass below this: those tokens should have stopped.
+    A hard stop at halting threshold h keeps it at or above h (real runs, h = 0.10: at
+    least 0.09), so half the trainer's default threshold is a hard stop past the soft
+    survival, or a threshold set too low."""
+    min_share: float = 0.01
+    """Passes run by fewer tokens than this share are not judged (a token or two)."""
+    sustain: Sustain = Sustain(window=6, share=0.8, min_rows=3)
+    """Per layer, over its trace checkpoints (every 50 steps: 6 ≈ 300 steps)."""
+
+
+@dataclass(frozen=True)
 class DepthFit:
     """When the passes run explain the time a step takes."""
 
@@ -143,7 +159,7 @@ class FrozenSettings:
 
 @dataclass(frozen=True)
 class FlatSettings:
-    min_lines: int = 20
+    min_lines: int = catalog.FLAT_MIN_LINES
     """Lines a metric must be printed on before "0 on every line" means anything."""
 
 
@@ -208,6 +224,47 @@ class DeadbandSettings:
     """Economic steps after which a missing deadband is worth an info note."""
 
 
+# ---------------------------------------------------------------- lines on charts
+
+
+def _finite_median(run: Run, column: str) -> float | None:
+    """Median of a step-line column's finite values (None when it has none)."""
+    if column not in run.steps.columns:
+        return None
+    v = run.steps.filter(pl.col(column).is_finite().fill_null(False))[column]
+    return as_float(v.median()) if v.len() else None
+
+
+def _level_lines(metric: str, label: str) -> tuple[Any, Any]:
+    """The lines of a `Level` rule on `metric`: its absolute level for every run, and
+    `rel` × each run's median (the running level the rule compares with, taken over the
+    whole run) in the run's colour."""
+
+    def lines(s: Level) -> list[RefLine]:
+        if s.abs_level is None:
+            return []
+        return [RefLine(metric, s.abs_level, f"red flag: {label} > {s.abs_level:g} sustained")]
+
+    def run_lines(s: Level, run: Run) -> list[RefLine]:
+        med = _finite_median(run, metric.split(".", 1)[1])
+        if med is None or med <= 0:
+            return []
+        return [RefLine(metric, s.rel * med, f"red flag: {s.rel:g}× its median {label}")]
+
+    return lines, run_lines
+
+
+_GRAD_LINES, _GRAD_RUN_LINES = _level_lines("steps.grad_norm", "GRAD")
+_AUX_LINES, _AUX_RUN_LINES = _level_lines("steps.aux_loss", "AUX")
+
+
+def _grad_lines(s: GradSettings) -> list[RefLine]:
+    clip = RefLine(
+        "steps.grad_norm", s.clip, f"clip norm {s.clip:g}: above, the update was clipped"
+    )
+    return [clip, *_GRAD_LINES(s)]
+
+
 # ---------------------------------------------------------------- the guide's table
 
 
@@ -221,6 +278,8 @@ class DeadbandSettings:
     "schedule (reduce it if needed) and what changed at the first flagged step.",
     settings=GradSettings(rel=4.0, abs_level=20.0),
     metrics=("steps.grad_norm",),
+    lines=_grad_lines,
+    run_lines=_GRAD_RUN_LINES,
 )
 def grad_sustained(scope: Scope, s: GradSettings) -> list[Finding]:
     """Relative to the run's own running level (4× by default; real runs' p95 is 1.2–3×
@@ -296,8 +355,9 @@ def gate_not_stopping(scope: Scope, s: TraceSettings) -> list[Finding]:
     scope="economic phase",
     value="highest P_NR (fraction) in the flagged steps",
     action="Gate collapsing to always stop (absorbing state): model overtaxed; lower LAMBDA_MAX.",
-    settings=Above(warn_above("p_near_clamp")),
+    settings=Above(0.20),
     metrics=("steps.p_near_clamp", "steps.lambda_p"),
+    lines=lambda s: [RefLine("steps.p_near_clamp", s.threshold, f"red flag: > {s.threshold:.0%}")],
 )
 def p_near_clamp_high(scope: Scope, s: Above) -> list[Finding]:
     return threshold_findings(scope.economic, "p_near_clamp", s, "P_NR", ".1%")
@@ -342,6 +402,8 @@ def delta_ce_negative(scope: Scope, s: DeltaCeSettings) -> list[Finding]:
     "another MoE set-up.",
     settings=Level(rel=3.0, abs_level=1.0),
     metrics=("steps.aux_loss",),
+    lines=_AUX_LINES,
+    run_lines=_AUX_RUN_LINES,
 )
 def aux_high(scope: Scope, s: Level) -> list[Finding]:
     """Real runs step from 0.40 in the warmup to 0.79 when gating starts (under 2×)."""
@@ -350,16 +412,98 @@ def aux_high(scope: Scope, s: Level) -> list[Finding]:
 
 @RULES.rule(
     name="gap_high",
-    title="gap (exec − k) > 0.5 sustained",
+    title="Passes run past the soft survival (exec − k mismatch)",
     severity=WARNING,
-    scope="after the force warmup",
-    value="highest gap in the flagged steps",
-    action="Hard vs soft execution mismatch: halt_thr too low; soft survival not tracking hard stop.",
-    settings=Above(warn_above("avg_gap")),
-    metrics=("steps.avg_gap",),
+    scope="trace checkpoints after the force warmup, audit steps left out, per layer",
+    value="lowest mean survival per token running a pass, in the flagged checkpoints",
+    action="Hard vs soft execution mismatch: tokens keep running passes after their survival "
+    "has decayed (halt_thr too low, or the hard stop not tracking the soft survival). A large "
+    "AVGS gap alone is not this: with halt_thr 0.10 every pass that runs carries at least 10% "
+    "survival and real runs show gaps of 0.7–2 passes.",
+    settings=GapSettings(),
+    metrics=("steps.avg_gap", "steps.avg_exec"),
 )
-def gap_high(scope: Scope, s: Above) -> list[Finding]:
-    return threshold_findings(scope.after_force, "avg_gap", s, "gap", ".2f")
+def gap_high(scope: Scope, s: GapSettings) -> list[Finding]:
+    """exec − k adds up (1 − s) over the passes that ran, so it is large whenever a pass
+    runs at moderate survival, which a halting threshold of 0.10 allows by design. What
+    the guide warns about is tokens running a pass their survival says they should have
+    stopped before: the mean survival entering pass j divided by the share of tokens that
+    ran it (`s_j / tail ≥j`) bounds from above the mean survival of those tokens, and a
+    hard stop at threshold h keeps it at or above h."""
+    found = _pass_survival(scope, s)
+    if found is None:
+        return []
+    lines, flagged = found
+    parts, ongoing = [], False
+    for (_,), layer in flagged.group_by("layer", maintain_order=True):
+        hit = sustained(layer, pl.col("_low"), s.sustain)
+        if hit.height:
+            parts.append(hit)
+            ongoing = ongoing or bool(hit["step"].max() == layer["step"].max())
+    if not parts:
+        return []
+    hit = pl.concat(parts)
+    worst = hit.sort("_worst").row(0, named=True)
+    first, last = step_span(hit)
+    gap = scope.steps.filter(pl.col("step").is_between(first, last))["avg_gap"].drop_nulls()
+    gap_text = f"; AVGS gap median {as_float(gap.median()):.2f} there" if gap.len() else ""
+    share = hit.height / lines
+    evidence = (
+        f"the tokens running a pass carried a mean survival below {s.min_survival:g} on "
+        f"{hit.height} trace checkpoints of {_layer_spans(hit)}, steps {first}–{last} "
+        f"(worst: pass {worst['_pass']} at step {worst['step']}, survival "
+        f"{worst['_s']:.2f} entering it with {worst['_frac']:.0%} of tokens running it); "
+        f"{share:.0%} of the judged checkpoints{gap_text}; "
+        + ("still so at the last checkpoint" if ongoing else "recovered later")
+    )
+    return [Finding(evidence, as_float(worst["_worst"]), first, last, hit["step"].n_unique())]
+
+
+def _pass_survival(scope: Scope, s: GapSettings) -> tuple[int, pl.DataFrame] | None:
+    """Trace checkpoints after the force warmup (audits out) joined to their layer lines,
+    with `_worst` (the lowest `s_j / tail ≥j` over the passes j ≥ 2 that ran), the pass
+    and values it was found at, and `_low` (`_worst` below `min_survival`); and how many
+    checkpoints were judged."""
+    run = scope.run
+    tails = sorted(
+        int(c[7:]) for c in run.layers.columns if c.startswith("frac_ge") and c[7:].isdigit()
+    )
+    if not tails or run.traces.is_empty():
+        return None
+    judged = assign_phase(policy_traces(run), scope.phases).filter(
+        pl.col("phase").is_in(["gate_learning", "economic"])
+    )
+    cols = ["step", "layer", *(f"frac_ge{j}" for j in tails)]
+    d = judged.join(run.layers.select(cols), on=["step", "layer"], how="inner")
+    if d.is_empty():
+        return None
+    ratio: dict[int, pl.Expr] = {}
+    for j in tails:
+        sj = pl.col("s_trace").list.get(j - 1, null_on_oob=True)
+        frac = pl.col(f"frac_ge{j}")
+        ran = frac.is_finite().fill_null(False) & (frac >= s.min_share) & sj.is_not_null()
+        ratio[j] = pl.when(ran).then(sj / frac)
+    d = d.with_columns(**{f"_r{j}": r for j, r in ratio.items()}).with_columns(
+        _worst=pl.min_horizontal(*(pl.col(f"_r{j}") for j in tails))
+    )
+    d = d.filter(pl.col("_worst").is_not_null())
+    worst_pass = pl.lit(None, dtype=pl.Int32)
+    for j in reversed(tails):
+        worst_pass = (
+            pl.when(pl.col(f"_r{j}") == pl.col("_worst")).then(pl.lit(j)).otherwise(worst_pass)
+        )
+    d = (
+        d.with_columns(_pass=worst_pass)
+        .with_columns(
+            _s=pl.col("s_trace").list.get(pl.col("_pass") - 1, null_on_oob=True),
+            _frac=pl.coalesce(
+                *(pl.when(pl.col("_pass") == j).then(pl.col(f"frac_ge{j}")) for j in tails)
+            ),
+            _low=pl.col("_worst") < s.min_survival,
+        )
+        .sort("layer", "step")
+    )
+    return (d.height, d) if d.height else None
 
 
 @RULES.rule(
@@ -448,6 +592,14 @@ def _slow(steps: pl.DataFrame, s: ThroughputSettings) -> tuple[float, pl.Expr] |
     return med, c.is_finite().fill_null(False) & (c < s.low_frac * med)
 
 
+def _throughput_lines(s: ThroughputSettings, run: Run) -> list[RefLine]:
+    med = _finite_median(run, "tok_per_sec")
+    if med is None or med <= 0:
+        return []
+    label = f"red flag: < {s.low_frac:.0%} of its median tok/sec"
+    return [RefLine("steps.tok_per_sec", s.low_frac * med, label)]
+
+
 @RULES.rule(
     name="throughput_low",
     title="tok/sec very low (vs this run's median)",
@@ -457,6 +609,7 @@ def _slow(steps: pl.DataFrame, s: ThroughputSettings) -> tuple[float, pl.Expr] |
     action="Memory pressure causing swaps: reduce seq_len or batch_size.",
     settings=ThroughputSettings(),
     metrics=("steps.tok_per_sec", "steps.dt_ms"),
+    run_lines=lambda s, run: _throughput_lines(s, run),
 )
 def throughput_low(scope: Scope, s: ThroughputSettings) -> list[Finding]:
     """Where the passes run explain the time per token (`throughput_depth`), a step is
@@ -644,6 +797,11 @@ def _merge_equal_clamps(
     settings=LambdaSettings(),
     metrics=("steps.lambda_p",),
     from_guide=False,
+    lines=lambda s: [
+        RefLine("steps.lambda_p", v, f"λ_p clamp {side} {v:.2e} (red-flag setting)")
+        for side, v in (("min", s.lambda_min), ("max", s.lambda_max))
+        if v is not None and v > 0
+    ],
 )
 def lambda_pinned(scope: Scope, s: LambdaSettings) -> list[Finding]:
     """Candidates come from the whole economic phase (λ_p's full range), judgement only
@@ -863,47 +1021,11 @@ def gate_frozen(scope: Scope, s: FrozenSettings) -> list[Finding]:
     return [Finding(evidence, share, first, last, hit["step"].n_unique(), severity=severity)]
 
 
-PRICED_COLUMNS: frozenset[tuple[str, str]] = frozenset(
-    {
-        ("steps", "total_ponder"),
-        ("steps", "ponder_raw"),
-        ("steps", "reward"),
-        ("steps", "pl_lm"),
-        ("layers", "lambda_p"),
-    }
-)
-"""Columns that are 0 by design until λ_p is priced: judged on economic-phase lines only."""
-
-NOT_METRICS = frozenset({"step", "layer", "segment", "k_exec"})
-
-
-def _flat_columns(scope: Scope, min_lines: int) -> list[tuple[str, str, float, int]]:
-    """(table, column, value, lines) for every printed numeric step/layer column that has
-    one value on all of at least `min_lines` lines."""
-    kmax = run_kmax(scope.run) or 0
-    out: list[tuple[str, str, float, int]] = []
-    for table, df in (("steps", scope.steps), ("layers", scope.run.layers)):
-        econ = assign_phase(df, scope.phases).filter(pl.col("phase") == "economic")
-        for col, dtype in df.schema.items():
-            if col in NOT_METRICS or not dtype.is_numeric():
-                continue
-            if col.startswith("frac_ge") and col[7:].isdigit() and int(col[7:]) > kmax:
-                continue  # a tail beyond Kmax is 0 by construction
-            rows = econ if (table, col) in PRICED_COLUMNS else df
-            v = rows[col].drop_nulls()
-            if v.len() < min_lines:
-                continue
-            lo, hi = v.min(), v.max()
-            if lo == hi and lo is not None:
-                out.append((table, col, as_float(lo), v.len()))
-    return out
-
-
 @RULES.rule(
     name="metric_flat",
     title="A printed metric is 0 on every line (not computed by this build)",
     severity=INFO,
-    scope="every step and layer line (ponder costs: the economic phase)",
+    scope="every step and layer line (ponder costs: once the run reached the ponder start)",
     value="number of metrics printed as 0 on every line",
     action="Not computed by this trainer build: it prints a value the model does not report "
     "as 0 (`s.get(name, 0)`). Read these metrics as missing, not as data.",
@@ -912,43 +1034,20 @@ def _flat_columns(scope: Scope, min_lines: int) -> list[tuple[str, str, float, i
     from_guide=False,
 )
 def metric_flat(scope: Scope, s: FlatSettings) -> list[Finding]:
-    """Shares of tokens or steps (P_NR, the tails, PL/LM) can truly be 0 throughout; a loss,
-    an entropy or a difference computed on real data cannot."""
-    zero = [
-        (t, c, n)
-        for t, c, v, n in _flat_columns(scope, s.min_lines)
-        if v == 0 and _unit(c, t) not in ZERO_IS_DATA_UNITS
-    ]
-    if not zero:
+    """The metrics of `catalog.flat_metrics`, the definition pickers and charts grey out."""
+    flat = catalog.flat_metrics(scope.run, s.min_lines)
+    if not flat:
         return []
     parts = []
-    for table in ("steps", "layers"):
-        cols = [(c, n) for t, c, n in zero if t == table]
-        if cols:
-            labels = ", ".join(_label(c, table) for c, _ in cols)
-            kind = "step" if table == "steps" else "layer"
-            parts.append(f"{labels} (on all {max(n for _, n in cols)} {kind} lines)")
+    for table, kind in (("steps", "step"), ("layers", "layer")):
+        ms = [m for m in catalog.metrics_for(table, numeric_only=True) if m.key in flat]
+        if ms:
+            df: pl.DataFrame = getattr(scope.run, table)
+            lines = max(int(df[m.column].is_not_null().sum()) for m in ms)
+            labels = ", ".join(m.label for m in ms)
+            parts.append(f"{labels} (on all {lines} {kind} lines)")
     evidence = "printed as 0 on every line: " + "; ".join(parts)
-    return [Finding(evidence, len(zero))]
-
-
-ZERO_IS_DATA_UNITS = frozenset({"fraction"})
-"""Units whose metrics can be 0 on every line and still be measured."""
-
-
-def _unit(column: str, table: str) -> str | None:
-    try:
-        return catalog.metric(column, table).unit
-    except KeyError:
-        return None
-
-
-def _label(column: str, table: str) -> str:
-    """The log's own name for a column (`Δp` for p_diff), the column name otherwise."""
-    try:
-        return catalog.metric(column, table).label
-    except KeyError:
-        return column
+    return [Finding(evidence, len(flat))]
 
 
 # ---------------------------------------------------------------- what the log says
