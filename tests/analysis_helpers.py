@@ -1,4 +1,6 @@
-"""Constructed runs for the analysis tests: a healthy run and one run per pathology.
+"""Runs for the tests: simulated realistic runs read back from their files
+(`real_run`, `simulated_run`), and, for what the simulator does not make, constructed
+runs: a healthy run and one run per pathology (`make_run`).
 
 The numbers follow the guide's healthy ranges and the trainer's defaults (force warmup to
 800, ponder start 1200, layer lines every 10 steps, traces every 50, quality lines every
@@ -8,15 +10,24 @@ named for, so a rule firing on it cannot be explained by anything else.
 
 from __future__ import annotations
 
+import atexit
+import dataclasses
+import functools
 import math
+import shutil
+import tempfile
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import polars as pl
 
 from ponder_parse import schema
+from ponder_parse.files.loader import load_run
 from ponder_parse.run import Run
+from ponder_parse.sim import real as real_regime
+from ponder_parse.sim.simulate import SimConfig, run_name, write_run
 
 PATHOLOGIES = (
     "grad",
@@ -311,128 +322,43 @@ def is_nan(x: float | None) -> bool:
     return x is not None and math.isnan(x)
 
 
-# ---- a run as the real trainer prints it (see real-runs.md)
+# ---- runs of the realistic simulator, written and read back
 
-REAL_ECONOMIC_TRACES: tuple[tuple[list[float], float, float, float], ...] = (
-    # (trace, p_mu, p_std, tok avg): survival falls by a near-constant factor each pass and
-    # the loop stops once nothing is alive, so traces are cut short of Kmax = 4
-    ([1.00, 0.49, 0.24, 0.12], 0.49, 0.015, 4.00),
-    ([1.00, 0.46, 0.21], 0.46, 0.012, 3.00),
-    ([1.00, 0.30], 0.30, 0.010, 2.00),
-    ([1.00, 0.17], 0.17, 0.008, 2.00),
-)
-FROZEN_TRACE = [1.00, 0.50, 0.25, 0.12]
 FORCED_TRACE = [1.00, 1.00]
+"""What force-2 warmup and audit steps print: the gate forced to 1 at k=1, 0 at k=2."""
+FROZEN_TRACE = [1.00, 0.50, 0.25, 0.12]
+"""A gate frozen at 0.5: survival 0.5^k, every token running all four passes."""
+
+_SIM_DIR: Path | None = None
 
 
-def real_style_run(
-    name: str = "real",
-    n_steps: int = 2000,
-    n_layers: int = 2,
-    force_end: int = 800,
-    ponder_start: int = 1200,
-    target_k: float = 2.40,
-    seed: int = 0,
-) -> Run:
-    """A run shaped like the real trainer's logs: `[1.00, 1.00]` traces in the force-2
-    warmup, a gate frozen at 0.5 (`p_mu=0.50, p_std=0.000, tok avg=4.00`) in gate
-    learning, cut-short traces in the economic phase, audit steps (~5%) there
-    (step, layer and trace lines forced to k=2: `avg_k 2.00`, `p_mu 1.0, p_std 0.5`,
-    `[1.00, 1.00]`), and ent / d_rel / Δp / MTP printed as 0 on every line. Traces and
-    layer lines every 10 steps, so audit steps have them too. No `kmax` in the facts:
-    what the analyses derive is what is tested."""
-    rng = np.random.default_rng(seed)
-    steps = np.arange(n_steps, dtype=np.int64)
-    t = steps.astype(float)
-    econ = t >= ponder_start
-    gate = (t >= force_end) & ~econ
-    # ~5% of economic steps, some of them on a trace step (every 200 steps)
-    audit = econ & ((steps % 20 == 7) | (steps % 200 == 50))
-    avg_k = np.where(
-        t < force_end, 2.0, np.where(gate, 1.87, 1.8 - 0.3 * (t - ponder_start) / n_steps)
-    )
-    avg_k = np.where(audit, 2.0, np.round(avg_k + rng.normal(0, 0.01, len(t)), 2))
-    lm = 6.0 + 5.5 * np.exp(-t / 150.0) - 0.4 * np.clip((t - ponder_start) / n_steps, 0, 1)
-    lm = lm + rng.uniform(-0.3, 0.3, len(t))
-    steps_df = schema.conform(
-        pl.DataFrame(
-            {
-                "step": steps,
-                "audit": audit,
-                "lm_loss": lm,
-                "mtp_loss": np.zeros(len(t)),
-                "aux_loss": 0.4 + rng.normal(0, 0.02, len(t)),
-                "grad_norm": 2.5 + rng.normal(0, 0.2, len(t)),
-                "lambda_p": np.full(len(t), 1e-4),
-                "ctrl_err": avg_k - target_k,
-                "avg_k": avg_k,
-                "avg_exec": np.where(t < force_end, 2.0, np.where(gate, 4.0, 3.0)),
-                "p_near_clamp": np.where((t < force_end) | audit, 0.5, 0.0),
-                "tok_per_sec": 1800 + rng.normal(0, 20, len(t)),
-                "segment": np.zeros(len(t), dtype=np.int32),
-            }
-        ),
-        schema.STEPS,
-    )
-    lrows: list[dict[str, Any]] = []
-    trows: list[dict[str, Any]] = []
-    for s in steps[steps % 10 == 0]:
-        for layer in range(n_layers):
-            if s < force_end or audit[s]:
-                tr, p_mu, p_std, tok = FORCED_TRACE, 1.0, 0.5, 2.0
-            elif s < ponder_start:
-                tr, p_mu, p_std, tok = FROZEN_TRACE, 0.5, 0.0, 4.0
-            else:
-                tr, p_mu, p_std, tok = REAL_ECONOMIC_TRACES[(s // 10 + layer) % 4]
-            lrows.append(
-                {
-                    "step": int(s),
-                    "layer": layer,
-                    "k_exec": len(tr),
-                    "k": round(sum(tr), 2),
-                    "s_final": round(tr[-1] * p_mu, 3),
-                    "avg_exec_token": tok,
-                    "p95_exec_token": tok,
-                    "p_mean": p_mu,
-                    "p_std": p_std,
-                    "ent": 0.0,
-                    "d_rel": 0.0,
-                    "p_diff": 0.0,
-                }
-            )
-            trows.append({"step": int(s), "layer": layer, "s_trace": tr})
-    layers_df = schema.conform(pl.DataFrame(lrows), schema.LAYERS)
-    traces_df = schema.conform(
-        pl.DataFrame(
-            trows, schema={"step": pl.Int64, "layer": pl.Int32, "s_trace": pl.List(pl.Float64)}
-        ),
-        schema.TRACES,
-    )
-    qsteps = steps[econ]
-    qa = audit[econ]
-    dce = rng.normal(0.001, 0.002, len(qsteps))
-    quality_df = schema.conform(
-        pl.DataFrame(
-            {
-                "step": qsteps,
-                "delta_ce": dce,
-                "delta_h": rng.normal(-0.01, 0.01, len(qsteps)),
-                "coupon": np.maximum(dce, 0) * 2,
-                "status": np.where(
-                    qa,
-                    np.where(dce > 0, "AUDIT-POS", "AUDIT-NEG"),
-                    np.where(dce > 0, "ECONOMIC WIN", "TAX ONLY"),
-                ),
-                "confidence": ~qa & (dce > 0),
-            }
-        ),
-        schema.QUALITY,
-    )
-    return Run(
-        name=name,
-        steps=steps_df,
-        layers=layers_df,
-        traces=traces_df,
-        quality=quality_df,
-        meta={"n_layers": n_layers, "target_k": target_k, "resume_steps": [], "restarts": 0},
-    )
+def _sim_dir() -> Path:
+    global _SIM_DIR
+    if _SIM_DIR is None:
+        _SIM_DIR = Path(tempfile.mkdtemp(prefix="ponder-sim-"))
+        atexit.register(shutil.rmtree, _SIM_DIR, True)
+    return _SIM_DIR
+
+
+def real_config(**changes: Any) -> SimConfig:
+    """The realistic regime's settings (`sim.real.sample_base`: 8 layers, halt_thr 0.10,
+    TARGET_K 2.40, 3 700 steps) with `changes`; the quick default is 2 000 steps of 4 layers."""
+    base = dataclasses.replace(real_regime.sample_base(), steps=2000, n_layers=4)
+    return dataclasses.replace(base, **changes)
+
+
+@functools.cache
+def _written(cfg: SimConfig, name: str) -> Path:
+    return write_run(cfg, _sim_dir() / f"{len(list(_sim_dir().iterdir()))}", name=name)
+
+
+def simulated_run(cfg: SimConfig, name: str | None = None) -> Run:
+    """`cfg` simulated, written as the trainer writes it (log, stats.json, config.json)
+    and read back with `load_run`: what the app sees. Each config is simulated once per
+    test process; every call returns a fresh `Run` (tests may change its tables)."""
+    return load_run(_written(cfg, name or run_name(cfg)))
+
+
+def real_run(name: str = "real", **changes: Any) -> Run:
+    """A run of the realistic regime (`real_config(**changes)`), named `name`."""
+    return simulated_run(real_config(**changes), name)

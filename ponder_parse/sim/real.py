@@ -52,6 +52,7 @@ DT_TWO_PASSES = {512: 1220.0, 768: 4800.0}
 DT_EXPONENT = {512: 0.94, 768: 1.25}
 DT_ECONOMIC_EXTRA = {512: 250.0, 768: 900.0}  # the recurrence-quality forward pass
 TOTAL_ROWS = 50_000  # the dataset the trainer slices when it resumes
+DIVERGE_RAMP = 200  # steps of rising GRAD before a diverging run prints nan
 GEN_FAILURE = "index 65535 is out of bounds: 65535, range 0 to 65535"
 # A token cut in the middle of a multi-byte character: raw bytes in the log (held as
 # surrogate escapes in the text until it is encoded).
@@ -104,6 +105,7 @@ def run_segment(
     audit = (steps >= cfg.ponder_start) & (draws[0] < cfg.audit_frac)
     offsets = _layer_offsets(cfg)
     thr = _thresholds(cfg)
+    frozen = cfg.gate == "stuck"  # never leaves the untrained 0.5, whatever the price
     mid = 0.5 * (cfg.lambda_min + cfg.lambda_max)
     lo_band = cfg.target_k * (1 - cfg.deadband_lower)
     hi_band = cfg.target_k * (1 + cfg.deadband_upper)
@@ -131,7 +133,7 @@ def run_segment(
         out_lam[i] = st.lam
         out_db[i] = st.db_active
         out_since[i] = st.db_since
-        if t < cfg.ponder_start:
+        if t < cfg.ponder_start or frozen:
             st.a1 = np.full(nl, FROZEN_P)
         else:
             target = _free_p(cfg, t, offsets) * math.exp(-((st.lam / PRICE_SCALE) ** 2))
@@ -146,7 +148,7 @@ def run_segment(
             s = np.full((nl, nk), np.nan)
             s[:, :2] = 1.0
         else:
-            if econ:
+            if econ and not frozen:
                 p = st.a1 + 0.006 * draws[2][i]
                 p_std = np.minimum(P_STD_MAX, P_STD_MEDIAN * np.exp(P_STD_SIGMA * draws[3][i]))
             else:
@@ -267,6 +269,16 @@ def observe(cfg: core.SimConfig, seg: core._Segment, stream: int) -> None:
     grad = GRAD_MEDIAN[cfg.d_model] * np.exp(0.16 * rnd.normal(n))
     grad = grad * np.where(spikes, rnd.uniform(2.0, 6.5), 1.0)
     grad = np.where(learning, grad * 1.04, grad)
+    if cfg.diverge_at is not None:
+        # Blowing up: GRAD climbs steeply and LM with it for the steps before
+        # `diverge_at`; from there the losses print nan and GRAD inf, then nan.
+        d = cfg.diverge_at
+        ramp = np.clip((t - (d - DIVERGE_RAMP)) / DIVERGE_RAMP, 0.0, None)
+        grad = grad * np.exp(4.0 * ramp)
+        lm = lm + 1.5 * ramp
+        gone = steps >= d
+        lm = np.where(gone, np.nan, lm)
+        grad = np.where(steps == d, np.inf, np.where(gone, np.nan, grad))
     lr = np.array([core.lr_at(cfg, int(x)) for x in steps])
     dt = DT_TWO_PASSES[cfg.d_model] * (avg_exec / 2.0) ** DT_EXPONENT[cfg.d_model]
     dt = dt + np.where(econ, DT_ECONOMIC_EXTRA[cfg.d_model], 0.0)

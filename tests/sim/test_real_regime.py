@@ -325,7 +325,6 @@ def test_realistic_configs_are_checked() -> None:
     for bad in (
         {"regime": "dreamy"},
         {"regime": "real", "variant": "smollm"},
-        {"regime": "real", "gate": "stuck"},
         {"d_model": 640},
         {"pause_at": 10_000},
         {"pause_at": 900, "crash_at": 1000},
