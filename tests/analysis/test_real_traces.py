@@ -1,5 +1,6 @@
 """Traces as the real trainer prints them: cut short of Kmax, a frozen gate's halving,
-forced traces as a category of their own, Kmax, metrics printed as 0."""
+forced traces as a category of their own, Kmax, metrics printed as 0. Runs come from the
+realistic simulator, written and read back with `load_run`."""
 
 from __future__ import annotations
 
@@ -7,12 +8,7 @@ import math
 
 import polars as pl
 import pytest
-from analysis_helpers import (
-    FORCED_TRACE,
-    FROZEN_TRACE,
-    real_style_run,
-    traces_frame,
-)
+from analysis_helpers import FORCED_TRACE, FROZEN_TRACE, real_run, traces_frame
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -81,19 +77,31 @@ def test_layer_line_decides_a_trace_in_between() -> None:
     assert P.classify_trace(between, kmax=4, layer=some_stop) == P.OTHER
 
 
-def test_real_style_run_classes_per_phase() -> None:
-    run = real_style_run()
+@pytest.mark.parametrize("target_k", [2.40, 1.30])
+def test_real_run_classes_per_phase(target_k: float) -> None:
+    run = real_run(target_k=target_k)
     shares = P.pattern_shares(run, by=["phase"])
     got = {(r["phase"], r["pattern"]): r["share"] for r in shares.iter_rows(named=True)}
     assert got[("force_warmup", P.FORCED)] == 1.0  # [1.00, 1.00], never "not stopping"
-    assert got[("gate_learning", P.FROZEN_GATE)] == 1.0
-    assert got[("economic", P.HEALTHY)] == 1.0  # nothing left as "other"
+    assert got[("gate_learning", P.FROZEN_GATE)] == 1.0  # [1.00, 0.50, 0.25, 0.12]
+    # cut-short traces are a gate that stopped: nothing left as "other"
+    assert got[("economic", P.HEALTHY)] >= 0.85
+    assert ("economic", P.OTHER) not in got and ("economic", P.FORCED) not in got
     dom = P.dominant_pattern(run)
     assert dom["pattern"].to_list() == [P.FORCED, P.FROZEN_GATE, P.HEALTHY]
+    cut = run.traces.filter(pl.col("step") >= 1200)["s_trace"].list.len()
+    assert {2, 3, 4} <= set(cut)  # read against Kmax 4 all the same
+
+
+def test_a_frozen_gate_is_frozen_in_every_phase_after_the_warmup() -> None:
+    shares = P.pattern_shares(real_run("frozen", gate="stuck"), by=["phase"])
+    got = {(r["phase"], r["pattern"]): r["share"] for r in shares.iter_rows(named=True)}
+    assert got[("gate_learning", P.FROZEN_GATE)] == 1.0
+    assert got[("economic", P.FROZEN_GATE)] == 1.0  # not "healthy: sharp drop"
 
 
 def test_audit_traces_are_forced_and_left_out_by_default() -> None:
-    run = real_style_run()
+    run = real_run(steps=3700, n_layers=8)  # long enough for audits on trace steps
     audit_traces = run.traces.filter(pl.col("step").is_in(P.audit_steps(run).implode()))
     assert audit_traces.height > 0
     econ = P.pattern_shares(run, by=["phase"], include_audit=True).filter(
@@ -101,7 +109,8 @@ def test_audit_traces_are_forced_and_left_out_by_default() -> None:
     )
     forced = econ.filter(pl.col("pattern") == P.FORCED)
     assert forced["n"].to_list() == [audit_traces.height]
-    assert set(econ["pattern"]) == {P.HEALTHY, P.FORCED}
+    without = P.pattern_shares(run, by=["phase"]).filter(pl.col("phase") == "economic")
+    assert set(econ["pattern"]) == set(without["pattern"]) | {P.FORCED}
     classified = P.classify_run(run)
     assert (classified.filter(pl.col("audit"))["pattern"] == P.FORCED).all()
     # a forced trace in the economic phase outside an audit step is read as a trace
@@ -109,7 +118,7 @@ def test_audit_traces_are_forced_and_left_out_by_default() -> None:
 
 
 def test_pattern_shares_keep_their_by_layer_form() -> None:
-    run = real_style_run()
+    run = real_run()
     s = P.pattern_shares(run, by=["phase", "layer"])
     assert s.columns == ["phase", "layer", "pattern", "n", "share"]
     sums = s.group_by("phase", "layer").agg(pl.col("share").sum())["share"]
@@ -140,11 +149,16 @@ def test_kmax_is_the_longest_trace_not_the_most_common() -> None:
 
 
 def test_run_kmax_and_where_it_is_shown() -> None:
-    run = real_style_run()
-    assert run.meta.get("kmax") is None and P.run_kmax(run) == 4
+    run = real_run()
+    lengths = run.traces["s_trace"].list.len()
+    assert lengths.mode().to_list() != [4]  # the most common trace is shorter
+    assert run.meta["kmax"] == 4 and P.run_kmax(run) == 4
     facts = dict(summaries.run_facts(run).iter_rows())
     assert facts["Kmax"] == "4"
     assert summaries.run_summary(run)["kmax"] == 4
+    # without the log's facts, from the longest trace and largest k_exec
+    bare = Run(name="bare", traces=run.traces, layers=run.layers)
+    assert P.run_kmax(bare) == 4
     configured = Run(name="c", traces=run.traces, hparams={"kmax": 6})
     assert P.run_kmax(configured) == 6
     assert P.run_kmax(Run(name="e")) is None
@@ -154,7 +168,7 @@ def test_run_kmax_and_where_it_is_shown() -> None:
 
 
 def test_flat_metrics_are_the_ones_printed_as_zero() -> None:
-    run = real_style_run()
+    run = real_run()
     assert catalog.flat_metrics(run) == {
         "steps.mtp_loss",
         "layers.ent",
@@ -166,6 +180,14 @@ def test_flat_metrics_are_the_ones_printed_as_zero() -> None:
     assert "steps.lambda_p" not in catalog.flat_metrics(run)
     assert catalog.flat_metrics(early) == {"steps.mtp_loss"}
     assert catalog.flat_metrics(Run(name="e")) == frozenset()
+    # a share of tokens at 0 on every line is measured: no token needed a fourth pass
+    short = Run(name="short", layers=run.layers.with_columns(frac_ge4=pl.lit(0.0)))
+    assert "layers.frac_ge4" not in catalog.flat_metrics(short)
+    # the red flag lists exactly these
+    from ponder_parse.analysis import red_flags
+
+    row = red_flags.red_flags(run).filter(pl.col("rule") == "metric_flat").row(0, named=True)
+    assert row["value"] == len(catalog.flat_metrics(run))
 
 
 # ---- vectorised = scalar, with Kmax and layer lines

@@ -1,5 +1,6 @@
-"""The views on runs shaped like the real trainer's: audit steps left out of every
-aggregate (and marked), each run's own TARGET_K, Kmax, flat metrics, trace classes."""
+"""The views on runs of the realistic simulator (read back from their files): audit steps
+left out of every aggregate (and marked), each run's own TARGET_K, Kmax, flat metrics,
+trace classes."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from collections.abc import Iterator
 
 import polars as pl
 import pytest
-from analysis_helpers import real_style_run
+from analysis_helpers import real_config, real_run
 from app_helpers import (
     assert_ok,
     chart_by_title,
@@ -21,19 +22,25 @@ from app_helpers import (
     texts,
     title,
 )
-from real_style_log import write_real_sweep
 from streamlit.testing.v1 import AppTest
 
 from ponder_app import charts as ch
 from ponder_app import prepare
 from ponder_parse.analysis import catalog, patterns, summaries
 from ponder_parse.run import Run
+from ponder_parse.sim.simulate import write_run
 
-RUN = real_style_run()
+RUN = real_run()
 AUDITS = set(patterns.audit_steps(RUN).to_list())
 
 
 # --- data for the views ----------------------------------------------------------------------
+
+
+def _stripes(cells: pl.DataFrame) -> set[int]:
+    """Columns (`start`) where every layer shows k = 2.00: what an audit step prints."""
+    by_col = cells.group_by("start").agg((pl.col("value") == 2.0).all().alias("all2"))
+    return set(by_col.filter(pl.col("all2"))["start"].to_list())
 
 
 def test_heatmap_grid_leaves_audit_layer_lines_out() -> None:
@@ -43,13 +50,13 @@ def test_heatmap_grid_leaves_audit_layer_lines_out() -> None:
     # one column per logged step: an audit step would be a stripe of k = 2.00
     grid = prepare.layer_grid(RUN, "k", max_cols=1000, step_range=econ)
     assert not set(grid["start"]) & AUDITS
-    assert grid["value"].max() < 2.0
+    assert _stripes(grid) == set()
     counted = prepare.layer_grid(RUN, "k", max_cols=1000, step_range=econ, include_audit=True)
-    assert set(counted["start"]) & AUDITS and counted["value"].max() == 2.0
+    assert set(counted["start"]) & AUDITS and _stripes(counted) == set(counted["start"]) & AUDITS
     marks = prepare.audit_marks(RUN, econ)
     assert set(marks["step"]) == AUDITS & set(RUN.layers["step"])
     # the baseline difference of two runs with audits on the same steps has no stripe
-    other = real_style_run(name="other", seed=1)
+    other = real_run("other", seed=1)
     diff = prepare.layer_diffs(
         {"real": grid, "other": prepare.layer_grid(other, "k", 1000, econ)}, "real"
     )
@@ -103,7 +110,7 @@ def test_windowed_lm_outcomes_do_not_follow_one_batch() -> None:
 
 
 def test_each_run_gets_its_own_target_line() -> None:
-    a, b = real_style_run("a", target_k=2.40), real_style_run("b", target_k=1.30)
+    a, b = real_run("a", target_k=2.40), real_run("b", target_k=1.30)
     refs = prepare.run_refs([a, b], "avg_k")
     assert refs.select("run", "y", "label").rows() == [
         ("a", 2.4, "a: TARGET_K 2.40"),
@@ -154,7 +161,9 @@ def test_flat_notes_for_pickers() -> None:
 
 @pytest.fixture(scope="module")
 def real_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppTest]:
-    root = write_real_sweep(tmp_path_factory.mktemp("real"), {"tk24": 2.40, "tk13": 1.30})
+    root = tmp_path_factory.mktemp("real")
+    for name, target in (("tk24", 2.40), ("tk13", 1.30)):
+        write_run(real_config(target_k=target), root, name=name)
     with pytest.MonkeyPatch.context() as mp:  # every rerun reads the paths again
         mp.setenv("PONDER_RUNS", str(root))
         at = new_app().run()
@@ -219,8 +228,8 @@ def test_real_runs_heatmaps_mark_audits(real_app: AppTest) -> None:
     assert layers[1]["mark"]["shape"] == "triangle-down"
     cells = dataset_with(chart, "layer", "value")
     assert cells is not None
-    econ = cells.filter(pl.col("start") >= 1200)["value"]
-    assert econ.len() and econ.max() < 2.0  # no k = 2.00 audit stripe
+    econ = cells.filter(pl.col("start") >= 1200)
+    assert econ.height and _stripes(econ) == set()  # no k = 2.00 audit stripe
 
 
 def test_real_runs_home_shows_kmax_and_windowed_outcomes(real_app: AppTest) -> None:
@@ -244,7 +253,7 @@ def test_heatmap_cells_leave_no_gap_where_an_audit_was_left_out() -> None:
 
 
 def test_runs_of_different_lengths_share_the_buckets() -> None:
-    short, long = real_style_run("short", n_steps=1500), real_style_run("long", n_steps=2000)
+    short, long = real_run("short", steps=1500), real_run("long", steps=2000)
     buckets = prepare.grid_buckets([short, long], max_cols=100)
     assert buckets == (0, 20)  # 2000 logged steps, every 10, in at most 100 columns
     grids = {r.name: prepare.layer_grid(r, "k", 100, buckets=buckets) for r in (long, short)}
@@ -254,7 +263,7 @@ def test_runs_of_different_lengths_share_the_buckets() -> None:
 
 
 def test_runs_sharing_a_target_share_one_label() -> None:
-    runs = [real_style_run(n, target_k=t) for n, t in (("a", 1.3), ("b", 1.3), ("c", 2.4))]
+    runs = [real_run(n, target_k=t) for n, t in (("a", 1.3), ("b", 1.3), ("c", 2.4))]
     frames = {r.name: prepare.per_step(r) for r in runs}
     chart = ch.metric_chart(
         prepare.step_series(frames, "avg_k"),
@@ -268,3 +277,15 @@ def test_runs_sharing_a_target_share_one_label() -> None:
     data = d["datasets"][text["data"]["name"]]
     assert data["label"].to_list() == ["TARGET_K 1.30 (2 runs)", "c: TARGET_K 2.40"]
     assert data["runs"].to_list() == ["a, b", "c"]  # the names, in the label's tooltip
+
+
+def test_real_resume_and_failed_generation_reach_the_views() -> None:
+    run = real_run("resumed", pause_at=1500, gen_fail_at=1000)
+    frames = {run.name: prepare.per_step(run)}
+    marks = prepare.event_markers([run], frames, "step", None, audits=False)
+    assert marks.select("step", "kind").rows() == [(1500, "resumed from checkpoint")]
+    assert prepare.generation_failures(run).rows() == [
+        (1000, "index 65535 is out of bounds: 65535, range 0 to 65535")
+    ]
+    assert prepare.runs_with_generations([run]) == [run]
+    assert 1000 in prepare.generation_steps([run])

@@ -331,3 +331,53 @@ def test_realistic_configs_are_checked() -> None:
     ):
         with pytest.raises(ValueError):
             SimConfig(**bad)
+
+
+# ---- the real log lines, read back from the written files
+
+
+@pytest.fixture(scope="module")
+def resumed() -> ponder_parse.Run:
+    from analysis_helpers import real_run
+
+    return real_run("resumed", pause_at=1500, gen_fail_at=1000)
+
+
+def test_a_real_resume_is_read_as_a_resume(resumed: ponder_parse.Run) -> None:
+    """No `Resuming from step` line: the loop starts again, the dataset is fast-forwarded,
+    the price restored, and the step numbers restart at the checkpoint."""
+    assert resumed.meta["resume_steps"] == [1500] and resumed.meta["restarts"] == 1
+    kinds = resumed.events["kind"].to_list()
+    assert kinds.count("resume") >= 2 and "restored_lambda" in kinds
+    # the 'Instant Jump' and 'Restored compute price' lines are understood
+    assert not resumed.problems.filter(pl.col("reason").str.contains("unrecognized")).height
+    assert resumed.steps["step"].is_unique().all() and resumed.steps["step"].max() == 1999
+    assert resumed.steps.filter(pl.col("step") > 1500)["segment"].unique().to_list() == [1]
+    from ponder_parse.analysis import red_flags
+
+    f = red_flags.red_flags(resumed).filter(pl.col("rule") == "restarts").row(0, named=True)
+    assert (f["evidence"], f["first_step"]) == ("resumed 1 time from step 1500", 1500)
+
+
+def test_both_checkpoint_forms_are_checkpoints(resumed: ponder_parse.Run) -> None:
+    ck = resumed.events.filter(pl.col("kind") == "checkpoint")
+    text = dict(zip(ck["step"].to_list(), ck["text"].to_list(), strict=False))
+    milestone = ck.filter(pl.col("text").str.contains("_checkpoint_step_"))
+    assert milestone["step"].to_list() == [1000]  # its step is in the file name only
+    assert "(step=" not in milestone["text"][0]
+    assert "(step=1500, λ_p=" in text[1500]  # the pause's checkpoint
+    assert set(range(250, 2000, 250)) <= set(ck["step"].to_list())
+    assert resumed.meta["last_checkpoint_step"] == 1750
+
+
+def test_a_failed_generation_is_an_event_of_its_run(resumed: ponder_parse.Run) -> None:
+    failed = resumed.events.filter(pl.col("kind") == "generation_failed")
+    assert failed.select("step", "text").rows() == [
+        (1000, f"Generation failed: {real.GEN_FAILURE}")
+    ]
+    assert 1000 not in set(resumed.generations["step"])  # training went on, samples at 500
+    assert set(resumed.generations["step"]) == {500, 1500}
+    from ponder_parse.analysis import red_flags
+
+    f = red_flags.red_flags(resumed).filter(pl.col("rule") == "trainer_errors").row(0, named=True)
+    assert f["evidence"] == "generation failed ×1" and f["first_step"] == 1000
