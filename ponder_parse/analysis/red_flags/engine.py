@@ -413,14 +413,15 @@ class Outlier:
     min_rel_diff: float = 0.05
     """And |x − median| at least this share of |median|, so runs that agree closely (a MAD
     near 0) are not told apart on a difference nobody would act on."""
-    same: tuple[str, ...] = ("variant",)
-    """Run facts peers must share (`PEER_FACTS`): a smollm run is no peer of a model3b one."""
+    same: tuple[str, ...] = ("variant", "params")
+    """Run facts peers must share (`PEER_FACTS`): a smollm run is no peer of a model3b one,
+    nor a model of another size (its own LM, speed and depth) of this one."""
     min_length_share: float = 0.0
     """Compare only runs whose measure ends at least this share of the way to the group's
     median last step (0: any): a run stopped early is at an earlier point of training."""
 
 
-PEER_FACTS: dict[str, str] = {"variant": "trainer", "target_k": "TARGET_K"}
+PEER_FACTS: dict[str, str] = {"variant": "trainer", "params": "model size", "target_k": "TARGET_K"}
 """Facts a sweep rule can require peers to share, and how the evidence names them."""
 
 OutlierT = TypeVar("OutlierT", bound=Outlier)
@@ -853,7 +854,9 @@ def peer_facts(run: Run) -> dict[str, object]:
         target_k = None if target is None else round(float(target), 3)
     except (TypeError, ValueError):
         target_k = None
-    return {"variant": run.variant, "target_k": target_k}
+    params = (run.meta or {}).get("params")
+    size = f"{params / 1e6:.1f}M parameters" if isinstance(params, int | float) else None
+    return {"variant": run.variant, "params": size, "target_k": target_k}
 
 
 def measure(

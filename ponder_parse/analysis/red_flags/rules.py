@@ -175,7 +175,7 @@ class LmOutlier(Outlier):
 @dataclass(frozen=True)
 class KOutlier(Outlier):
     min_rel_diff: float = 0.10
-    same: tuple[str, ...] = ("variant", "target_k")
+    same: tuple[str, ...] = ("variant", "params", "target_k")
     """Runs aiming at another TARGET_K differ in depth by design: they are no peers."""
 
 
@@ -1243,7 +1243,7 @@ def no_deadband(scope: Scope, s: DeadbandSettings) -> list[Finding]:
     name="sweep_lm",
     title="Final LM far from the sweep's",
     severity=WARNING,
-    scope="the shown runs of the same trainer; the last logged steps of each",
+    scope="the shown runs of the same trainer and model size; the last logged steps of each",
     value="robust z-score of the run's final LM among its peers",
     action="This run ends far from its peers: compare its settings and its LM curve with "
     "theirs (Step line, runs overlaid), and check its other findings.",
@@ -1264,7 +1264,7 @@ def sweep_lm(scope: Scope, s: LmOutlier) -> Measure | None:
     name="sweep_k",
     title="Mean k (economic) far from the sweep's",
     severity=WARNING,
-    scope="the shown runs of the same trainer and TARGET_K; the economic phase, audits left out",
+    scope="the shown runs of the same trainer, model size and TARGET_K; the economic phase, audits left out",
     value="robust z-score of the run's mean k among its peers",
     action="Runs aiming at the same TARGET_K settle at different depths: compare λ_p and "
     "CTRL_ERR (Recurrence economics) and the gate's findings.",
@@ -1287,7 +1287,7 @@ def sweep_k(scope: Scope, s: KOutlier) -> Measure | None:
     name="sweep_win_rate",
     title="Win rate far from the sweep's",
     severity=WARNING,
-    scope="the shown runs of the same trainer; policy quality lines of the economic phase",
+    scope="the shown runs of the same trainer and model size; policy quality lines of the economic phase",
     value="robust z-score of the run's ECONOMIC WIN share among its peers",
     action="Recurrence pays off on far fewer (or more) policy steps than in the other runs: "
     "compare ΔCE and the coupon (REWARD_ETA) with theirs.",
@@ -1313,7 +1313,7 @@ def sweep_win_rate(scope: Scope, s: RateOutlier) -> Measure | None:
     name="sweep_throughput",
     title="tok/sec far from the sweep's",
     severity=INFO,
-    scope="the shown runs of the same trainer; every step",
+    scope="the shown runs of the same trainer and model size; every step",
     value="robust z-score of the run's median tok/sec among its peers",
     action="Much slower (or faster) than its peers: another machine or GPU, another model "
     "size, or more passes per token (AVGS exec).",
