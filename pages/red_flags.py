@@ -90,8 +90,8 @@ if ctx is not None:
     with st.expander("Thresholds", expanded=False):
         _settings_editor(ctx.rules)
     st.caption(
-        "`sweep_` findings compare a run with its peers among the shown runs (same trainer; "
-        "for mean k also the same TARGET_K): a robust z-score against their median and MAD, "
+        "`sweep_` findings compare a run with its peers among the shown runs (same trainer and model "
+        "size; for mean k also the same TARGET_K): a robust z-score against their median and MAD, "
         "from 4 runs on."
     )
     if shown.is_empty():

@@ -184,9 +184,10 @@ def test_chart_lines_are_the_rules_thresholds() -> None:
     run = make_run()
     med = float(run.steps["grad_norm"].median())
     own = F.run_reference_lines(run, "grad_norm")
-    assert own == [(pytest.approx(4.0 * med), "red flag: 4× its median GRAD")]
+    assert own == [(pytest.approx(4.0 * med, rel=0.05), "red flag: ≈ 4× its median GRAD")]
     rel = F.edit(F.DEFAULT, "grad_sustained", "rel", 6.0)
-    assert F.run_reference_lines(run, "grad_norm", rules=rel)[0][0] == pytest.approx(6 * med)
+    six = F.run_reference_lines(run, "grad_norm", rules=rel)[0][0]
+    assert six == pytest.approx(6 * med, rel=0.05)
     assert "Red flags on it: `grad_sustained`" in F.metric_help(catalog.metric("grad_norm"))
     hash(F.DEFAULT)  # hashable: usable as a cache key
 

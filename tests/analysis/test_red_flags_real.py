@@ -285,3 +285,22 @@ def test_edited_thresholds_reach_the_summary() -> None:
     assert summaries.run_summary(run)["n_warning"] == 1
     lenient = F.edit(F.DEFAULT, "gap_high", "min_survival", 0.0)
     assert summaries.run_summary(run, rules=lenient)["n_warning"] == 0
+
+
+def test_lm_rising_when_the_gate_takes_over_is_not_a_stall(
+    normal: dict[str, pl.DataFrame],
+) -> None:
+    """Real LM rises through gate learning (5.7 → 6.4) and falls again once λ_p prices
+    compute: by step 2 000 it is barely below its step-500 level, but it is learning."""
+    run = real_run()
+    lm = run.steps.filter(pl.col("step").is_between(500, 699))["lm_loss"].median()
+    late = run.steps.filter(pl.col("step") >= 1800)["lm_loss"].median()
+    assert late > 0.98 * lm  # the step-500 comparison alone would flag it
+    assert "lm_not_decreasing" not in set(normal["target 2.40"]["rule"])
+    # LM that stays where the gate left it through the economic phase is a stall
+    stalled = real_run()
+    stalled.steps = stalled.steps.with_columns(
+        lm_loss=pl.when(pl.col("step") >= 1200).then(6.4).otherwise(pl.col("lm_loss"))
+    )
+    row = _by_rule(F.red_flags(stalled))["lm_not_decreasing"]
+    assert row["severity"] == "warning" and "nor below the 6.4000" in str(row["evidence"])
