@@ -4,10 +4,19 @@ sweep-relative findings show on the Red flags and Runs pages."""
 from __future__ import annotations
 
 import pytest
-from app_helpers import assert_ok, goto, main_text, new_app, runs_table, table_with
+from app_helpers import (
+    assert_ok,
+    chart_by_title,
+    dataset_with,
+    goto,
+    main_text,
+    new_app,
+    runs_table,
+    table_with,
+)
 from streamlit.testing.v1 import AppTest
 
-HALT = "halt_thr=0.1,seed=0"  # its one finding: gap_high (AVGS gap above 1)
+HALT = "halt_thr=0.1,seed=0"  # its one finding: gap_high (passes run past the survival)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -33,7 +42,7 @@ def _health(at: AppTest) -> dict[str, str]:
 def test_an_edited_threshold_reaches_the_runs_page_and_resets(fresh: AppTest) -> None:
     assert _health(fresh)[HALT] == "warning"
     goto(fresh, "red_flags")
-    fresh.number_input(key="rf_set_gap_high_threshold").set_value(5.0).run()
+    fresh.number_input(key="rf_set_gap_high_min_survival").set_value(0.0).run()
     assert_ok(fresh)
     found = table_with(fresh, "first_step")
     assert not found.filter((found["run"] == HALT) & (found["rule"] == "gap_high")).height
@@ -42,7 +51,7 @@ def test_an_edited_threshold_reaches_the_runs_page_and_resets(fresh: AppTest) ->
     goto(fresh, "red_flags")
     fresh.button(key="rf_reset_gap_high").click().run()
     assert_ok(fresh)
-    assert fresh.number_input(key="rf_set_gap_high_threshold").value == 0.5
+    assert fresh.number_input(key="rf_set_gap_high_min_survival").value == 0.05
     assert _health(fresh)[HALT] == "warning"
 
 
@@ -68,3 +77,22 @@ def test_sweep_findings_show_on_red_flags_and_runs(fresh: AppTest) -> None:
     peers = dict(zip(t["run"], t["vs peers"], strict=True))
     assert "mean k (economic) higher" in peers["lambda_max=0.0005,seed=0"]
     assert peers["baseline,seed=0"] is None
+
+
+def test_an_edited_threshold_moves_its_line_on_the_step_line(fresh: AppTest) -> None:
+    """A chart's threshold line is the rule's setting: edited on the Red flags page, the
+    P_NR line moves with the finding."""
+
+    def pnr_lines() -> list[float]:
+        goto(fresh, "step_line")
+        fresh.multiselect(key="sl_metrics").set_value(["steps.p_near_clamp"]).run()
+        assert_ok(fresh)
+        lines = dataset_with(chart_by_title(fresh, "P_NR"), "y", "label")
+        assert lines is not None
+        return sorted(lines["y"].to_list())
+
+    assert pnr_lines() == [0.2]
+    goto(fresh, "red_flags")
+    fresh.number_input(key="rf_set_p_near_clamp_high_threshold").set_value(0.35).run()
+    assert_ok(fresh)
+    assert pnr_lines() == [0.35]
