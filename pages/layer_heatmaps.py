@@ -13,7 +13,7 @@ if ctx is not None:
         st.info("None of the shown runs logged per-layer lines.")
     else:
         by_col = {m.column: m for m in present}
-        flat = prepare.flat_in(ctx.runs)
+        flat = prepare.flat_in(ctx.runs, ctx.rules)
         notes = {c: prepare.flat_note(m.key, flat, ctx.runs) for c, m in by_col.items()}
         c1, c2, c3 = st.columns([3, 2, 1])
         col = c1.selectbox(

@@ -13,7 +13,7 @@ if ctx is not None:
     frames = {r.name: ctx.frame(r) for r in ctx.runs}
     options = prepare.metric_options(frames)
     by_key = {m.key: m for m in options}
-    flat = prepare.flat_in(ctx.runs)
+    flat = prepare.flat_in(ctx.runs, ctx.rules)
     notes = {k: prepare.flat_note(k, flat, ctx.runs) for k in by_key}
     focus = st.session_state.pop("step_line_focus", None)
     default = prepare.default_step_metrics(by_key)

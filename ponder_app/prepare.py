@@ -219,11 +219,15 @@ def reference_labels(refs: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def flat_in(runs: Sequence[Run]) -> dict[str, list[str]]:
-    """Metric key → the runs that printed it as 0 on every line (`catalog.flat_metrics`)."""
+def flat_in(
+    runs: Sequence[Run], rules: red_flags.FlagRules = red_flags.DEFAULT
+) -> dict[str, list[str]]:
+    """Metric key → the runs that printed it as 0 on every line (`catalog.flat_metrics`,
+    with the `metric_flat` rule's settings: a greyed metric and the finding agree)."""
+    min_lines = rules.of(red_flags.RULES["metric_flat"]).min_lines
     out: dict[str, list[str]] = {}
     for run in runs:
-        for key in sorted(catalog.flat_metrics(run)):
+        for key in sorted(catalog.flat_metrics(run, min_lines)):
             out.setdefault(key, []).append(run.name)
     return out
 

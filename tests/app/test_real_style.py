@@ -26,7 +26,7 @@ from streamlit.testing.v1 import AppTest
 
 from ponder_app import charts as ch
 from ponder_app import prepare
-from ponder_parse.analysis import catalog, patterns, summaries
+from ponder_parse.analysis import catalog, patterns, red_flags, summaries
 from ponder_parse.run import Run
 from ponder_parse.sim.simulate import write_run
 
@@ -152,6 +152,9 @@ def test_flat_notes_for_pickers() -> None:
     measured = Run(name="m", layers=RUN.layers.with_columns(ent=pl.lit(3.1)))
     note = prepare.flat_note("layers.ent", prepare.flat_in([RUN, measured]), [RUN, measured])
     assert note == f"{catalog.FLAT_NOTE} in real"
+    # the metric_flat rule's settings decide, as for the finding
+    strict = red_flags.edit(red_flags.DEFAULT, "metric_flat", "min_lines", 10**6)
+    assert prepare.flat_in([RUN], strict) == {}
     m = catalog.metric("ent", "layers")
     assert prepare.picker_label(m, note).endswith(note)
 

@@ -152,15 +152,16 @@ def rules_table() -> pl.DataFrame:
 
 
 def _rule_lines(key: str, rules: FlagRules, run: Run | None = None) -> list[tuple[float, str]]:
-    out: list[tuple[float, str]] = []
+    """The thresholds the rules draw on metric `key` with their settings in `rules`: those
+    shared by every run, or (given `run`) those relative to that run's own level."""
+    got: list[RefLine] = []
     for rule in RULES.run_rules:
-        make = rule.run_lines if run is not None else rule.lines
-        if make is None:
-            continue
         settings = rules.of(rule)
-        got = make(settings, run) if run is not None else make(settings)  # type: ignore[call-arg]
-        out += [(line.value, line.label) for line in got if line.metric == key]
-    return out
+        if run is None and rule.lines is not None:
+            got += rule.lines(settings)
+        elif run is not None and rule.run_lines is not None:
+            got += rule.run_lines(settings, run)
+    return [(line.value, line.label) for line in got if line.metric == key]
 
 
 def reference_lines(
