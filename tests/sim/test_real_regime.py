@@ -381,3 +381,27 @@ def test_a_failed_generation_is_an_event_of_its_run(resumed: ponder_parse.Run) -
 
     f = red_flags.red_flags(resumed).filter(pl.col("rule") == "trainer_errors").row(0, named=True)
     assert f["evidence"] == "generation failed ×1" and f["first_step"] == 1000
+
+
+def test_a_frozen_gate_stays_at_one_half_through_the_economic_phase() -> None:
+    cfg = replace(HIGH, gate="stuck", steps=1600, pause_at=None)
+    res = simulate(cfg)
+    lay = _policy(res, res.layers)
+    assert lay.height and lay["p_mean"].round(2).eq(0.5).all() and (lay["p_std"] < 0.0005).all()
+    assert (lay["avg_exec_token"] == 4.0).all()  # every token runs every pass
+    printed = {tuple(round(v, 2) for v in t) for t in _policy(res, res.traces)["s_trace"]}
+    assert printed == {(1.0, 0.5, 0.25, 0.12)}
+    # the textbook settings of the learned gate are untouched by the knob
+    assert simulate(replace(cfg, gate="learned")).log_bytes != res.log_bytes
+
+
+def test_a_diverging_run_climbs_then_prints_nan() -> None:
+    res = simulate(replace(HIGH, diverge_at=1500, steps=1600, pause_at=None))
+    st = res.steps
+    before = _phase(st, 1200, 1300)["grad_norm"].median()
+    assert _phase(st, 1450, 1500)["grad_norm"].median() > 20 * before
+    at = st.filter(pl.col("step") == 1500).row(0, named=True)
+    assert at["grad_norm"] == float("inf") and at["lm_loss"] != at["lm_loss"]
+    assert _phase(st, 1501)["lm_loss"].is_nan().all()
+    lines = [ln for ln in res.log_text.split("\n") if ln.startswith("STEP: 1501 ")]
+    assert lines and "LM: nan" in lines[0] and "GRAD: nan" in lines[0]
