@@ -5,13 +5,21 @@ from __future__ import annotations
 import polars as pl
 import streamlit as st
 
-from ponder_app import ui
+from ponder_app import chooser, source, ui
 from ponder_parse.analysis import red_flags as flags
 from ponder_parse.analysis import summaries
 from ponder_parse.files import hparams
 
-ctx = ui.page_context("home")
+ctx = ui.page_context("home", unselected=True)
 if ctx is not None:
+    many = len(ctx.all_runs) > source.DEFAULT_SHOWN
+    with st.expander(
+        f"Choose runs: {len(ctx.runs)} of {len(ctx.all_runs)} shown",
+        expanded=many or not ctx.runs,
+        icon=":material/filter_list:",
+    ):
+        chooser.draw(ctx)
+if ctx is not None and ctx.runs:
     include_audit = ui.audit_toggle(page="home")
     table = summaries.runs_table(
         ctx.runs, {r.name: ctx.summary(r, include_audit) for r in ctx.runs}
@@ -57,7 +65,8 @@ if ctx is not None:
     st.subheader("What each log said")
     for run in ctx.runs:
         meta = run.meta
-        label = f"{ui.plain(run.name)} — {run.n_steps} steps, {run.problems.height} problem(s)"
+        n_problems = source.n_problems(run)
+        label = f"{ui.plain(run.name)} — {run.n_steps} steps, {n_problems} problem(s)"
         with st.expander(label, expanded=False):
             c1, c2 = st.columns(2)
             with c1:
@@ -66,7 +75,7 @@ if ctx is not None:
                 )
                 if meta.get("init"):
                     st.code(meta["init"], language=None)
-                st.table(summaries.run_facts(run))
+                st.table(source.run_facts(run))
             with c2:
                 if run.hparams:
                     st.markdown("**Hyperparameters**")
@@ -79,7 +88,7 @@ if ctx is not None:
             kinds = summaries.line_kinds_text(run)
             if kinds:
                 st.caption(kinds)
-            if run.problems.height:
+            if n_problems:
                 st.markdown("**Lines not understood** (line number, text, reason)")
                 ui.show_table(run.problems, f"problems-{run.name}", height=200)
             else:

@@ -16,7 +16,6 @@ hand out every file it can read.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import hashlib
 import logging
 import os
@@ -37,7 +36,7 @@ import polars as pl
 import streamlit as st
 from streamlit.runtime.scriptrunner import add_script_run_ctx, get_script_run_ctx
 
-from ponder_app import charts, prepare
+from ponder_app import charts, prepare, source
 from ponder_parse.analysis import phases, summaries
 from ponder_parse.analysis import red_flags as flags
 from ponder_parse.files import hparams
@@ -110,9 +109,10 @@ def _real(raw: str | Path) -> Path | None:
 
 def allowed_roots() -> list[Path]:
     """Where the path box may read: the paths the app was started with (`--runs`,
-    `PONDER_RUNS`) and the `--allow-root` / `PONDER_ALLOW_ROOTS` folders; the bundled
-    sample sweep when no runs were given. Resolved, so a link cannot lead out."""
-    started = [*cli_paths(), *env_paths()]
+    `PONDER_RUNS`), the `--store` folders, and the `--allow-root` / `PONDER_ALLOW_ROOTS`
+    folders; the bundled sample sweep when no runs were given. Resolved, so a link
+    cannot lead out."""
+    started = [*cli_paths(), *env_paths(), *source.cli_stores()]
     given = [*started, *cli_allow_roots(), *env_allow_roots()]
     if not started:
         given.append(str(SAMPLE_RUNS))
@@ -335,6 +335,10 @@ def _load_one(p: Path, live: bool, upload: bool = False) -> tuple[Run, str]:
         stamp = _stamp(p)
     except OSError as exc:
         raise RunLoadError(f"{p}: cannot be read", f"cannot be read ({exc.strerror})") from exc
+    if not upload:  # through the cache store: parsed only when the files changed
+        stored = source.through_store(p, stamp)
+        if stored is not None:
+            return stored
     loader = _load_upload_cached if upload else _load_cached
     return loader(str(p), stamp), f"{p}|{hash(stamp)}"
 
@@ -389,8 +393,12 @@ def load_all(
             keys.append(got[1])
     if progress is not None:
         progress.empty()
+    opened = source.opened_stores()  # --store folders: every run, no table read yet
+    out.failures.extend(opened.failures)
+    out.runs.extend(opened.runs)
+    keys.extend(opened.keys)
     # Names must be unique for colours and selection; cached runs are shared, so copy.
-    copies = [dataclasses.replace(r, meta=r.meta.copy()) for r in out.runs]
+    copies = [r.replaced(meta=r.meta.copy()) for r in out.runs]
     unique_names(copies)
     out.runs = copies
     out.keys = {r.name: key for r, key in zip(copies, keys, strict=True)}
@@ -508,6 +516,9 @@ class Context:
 
     def summary(self, run: Run, include_audit: bool = False) -> dict[str, Any]:
         """`run_summary`, cached per run, phase edits, rules and audit choice."""
+        stored = source.stored_summary(run, self.rules, include_audit, self.overrides(run))
+        if stored is not None:  # what the store computed at ingest: no table read
+            return stored
         empty = dict.fromkeys(summaries.RUN_SUMMARY_SCHEMA) | {
             "run": run.name,
             "steps": run.n_steps,
@@ -552,6 +563,10 @@ class Context:
         are cached, the comparison is recomputed for the runs shown."""
         measured = []
         for r in self.runs if runs is None else runs:
+            stored = source.stored_measures(r, self.rules, self.overrides(r))
+            if stored is not None:
+                measured.append(stored)
+                continue
             m = self._safe(
                 "sweep red flags",
                 r,
@@ -585,8 +600,7 @@ def with_user_tags(
         if mine:
             sources = hparams.apply_user_sources(r.meta.get("hparam_sources", {}), mine)
             out.append(
-                dataclasses.replace(
-                    r,
+                r.replaced(
                     hparams=hparams.apply_user_tags(r.hparams, mine),
                     meta={**r.meta, "hparam_sources": sources},
                 )

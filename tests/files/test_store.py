@@ -574,11 +574,14 @@ def test_locks_wait_for_live_writers_and_take_over_dead_ones(tmp_path) -> None:
 
 
 def test_default_store_is_in_the_user_cache(monkeypatch, tmp_path) -> None:
+    monkeypatch.delenv("PONDER_STORE", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     assert layout.default_store_dir() == tmp_path / "cache" / "ponder-parse" / "store"
     monkeypatch.delenv("XDG_CACHE_HOME")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     assert layout.default_store_dir() == tmp_path / "home" / ".cache" / "ponder-parse" / "store"
+    monkeypatch.setenv("PONDER_STORE", "~/lab-store")
+    assert layout.default_store_dir() == tmp_path / "home" / "lab-store"
 
 
 def test_a_folder_that_is_not_a_store_is_refused(tmp_path) -> None:
