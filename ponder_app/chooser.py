@@ -36,6 +36,19 @@ def _apply(names: Sequence[str], add: bool) -> None:
     st.session_state[SELECTED] = list(st.session_state[SELECTED_WIDGET])
 
 
+def color_chip(color: str) -> str:
+    """A run's colour as a small square image (a data URL), for a table's image column:
+    the same colour the run has in every chart."""
+    hex_ = color.lstrip("#")
+    if not all(c in "0123456789abcdefABCDEF" for c in hex_):
+        hex_ = "999999"
+    svg = (
+        "<svg xmlns='http://www.w3.org/2000/svg' width='14' height='14'>"
+        f"<rect width='14' height='14' rx='3' fill='%23{hex_}'/></svg>"
+    )
+    return "data:image/svg+xml;utf8," + svg
+
+
 def table_of_all(ctx: Context) -> pl.DataFrame:
     """Every loaded run as a Runs-table row (stored summaries where a store has them)."""
     return summaries.runs_table(ctx.all_runs, {r.name: ctx.summary(r) for r in ctx.all_runs})
@@ -118,7 +131,12 @@ def draw(ctx: Context) -> None:
         st.error(ui.plain(exc))
         matched = table.clear()
     shown = {r.name for r in ctx.runs}
-    view = matched.select(pl.col("run").is_in(list(shown)).alias("shown"), pl.all())
+    chips = {name: color_chip(c) for name, c in ctx.colors.items()}
+    view = matched.select(
+        pl.col("run").is_in(list(shown)).alias("shown"),
+        pl.col("run").replace_strict(chips, default=None, return_dtype=pl.String).alias("colour"),
+        pl.all(),
+    )
     event: Any = st.dataframe(
         view,
         width="stretch",
@@ -129,6 +147,7 @@ def draw(ctx: Context) -> None:
         key="pick_table",
         column_config={
             "shown": st.column_config.CheckboxColumn("shown", width="small"),
+            "colour": st.column_config.ImageColumn("", width="small"),
             "final LM": st.column_config.NumberColumn(format="%.4f"),
             "best LM": st.column_config.NumberColumn(format="%.4f"),
             "win rate": st.column_config.NumberColumn(format="percent"),

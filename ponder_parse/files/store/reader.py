@@ -212,15 +212,21 @@ class RunStore:
         return StoredRun(self, row)
 
     def stored_runs(self, run_ids: Sequence[str] | None = None) -> list[StoredRun]:
-        """Every stored run (or these) as `StoredRun`s, in name order: their facts from
-        the `runs` table, no run table read."""
-        lf = self.scan_runs()
-        if run_ids is not None:
-            lf = lf.filter(pl.col("run_id").is_in(list(run_ids)))
-        return [
-            self.stored_run(row)
-            for row in lf.sort("name", "run_id").collect().iter_rows(named=True)
-        ]
+        """Every stored run (or these; unknown ids are left out) as `StoredRun`s, in name
+        order: their facts from the `runs` table, no run table read."""
+        if run_ids is None:
+            lf = self.scan_runs()
+        else:
+            files = [
+                p for rid in run_ids if (p := layout.runs_row_path(self.root, rid)).is_file()
+            ]
+            if not files:
+                return []
+            lf = pl.scan_parquet(files, hive_partitioning=True, hive_schema=HIVE).select(
+                "run_id", *(c for c in RUNS_SCHEMA if c not in PRIVATE_RUN_COLUMNS)
+            )
+        rows = lf.sort("name", "run_id").collect().iter_rows(named=True)
+        return [self.stored_run(row) for row in rows]
 
     def load(self, run_id: str, *, retries: int = 3) -> Run:
         """The stored run as a `Run`, equal to what `load_run` gives for its path."""
