@@ -1,11 +1,13 @@
 """The app's shared state: where runs come from, loading them (cached), and what every
 page needs to know (selected runs, baseline, colours, per-run analysis).
 
-This is the only module, besides the pages, that talks to Streamlit. Parsed runs are kept
+This module, `source` (runs from run stores) and the page helpers (`ui`, `chooser`) are
+the ones besides the pages that talk to Streamlit. Parsed runs are kept
 with `st.cache_resource`, keyed by the files' size and modification time, so a rerun or a
 page switch costs nothing and a changed file is re-read; uploads have a cache of their
-own that forgets them an hour after last use. Runs are shared between sessions and treated
-as read-only; per-session edits (tags, phase overrides) live in session state and are
+own that forgets them an hour after last use. Runs given as paths go through the cache
+run store first (`source`), so a new server process reads them from Parquet instead of
+parsing them again. Runs are shared between sessions and treated as read-only; per-session edits (tags, phase overrides) live in session state and are
 applied on copies.
 
 What the sidebar's path box may read is confined to the allowed roots (`allowed_roots`):
@@ -456,7 +458,9 @@ def _phase_summary(
     return summaries.phase_summary(_run, _phases(key, ov, _run), include_audit=include_audit)
 
 
-@st.cache_resource(show_spinner=False, max_entries=2000)
+# A copy of a run's per-step tables: kept for the runs used last, not for every run a
+# large store has shown over time.
+@st.cache_resource(show_spinner=False, max_entries=256)
 def _per_step(key: str, _run: Run) -> pl.DataFrame:
     return prepare.per_step(_run)
 

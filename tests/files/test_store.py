@@ -672,3 +672,17 @@ def test_the_table_cache_keeps_to_its_budget(sample_store) -> None:
     assert cache.reads == 6 and cache.nbytes <= cache.budget
     assert len(cache.run_ids()) <= 3  # the least recently used went first
     assert runs[5].run_id in cache.run_ids()
+
+
+def test_replaced_is_a_shallow_copy_with_fields_changed() -> None:
+    run = Run(name="a", hparams={"seed": 1})
+    other = run.replaced(name="b", hparams={"seed": 2})
+    assert (run.name, run.hparams, other.name, other.hparams) == (
+        "a",
+        {"seed": 1},
+        "b",
+        {"seed": 2},
+    )
+    assert other.steps is run.steps
+    with pytest.raises(TypeError, match="no field"):
+        run.replaced(nmae="c")

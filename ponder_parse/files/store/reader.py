@@ -217,9 +217,7 @@ class RunStore:
         if run_ids is None:
             lf = self.scan_runs()
         else:
-            files = [
-                p for rid in run_ids if (p := layout.runs_row_path(self.root, rid)).is_file()
-            ]
+            files = [p for rid in run_ids if (p := layout.runs_row_path(self.root, rid)).is_file()]
             if not files:
                 return []
             lf = pl.scan_parquet(files, hive_partitioning=True, hive_schema=HIVE).select(
