@@ -345,6 +345,41 @@ def app_measures(store: Path, sweep_dir: Path, data: Path, rounds: int) -> dict[
     return {**_median(samples), "rounds": rounds}
 
 
+def _inprocess_child(store: str) -> None:
+    """In a fresh interpreter: the app's script through AppTest (no server, no browser):
+    the Runs page's first run and a rerun, then the Step line of the 20 shown; peak RSS."""
+    import sys as _sys
+
+    _sys.argv = ["app.py", "--store", store]
+    os.environ["PONDER_STORE"] = "off"
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=600)
+    t0 = time.perf_counter()
+    at.run()
+    home = time.perf_counter() - t0
+    hwm_home = _status(os.getpid(), "VmHWM")
+    t0 = time.perf_counter()
+    at.run()
+    rerun = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    at.switch_page("pages/step_line.py").run()
+    step = time.perf_counter() - t0
+    errors = [str(e.value) for e in at.exception]
+    print(
+        json.dumps(
+            {
+                "home_first_s": home,
+                "home_rerun_s": rerun,
+                "step_line_s": step,
+                "peak_rss_home_mb": hwm_home,
+                "peak_rss_mb": _status(os.getpid(), "VmHWM"),
+                "errors": errors,
+            }
+        )
+    )
+
+
 # --- report ------------------------------------------------------------------------------------
 
 
@@ -366,6 +401,14 @@ def report(res: dict[str, Any]) -> None:
             f"re-ingest, nothing changed: {ing['reingest_s']:.2f} s = {ing['reingest_share']:.1%} "
             f"of the first {ing['reingest_counts']} "
             f"[{verdict(ing['reingest_share'] < TARGET_REINGEST)} < 2%]"
+        )
+    inp = res.get("inprocess")
+    if inp:
+        print(
+            f"in process (AppTest): Runs page first run {inp['home_first_s']:.2f} s (peak RSS "
+            f"{inp['peak_rss_home_mb']:.0f} MB), rerun {inp['home_rerun_s']:.2f} s; Step line of "
+            f"the 20 shown {inp['step_line_s']:.2f} s (peak RSS {inp['peak_rss_mb']:.0f} MB) "
+            f"{inp['errors'] or ''}"
         )
     app = res.get("app")
     if app and "error" in app:
@@ -409,11 +452,11 @@ def main(argv: list[str] | None = None) -> int:
         "--data", type=Path, default=Path(tempfile.gettempdir()) / "ponder-bench-store"
     )
     parser.add_argument(
-        "--only", nargs="*", default=[], help="generate, ingest, app (default: all)"
+        "--only", nargs="*", default=[], help="generate, ingest, inprocess, app (default: all)"
     )
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
-    want = set(args.only) or {"generate", "ingest", "app"}
+    want = set(args.only) or {"generate", "ingest", "inprocess", "app"}
     res: dict[str, Any] = {"machine": machine(), "args": {"runs": args.runs, "steps": args.steps}}
     print(json.dumps(res["machine"]))
     sweep_dir, gen_s = ensure_runs(args.data, args.runs, args.steps, args.layers, args.workers)
@@ -424,6 +467,8 @@ def main(argv: list[str] | None = None) -> int:
     store = args.data / f"store{args.runs}-{args.steps}x{args.layers}"
     if "ingest" in want:
         res["ingest"] = ingest_measures(sweep_dir, store, args.workers, args.sample)
+    if "inprocess" in want:
+        res["inprocess"] = _child("_inprocess_child", str(store))
     if "app" in want:
         res["app"] = app_measures(store, sweep_dir, args.data, args.rounds)
     res["machine_after"] = machine()

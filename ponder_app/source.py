@@ -24,7 +24,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 import streamlit as st
@@ -33,15 +33,28 @@ from ponder_parse.analysis import red_flags as flags
 from ponder_parse.analysis import summaries
 from ponder_parse.analysis.red_flags.engine import Measure, RunMeasures
 from ponder_parse.files.loader import LoadFailure
-from ponder_parse.files.store import StoreError, layout, open_store
-from ponder_parse.files.store.reader import RunStore, StoredRun
 from ponder_parse.run import Run
+
+if TYPE_CHECKING:  # the store is imported when first used, not with the frame
+    from ponder_parse.files.store.reader import RunStore, StoredRun
+
+_READER = "ponder_parse.files.store.reader"
+
+
+def as_stored(run: Run) -> StoredRun | None:
+    """The run as a `StoredRun`, or None (without importing the store: until it is
+    imported, no run can come from one)."""
+    reader = sys.modules.get(_READER)
+    if reader is not None and isinstance(run, reader.StoredRun):
+        return run
+    return None
+
 
 logger = logging.getLogger(__name__)
 OFF = ("0", "off", "no", "none", "false")
 DEFAULT_SHOWN = 20
-"""A store of more runs than this opens with this many shown (the first by name): every
-shown run's tables are read, so showing a thousand at once is never the default."""
+"""More runs than this open with this many shown (the first loaded): every shown run's
+tables are read, so showing a thousand at once is never the default."""
 
 
 # --- which stores -------------------------------------------------------------------------
@@ -58,6 +71,8 @@ def cli_stores(argv: Sequence[str] | None = None) -> list[str]:
 def cache_store_dir() -> Path | None:
     """Where runs given as paths are cached (`PONDER_STORE`, else the user's cache
     folder); None when `PONDER_STORE` turns the cache off."""
+    from ponder_parse.files.store import layout
+
     if os.environ.get(layout.STORE_ENV, "").strip().lower() in OFF:
         return None
     return layout.default_store_dir()
@@ -65,6 +80,8 @@ def cache_store_dir() -> Path | None:
 
 @st.cache_resource(show_spinner=False, max_entries=8)
 def _cache_store(root: str) -> RunStore | None:
+    from ponder_parse.files.store import StoreError, open_store
+
     try:
         return open_store(root, create=True)
     except (StoreError, OSError) as exc:
@@ -84,6 +101,8 @@ def cache_store() -> RunStore | None:
 def _through_store(root: str, path: str, stamp: tuple[Any, ...]) -> StoredRun | None:
     """Ingest one run (parsing only what changed since it was stored) and open it; cached
     by the files' stamp, so an unchanged run costs nothing on a rerun."""
+    from ponder_parse.files.store.reader import RunStore
+
     store = RunStore(root)
     result = store.ingest_run(path)
     if not result.ok or result.run_id is None:
@@ -127,6 +146,8 @@ def _signature(store: RunStore) -> tuple[tuple[str, int, int], ...]:
 
 @st.cache_resource(show_spinner=False, max_entries=8)
 def _opened(root: str, signature: tuple[tuple[str, int, int], ...]) -> list[StoredRun]:
+    from ponder_parse.files.store.reader import RunStore
+
     return RunStore(root).stored_runs()
 
 
@@ -141,7 +162,12 @@ def opened_stores(dirs: Sequence[str] | None = None) -> Opened:
     """Every run of the `--store` folders, none of their tables read; a folder that is
     not a store is a listed failure."""
     out = Opened([], [], [])
-    for raw in cli_stores() if dirs is None else dirs:
+    given = cli_stores() if dirs is None else dirs
+    if not given:
+        return out
+    from ponder_parse.files.store import StoreError, open_store
+
+    for raw in given:
         try:
             store = open_store(Path(raw).expanduser())
             runs = _opened(str(store.root), _signature(store))
@@ -156,32 +182,28 @@ def opened_stores(dirs: Sequence[str] | None = None) -> Opened:
 # --- what the store already knows -------------------------------------------------------------
 
 
-def _as_stored(run: Run, rules: flags.FlagRules, overrides: Mapping[str, int]) -> bool:
-    """Whether the store's figures hold for this run: they were computed with the default
-    red-flag rules, no phase edits and audit steps left out."""
-    return isinstance(run, StoredRun) and not rules.names and not overrides
+def _as_stored(run: Run, rules: flags.FlagRules, overrides: Mapping[str, int]) -> StoredRun | None:
+    """The stored run, when the store's figures hold for it: they were computed with the
+    default red-flag rules, no phase edits and audit steps left out."""
+    return as_stored(run) if not rules.names and not overrides else None
 
 
 def stored_summary(
     run: Run, rules: flags.FlagRules, include_audit: bool, overrides: Mapping[str, int]
 ) -> dict[str, Any] | None:
     """The run's stored `run_summary`, when it is the one asked for; else None."""
-    if include_audit or not _as_stored(run, rules, overrides):
+    stored = None if include_audit else _as_stored(run, rules, overrides)
+    if stored is None or stored.stored_summary is None:
         return None
-    assert isinstance(run, StoredRun)
-    if run.stored_summary is None:
-        return None
-    return {**run.stored_summary, "run": run.name}
+    return {**stored.stored_summary, "run": run.name}
 
 
 def stored_measures(
     run: Run, rules: flags.FlagRules, overrides: Mapping[str, int]
 ) -> RunMeasures | None:
     """The run's stored sweep-rule measures, when they are the ones asked for; else None."""
-    if not _as_stored(run, rules, overrides):
-        return None
-    assert isinstance(run, StoredRun)
-    m = run.stored_measures
+    stored = _as_stored(run, rules, overrides)
+    m = None if stored is None else stored.stored_measures
     if m is None:
         return None
     return RunMeasures(
@@ -194,17 +216,19 @@ def stored_measures(
 
 def run_facts(run: Run) -> pl.DataFrame:
     """`summaries.run_facts`, from the store's row for a stored run (no table read)."""
-    if isinstance(run, StoredRun) and run.stored_facts is not None:
+    stored = as_stored(run)
+    if stored is not None and stored.stored_facts is not None:
         return pl.DataFrame(
-            run.stored_facts, schema={"fact": pl.String, "value": pl.String}, orient="row"
+            stored.stored_facts, schema={"fact": pl.String, "value": pl.String}, orient="row"
         )
     return summaries.run_facts(run)
 
 
 def n_problems(run: Run) -> int:
     """Lines the log did not understand (a stored run's count from its row)."""
-    if isinstance(run, StoredRun) and run.stored_summary is not None:
-        return int(run.stored_summary.get("problems") or 0)
+    stored = as_stored(run)
+    if stored is not None and stored.stored_summary is not None:
+        return int(stored.stored_summary.get("problems") or 0)
     return run.problems.height
 
 
