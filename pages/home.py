@@ -12,13 +12,16 @@ from ponder_parse.files import hparams
 
 ctx = ui.page_context("home", unselected=True)
 if ctx is not None:
-    many = len(ctx.all_runs) > source.DEFAULT_SHOWN
-    with st.expander(
-        f"Choose runs: {len(ctx.runs)} of {len(ctx.all_runs)} shown",
-        expanded=many or not ctx.runs,
-        icon=":material/filter_list:",
+    # Open by itself when there are more runs than are shown at first (or none shown).
+    many = len(ctx.all_runs) > source.DEFAULT_SHOWN or not ctx.runs
+    if st.toggle(
+        "Choose runs",
+        value=many,
+        key="pick_open",
+        help="Search, filter and sort every loaded run, and pick the ones to show.",
     ):
-        chooser.draw(ctx)
+        with st.container(border=True):
+            chooser.draw(ctx)
 if ctx is not None and ctx.runs:
     include_audit = ui.audit_toggle(page="home")
     table = summaries.runs_table(

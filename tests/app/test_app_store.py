@@ -193,3 +193,21 @@ def test_stored_figures_stand_only_for_default_settings(store_dir: Path) -> None
     m = source.stored_measures(run, rules, {})
     assert m is not None and m.run == run.name
     assert m == flags.measure_run(run.store.load(run.run_id).replaced(name=run.name), rules)
+
+
+def test_the_chooser_opens_by_itself_only_for_many_runs(
+    store_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    at = open_app(monkeypatch)  # the sample sweep: every run shown, the chooser closed
+    assert at.toggle(key="pick_open").value is False
+    assert not [t for t in at.main.text_input if t.key == "pick_search"]
+    at.toggle(key="pick_open").set_value(True).run()
+    assert_ok(at)
+    at.text_input(key="pick_search").set_value("seed=1").run()
+    at.button(key="pick_show_matching").click().run()
+    assert_ok(at)
+    assert at.session_state["selected_runs"] == [
+        n for n in (r.name for r in ctx_of(at).all_runs) if "seed=1" in n
+    ]
+    big = open_app(monkeypatch, "--store", str(store_dir))
+    assert big.toggle(key="pick_open").value is True
