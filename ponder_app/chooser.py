@@ -15,8 +15,9 @@ from typing import Any
 import polars as pl
 import streamlit as st
 
-from ponder_app import ui
+from ponder_app import source, ui
 from ponder_app.state import Context
+from ponder_parse.analysis import red_flags as flags
 from ponder_parse.analysis import summaries
 from ponder_parse.files.store.query import RunFilter, choice_values, select_runs
 
@@ -50,8 +51,14 @@ def color_chip(color: str) -> str:
 
 
 def table_of_all(ctx: Context) -> pl.DataFrame:
-    """Every loaded run as a Runs-table row (stored summaries where a store has them)."""
-    return summaries.runs_table(ctx.all_runs, {r.name: ctx.summary(r) for r in ctx.all_runs})
+    """Every loaded run as a Runs-table row. A stored run's row is its stored summary,
+    with the default red-flag settings and phases even when this session edited them:
+    anything else would read the tables of every stored run."""
+    rows = {}
+    for r in ctx.all_runs:
+        stored = source.stored_summary(r, flags.DEFAULT, False, {})
+        rows[r.name] = stored if stored is not None else ctx.summary(r)
+    return summaries.runs_table(ctx.all_runs, rows)
 
 
 def _outcome_columns(table: pl.DataFrame) -> list[str]:
@@ -179,7 +186,14 @@ def draw(ctx: Context) -> None:
         on_click=_apply,
         args=(names[:MAX_SHOWN], False),
     )
+    edited = bool(ctx.rules.names or st.session_state.get("phase_overrides"))
     st.caption(
         f"{len(names)} of {len(ctx.all_runs)} runs match; {len(ctx.runs)} shown. Tick rows "
         "(left edge) to pick runs; each shown run's tables are read when a page draws it."
+        + (
+            " Stored runs are judged here with the default red-flag settings and phases;"
+            " the table below uses yours."
+            if edited and any(source.as_stored(r) for r in ctx.all_runs)
+            else ""
+        )
     )

@@ -211,3 +211,24 @@ def test_the_chooser_opens_by_itself_only_for_many_runs(
     ]
     big = open_app(monkeypatch, "--store", str(store_dir))
     assert big.toggle(key="pick_open").value is True
+
+
+def test_edited_red_flag_settings_read_only_the_shown_runs(
+    store_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The chooser lists every stored run from its row even when the session's red-flag
+    settings differ from those the store used (the shown runs are judged with them)."""
+    reader.TABLE_CACHE.clear()
+    monkeypatch.setattr(sys, "argv", ["app.py", "--store", str(store_dir)])
+    at = new_app()
+    grad = flags.RULES["grad_sustained"]
+    at.session_state[state.FLAG_RULES_KEY] = flags.DEFAULT.with_settings(
+        grad, dataclasses.replace(grad.settings, rel=5.0)
+    )
+    at.run()
+    assert_ok(at)
+    ctx = ctx_of(at)
+    assert ctx.rules.names == {"grad_sustained"}
+    shown_ids = {r.run_id for r in ctx.runs if isinstance(r, StoredRun)}
+    assert reader.TABLE_CACHE.run_ids() == shown_ids  # the runs table judged them afresh
+    assert "default red-flag settings" in "\n".join(str(c.value) for c in at.main.caption)
