@@ -3,6 +3,7 @@
 streamlit run app.py                       # the bundled sample sweep
 streamlit run app.py -- --runs SWEEP_DIR   # your runs (or PONDER_RUNS=a:b)
 streamlit run app.py -- --allow-root /data # the path box may also read below /data
+streamlit run app.py -- --store STORE_DIR  # every run of a run store (`ponder-parse ingest`)
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from ponder_app import registry, state, ui
+from ponder_app import registry, source, state, ui
 
 st.set_page_config(
     page_title="Ponder runs", page_icon=":material/stacked_line_chart:", layout="wide"
@@ -83,7 +84,7 @@ except OSError as exc:  # the server's temporary folder is full or gone
     logging.getLogger("ponder_app").exception("uploads could not be unpacked")
     upload_dirs, upload_messages = [], [f"uploads could not be unpacked ({exc.strerror})"]
 paths = state.configured_paths()
-if not paths and not upload_dirs:
+if not paths and not upload_dirs and not source.cli_stores():
     paths = [str(state.SAMPLE_RUNS)]
 upload_root = st.session_state.get("_upload_dir")
 loaded = state.load_all(
@@ -97,7 +98,7 @@ with st.sidebar:
     if names:
         known = st.session_state.get("known_runs")
         if known is None or "selected_widget" not in st.session_state:
-            st.session_state["selected_widget"] = list(names)
+            st.session_state["selected_widget"] = source.default_selection(names)
         elif known != names:
             # Keep the user's choice; runs that just appeared (an upload, a new path) are shown.
             kept = [n for n in st.session_state["selected_widget"] if n in names]

@@ -5,13 +5,24 @@ from __future__ import annotations
 import polars as pl
 import streamlit as st
 
-from ponder_app import ui
+from ponder_app import chooser, source, ui
 from ponder_parse.analysis import red_flags as flags
 from ponder_parse.analysis import summaries
 from ponder_parse.files import hparams
 
-ctx = ui.page_context("home")
+ctx = ui.page_context("home", unselected=True)
 if ctx is not None:
+    # Open by itself when there are more runs than are shown at first (or none shown).
+    many = len(ctx.all_runs) > source.DEFAULT_SHOWN or not ctx.runs
+    if st.toggle(
+        "Choose runs",
+        value=many,
+        key="pick_open",
+        help="Search, filter and sort every loaded run, and pick the ones to show.",
+    ):
+        with st.container(border=True):
+            chooser.draw(ctx)
+if ctx is not None and ctx.runs:
     include_audit = ui.audit_toggle(page="home")
     table = summaries.runs_table(
         ctx.runs, {r.name: ctx.summary(r, include_audit) for r in ctx.runs}
@@ -57,7 +68,8 @@ if ctx is not None:
     st.subheader("What each log said")
     for run in ctx.runs:
         meta = run.meta
-        label = f"{ui.plain(run.name)} — {run.n_steps} steps, {run.problems.height} problem(s)"
+        n_problems = source.n_problems(run)
+        label = f"{ui.plain(run.name)} — {run.n_steps} steps, {n_problems} problem(s)"
         with st.expander(label, expanded=False):
             c1, c2 = st.columns(2)
             with c1:
@@ -66,7 +78,7 @@ if ctx is not None:
                 )
                 if meta.get("init"):
                     st.code(meta["init"], language=None)
-                st.table(summaries.run_facts(run))
+                st.table(source.run_facts(run))
             with c2:
                 if run.hparams:
                     st.markdown("**Hyperparameters**")
@@ -79,7 +91,7 @@ if ctx is not None:
             kinds = summaries.line_kinds_text(run)
             if kinds:
                 st.caption(kinds)
-            if run.problems.height:
+            if n_problems:
                 st.markdown("**Lines not understood** (line number, text, reason)")
                 ui.show_table(run.problems, f"problems-{run.name}", height=200)
             else:

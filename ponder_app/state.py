@@ -1,11 +1,13 @@
 """The app's shared state: where runs come from, loading them (cached), and what every
 page needs to know (selected runs, baseline, colours, per-run analysis).
 
-This is the only module, besides the pages, that talks to Streamlit. Parsed runs are kept
+This module, `source` (runs from run stores) and the page helpers (`ui`, `chooser`) are
+the ones besides the pages that talk to Streamlit. Parsed runs are kept
 with `st.cache_resource`, keyed by the files' size and modification time, so a rerun or a
 page switch costs nothing and a changed file is re-read; uploads have a cache of their
-own that forgets them an hour after last use. Runs are shared between sessions and treated
-as read-only; per-session edits (tags, phase overrides) live in session state and are
+own that forgets them an hour after last use. Runs given as paths go through the cache
+run store first (`source`), so a new server process reads them from Parquet instead of
+parsing them again. Runs are shared between sessions and treated as read-only; per-session edits (tags, phase overrides) live in session state and are
 applied on copies.
 
 What the sidebar's path box may read is confined to the allowed roots (`allowed_roots`):
@@ -16,7 +18,6 @@ hand out every file it can read.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import hashlib
 import logging
 import os
@@ -37,7 +38,7 @@ import polars as pl
 import streamlit as st
 from streamlit.runtime.scriptrunner import add_script_run_ctx, get_script_run_ctx
 
-from ponder_app import charts, prepare
+from ponder_app import charts, prepare, source
 from ponder_parse.analysis import phases, summaries
 from ponder_parse.analysis import red_flags as flags
 from ponder_parse.files import hparams
@@ -110,9 +111,10 @@ def _real(raw: str | Path) -> Path | None:
 
 def allowed_roots() -> list[Path]:
     """Where the path box may read: the paths the app was started with (`--runs`,
-    `PONDER_RUNS`) and the `--allow-root` / `PONDER_ALLOW_ROOTS` folders; the bundled
-    sample sweep when no runs were given. Resolved, so a link cannot lead out."""
-    started = [*cli_paths(), *env_paths()]
+    `PONDER_RUNS`), the `--store` folders, and the `--allow-root` / `PONDER_ALLOW_ROOTS`
+    folders; the bundled sample sweep when no runs were given. Resolved, so a link
+    cannot lead out."""
+    started = [*cli_paths(), *env_paths(), *source.cli_stores()]
     given = [*started, *cli_allow_roots(), *env_allow_roots()]
     if not started:
         given.append(str(SAMPLE_RUNS))
@@ -335,6 +337,10 @@ def _load_one(p: Path, live: bool, upload: bool = False) -> tuple[Run, str]:
         stamp = _stamp(p)
     except OSError as exc:
         raise RunLoadError(f"{p}: cannot be read", f"cannot be read ({exc.strerror})") from exc
+    if not upload:  # through the cache store: parsed only when the files changed
+        stored = source.through_store(p, stamp)
+        if stored is not None:
+            return stored
     loader = _load_upload_cached if upload else _load_cached
     return loader(str(p), stamp), f"{p}|{hash(stamp)}"
 
@@ -389,8 +395,12 @@ def load_all(
             keys.append(got[1])
     if progress is not None:
         progress.empty()
+    opened = source.opened_stores()  # --store folders: every run, no table read yet
+    out.failures.extend(opened.failures)
+    out.runs.extend(opened.runs)
+    keys.extend(opened.keys)
     # Names must be unique for colours and selection; cached runs are shared, so copy.
-    copies = [dataclasses.replace(r, meta=r.meta.copy()) for r in out.runs]
+    copies = [r.replaced(meta=r.meta.copy()) for r in out.runs]
     unique_names(copies)
     out.runs = copies
     out.keys = {r.name: key for r, key in zip(copies, keys, strict=True)}
@@ -448,7 +458,9 @@ def _phase_summary(
     return summaries.phase_summary(_run, _phases(key, ov, _run), include_audit=include_audit)
 
 
-@st.cache_resource(show_spinner=False, max_entries=2000)
+# A copy of a run's per-step tables: kept for the runs used last, not for every run a
+# large store has shown over time.
+@st.cache_resource(show_spinner=False, max_entries=256)
 def _per_step(key: str, _run: Run) -> pl.DataFrame:
     return prepare.per_step(_run)
 
@@ -508,6 +520,9 @@ class Context:
 
     def summary(self, run: Run, include_audit: bool = False) -> dict[str, Any]:
         """`run_summary`, cached per run, phase edits, rules and audit choice."""
+        stored = source.stored_summary(run, self.rules, include_audit, self.overrides(run))
+        if stored is not None:  # what the store computed at ingest: no table read
+            return stored
         empty = dict.fromkeys(summaries.RUN_SUMMARY_SCHEMA) | {
             "run": run.name,
             "steps": run.n_steps,
@@ -552,6 +567,10 @@ class Context:
         are cached, the comparison is recomputed for the runs shown."""
         measured = []
         for r in self.runs if runs is None else runs:
+            stored = source.stored_measures(r, self.rules, self.overrides(r))
+            if stored is not None:
+                measured.append(stored)
+                continue
             m = self._safe(
                 "sweep red flags",
                 r,
@@ -585,8 +604,7 @@ def with_user_tags(
         if mine:
             sources = hparams.apply_user_sources(r.meta.get("hparam_sources", {}), mine)
             out.append(
-                dataclasses.replace(
-                    r,
+                r.replaced(
                     hparams=hparams.apply_user_tags(r.hparams, mine),
                     meta={**r.meta, "hparam_sources": sources},
                 )

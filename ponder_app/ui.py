@@ -141,10 +141,11 @@ def _run_frame_here() -> None:
     runpy.run_path(str(registry.ENTRYPOINT), run_name="__main__")
 
 
-def page_context(page_id: str) -> Context | None:
+def page_context(page_id: str, *, unselected: bool = False) -> Context | None:
     """Title the page from the registry and return the context, or None when the page has
-    nothing to draw: no runs loaded or selected (said on the page), or the page script was
-    started outside the frame (the frame has then drawn it, see `_run_frame_here`)."""
+    nothing to draw: no runs loaded or selected (said on the page; with `unselected`, a
+    page that chooses runs is drawn with none selected), or the page script was started
+    outside the frame (the frame has then drawn it, see `_run_frame_here`)."""
     page = registry.page(page_id)
     if not _IN_FRAME.get():
         _run_frame_here()
@@ -159,8 +160,9 @@ def page_context(page_id: str) -> Context | None:
         )
         return None
     if not ctx.runs:
-        st.info("No runs selected: pick runs to show in the sidebar.")
-        return None
+        st.info("No runs selected: pick runs to show in the sidebar, or on *Runs*.")
+        if not unselected:
+            return None
     return ctx
 
 

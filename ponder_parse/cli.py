@@ -208,7 +208,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder (one subfolder per run if several)")
     p.add_argument("--format", choices=("parquet", "csv"), default="parquet")
     p.set_defaults(func=cmd_export)
-    store_help = "run store folder (default: $XDG_CACHE_HOME/ponder-parse/store)"
+    store_help = (
+        "run store folder (default: $PONDER_STORE, else $XDG_CACHE_HOME/ponder-parse/store)"
+    )
     p = sub.add_parser("ingest", help="parse runs into a run store (only what changed)")
     p.add_argument("paths", nargs="+", help="run folders, log files, or folders of runs")
     p.add_argument("--store", help=store_help)

@@ -6,9 +6,10 @@ A plain dataclass with no hidden state: every analysis is a function of a `Run`,
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import copy
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import Any, Self, TypedDict
 
 import polars as pl
 
@@ -104,6 +105,19 @@ class Run:
         if self.steps.is_empty():
             return None
         return self.steps["lm_loss"][-1]
+
+    def replaced(self, **changes: Any) -> Self:
+        """A shallow copy with these fields changed (what `dataclasses.replace` does, but
+        without reading every field first: a run whose tables are read on first use, like
+        the store's `StoredRun`, stays unread)."""
+        names = {f.name for f in fields(self)}
+        unknown = set(changes) - names
+        if unknown:
+            raise TypeError(f"Run has no field(s) {sorted(unknown)}")
+        out = copy.copy(self)
+        for name, value in changes.items():
+            setattr(out, name, value)
+        return out
 
     def tables(self) -> dict[str, pl.DataFrame]:
         """Every table by name (the names `schema.TABLES` uses), e.g. for export."""

@@ -25,6 +25,15 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _cache_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Runs the app opens by path go through a cache store: the tests' own, never the
+    user's (a server a browser test starts inherits it)."""
+    store = tmp_path_factory.mktemp("cache") / "store"
+    os.environ["PONDER_STORE"] = str(store)
+    return store
+
+
 @pytest.fixture
 def root() -> Path:
     return ROOT

@@ -81,6 +81,7 @@ def test_ingest_runs_and_query_a_store(write_log, tmp_path, capsys) -> None:
 
 
 def test_ingest_uses_the_cache_store_by_default(write_log, tmp_path, monkeypatch, capsys) -> None:
+    monkeypatch.delenv("PONDER_STORE", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     a = write_log(small_log(20, 1), name="a")
     assert main(["ingest", str(a), "--workers", "1"]) == 0

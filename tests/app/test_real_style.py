@@ -237,7 +237,8 @@ def test_real_runs_heatmaps_mark_audits(real_app: AppTest) -> None:
 
 def test_real_runs_home_shows_kmax_and_windowed_outcomes(real_app: AppTest) -> None:
     goto(real_app, "home")
-    shown = real_app.main.expander[0].table[0].value
+    details = next(e for e in real_app.main.expander if "problem(s)" in e.label)  # a run's
+    shown = details.table[0].value
     facts = dict(zip(shown["fact"], shown["value"], strict=True))
     assert facts["Kmax"] == "4"
     assert facts["last LM (raw, one batch)"].endswith("at step 1999")

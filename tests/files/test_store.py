@@ -574,11 +574,14 @@ def test_locks_wait_for_live_writers_and_take_over_dead_ones(tmp_path) -> None:
 
 
 def test_default_store_is_in_the_user_cache(monkeypatch, tmp_path) -> None:
+    monkeypatch.delenv("PONDER_STORE", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     assert layout.default_store_dir() == tmp_path / "cache" / "ponder-parse" / "store"
     monkeypatch.delenv("XDG_CACHE_HOME")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     assert layout.default_store_dir() == tmp_path / "home" / ".cache" / "ponder-parse" / "store"
+    monkeypatch.setenv("PONDER_STORE", "~/lab-store")
+    assert layout.default_store_dir() == tmp_path / "home" / "lab-store"
 
 
 def test_a_folder_that_is_not_a_store_is_refused(tmp_path) -> None:
@@ -619,3 +622,67 @@ def test_the_store_marker_appears_whole(tmp_path: Path, monkeypatch: pytest.Monk
     assert seen and seen[0] is False
     layout.check_store(root)
     assert [p.name for p in root.iterdir()] == [layout.MARKER]
+
+
+# --- runs opened lazily -------------------------------------------------------------------
+
+
+def test_stored_runs_read_no_table_until_one_is_used(sample_store) -> None:
+    from ponder_parse.files.store import reader
+
+    store, sample_runs = sample_store
+    reader.TABLE_CACHE.clear()
+    before = reader.TABLE_CACHE.reads
+    runs = store.stored_runs()
+    assert len(runs) == 11 and [r.name for r in runs] == sorted(r.name for r in runs)
+    copies = [r.replaced(meta=dict(r.meta)) for r in runs]
+    assert reader.TABLE_CACHE.reads == before and not reader.TABLE_CACHE.run_ids()
+    run = copies[0]
+    full = load_run(Path(str(run.source)).parent)
+    assert run.n_steps == full.n_steps and run.meta == full.meta and run.hparams == full.hparams
+    assert reader.TABLE_CACHE.reads == before  # n_steps comes from the row
+    assert_frame_equal(run.steps, full.steps, check_exact=True)
+    assert reader.TABLE_CACHE.run_ids() == {run.run_id} and run.loaded_tables() == ["steps"]
+    assert_frame_equal(run.traces, full.traces, check_exact=True)
+    assert reader.TABLE_CACHE.reads == before + 2
+    run.steps  # noqa: B018 - a second use is served from memory
+    assert reader.TABLE_CACHE.reads == before + 2
+    # What the store computed at ingest is what the analysis says of the loaded run.
+    s = run_summary(full)
+    assert run.stored_summary == {k: v for k, v in s.items() if k != "run"}
+    assert summaries_facts(full) == run.stored_facts
+
+
+def summaries_facts(run: Run) -> list[list[str]]:
+    from ponder_parse.analysis.summaries import run_facts
+
+    return [list(r) for r in run_facts(run).rows()]
+
+
+def test_the_table_cache_keeps_to_its_budget(sample_store) -> None:
+    from ponder_parse.files.store.reader import TableCache
+
+    store, _ = sample_store
+    runs = store.stored_runs()
+    one = runs[0].steps.estimated_size()
+    cache = TableCache(budget=int(one * 2.5))
+    for r in runs[:6]:
+        got = cache.get((str(store.root), r.run_id, r.version, "steps"), store._read_table)
+        assert got.height == r.n_steps
+    assert cache.reads == 6 and cache.nbytes <= cache.budget
+    assert len(cache.run_ids()) <= 3  # the least recently used went first
+    assert runs[5].run_id in cache.run_ids()
+
+
+def test_replaced_is_a_shallow_copy_with_fields_changed() -> None:
+    run = Run(name="a", hparams={"seed": 1})
+    other = run.replaced(name="b", hparams={"seed": 2})
+    assert (run.name, run.hparams, other.name, other.hparams) == (
+        "a",
+        {"seed": 1},
+        "b",
+        {"seed": 2},
+    )
+    assert other.steps is run.steps
+    with pytest.raises(TypeError, match="no field"):
+        run.replaced(nmae="c")

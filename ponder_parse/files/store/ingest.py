@@ -35,7 +35,8 @@ import polars as pl
 
 import ponder_parse
 from ponder_parse import schema
-from ponder_parse.analysis import summaries
+from ponder_parse.analysis import phases, summaries
+from ponder_parse.analysis import red_flags as flags
 from ponder_parse.analysis.summaries import RUN_SUMMARY_SCHEMA, run_summary
 from ponder_parse.files.hparams import CONFIG_FILE_NAMES
 from ponder_parse.files.limits import check_log_bytes, log_limits
@@ -114,6 +115,9 @@ RUNS_SCHEMA: schema.TableSchema = {
     **{c: RUN_SUMMARY_SCHEMA[c] for c in SUMMARY_COLUMNS},
     "health": pl.String,
     "summary_error": pl.String,
+    "summary": JSON,
+    "measures": JSON,
+    "facts": JSON,
     "meta": JSON,
     "snapshot": JSON,
     "state": JSON,
@@ -431,11 +435,26 @@ def _read_parts(files: list[Path], table: str) -> pl.DataFrame:
     return pl.read_parquet(files, hive_partitioning=False)
 
 
-def _summary_columns(run: Run) -> tuple[dict[str, Any], str | None]:
+def _summary_columns(run: Run) -> tuple[dict[str, Any], str | None, str | None]:
+    """The run's summary, its sweep-rule measures (JSON) and what failed, all with the
+    default red-flag rules: what a runs page shows without opening the run's tables."""
     try:
-        return run_summary(run), None
+        phases_df = phases.phases(run)
+        summary = run_summary(run, phases_df=phases_df)
     except Exception as exc:  # noqa: BLE001 - the run is stored all the same, with the reason
-        return {}, f"summary failed: {exc!r}"
+        return {}, None, f"summary failed: {exc!r}"
+    try:
+        m = flags.measure_run(run, flags.DEFAULT, phases_df=phases_df)
+        measures = json.dumps(
+            {
+                "facts": m.facts,
+                "values": {k: asdict(v) for k, v in m.values.items()},
+                "errors": m.errors,
+            }
+        )
+    except (TypeError, ValueError):  # a fact JSON cannot hold: measured when shown instead
+        measures = None
+    return summary, measures, None
 
 
 def _row(
@@ -448,7 +467,7 @@ def _row(
     parsed_bytes: int,
     parse_seconds: float,
 ) -> pl.DataFrame:
-    summary, error = _summary_columns(run)
+    summary, measures, error = _summary_columns(run)
     meta = run.meta
     mtime_ns = state["fingerprint"]["log"][2]
     row: dict[str, Any] = {
@@ -482,6 +501,9 @@ def _row(
         **{c: summary.get(c) for c in SUMMARY_COLUMNS},
         "health": summaries.UNKNOWN if error else summaries.health(summary),
         "summary_error": error,
+        "summary": None if error else json.dumps({k: v for k, v in summary.items() if k != "run"}),
+        "measures": measures,
+        "facts": json.dumps(summaries.run_facts(run).rows()),
         "meta": json.dumps(meta),
         "snapshot": None if run.snapshot is None else json.dumps(run.snapshot),
         "state": json.dumps(state),

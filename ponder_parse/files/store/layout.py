@@ -44,9 +44,15 @@ class StoreLockedError(StoreError):
     """Another writer holds a run's lock for longer than we are willing to wait."""
 
 
+STORE_ENV = "PONDER_STORE"
+
+
 def default_store_dir() -> Path:
-    """The per-user cache (`$XDG_CACHE_HOME`, else `~/.cache`): a store is a cache of what
-    the logs say, so it can always be rebuilt from them."""
+    """`$PONDER_STORE`, else the per-user cache (`$XDG_CACHE_HOME`, else `~/.cache`): a
+    store is a cache of what the logs say, so it can always be rebuilt from them."""
+    given = os.environ.get(STORE_ENV, "").strip()
+    if given:
+        return Path(given).expanduser()
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "ponder-parse" / "store"
 

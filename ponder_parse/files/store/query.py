@@ -9,6 +9,9 @@ and filter pushdown, so a query touches only what it needs.
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -93,3 +96,82 @@ def runs_where(store: RunStore, where: str | None = None) -> pl.DataFrame:
     """
     clause = f" WHERE {where}" if where and where.strip() else ""
     return query(store, f"SELECT * FROM {layout.RUNS}{clause} ORDER BY name, run_id")
+
+
+# --- choosing runs from a runs table ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunFilter:
+    """What narrows a table of runs (one row per run, its name in `name_col`) down to the
+    runs to show; every part left at its default keeps every run.
+
+    `search` matches the name: a case-insensitive substring, or with `regex` a regular
+    expression (Rust syntax, as Polars reads it). `health` keeps runs whose `health` is
+    one of these. `values` keeps, per column (a hyperparameter or tag), runs whose value
+    read as text is one of those given. `ranges` keeps, per numeric column (an outcome),
+    runs within the inclusive bounds (None: open); a run without a value is out of any
+    range. `sort` orders by a column (nulls last), ties by name.
+    """
+
+    search: str = ""
+    regex: bool = False
+    health: tuple[str, ...] = ()
+    values: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    ranges: Mapping[str, tuple[float | None, float | None]] = field(default_factory=dict)
+    sort: str | None = None
+    descending: bool = False
+
+
+def select_runs(table: pl.DataFrame, f: RunFilter, name_col: str = "run") -> pl.DataFrame:
+    """The rows of `table` that `f` keeps, in `f`'s order. A search that is not a valid
+    regular expression, or a column the table lacks, is a `ValueError` saying so."""
+    missing = [
+        c
+        for c in [*f.values, *f.ranges, *([f.sort] if f.sort else []), name_col]
+        if c not in table.columns
+    ]
+    if f.health and "health" not in table.columns:
+        missing.append("health")
+    if missing:
+        raise ValueError(f"no column(s) {', '.join(missing)} to choose runs by")
+    conds: list[pl.Expr] = []
+    text = f.search.strip()
+    if text:
+        if f.regex:
+            try:
+                re.compile(text)  # Python's view first: the common mistakes, said plainly
+                conds.append(pl.col(name_col).str.contains(f"(?i){text}"))
+                table.head(1).select(conds[-1])  # and Polars' (a few constructs differ)
+            except (re.error, pl.exceptions.PolarsError) as exc:
+                raise ValueError(f"not a valid regular expression: {text!r} ({exc})") from None
+        else:
+            conds.append(
+                pl.col(name_col).str.to_lowercase().str.contains(text.lower(), literal=True)
+            )
+    if f.health:
+        conds.append(pl.col("health").is_in(list(f.health)))
+    for col, accepted in f.values.items():
+        if accepted:
+            conds.append(pl.col(col).cast(pl.String).is_in(list(accepted)))
+    for col, (lo, hi) in f.ranges.items():
+        if not table.schema[col].is_numeric():
+            raise ValueError(f"{col} is not a number column")
+        if lo is not None:
+            conds.append(pl.col(col) >= lo)
+        if hi is not None:
+            conds.append(pl.col(col) <= hi)
+    out = table.filter(pl.all_horizontal(conds).fill_null(False)) if conds else table
+    if f.sort:
+        out = out.sort([f.sort, name_col], descending=[f.descending, False], nulls_last=True)
+    return out
+
+
+def choice_values(table: pl.DataFrame, col: str) -> list[str]:
+    """A column's distinct values as text for a value filter: by value when every one
+    reads as a number (`0.0005` before `0.05`), else alphabetically."""
+    s = table[col].drop_nulls().cast(pl.String).unique()
+    as_num = s.cast(pl.Float64, strict=False)
+    if as_num.null_count() == 0:
+        return pl.DataFrame({"v": s, "n": as_num}).sort("n", "v")["v"].to_list()
+    return s.sort().to_list()

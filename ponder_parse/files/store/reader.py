@@ -9,7 +9,10 @@ a page that needs two columns of twenty runs over a step range reads that, not t
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+import os
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -183,6 +186,46 @@ class RunStore:
             return lf.select("run_id", pl.exclude("run_id"))
         return lf.select(wanted)
 
+    def table(self, run_id: str, table: str, version: int) -> pl.DataFrame:
+        """One run table of one stored version, whole, through the process's bounded
+        table cache (`TABLE_CACHE`)."""
+        return TABLE_CACHE.get((str(self.root), run_id, version, table), self._read_table)
+
+    def _read_table(self, key: tuple[str, str, int, str]) -> pl.DataFrame:
+        _, run_id, _, table = key
+        for attempt in range(4):
+            # The version the row names now: a run stored again since it was opened is
+            # read as it is now (the app opens it again once it sees the new row).
+            state = json.loads(self._state(run_id)["state"])
+            paths = committed_files(self.root, run_id, state)[table]
+            if not paths:
+                return schema.empty(table_schema(table))
+            try:
+                return pl.read_parquet(paths, hive_partitioning=False)
+            except FileNotFoundError:
+                if attempt == 3:
+                    raise
+        raise AssertionError("unreachable")
+
+    def stored_run(self, row: Mapping[str, Any]) -> StoredRun:
+        """A `Run` for a row of `runs()` whose tables are read when first used."""
+        return StoredRun(self, row)
+
+    def stored_runs(self, run_ids: Sequence[str] | None = None) -> list[StoredRun]:
+        """Every stored run (or these; unknown ids are left out) as `StoredRun`s, in name
+        order: their facts from the `runs` table, no run table read."""
+        if run_ids is None:
+            lf = self.scan_runs()
+        else:
+            files = [p for rid in run_ids if (p := layout.runs_row_path(self.root, rid)).is_file()]
+            if not files:
+                return []
+            lf = pl.scan_parquet(files, hive_partitioning=True, hive_schema=HIVE).select(
+                "run_id", *(c for c in RUNS_SCHEMA if c not in PRIVATE_RUN_COLUMNS)
+            )
+        rows = lf.sort("name", "run_id").collect().iter_rows(named=True)
+        return [self.stored_run(row) for row in rows]
+
     def load(self, run_id: str, *, retries: int = 3) -> Run:
         """The stored run as a `Run`, equal to what `load_run` gives for its path."""
         for attempt in range(retries + 1):
@@ -214,6 +257,126 @@ class RunStore:
             hparams=json.loads(row["hparams"]),
             **tables,
         )
+
+
+class TableCache:
+    """Run tables read from stores, least recently used first out, within a byte budget.
+
+    Shared by every `StoredRun` of the process: what stays in memory is the tables that
+    were used last, up to `budget` bytes (`PONDER_STORE_CACHE_MB`, default 512), however
+    many runs are stored or were ever opened. A table larger than the budget is still
+    returned, just not kept.
+    """
+
+    def __init__(self, budget: int) -> None:
+        self.budget = budget
+        self._items: OrderedDict[tuple[str, str, int, str], tuple[pl.DataFrame, int]] = (
+            OrderedDict()
+        )
+        self._bytes = 0
+        self._lock = threading.Lock()
+        self.reads = 0  # tables read from disk (tests and benchmarks count them)
+
+    def get(self, key: tuple[str, str, int, str], read: Any) -> pl.DataFrame:
+        with self._lock:
+            hit = self._items.get(key)
+            if hit is not None:
+                self._items.move_to_end(key)
+                return hit[0]
+        df: pl.DataFrame = read(key)
+        size = int(df.estimated_size())
+        with self._lock:
+            self.reads += 1
+            if key not in self._items and size <= self.budget:
+                self._items[key] = (df, size)
+                self._bytes += size
+                while self._bytes > self.budget and self._items:
+                    _, (_, n) = self._items.popitem(last=False)
+                    self._bytes -= n
+        return df
+
+    @property
+    def nbytes(self) -> int:
+        return self._bytes
+
+    def run_ids(self) -> set[str]:
+        """The runs with a table in memory."""
+        with self._lock:
+            return {k[1] for k in self._items}
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+            self._bytes = 0
+
+
+def _cache_budget() -> int:
+    try:
+        mb = float(os.environ.get("PONDER_STORE_CACHE_MB", "512"))
+    except ValueError:
+        mb = 512.0
+    return int(max(mb, 0.0) * 2**20)
+
+
+TABLE_CACHE = TableCache(_cache_budget())
+
+_TABLE_FIELDS = frozenset(layout.RUN_TABLES)
+
+
+class StoredRun(Run):
+    """A stored run as a `Run`: its facts (name, meta, hyperparameters, snapshot, the
+    stored summary) come from its row in `runs`, its tables from the store when a page
+    first reads them, one table at a time, through `TABLE_CACHE`.
+
+    The tables are never attributes of the object, so a thousand `StoredRun`s cost a
+    thousand rows, and a copy (`copy.copy`, `run.replaced`) shares the store handle, not
+    the tables. `dataclasses.replace` would read every table: use `run.replaced`.
+    """
+
+    def __init__(self, store: RunStore, row: Mapping[str, Any]) -> None:
+        # The plain fields only: table fields are answered by `__getattr__`.
+        self.name = str(row["name"])
+        self.source = Path(row["log_file"]) if row.get("log_file") else None
+        self.variant = str(row["variant"])
+        self.snapshot = None if row.get("snapshot") is None else json.loads(row["snapshot"])
+        self.meta = json.loads(row["meta"])
+        self.hparams = json.loads(row["hparams"])
+        self.store = store
+        self.run_id = str(row["run_id"])
+        self.version = int(row["version"])
+        self.content_hash = str(row["content_hash"])
+        self.stored_n_steps = int(row["n_steps"] or 0)
+        raw = row.get("summary")
+        self.stored_summary: dict[str, Any] | None = None if raw is None else json.loads(raw)
+        raw = row.get("facts")
+        self.stored_facts: list[list[str]] | None = None if raw is None else json.loads(raw)
+        raw = row.get("measures")
+        self.stored_measures: dict[str, Any] | None = None if raw is None else json.loads(raw)
+
+    def __getattr__(self, name: str) -> Any:
+        # Only reached for attributes the object lacks: the tables (and, on an object
+        # being copied, anything at all: its __dict__ is still empty then).
+        if name in _TABLE_FIELDS and "store" in self.__dict__:
+            return self.store.table(self.run_id, name, self.version)
+        raise AttributeError(name)
+
+    @property
+    def n_steps(self) -> int:
+        return self.stored_n_steps
+
+    def loaded_tables(self) -> list[str]:
+        """The tables of this run held in `TABLE_CACHE` right now."""
+        return [
+            k[3]
+            for k in list(TABLE_CACHE._items)
+            if k[:3] == (str(self.store.root), self.run_id, self.version)
+        ]
+
+    def __repr__(self) -> str:
+        return f"StoredRun(name={self.name!r}, run_id={self.run_id!r}, steps={self.n_steps})"
+
+    __eq__ = object.__eq__  # a dataclass compares every table: identity is enough here
+    __hash__ = object.__hash__
 
 
 def open_store(root: str | Path | None = None, *, create: bool = False) -> RunStore:
