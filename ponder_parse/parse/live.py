@@ -82,6 +82,9 @@ class LiveLog:
         self._head = b""  # the file's first bytes, as read
         self._tail = b""  # the last bytes read, ending at `offset`
         self._cr = False  # lines end in `\r` alone (`encoding.cr_terminated`)
+        # Decided on one `\r` ending the file so far: what follows can undo it (`\r\x00`
+        # is one line to the full parse), so the next append decides again from the start.
+        self._cr_tentative = False
         self._whole: tuple[dict[str, pl.DataFrame], RunMeta, list[str]] | None = None
 
     def poll(self) -> bool:
@@ -121,7 +124,8 @@ class LiveLog:
                 return False
             new = _pread(fh, self.offset, stamp.size - self.offset)
         self._stamp = _Stamp(stamp.ident, self.offset + len(new), stamp.mtime_ns)
-        if self._cr and b"\n" in new:  # a `\n` after all: the lines end in `\n`
+        if self._cr and (self._cr_tentative or b"\n" in new):
+            # a `\n` after all, or a decision taken on a single `\r`: read it all again
             self.reset()
             return self._poll()
         self.offset += len(new)
@@ -131,6 +135,7 @@ class LiveLog:
         if not self._cr and self.state.line_no == 0 and not self.held.height:
             # Nothing read as lines yet, so `data` is the whole file.
             self._cr = b"\n" not in data and encoding.cr_terminated(data)
+            self._cr_tentative = self._cr and data.count(b"\r") < 2
         end = b"\r" if self._cr else b"\n"
         cut = data.rfind(end)
         if cut < 0:

@@ -331,6 +331,22 @@ def test_cr_line_ends_are_followed_until_a_newline_says_otherwise(tmp_path: Path
     assert live.run().meta["n_lines"] == 1
 
 
+def test_one_cr_ending_the_file_is_decided_again_when_more_follows(tmp_path: Path) -> None:
+    """`x\\r` alone reads as one `\\r`-ended line, `x\\ry` as one line holding a `\\r`:
+    the reader that saw the first must read the second as the full parse does."""
+    log = tmp_path / "log.txt"
+    log.write_bytes(b"")
+    live = LiveLog(log)
+    for piece in (b"\x01\r", b"\x00"):
+        with log.open("ab") as fh:
+            fh.write(piece)
+        live.poll()
+        want = load_run(log)
+        assert live.run().meta["n_lines"] == want.meta["n_lines"]
+        assert live.run().problems["line_no"].to_list() == want.problems["line_no"].to_list()
+    assert live.run().meta["n_lines"] == 1
+
+
 def test_a_bom_at_the_start_is_stripped_when_following(tmp_path: Path) -> None:
     log = tmp_path / "log_kronecker_adaptive.txt"
     data = b"\xef\xbb\xbf" + ("\n".join(small_log(10, 1)) + "\n").encode()
