@@ -7,9 +7,12 @@ has the same colour on every page.
 
 from __future__ import annotations
 
+import hashlib
+import math
+import re
 import threading
 from collections.abc import Mapping, Sequence
-from typing import Literal
+from typing import Any, Literal
 
 import altair as alt
 import polars as pl
@@ -19,12 +22,21 @@ from ponder_parse import schema
 from ponder_parse.analysis import patterns, phases
 from ponder_parse.analysis.phases import PHASE_LABELS
 
-# Tableau-10 then its lighter partner colours: distinguishable for up to 20 runs.
+# A large categorical palette, every two colours at least ΔE 24 apart (CIE76 in Lab) and
+# none grey (grey is the "Other" pattern's colour) or near-white (the phase bands): the
+# Tableau 10 hues, then colours picked one by one farthest from all before them. Which
+# slot a run gets is decided by its name (`run_colors`), not by this order.
 PALETTE: tuple[str, ...] = (
     "#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7",
-    "#9c755f", "#bab0ac", "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b",
-    "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
+    "#9c755f", "#8877ee", "#990077", "#ff88ee", "#555500", "#884400", "#006655", "#00ccff",
+    "#883344", "#bbbb77", "#0099ff", "#889900", "#554488", "#ee5599", "#00ccaa", "#eeaa77",
+    "#aabbff", "#997700", "#991111", "#aa66bb", "#22cc77", "#006600", "#557744", "#0055bb",
 )  # fmt: skip
+# Colours closer than this would be read as one run: a user's pick or a run's colour
+# keeps the next runs off look-alike slots (palette colours are all farther apart).
+MIN_COLOR_DISTANCE = 20.0
+COLOR_OVERRIDES_KEY = "run_color_overrides"
+"""Session-state key of the user's colour choices (`{run name: "#rrggbb"}`)."""
 
 # Colours are keyed by the data layer's names, in the data layer's order.
 PATTERN_COLORS: dict[str, str] = {
@@ -51,6 +63,7 @@ X_TITLES: dict[str, str] = {
     "step": "step",
     "elapsed_min": "elapsed time (min, sum of dt)",
     "tokens": "tokens seen (sum of tok/sec × dt)",
+    "compute": "compute (Σ over steps of mean passes k)",
 }
 WIDTH = "container"
 TOOLTIP_POINTS = 3000  # hover targets per chart
@@ -95,20 +108,75 @@ def to_spec(chart: alt.TopLevelMixin) -> dict:
     return spec
 
 
-def run_colors(names: Sequence[str]) -> dict[str, str]:
-    """A stable colour per run: by position in the full list of loaded runs."""
-    return {name: PALETTE[i % len(PALETTE)] for i, name in enumerate(names)}
+def _name_hash(name: str) -> int:
+    """A hash of a run's name that is the same in every process (Python's `hash` of a
+    string is salted per process, which would give a run another colour after a restart)."""
+    return int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "big")
 
 
-def with_group_colors(
-    colors: Mapping[str, str], groups: Sequence[str], n_runs: int
+def _lab(color: str) -> tuple[float, float, float]:
+    """sRGB hex → CIE Lab (D65): distances there follow what the eye tells apart."""
+    rgb = [int(color[i : i + 2], 16) / 255.0 for i in (1, 3, 5)]
+    lin = [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in rgb]
+    r, g, b = lin
+    xyz = (
+        (0.4124 * r + 0.3576 * g + 0.1805 * b) / 0.95047,
+        0.2126 * r + 0.7152 * g + 0.0722 * b,
+        (0.0193 * r + 0.1192 * g + 0.9505 * b) / 1.08883,
+    )
+    f = [t ** (1 / 3) if t > 0.008856 else 7.787 * t + 16 / 116 for t in xyz]
+    return 116 * f[1] - 16, 500 * (f[0] - f[1]), 200 * (f[1] - f[2])
+
+
+def color_distance(a: str, b: str) -> float:
+    """CIE76 ΔE between two `#rrggbb` colours."""
+    la, lb = _lab(a), _lab(b)
+    return sum((x - y) ** 2 for x, y in zip(la, lb, strict=True)) ** 0.5
+
+
+def is_hex_color(value: object) -> bool:
+    return isinstance(value, str) and re.fullmatch(r"#[0-9a-fA-F]{6}", value) is not None
+
+
+def run_colors(
+    names: Sequence[str],
+    overrides: Mapping[str, str] | None = None,
+    taken: Sequence[str] = (),
 ) -> dict[str, str]:
-    """Run colours plus one for each seed group, taken after every loaded run's colour so
-    a group never looks like one of its members."""
-    out = dict(colors)
-    for i, g in enumerate(groups):
-        out.setdefault(g, PALETTE[(n_runs + i) % len(PALETTE)])
-    return out
+    """The one place run colours come from: a colour per name, decided by the name.
+
+    Each name prefers the palette slot its hash points at. Names are served in the order
+    of their hashes (not of loading), and a name whose slot is taken, or too close to a
+    colour already given (`MIN_COLOR_DISTANCE`), probes the following slots. So a run
+    keeps its colour on every page, after a restart and in another set of runs, unless a
+    run whose hash comes first wants the same or a look-alike colour; and up to ~20 runs
+    never share one. `overrides` (the user's picks) win and count as taken, as do the
+    `taken` colours (the runs', when colouring groups).
+    """
+    out: dict[str, str] = {}
+    chosen = [c.lower() for c in taken]
+    for name in names:
+        pick = (overrides or {}).get(name)
+        if is_hex_color(pick):
+            out[name] = str(pick).lower()
+            chosen.append(out[name])
+    n = len(PALETTE)
+    for name in sorted((n_ for n_ in dict.fromkeys(names) if n_ not in out), key=_name_hash):
+        start = _name_hash(name) % n
+        order = [PALETTE[(start + j) % n] for j in range(n)]
+        free = [c for c in order if c not in chosen]
+        far = [c for c in free if all(color_distance(c, t) >= MIN_COLOR_DISTANCE for t in chosen)]
+        color = far[0] if far else free[0] if free else order[0]
+        out[name] = color
+        chosen.append(color)
+    return {name: out[name] for name in names}
+
+
+def with_group_colors(colors: Mapping[str, str], groups: Sequence[str]) -> dict[str, str]:
+    """Run colours plus one for each group line (seed groups, config groups), chosen by
+    the group's name away from the runs' colours so a group never looks like a member."""
+    new = [g for g in groups if g not in colors]
+    return {**colors, **run_colors(new, taken=list(colors.values()))}
 
 
 def d3_format(spec: str) -> str:
@@ -131,6 +199,57 @@ def _empty(message: str) -> alt.Chart:
     )
 
 
+ZOOM = "x_zoom"
+"""Name of the drag-to-zoom / pan interval on x, one parameter for every chart of a page."""
+PICK = "run_pick"
+"""Name of the legend click that highlights runs: shared, so a click highlights the run
+in every chart of a `stack`."""
+HOVER = "x_hover"
+"""Name of the nearest-x hover point: one crosshair across every chart of a page."""
+X_FORMATS: dict[str, str] = {
+    "step": "d",
+    "elapsed_min": ",.1f",
+    "tokens": ".4~s",
+    "compute": ",.4~g",
+}
+"""How an x value reads in a tooltip: a step is a whole number, never `1,474.00`."""
+
+
+def zoom_param() -> alt.Parameter:
+    """Drag to pan, wheel to zoom, double-click to reset: an interval bound to the x
+    scales. Every chart built with it in one `stack` moves together."""
+    return alt.selection_interval(name=ZOOM, bind="scales", encodings=["x"])
+
+
+def hover_param(x: str) -> alt.Parameter:
+    return alt.selection_point(
+        name=HOVER, nearest=True, on="pointerover", fields=[x], empty=False, clear="pointerout"
+    )
+
+
+def log_ticks(lo: float, hi: float) -> list[float]:
+    """Tick values for a log axis over `[lo, hi]`: powers of ten, then 1-2-5 steps, then
+    every digit, whichever first gives at least three ticks. Vega's own log ticks over a
+    range narrower than a few decades come out irregular."""
+    if not (lo > 0 and hi > lo):
+        return []
+    first, last = math.floor(math.log10(lo)), math.ceil(math.log10(hi))
+    for mantissas in ((1,), (1, 2, 5), tuple(range(1, 10))):
+        ticks = [
+            float(f"{m}e{e}")
+            for e in range(first, last + 1)
+            for m in mantissas
+            if lo <= float(f"{m}e{e}") <= hi
+        ]
+        if len(ticks) >= 3:
+            return ticks
+    return ticks
+
+
+def _log_axis_format(lo: float, hi: float) -> str:
+    return "~e" if hi < 1e-2 or lo > 1e5 else "~g"
+
+
 def metric_chart(
     data: pl.DataFrame,
     *,
@@ -140,49 +259,82 @@ def metric_chart(
     x: str = "step",
     log_y: bool = False,
     smoothed: bool = True,
+    show_raw: bool = True,
     refs: Sequence[tuple[float, str]] = (),
     bands: pl.DataFrame | None = None,
     markers: pl.DataFrame | None = None,
     band: pl.DataFrame | None = None,
     x_domain: tuple[float, float] | None = None,
+    y_domain: tuple[float, float] | None = None,
     height: int = 220,
     value_format: str = ".4g",
     run_refs: pl.DataFrame | None = None,
     audit_points: pl.DataFrame | None = None,
+    hover: prepare.Hover | None = None,
+    highlight: Sequence[str] = (),
+    interactive: bool = True,
+    legend: bool = True,
 ) -> alt.LayerChart | alt.Chart:
     """One metric over x, runs overlaid.
 
     `data`: long rows `run, x, value` (the raw series, already downsampled) and, when
-    `smoothed`, `smooth` (the EMA of the full series at the kept points). Raw is drawn
-    faint behind the smoothed line, as in TensorBoard. `bands`: `start, end, phase` spans
-    shaded behind. `markers`: `x, run, kind` vertical ticks (audit steps, deadband).
-    `band`: `run, x, lo, hi` min–max band (seed groups). `refs` are grey lines shared by
-    every run; `run_refs` (`run, y, label`) lines of one run each (its own TARGET_K),
-    dashed in the run's colour. `audit_points` (`run, x, value`): values on audit steps,
-    left out of the lines, drawn as open marks.
+    `smoothed`, `smooth` (the smoothed full series at the kept points). Raw is drawn
+    faint behind the smoothed line, as in TensorBoard (`show_raw=False` hides it).
+    `bands`: `start, end, phase` spans shaded behind. `markers`: `x, run, kind` vertical
+    ticks (audit steps, deadband). `band`: `run, x, lo, hi` band (groups). `refs` are
+    labelled grey lines shared by every run; `run_refs` (`run, y, label`) lines of one
+    run each (its own TARGET_K), dashed in the run's colour. `audit_points`
+    (`run, x, value`): values on audit steps, left out of the lines, drawn as open marks.
+
+    `x_domain` is the x axis exactly (the zoom): marks outside it are clipped, not drawn
+    over the axis. `y_domain` likewise for y (outliers ignored, a fitted log range).
+    `hover` (`prepare.hover_table`): one row per x of a grid shared by the page's charts,
+    a column per run; it gives the crosshair and one tooltip listing every run. With
+    `interactive`, dragging pans and the wheel zooms x (`ZOOM`, shared by a `stack`).
+    `highlight` names runs drawn highlighted from the start (as a legend click does).
     """
     if data.is_empty():
         return _empty(f"{title}: no data in the selected runs / range")
     names = data["run"].unique(maintain_order=True).to_list()
     scale = color_scale(colors, names)
-    yscale = alt.Scale(type="log") if log_y else alt.Scale(zero=False)
-    yaxis = alt.Axis(format="~e") if log_y else alt.Axis()
-    xscale = alt.Scale(domain=list(x_domain)) if x_domain else alt.Scale()
-    xenc = alt.X(f"{x}:Q", title=X_TITLES.get(x, x), scale=xscale)
+    clip = x_domain is not None or y_domain is not None or interactive
     if log_y:
         data = data.filter(pl.col("value") > 0)
         if smoothed:
             data = data.filter(pl.col("smooth") > 0)
+    if log_y:
+        lo_hi = y_domain or _finite_extent(data, ["smooth"] if smoothed else ["value"])
+        ticks = log_ticks(*lo_hi) if lo_hi else []
+        yscale = alt.Scale(type="log", domain=list(lo_hi) if lo_hi else alt.Undefined, nice=False)
+        yaxis = alt.Axis(
+            format=_log_axis_format(*lo_hi) if lo_hi else "~e", values=ticks or alt.Undefined
+        )
+    else:
+        yscale = alt.Scale(
+            zero=False, domain=list(y_domain) if y_domain else alt.Undefined, nice=y_domain is None
+        )
+        yaxis = alt.Axis()
+    xscale = alt.Scale(domain=list(x_domain), nice=False) if x_domain else alt.Scale()
+    x_title = X_TITLES.get(x, x)
+    x_fmt = X_FORMATS.get(x, ",.6g")
+    xenc = alt.X(
+        f"{x}:Q",
+        title=x_title,
+        scale=xscale,
+        axis=alt.Axis(format="~s" if x == "tokens" else alt.Undefined),
+    )
     base = alt.Chart(data).encode(
         x=xenc,
         color=alt.Color(
             "run:N",
             scale=scale,
-            legend=alt.Legend(
+            legend=None
+            if not legend
+            else alt.Legend(
                 title="run",
                 orient="bottom",
-                columns=4,
-                labelLimit=260,
+                columns=3,
+                labelLimit=220,
                 symbolType="stroke",
                 symbolOpacity=1,
                 symbolStrokeWidth=3,
@@ -191,17 +343,22 @@ def metric_chart(
     )
     # Clicking a run in the legend highlights it (shift-click for several), as in
     # TensorBoard and W&B; clicking empty space clears the highlight.
-    pick = alt.selection_point(fields=["run"], bind="legend")
-    tooltip = [
+    pick = alt.selection_point(
+        name=PICK,
+        fields=["run"],
+        bind="legend",
+        value=[{"run": n} for n in highlight if n in names] or alt.Undefined,
+    )
+    line_tooltip = [
         alt.Tooltip("run:N"),
-        alt.Tooltip(f"{x}:Q", title=X_TITLES.get(x, x), format=",.6g"),
+        alt.Tooltip(f"{x}:Q", title=x_title, format=x_fmt),
         alt.Tooltip("value:Q", title=f"{y_title} (raw)", format=value_format),
     ]
     layers: list[alt.Chart] = []
     if bands is not None and not bands.is_empty():
         layers.append(
             alt.Chart(bands)
-            .mark_rect(opacity=0.5)
+            .mark_rect(opacity=0.5, clip=clip)
             .encode(
                 x=alt.X("start:Q", scale=xscale),
                 x2="end:Q",
@@ -211,12 +368,17 @@ def metric_chart(
                         domain=list(PHASE_LABELS.values()),
                         range=[PHASE_COLORS[p] for p in PHASE_LABELS],
                     ),
-                    legend=alt.Legend(title="phase", orient="top"),
+                    legend=alt.Legend(
+                        title="phase",
+                        orient="top",
+                        symbolStrokeColor="#888888",
+                        symbolStrokeWidth=1,
+                    ),
                 ),
                 tooltip=[
                     alt.Tooltip("label:N", title="phase"),
-                    "start:Q",
-                    "end:Q",
+                    alt.Tooltip("start:Q", format=x_fmt),
+                    alt.Tooltip("end:Q", format=x_fmt),
                     alt.Tooltip("source:N", title="from"),
                 ],
             )
@@ -224,7 +386,7 @@ def metric_chart(
     if band is not None and not band.is_empty():
         layers.append(
             alt.Chart(band)
-            .mark_area(opacity=0.18)
+            .mark_area(opacity=0.18, clip=clip)
             .encode(
                 x=xenc,
                 y=alt.Y("lo:Q", scale=yscale),
@@ -234,54 +396,69 @@ def metric_chart(
         )
     front = "smooth" if smoothed else "value"  # the line the eye follows and hovers
     if smoothed:
-        tooltip.append(alt.Tooltip("smooth:Q", title=f"{y_title} (smoothed)", format=value_format))
-        layers.append(
-            base.mark_line(strokeWidth=1).encode(
-                y=alt.Y("value:Q", scale=yscale, title=y_title, axis=yaxis),
-                detail="run:N",
-                opacity=alt.condition(pick, alt.value(0.22), alt.value(0.04)),
+        line_tooltip.append(
+            alt.Tooltip("smooth:Q", title=f"{y_title} (smoothed)", format=value_format)
+        )
+        if show_raw:
+            layers.append(
+                base.mark_line(strokeWidth=1, clip=clip).encode(
+                    y=alt.Y("value:Q", scale=yscale, title=y_title, axis=yaxis),
+                    detail="run:N",
+                    opacity=alt.condition(pick, alt.value(0.22), alt.value(0.04)),
+                )
             )
-        )
-    layers.append(
-        base.mark_line(strokeWidth=1.8 if smoothed else 1.5)
-        .encode(
-            y=alt.Y(f"{front}:Q", scale=yscale, title=y_title, axis=yaxis),
-            tooltip=tooltip,
-            opacity=alt.condition(pick, alt.value(1.0), alt.value(0.12)),
-        )
-        .add_params(pick)
+    front_line = base.mark_line(strokeWidth=1.8 if smoothed else 1.5, clip=clip).encode(
+        y=alt.Y(f"{front}:Q", scale=yscale, title=y_title, axis=yaxis),
+        opacity=alt.condition(pick, alt.value(1.0), alt.value(0.12)),
     )
-    # Invisible points make the tooltip reachable along the line; a thinned copy of the
-    # data is enough for that and keeps the browser's work small.
-    every = max(1, data.height // TOOLTIP_POINTS)
-    hover = data.gather_every(every) if every > 1 else data
-    layers.append(
-        alt.Chart(hover)
-        .mark_point(opacity=0, size=40)
-        .encode(x=xenc, y=alt.Y(f"{front}:Q", scale=yscale), tooltip=tooltip)
-    )
+    if hover is None:
+        front_line = front_line.encode(tooltip=line_tooltip)
+    layers.append(front_line.add_params(pick))
+    if hover is None:
+        # Invisible points make the tooltip reachable along the line; a thinned copy of
+        # the data is enough for that and keeps the browser's work small.
+        every = max(1, data.height // TOOLTIP_POINTS)
+        pts = data.gather_every(every) if every > 1 else data
+        layers.append(
+            alt.Chart(pts)
+            .mark_point(opacity=0, size=40, clip=clip)
+            .encode(x=xenc, y=alt.Y(f"{front}:Q", scale=yscale), tooltip=line_tooltip)
+        )
     if refs:
         rdf = pl.DataFrame({"y": [float(v) for v, _ in refs], "label": [lbl for _, lbl in refs]})
         if log_y:
             rdf = rdf.filter(pl.col("y") > 0)
+        if y_domain is not None:
+            rdf = rdf.filter(pl.col("y").is_between(*y_domain))
+        rule = alt.Chart(rdf).encode(
+            y=alt.Y("y:Q", scale=yscale),
+            tooltip=[
+                alt.Tooltip("label:N", title="reference"),
+                alt.Tooltip("y:Q", title="value", format=value_format),
+            ],
+        )
+        layers.append(rule.mark_rule(strokeDash=[5, 4], color="#888888", strokeWidth=1, clip=clip))
+        # Each shared reference line says what it is, at the plot's left edge.
         layers.append(
-            alt.Chart(rdf)
-            .mark_rule(strokeDash=[5, 4], color="#888888", strokeWidth=1)
-            .encode(
-                y=alt.Y("y:Q", scale=yscale),
-                tooltip=[
-                    alt.Tooltip("label:N", title="reference"),
-                    alt.Tooltip("y:Q", title="value", format=value_format),
-                ],
-            )
+            rule.mark_text(
+                align="left",
+                baseline="bottom",
+                dx=3,
+                dy=-2,
+                fontSize=10,
+                color="#666666",
+                limit=300,
+            ).encode(x=alt.value(0), text="label:N")
         )
     if run_refs is not None and not run_refs.is_empty():
         own = run_refs.filter(pl.col("run").is_in(names))
         if log_y:
             own = own.filter(pl.col("y") > 0)
+        if y_domain is not None:
+            own = own.filter(pl.col("y").is_between(*y_domain))
         layers.append(
             alt.Chart(own)
-            .mark_rule(strokeDash=[8, 4], strokeWidth=1.6, opacity=0.9)
+            .mark_rule(strokeDash=[8, 4], strokeWidth=1.6, opacity=0.9, clip=clip)
             .encode(
                 y=alt.Y("y:Q", scale=yscale),
                 color=alt.Color("run:N", scale=scale, legend=None),
@@ -307,14 +484,16 @@ def metric_chart(
         pts = audit_points.filter(pl.col("value") > 0) if log_y else audit_points
         layers.append(
             alt.Chart(pts)
-            .mark_point(shape="circle", filled=False, size=14, opacity=0.55, strokeWidth=1)
+            .mark_point(
+                shape="circle", filled=False, size=14, opacity=0.55, strokeWidth=1, clip=clip
+            )
             .encode(
                 x=alt.X("x:Q", scale=xscale),
                 y=alt.Y("value:Q", scale=yscale),
                 color=alt.Color("run:N", scale=scale, legend=None),
                 tooltip=[
                     "run:N",
-                    alt.Tooltip("step:Q", title="audit step"),
+                    alt.Tooltip("step:Q", title="audit step", format="d"),
                     alt.Tooltip(
                         "value:Q", title=f"{y_title} (audit, forced k=2)", format=value_format
                     ),
@@ -324,20 +503,166 @@ def metric_chart(
     if markers is not None and not markers.is_empty():
         layers.append(
             alt.Chart(markers)
-            .mark_rule(strokeWidth=1, opacity=0.6, strokeDash=[2, 2])
+            .mark_rule(strokeWidth=1, opacity=0.6, strokeDash=[2, 2], clip=clip)
             .encode(
                 x=alt.X("x:Q", scale=xscale),
                 color=alt.Color("run:N", scale=scale, legend=None),
                 tooltip=[
                     "run:N",
                     alt.Tooltip("kind:N", title="event"),
-                    alt.Tooltip("x:Q", title=X_TITLES.get(x, x)),
+                    alt.Tooltip("x:Q", title=x_title, format=x_fmt),
                 ],
             )
         )
-    return alt.LayerChart(layer=layers).properties(
-        title=title, height=height, width=WIDTH, autosize=AUTOSIZE
+    if hover is not None and hover.frame.height:
+        layers += _crosshair(
+            hover,
+            x=x,
+            xscale=xscale,
+            yscale=yscale,
+            names=names,
+            scale=scale,
+            value_format=value_format,
+            x_title=x_title,
+        )
+    chart = alt.LayerChart(layer=layers)
+    if interactive:
+        chart = chart.add_params(zoom_param())
+    return chart.properties(title=title, height=height, width=WIDTH, autosize=AUTOSIZE)
+
+
+def _finite_extent(data: pl.DataFrame, columns: Sequence[str]) -> tuple[float, float] | None:
+    vals = pl.concat([data[c].cast(pl.Float64) for c in columns if c in data.columns])
+    vals = vals.filter(vals.is_finite())
+    if vals.is_empty():
+        return None
+    lo, hi = float(vals.min()), float(vals.max())  # type: ignore[arg-type]
+    return (lo, hi) if hi > lo else (lo * 0.9, hi * 1.1) if lo > 0 else None
+
+
+def _crosshair(
+    hover: prepare.Hover,
+    *,
+    x: str,
+    xscale: alt.Scale,
+    yscale: alt.Scale,
+    names: Sequence[str],
+    scale: alt.Scale,
+    value_format: str,
+    x_title: str,
+) -> list[alt.Chart]:
+    """The vertical rule at the hovered x with one tooltip listing every run's value, and
+    a dot on each run's line there (`prepare.Hover`: a wide frame, a column per run)."""
+    cols = {c: r for c, r in hover.columns.items() if r in names}
+    wide = hover.frame.select(x, *cols)
+    near = hover_param(x)
+    tooltip = [alt.Tooltip(f"{x}:Q", title=x_title, format=X_FORMATS.get(x, ",.6g"))] + [
+        alt.Tooltip(f"{c}:Q", title=r, format=value_format) for c, r in cols.items()
+    ]
+    rule = (
+        alt.Chart(wide)
+        .mark_rule(color="#555555", strokeWidth=1)
+        .encode(
+            x=alt.X(f"{x}:Q", scale=xscale),
+            opacity=alt.when(near).then(alt.value(0.7)).otherwise(alt.value(0.0)),
+            tooltip=tooltip,
+        )
+        .add_params(near)
     )
+    long = (
+        wide.unpivot(index=x, on=list(cols), variable_name="col", value_name="y")
+        .with_columns(pl.col("col").replace_strict(cols, return_dtype=pl.String).alias("run"))
+        .drop_nulls("y")
+    )
+    dots = (
+        alt.Chart(long)
+        .mark_point(filled=True, size=36, clip=True)
+        .encode(
+            x=alt.X(f"{x}:Q", scale=xscale),
+            y=alt.Y("y:Q", scale=yscale),
+            color=alt.Color("run:N", scale=scale, legend=None),
+            opacity=alt.when(near).then(alt.value(1.0)).otherwise(alt.value(0.0)),
+        )
+    )
+    return [rule, dots]
+
+
+class Stack(alt.VConcatChart):
+    """Charts one above the other, sharing their parameters (`stack`)."""
+
+    def to_dict(self, *args: Any, **kwargs: Any) -> dict:
+        panels: list[alt.TopLevelMixin] = object.__getattribute__(self, "_panels")
+        kids = [p.to_dict(*args, **kwargs) for p in panels]
+        datasets: dict[str, Any] = {}
+        params: dict[str, dict[str, Any]] = {}
+        children = []
+        for i, kid in enumerate(kids):
+            datasets.update(kid.pop("datasets", {}))
+            for key in ("$schema", "config", "autosize"):
+                kid.pop(key, None)
+            # Unit names are unique within a chart, not across charts: renamed here, and
+            # each parameter declared once at the top naming every view it listens in
+            # (declared in each chart, Vega refuses the repeated signals).
+            renamed: dict[str, str] = {}
+            for j, unit in enumerate(kid.get("layer", [kid])):
+                if isinstance(unit.get("name"), str):
+                    renamed[unit["name"]] = unit["name"] = f"panel{i}_{j}"
+            for param in kid.pop("params", []):
+                views = [renamed.get(v, v) for v in param.get("views", [])]
+                entry = params.setdefault(param["name"], {**param, "views": []})
+                entry["views"] += views
+            children.append(kid)
+        spec: dict[str, Any] = {
+            "$schema": kids[0].get("$schema", alt.SCHEMA_URL),
+            "vconcat": children,
+            "spacing": 28,
+            "autosize": {"type": "fit-x", "contains": "padding"},
+            "resolve": {"scale": {"x": "shared", "color": "independent"}},
+        }
+        if params:
+            spec["params"] = list(params.values())
+        if datasets:
+            spec["datasets"] = datasets
+        return spec
+
+
+def stack(charts_: Sequence[alt.TopLevelMixin]) -> alt.TopLevelMixin:
+    """The charts of a page one above the other in one view, so the zoom, the hover
+    crosshair and the legend highlight (parameters of the same name in each) act on all
+    of them at once."""
+    if len(charts_) == 1:
+        return charts_[0]
+    out = Stack(vconcat=[])
+    object.__setattr__(out, "_panels", list(charts_))
+    return out
+
+
+EXPORT_WIDTH = 900
+"""Width in pixels of an exported chart's plot: a file has no container to fit."""
+
+
+def export_spec(chart: alt.TopLevelMixin, width: int = EXPORT_WIDTH) -> dict:
+    """The chart's spec for a PNG/SVG file: every `container` width replaced by `width`
+    and autosizing padded, so the exporter does not shrink the plot to its default
+    ~300 px and cut the title and legend."""
+    spec = chart.to_dict()
+
+    def fix(node: object) -> None:
+        if isinstance(node, dict):
+            node.pop("usermeta", None)
+            if node.get("width") == "container":
+                node["width"] = width
+            if "autosize" in node:
+                node["autosize"] = {"type": "pad", "contains": "padding"}
+            for k, v in node.items():
+                if k != "datasets":
+                    fix(v)
+        elif isinstance(node, list):
+            for v in node:
+                fix(v)
+
+    fix(spec)
+    return spec
 
 
 def heatmap(
