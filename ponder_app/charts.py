@@ -333,8 +333,10 @@ def metric_chart(
             else alt.Legend(
                 title="run",
                 orient="bottom",
-                columns=3,
-                labelLimit=220,
+                # narrow enough for a 900 px window: a bottom legend wider than the
+                # plot would take the plot's width under `fit-x`
+                columns=2,
+                labelLimit=150,
                 symbolType="stroke",
                 symbolOpacity=1,
                 symbolStrokeWidth=3,
