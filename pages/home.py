@@ -5,7 +5,7 @@ from __future__ import annotations
 import polars as pl
 import streamlit as st
 
-from ponder_app import ui
+from ponder_app import charts, ui
 from ponder_parse.analysis import red_flags as flags
 from ponder_parse.analysis import summaries
 from ponder_parse.files import hparams
@@ -53,6 +53,28 @@ if ctx is not None:
             else ""
         )
     )
+
+    with st.expander("Run colours", expanded=False):
+        st.caption(
+            "Each run's colour comes from its name, so it is the same on every page and "
+            "in any set of runs. Pick another here; it applies to every chart."
+        )
+        picks = dict(st.session_state.get(charts.COLOR_OVERRIDES_KEY, {}))
+        cols = st.columns(4)
+        for i, run in enumerate(ctx.runs):
+            chosen = cols[i % 4].color_picker(
+                ui.plain(run.name), ctx.colors[run.name], key=f"run_color_{run.name}"
+            )
+            if chosen.lower() != ctx.colors[run.name]:
+                picks[run.name] = chosen
+        if picks != st.session_state.get(charts.COLOR_OVERRIDES_KEY, {}):
+            st.session_state[charts.COLOR_OVERRIDES_KEY] = picks
+            st.rerun()
+        if picks and st.button("Back to the colours from the names", key="run_color_reset"):
+            st.session_state[charts.COLOR_OVERRIDES_KEY] = {}
+            for run in ctx.runs:
+                st.session_state.pop(f"run_color_{run.name}", None)
+            st.rerun()
 
     st.subheader("What each log said")
     for run in ctx.runs:

@@ -510,7 +510,8 @@ def run_facts(run: Run) -> pl.DataFrame:
         "last LM (raw, one batch)": None
         if last["last_lm"] is None
         else f"{fmt(last['last_lm'], '.4f')} at step {last['last_lm_step']}",
-        "log still being written": meta.get("truncated"),
+        # a yes/no fact, not the number 0 or 1
+        "log still being written": "yes" if meta.get("truncated") else "no",
     }
     return pl.DataFrame(
         {"fact": list(facts), "value": [fmt(v) for v in facts.values()]},

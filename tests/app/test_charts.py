@@ -655,7 +655,9 @@ def test_log_ticks_are_regular() -> None:
 
 
 def test_log_axis_is_fitted_to_the_data() -> None:
-    data = series().with_columns(pl.col("value") + 3, pl.col("smooth") + 3)  # about 5 to 7, not a nice 1–100
+    data = series().with_columns(
+        pl.col("value") + 3, pl.col("smooth") + 3
+    )  # about 5 to 7, not a nice 1–100
     dom = prepare.y_domain(data, log=True)
     d = to_dict(
         charts.metric_chart(data, title="t", y_title="y", colors=COLORS, log_y=True, y_domain=dom)
