@@ -33,14 +33,17 @@ if ctx is not None:
         help="Grouped by the guide's levels: the step line (level 1) and recurrence quality (level 4).",
     )
     c1, c2, c3, c4 = st.columns([2, 2, 2, 2])
-    method = c1.selectbox(
-        "Smoothing",
-        list(smoothing.SMOOTHERS),
-        format_func=smoothing.SMOOTHERS.get,
-        key="sl_method",
-        help="EMA: TensorBoard's debiased exponential moving average. Time-weighted EMA: "
-        "decays by distance in steps, so gaps and denser logging smooth alike (W&B). "
-        "Running average: mean of the last 1/(1−weight) points.",
+    method: str = (
+        c1.selectbox(
+            "Smoothing",
+            list(smoothing.SMOOTHERS.keys()),
+            format_func=lambda k: smoothing.SMOOTHERS[k],
+            key="sl_method",
+            help="EMA: TensorBoard's debiased exponential moving average. Time-weighted EMA: "
+            "decays by distance in steps, so gaps and denser logging smooth alike (W&B). "
+            "Running average: mean of the last 1/(1−weight) points.",
+        )
+        or smoothing.EMA
     )
     weight = c1.slider(
         "Smoothing weight",
@@ -80,8 +83,14 @@ if ctx is not None:
         key="sl_group_by",
         help="Runs of a group are drawn as their mean line with a band.",
     )
-    band_kind = c4.selectbox(
-        "Band", list(prepare.BANDS), format_func=prepare.BANDS.get, key="sl_band"
+    band_kind: str = (
+        c4.selectbox(
+            "Band",
+            list(prepare.BANDS.keys()),
+            format_func=lambda k: prepare.BANDS[k],
+            key="sl_band",
+        )
+        or "minmax"
     )
     with c4:
         include_audit = ui.audit_toggle(page="step_line")
@@ -140,10 +149,11 @@ if ctx is not None:
             thin=False,
             include_audit=include_audit,
         )
+        band: pl.DataFrame | None = None
         if groups:
             series, band = prepare.group_series(full, groups, x, band_kind)
         else:
-            series, band = prepare.thin_series(full, prepare.points_per_run(len(frames))), None
+            series = prepare.thin_series(full, prepare.points_per_run(len(frames)))
         log_y = m.log_scale if log_mode == "auto" else log_mode == "log"
         domain = prepare.x_domain(series, x, step_range)
         note = notes[key]
