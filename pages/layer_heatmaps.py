@@ -54,8 +54,10 @@ if ctx is not None:
                     domain=domain,
                     value_format=charts.d3_format(m.fmt),
                     marks=marks[name],
+                    x_domain=(float(step_range[0]), float(step_range[1]) + 1),
                 ),
                 f"heatmap-{col}-{name}",
+                data=grid,
             )
         if not include_audit and any(mk is not None and mk.height for mk in marks.values()):
             st.caption("▼ audit steps: their layer lines (forced k=2) are left out of the cells.")
@@ -75,6 +77,8 @@ if ctx is not None:
                         value_title=f"Δ {m.label}",
                         domain=ddom,
                         diverging=True,
+                        x_domain=(float(step_range[0]), float(step_range[1]) + 1),
                     ),
                     f"heatmap-diff-{col}-{n}",
+                    data=d,
                 )

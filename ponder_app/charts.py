@@ -678,8 +678,12 @@ def heatmap(
     value_format: str = ".4g",
     height: int = 180,
     marks: pl.DataFrame | None = None,
+    x_domain: tuple[float, float] | None = None,
 ) -> alt.Chart | alt.LayerChart:
     """Layer × step heatmap: rows `layer, start, end, value` (steps bucketed into spans).
+
+    `x_domain`: the step axis, the same for every run's heatmap so one step sits at one
+    place down the page (a shorter run ends early instead of being stretched).
 
     `marks`: `step` rows (audit steps left out of the cells) drawn as small triangles
     along the top edge, so the reader sees where they were without a stripe per audit.
@@ -698,18 +702,19 @@ def heatmap(
         scale = alt.Scale(scheme=scheme, domain=list(domain) if domain else alt.Undefined)
     n_layers = data["layer"].n_unique()
     size = {"width": WIDTH, "autosize": AUTOSIZE, "height": max(height, 18 * n_layers)}
+    xscale = alt.Scale(domain=list(x_domain), nice=False) if x_domain else alt.Scale()
     cells = (
         alt.Chart(data)
-        .mark_rect()
+        .mark_rect(clip=True)
         .encode(
-            x=alt.X("start:Q", title="step"),
+            x=alt.X("start:Q", title="step", scale=xscale),
             x2="end:Q",
             y=alt.Y("layer:O", title="layer", sort="ascending"),
             color=alt.Color("value:Q", title=value_title, scale=scale),
             tooltip=[
                 alt.Tooltip("layer:O"),
-                alt.Tooltip("start:Q", title="from step"),
-                alt.Tooltip("end:Q", title="to step"),
+                alt.Tooltip("start:Q", title="from step", format="d"),
+                alt.Tooltip("end:Q", title="to step", format="d"),
                 alt.Tooltip("value:Q", title=value_title, format=value_format),
             ],
         )
@@ -720,7 +725,7 @@ def heatmap(
         alt.Chart(marks.with_columns(kind=pl.lit("audit step (left out)")))
         .mark_point(shape="triangle-down", filled=True, size=22, color="#444444", opacity=0.7)
         .encode(
-            x=alt.X("step:Q"),
+            x=alt.X("step:Q", scale=xscale),
             y=alt.value(-5),
             tooltip=[alt.Tooltip("kind:N", title="mark"), alt.Tooltip("step:Q")],
         )
@@ -728,17 +733,25 @@ def heatmap(
     return alt.LayerChart(layer=[cells, ticks]).properties(title=title, **size)
 
 
-def pattern_timeline(data: pl.DataFrame, *, title: str, kmax: int | None = None) -> alt.Chart:
-    """Layer × trace step, coloured by survival-trace pattern: rows `layer, start, end, pattern, s_trace_text`."""
+def pattern_timeline(
+    data: pl.DataFrame,
+    *,
+    title: str,
+    kmax: int | None = None,
+    x_domain: tuple[float, float] | None = None,
+) -> alt.Chart:
+    """Layer × trace step, coloured by survival-trace pattern: rows `layer, start, end,
+    pattern, s_trace_text`. `x_domain`: one step axis shared by every run's timeline."""
     if data.is_empty():
         return _empty(f"{title}: no survival traces")
+    xscale = alt.Scale(domain=list(x_domain), nice=False) if x_domain else alt.Scale()
     domain = list(patterns.TIMELINE_PATTERNS)
     n_layers = data["layer"].n_unique()
     return (
         alt.Chart(data)
-        .mark_rect()
+        .mark_rect(clip=True)
         .encode(
-            x=alt.X("start:Q", title="step"),
+            x=alt.X("start:Q", title="step", scale=xscale),
             x2="end:Q",
             y=alt.Y("layer:O", title="layer"),
             color=alt.Color(
@@ -754,7 +767,7 @@ def pattern_timeline(data: pl.DataFrame, *, title: str, kmax: int | None = None)
             ),
             tooltip=[
                 alt.Tooltip("layer:O"),
-                alt.Tooltip("step:Q"),
+                alt.Tooltip("step:Q", format="d"),
                 alt.Tooltip("pattern:N"),
                 alt.Tooltip("s_trace_text:N", title="s_trace"),
             ],
@@ -778,7 +791,7 @@ def pattern_share_bars(data: pl.DataFrame, *, title: str) -> alt.Chart:
         alt.Chart(data)
         .mark_bar()
         .encode(
-            y=alt.Y("run:N", title=None, axis=alt.Axis(labelLimit=180)),
+            y=alt.Y("run:N", title=None, axis=alt.Axis(labelLimit=160)),
             x=alt.X(
                 "share:Q",
                 title="share of traces",
@@ -796,7 +809,14 @@ def pattern_share_bars(data: pl.DataFrame, *, title: str) -> alt.Chart:
                     columns=3,
                 ),
             ),
-            column=alt.Column("phase_label:N", title=None, sort=list(PHASE_LABELS.values())),
+            # Phases one under the other: side by side they need ~800 px and are cut
+            # off in a 900 px window.
+            row=alt.Row(
+                "phase_label:N",
+                title=None,
+                sort=list(PHASE_LABELS.values()),
+                header=alt.Header(labelAngle=0, labelAlign="left", labelLimit=140),
+            ),
             order=alt.Order("pattern_rank:Q"),
             tooltip=[
                 "run:N",
@@ -806,11 +826,11 @@ def pattern_share_bars(data: pl.DataFrame, *, title: str) -> alt.Chart:
                 alt.Tooltip("n:Q", title="traces"),
             ],
         )
-        .properties(title=title, width=190)
+        .properties(title=title, width=260)
     )
 
 
-def trace_curves(data: pl.DataFrame, *, title: str, columns: int = 3) -> alt.FacetChart | alt.Chart:
+def trace_curves(data: pl.DataFrame, *, title: str, columns: int = 2) -> alt.FacetChart | alt.Chart:
     """Survival probability entering each pass, one small panel per run.
 
     Rows `series, layer, k, s` (k = 1..Kmax; `series` names the run and its trace step).
@@ -829,13 +849,13 @@ def trace_curves(data: pl.DataFrame, *, title: str, columns: int = 3) -> alt.Fac
             color=enc_color,
             tooltip=["series:N", "layer:O", "k:O", alt.Tooltip("s:Q", format=".2f")],
         )
-        .properties(width=170, height=160)
+        .properties(width=150, height=150)
     )
     # A header no wider than its panel: run folder names can be long, and a wider header
     # widens every column past the page (the full name is in the tooltip).
     return base.facet(
         facet=alt.Facet(
-            "series:N", title=None, header=alt.Header(labelLimit=170, labelFontSize=11)
+            "series:N", title=None, header=alt.Header(labelLimit=150, labelFontSize=11)
         ),
         columns=columns,
     ).properties(title=title)
@@ -856,9 +876,10 @@ def reference_shapes_chart() -> alt.Chart:
                 scale=alt.Scale(domain=domain, range=[PATTERN_COLORS[p] for p in domain]),
                 legend=alt.Legend(
                     title="guide's shapes",
-                    orient="bottom",
+                    orient="right",
                     labelExpr=_pattern_label_expr(),
                     columns=1,
+                    labelLimit=320,
                 ),
             ),
             tooltip=["label:N", "k:O", alt.Tooltip("s:Q", format=".2f")],

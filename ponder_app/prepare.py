@@ -412,10 +412,25 @@ def audit_marks(run: Run, step_range: tuple[int, int] | None = None) -> pl.DataF
 
 
 def layer_diff(grid: pl.DataFrame, base: pl.DataFrame) -> pl.DataFrame:
-    """Run minus baseline on the cells both have."""
-    return grid.join(
-        base.select("layer", "start", pl.col("value").alias("_b")), on=["layer", "start"]
-    ).select("layer", "start", "end", (pl.col("value") - pl.col("_b")).alias("value"))
+    """Run minus baseline, cell by cell: each of the run's cells against the baseline cell
+    covering its first step. Matching on equal starts only would leave a white stripe
+    wherever one grid has a cell widened over a bucket the other has (an audit step
+    left out); a cell the baseline does not cover (past its end) stays out."""
+    if grid.is_empty() or base.is_empty():
+        return grid.clear().select("layer", "start", "end", "value")
+    b = base.select(
+        "layer",
+        pl.col("start").alias("start"),
+        pl.col("end").alias("_b_end"),
+        pl.col("value").alias("_b"),
+    ).sort("start")
+    return (
+        grid.sort("start")
+        .join_asof(b, on="start", by="layer", strategy="backward", check_sortedness=False)
+        .filter(pl.col("_b").is_not_null() & (pl.col("start") < pl.col("_b_end")))
+        .select("layer", "start", "end", (pl.col("value") - pl.col("_b")).alias("value"))
+        .sort("layer", "start")
+    )
 
 
 def layer_diffs(grids: Mapping[str, pl.DataFrame], baseline: str) -> dict[str, pl.DataFrame]:

@@ -511,7 +511,9 @@ def run_facts(run: Run) -> pl.DataFrame:
         if last["last_lm"] is None
         else f"{fmt(last['last_lm'], '.4f')} at step {last['last_lm_step']}",
         # a yes/no fact, not the number 0 or 1
-        "log still being written": "yes" if meta.get("truncated") else "no",
+        "log still being written": None
+        if meta.get("truncated") is None
+        else ("yes" if meta["truncated"] else "no"),
     }
     return pl.DataFrame(
         {"fact": list(facts), "value": [fmt(v) for v in facts.values()]},

@@ -462,7 +462,7 @@ def test_pattern_timeline_colours() -> None:
 def test_pattern_share_bars_facet_by_phase() -> None:
     d = to_dict(charts.pattern_share_bars(_shares(), title="shares"))
     enc = d["encoding"]
-    assert enc["column"]["field"] == "phase_label"
+    assert enc["row"]["field"] == "phase_label"  # one under the other: fits 900 px
     assert enc["x"]["field"] == "share" and enc["x"]["scale"]["domain"] == [0, 1]
     assert data_of(d, d)["share"].sum() == pytest.approx(1.0)
 

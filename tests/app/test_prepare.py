@@ -709,3 +709,19 @@ def test_pareto_front() -> None:
     front = prepare.pareto_front(d, "c", "lm")
     assert set(front.filter("on_front")["run"]) == {"a", "b", "c"}
     assert front["c"].to_list()[:5] == [1.0, 2.0, 2.5, 3.0, 4.0]
+
+
+def test_layer_diff_has_no_stripes_where_cells_differ_in_width() -> None:
+    grid = pl.DataFrame(
+        {"layer": [0, 0, 0], "start": [0, 10, 20], "end": [10, 20, 30], "value": [1.0, 2.0, 3.0]}
+    )
+    # the baseline's first cell covers two buckets (an audit step was left out of 10–20)
+    base = pl.DataFrame({"layer": [0, 0], "start": [0, 20], "end": [20, 30], "value": [0.5, 1.0]})
+    diff = prepare.layer_diff(grid, base)
+    assert diff["start"].to_list() == [0, 10, 20]
+    assert diff["value"].to_list() == [0.5, 1.5, 2.0]
+    # past the baseline's end: no cell (nothing to subtract)
+    longer = pl.concat(
+        [grid, pl.DataFrame({"layer": [0], "start": [30], "end": [40], "value": [9.0]})]
+    )
+    assert prepare.layer_diff(longer, base)["start"].to_list() == [0, 10, 20]
