@@ -54,28 +54,6 @@ if ctx is not None:
         )
     )
 
-    with st.expander("Run colours", expanded=False):
-        st.caption(
-            "Each run's colour comes from its name, so it is the same on every page and "
-            "in any set of runs. Pick another here; it applies to every chart."
-        )
-        picks = dict(st.session_state.get(charts.COLOR_OVERRIDES_KEY, {}))
-        cols = st.columns(4)
-        for i, run in enumerate(ctx.runs):
-            chosen = cols[i % 4].color_picker(
-                ui.plain(run.name), ctx.colors[run.name], key=f"run_color_{run.name}"
-            )
-            if chosen.lower() != ctx.colors[run.name]:
-                picks[run.name] = chosen
-        if picks != st.session_state.get(charts.COLOR_OVERRIDES_KEY, {}):
-            st.session_state[charts.COLOR_OVERRIDES_KEY] = picks
-            st.rerun()
-        if picks and st.button("Back to the colours from the names", key="run_color_reset"):
-            st.session_state[charts.COLOR_OVERRIDES_KEY] = {}
-            for run in ctx.runs:
-                st.session_state.pop(f"run_color_{run.name}", None)
-            st.rerun()
-
     st.subheader("What each log said")
     for run in ctx.runs:
         meta = run.meta
@@ -106,3 +84,30 @@ if ctx is not None:
                 ui.show_table(run.problems, f"problems-{run.name}", height=200)
             else:
                 st.success("Every line of the log was understood.")
+
+    st.subheader("Colours")
+    if st.toggle("Choose run colours", key="run_colors_open"):
+        st.caption(
+            "Each run's colour comes from its name, so it is the same on every page and "
+            "in any set of runs. Pick another here; it applies to every chart."
+        )
+
+        def _pick(name: str, key: str) -> None:
+            picks = dict(st.session_state.get(charts.COLOR_OVERRIDES_KEY, {}))
+            picks[name] = st.session_state[key]
+            st.session_state[charts.COLOR_OVERRIDES_KEY] = picks
+
+        cols = st.columns(4)
+        for i, run in enumerate(ctx.runs):
+            key = f"run_color_{run.name}"
+            # The picker shows the colour the charts use now (it moves when a pick
+            # elsewhere takes its slot); only a change the user makes is kept.
+            st.session_state[key] = ctx.colors[run.name]
+            cols[i % 4].color_picker(
+                ui.plain(run.name), key=key, on_change=_pick, args=(run.name, key)
+            )
+        if st.session_state.get(charts.COLOR_OVERRIDES_KEY) and st.button(
+            "Back to the colours from the names", key="run_color_reset"
+        ):
+            st.session_state[charts.COLOR_OVERRIDES_KEY] = {}
+            st.rerun()

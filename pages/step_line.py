@@ -78,8 +78,11 @@ if ctx is not None:
     group_keys = prepare.group_keys(ctx.runs)
     group_by = c4.selectbox(
         "Group runs",
-        ["", "seed (runs differing only in seed)", *group_keys],
-        format_func=lambda k: k or "no grouping",
+        ["", prepare.SEED_GROUPS, *group_keys],
+        format_func=lambda k: {
+            "": "no grouping",
+            prepare.SEED_GROUPS: "seeds (runs that differ only in seed)",
+        }.get(k, k),
         key="sl_group_by",
         help="Runs of a group are drawn as their mean line with a band.",
     )
@@ -119,7 +122,7 @@ if ctx is not None:
             st.session_state["sl_highlight"] = []
             st.rerun()
 
-    if group_by.startswith("seed"):
+    if group_by == prepare.SEED_GROUPS:
         groups = sweep.repeated_seed_groups(ctx.runs)
     elif group_by:
         groups = prepare.config_groups(ctx.runs, group_by)

@@ -1073,3 +1073,52 @@ def scatter(
         )
         .properties(title=f"{y} against {x}", width=WIDTH, autosize=AUTOSIZE, height=300)
     )
+
+
+def pareto_chart(
+    data: pl.DataFrame, *, x: str, y: str, colors: Mapping[str, str], x_title: str, y_title: str
+) -> alt.LayerChart | alt.Chart:
+    """Outcome against compute, one point per run, the Pareto front (`prepare.pareto_front`:
+    no run both cheaper and better) joined by a line and its runs ringed."""
+    data = data.filter(pl.col("on_front").is_not_null()) if "on_front" in data.columns else data
+    ok = data.filter(
+        pl.col(x).is_finite().fill_null(False) & pl.col(y).is_finite().fill_null(False)
+    )
+    if ok.is_empty():
+        return _empty(f"no runs with both {x_title} and {y_title}")
+    names = ok["run"].to_list()
+    tip = [
+        "run:N",
+        alt.Tooltip(f"{x}:Q", title=x_title, format=".4~g"),
+        alt.Tooltip(f"{y}:Q", title=y_title, format=".4f"),
+        alt.Tooltip("on_front:N", title="on the front"),
+    ]
+    enc_x = alt.X(f"{x}:Q", title=x_title, scale=alt.Scale(zero=False))
+    enc_y = alt.Y(f"{y}:Q", title=y_title, scale=alt.Scale(zero=False))
+    front = ok.filter(pl.col("on_front")).sort(x)
+    layers = [
+        alt.Chart(front)
+        .mark_line(color="#333333", strokeDash=[4, 3], interpolate="step-after")
+        .encode(x=enc_x, y=enc_y),
+        alt.Chart(front)
+        .mark_point(size=260, color="#333333", strokeWidth=1.5, filled=False)
+        .encode(x=enc_x, y=enc_y),
+        alt.Chart(ok)
+        .mark_circle(size=110, opacity=0.9)
+        .encode(
+            x=enc_x,
+            y=enc_y,
+            color=alt.Color(
+                "run:N",
+                scale=color_scale(colors, names),
+                legend=alt.Legend(orient="bottom", columns=2, labelLimit=200),
+            ),
+            tooltip=tip,
+        ),
+    ]
+    return alt.LayerChart(layer=layers).properties(
+        title=f"{y_title} against {x_title} (ringed, dashed: the Pareto front)",
+        width=WIDTH,
+        autosize=AUTOSIZE,
+        height=320,
+    )

@@ -604,6 +604,17 @@ def samples_at(run: Run, step: int) -> pl.DataFrame:
     return run.generations.filter(pl.col("step") == step)
 
 
+def latest_samples_at(run: Run, step: int) -> tuple[int | None, pl.DataFrame]:
+    """The run's most recent generation samples at or before `step`, and the step they
+    are from (None, empty when it sampled nothing by then): runs sample at different
+    steps, and a side-by-side view should show each run's latest, not a blank."""
+    earlier = run.generations.filter(pl.col("step") <= step)
+    if earlier.is_empty():
+        return None, earlier
+    at = schema.as_int(earlier["step"].max())
+    return at, earlier.filter(pl.col("step") == at)
+
+
 def traces_at(run: Run, step: int) -> pl.DataFrame:
     """Every layer's trace at `step` (or the nearest earlier trace step) as `layer, k, s`."""
     tr = run.traces.filter(pl.col("step") <= step)
@@ -851,6 +862,10 @@ def y_domain(
 
 # --- groups -------------------------------------------------------------------------------------
 
+SEED_GROUPS = "(seed groups)"
+"""The group-by choice for runs that differ only in seed (`sweep.repeated_seed_groups`);
+not a valid config key, so it cannot clash with one."""
+
 BANDS: dict[str, str] = {
     "minmax": "min–max",
     "std": "mean ± std",
@@ -955,3 +970,22 @@ def pareto_front(data: pl.DataFrame, x: str, y: str) -> pl.DataFrame:
             "on_front"
         )
     ).drop("_ok")
+
+
+COMPUTE_SPENT = "passes_x_tokens"
+"""Column of `compute_spent`: layer passes times tokens, summed over the run."""
+
+
+def compute_spent(frames: Mapping[str, pl.DataFrame]) -> pl.DataFrame:
+    """Each run's compute as `run, passes_x_tokens`: Σ over steps of mean passes k times
+    the tokens of that step (from `per_step`'s cumulative tokens). Null when the log
+    gives no throughput (tokens stay 0)."""
+    rows = []
+    for name, df in frames.items():
+        if "avg_k" not in df.columns or "tokens" not in df.columns:
+            rows.append((name, None))
+            continue
+        step_tokens = pl.col("tokens").diff().fill_null(pl.col("tokens"))
+        total = df.select((pl.col("avg_k").fill_nan(None) * step_tokens).sum()).item()
+        rows.append((name, float(total) if total else None))
+    return pl.DataFrame(rows, schema={"run": pl.String, COMPUTE_SPENT: pl.Float64}, orient="row")
