@@ -980,7 +980,7 @@ def compute_spent(frames: Mapping[str, pl.DataFrame]) -> pl.DataFrame:
     """Each run's compute as `run, passes_x_tokens`: Σ over steps of mean passes k times
     the tokens of that step (from `per_step`'s cumulative tokens). Null when the log
     gives no throughput (tokens stay 0)."""
-    rows = []
+    rows: list[tuple[str, float | None]] = []
     for name, df in frames.items():
         if "avg_k" not in df.columns or "tokens" not in df.columns:
             rows.append((name, None))
