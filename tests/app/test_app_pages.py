@@ -489,6 +489,15 @@ def test_red_flag_opens_the_step_line_zoomed(fresh: AppTest) -> None:
     assert [t.split(" — ")[0] for t in titles] == ["AVGS k", "λ_p"]
     data = line_data(charts(fresh)[0])
     assert data["step"].min() >= lo and data["step"].max() <= hi
+    # The axis is the finding's range (not 0–max), and the finding's run is highlighted.
+    for chart in charts(fresh):
+        for layer in spec(chart)["layer"]:
+            x = layer.get("encoding", {}).get("x", {})
+            if x.get("field") == "step" and "scale" in x:
+                assert x["scale"]["domain"] == [lo, hi]
+    whole = spec(fresh.get("vega_lite_chart")[0])
+    pick = next(p for p in whole["params"] if p["name"] == app_charts.PICK)
+    assert pick["value"] == [{"run": "lambda_max=0.0005,seed=0"}]
 
 
 def test_sweep_scatter_axes(fresh: AppTest) -> None:

@@ -725,3 +725,19 @@ def test_layer_diff_has_no_stripes_where_cells_differ_in_width() -> None:
         [grid, pl.DataFrame({"layer": [0], "start": [30], "end": [40], "value": [9.0]})]
     )
     assert prepare.layer_diff(longer, base)["start"].to_list() == [0, 10, 20]
+
+
+def test_per_step_compute_and_compute_spent() -> None:
+    steps = pl.DataFrame(
+        {
+            "step": [0, 1, 2],
+            "avg_k": [1.0, 2.0, 3.0],
+            "dt_ms": [1000.0] * 3,
+            "tok_per_sec": [10.0] * 3,
+        }
+    )
+    run = Run(name="r", steps=schema.conform(steps, schema.STEPS))
+    df = prepare.per_step(run)
+    assert df["compute"].to_list() == [1.0, 3.0, 6.0]  # Σ mean passes
+    spent = prepare.compute_spent({"r": df})
+    assert spent.row(0) == ("r", pytest.approx(10 * (1 + 2 + 3)))  # passes × tokens
