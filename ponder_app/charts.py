@@ -559,10 +559,17 @@ def _crosshair(
     wide = hover.frame.select(x, *cols)
     near = hover_param(x)
     tooltip = [alt.Tooltip(f"{x}:Q", title=x_title, format=X_FORMATS.get(x, ",.6g"))] + [
-        alt.Tooltip(f"{c}:Q", title=r, format=value_format) for c, r in cols.items()
+        alt.Tooltip(f"t_{c}:N", title=r) for c, r in cols.items()
     ]
+    fmt = value_format.replace("'", "")
+    # Formatted here so a run without a value at that x reads "–", not "null".
+    texts = {
+        f"t_{c}": f"isValid(datum.{c}) && isFinite(datum.{c}) ? format(datum.{c}, '{fmt}') : '–'"
+        for c in cols
+    }
     rule = (
         alt.Chart(wide)
+        .transform_calculate(**texts)
         .mark_rule(color="#555555", strokeWidth=1)
         .encode(
             x=alt.X(f"{x}:Q", scale=xscale),

@@ -624,6 +624,7 @@ def test_crosshair_tooltip_lists_every_run_with_an_integer_step() -> None:
     tips = rule["encoding"]["tooltip"]
     assert tips[0]["field"] == "step" and tips[0]["format"] == "d"
     assert [t["title"] for t in tips[1:]] == RUNS
+    assert all(t["field"].startswith("t_v") for t in tips[1:])  # formatted, "–" when absent
     hover = [p for p in d["params"] if p["name"] == charts.HOVER][0]
     assert hover["select"]["nearest"] is True and hover["select"]["fields"] == ["step"]
 
