@@ -798,7 +798,7 @@ def pattern_share_bars(data: pl.DataFrame, *, title: str) -> alt.Chart:
         alt.Chart(data)
         .mark_bar()
         .encode(
-            y=alt.Y("run:N", title=None, axis=alt.Axis(labelLimit=160)),
+            y=alt.Y("run:N", title=None, axis=alt.Axis(labelLimit=140)),
             x=alt.X(
                 "share:Q",
                 title="share of traces",
@@ -813,7 +813,7 @@ def pattern_share_bars(data: pl.DataFrame, *, title: str) -> alt.Chart:
                     orient="bottom",
                     labelExpr=_pattern_label_expr(),
                     labelLimit=320,
-                    columns=3,
+                    columns=1,
                 ),
             ),
             # Phases one under the other: side by side they need ~800 px and are cut
@@ -822,7 +822,7 @@ def pattern_share_bars(data: pl.DataFrame, *, title: str) -> alt.Chart:
                 "phase_label:N",
                 title=None,
                 sort=list(PHASE_LABELS.values()),
-                header=alt.Header(labelAngle=0, labelAlign="left", labelLimit=140),
+                header=alt.Header(labelAngle=0, labelOrient="top", labelAnchor="start"),
             ),
             order=alt.Order("pattern_rank:Q"),
             tooltip=[
@@ -833,7 +833,7 @@ def pattern_share_bars(data: pl.DataFrame, *, title: str) -> alt.Chart:
                 alt.Tooltip("n:Q", title="traces"),
             ],
         )
-        .properties(title=title, width=260)
+        .properties(title=title, width=220)
     )
 
 
@@ -856,13 +856,13 @@ def trace_curves(data: pl.DataFrame, *, title: str, columns: int = 2) -> alt.Fac
             color=enc_color,
             tooltip=["series:N", "layer:O", "k:O", alt.Tooltip("s:Q", format=".2f")],
         )
-        .properties(width=150, height=150)
+        .properties(width=140, height=150)
     )
     # A header no wider than its panel: run folder names can be long, and a wider header
     # widens every column past the page (the full name is in the tooltip).
     return base.facet(
         facet=alt.Facet(
-            "series:N", title=None, header=alt.Header(labelLimit=150, labelFontSize=11)
+            "series:N", title=None, header=alt.Header(labelLimit=140, labelFontSize=11)
         ),
         columns=columns,
     ).properties(title=title)
