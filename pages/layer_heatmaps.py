@@ -45,6 +45,18 @@ if ctx is not None:
             r.name: None if include_audit else prepare.audit_marks(r, step_range) for r in ctx.runs
         }
         domain = prepare.value_domain(grids.values())
+        profile = prepare.layer_profile(ctx.runs, col, step_range, include_audit)
+        ui.show_chart(
+            charts.layer_profile_chart(
+                profile,
+                title=f"{m.label}: mean per layer over the step range",
+                value_title=m.label,
+                colors=ctx.colors,
+                value_format=charts.d3_format(m.fmt),
+            ),
+            f"layer-profile-{col}",
+            data=profile,
+        )
         for name, grid in grids.items():
             ui.show_chart(
                 charts.heatmap(

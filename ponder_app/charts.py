@@ -1129,3 +1129,38 @@ def pareto_chart(
         autosize=AUTOSIZE,
         height=320,
     )
+
+
+def layer_profile_chart(
+    data: pl.DataFrame,
+    *,
+    title: str,
+    value_title: str,
+    colors: Mapping[str, str],
+    value_format: str = ".4g",
+) -> alt.Chart:
+    """Mean per layer, one line per run (`prepare.layer_profile`): where in the stack each
+    run spends its depth."""
+    if data.is_empty():
+        return _empty(f"{title}: no per-layer data")
+    names = data["run"].unique(maintain_order=True).to_list()
+    return (
+        alt.Chart(data)
+        .mark_line(point=True)
+        .encode(
+            x=alt.X("layer:O", title="layer", axis=alt.Axis(labelAngle=0)),
+            y=alt.Y("value:Q", title=value_title, scale=alt.Scale(zero=False)),
+            color=alt.Color(
+                "run:N",
+                scale=color_scale(colors, names),
+                legend=alt.Legend(orient="bottom", columns=2, labelLimit=150),
+            ),
+            tooltip=[
+                "run:N",
+                alt.Tooltip("layer:O"),
+                alt.Tooltip("value:Q", title=value_title, format=value_format),
+                alt.Tooltip("n:Q", title="layer lines"),
+            ],
+        )
+        .properties(title=title, width=WIDTH, autosize=AUTOSIZE, height=240)
+    )

@@ -989,3 +989,36 @@ def compute_spent(frames: Mapping[str, pl.DataFrame]) -> pl.DataFrame:
         total = df.select((pl.col("avg_k").fill_nan(None) * step_tokens).sum()).item()
         rows.append((name, float(total) if total else None))
     return pl.DataFrame(rows, schema={"run": pl.String, COMPUTE_SPENT: pl.Float64}, orient="row")
+
+
+def layer_profile(
+    runs: Sequence[Run],
+    column: str,
+    step_range: tuple[int, int] | None = None,
+    include_audit: bool = False,
+) -> pl.DataFrame:
+    """Mean of a per-layer metric for each layer and run over the step range: rows
+    `run, layer, value, n` (how deep in the stack a run spends its depth, side by side).
+    Audit steps' layer lines (forced k=2) are left out unless `include_audit`."""
+    parts = []
+    for run in runs:
+        if column not in run.layers.columns:
+            continue
+        df = run.layers.select("step", "layer", column).filter(pl.col(column).is_finite())
+        if not include_audit:
+            df = df.join(patterns.audit_steps(run).to_frame("step"), on="step", how="anti")
+        if step_range is not None:
+            df = df.filter(pl.col("step").is_between(*step_range))
+        if df.is_empty():
+            continue
+        parts.append(
+            df.group_by("layer")
+            .agg(pl.col(column).mean().alias("value"), pl.len().alias("n"))
+            .sort("layer")
+            .select(pl.lit(run.name).alias("run"), "layer", "value", "n")
+        )
+    if not parts:
+        return pl.DataFrame(
+            schema={"run": pl.String, "layer": pl.Int64, "value": pl.Float64, "n": pl.UInt32}
+        )
+    return pl.concat(parts, how="diagonal_relaxed")

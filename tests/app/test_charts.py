@@ -679,3 +679,15 @@ def test_shared_reference_lines_are_labelled() -> None:
         t for t in layers_with(d, "text") if t["encoding"].get("text", {}).get("field") == "label"
     ]
     assert text and data_of(d, text[0])["label"].to_list() == ["ref two"]
+
+
+def test_layer_profile_chart() -> None:
+    data = pl.DataFrame(
+        {"run": RUNS[:2] * 2, "layer": [0, 0, 1, 1], "value": [1.0, 2.0, 1.5, 2.5], "n": [3] * 4}
+    )
+    d = to_dict(charts.layer_profile_chart(data, title="k", value_title="k", colors=COLORS))
+    assert d["encoding"]["x"]["field"] == "layer"
+    assert d["encoding"]["color"]["scale"]["range"] == [COLORS[r] for r in RUNS[:2]]
+    assert is_no_data(
+        to_dict(charts.layer_profile_chart(data.clear(), title="k", value_title="k", colors=COLORS))
+    )

@@ -741,3 +741,12 @@ def test_per_step_compute_and_compute_spent() -> None:
     assert df["compute"].to_list() == [1.0, 3.0, 6.0]  # Σ mean passes
     spent = prepare.compute_spent({"r": df})
     assert spent.row(0) == ("r", pytest.approx(10 * (1 + 2 + 3)))  # passes × tokens
+
+
+def test_layer_profile_is_the_mean_per_layer_and_run() -> None:
+    run = Run(name="r", layers=layers_frame(range(0, 100, 10), 3, lambda s, layer: layer + s / 100))
+    prof = prepare.layer_profile([run], "k", step_range=(0, 40))
+    assert prof["layer"].to_list() == [0, 1, 2]
+    assert prof["value"].to_list() == pytest.approx([0.2, 1.2, 2.2])  # steps 0–40: mean s/100 = 0.2
+    assert prof["n"].to_list() == [5, 5, 5]
+    assert prepare.layer_profile([run], "missing").is_empty()
