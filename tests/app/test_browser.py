@@ -453,6 +453,15 @@ def test_a_runs_colour_is_the_same_in_another_set_of_runs(
         small_page.close()
 
 
+DRAWN_JS = """() => {
+  const charts = [...document.querySelectorAll('[data-testid="stVegaLiteChart"]')];
+  return charts.length > 0 && charts.every(el => {
+    const drawn = el.querySelector('canvas, svg.marks');
+    return drawn && drawn.getBoundingClientRect().width > 0;
+  });
+}"""
+
+
 LAYOUT_JS = """() => {
   const main = document.querySelector('[data-testid="stMain"]');
   const right = main.getBoundingClientRect().right;
@@ -483,9 +492,17 @@ def test_layouts_fit_at_narrow_widths(browser, server: str, width: int) -> None:
         for name in PAGES:
             go_to(page, server, name)
             if name in CHART_PAGES:
-                page.locator('[data-testid="stVegaLiteChart"]').first.locator(
-                    "canvas, svg"
-                ).first.wait_for()
+                try:  # every chart drawn (a busy machine can take a while on 20 charts)
+                    page.wait_for_function(DRAWN_JS, timeout=120_000)
+                except sync_api.TimeoutError:
+                    got = page.evaluate(
+                        LAYOUT_JS.replace(
+                            "drawn.getBoundingClientRect", "(drawn || el).getBoundingClientRect"
+                        )
+                    )
+                    SHOTS.mkdir(parents=True, exist_ok=True)
+                    page.screenshot(path=str(SHOTS / f"undrawn-{name}-{width}.png"), full_page=True)
+                    pytest.fail(f"{name} at {width}px: a chart was never drawn {got}")
             page.wait_for_timeout(500)
             got = page.evaluate(LAYOUT_JS)
             wide = [(i, w, col) for i, (w, col) in enumerate(got["charts"]) if w > col + 2]
