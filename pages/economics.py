@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import polars as pl
 import streamlit as st
 
 from ponder_app import charts, prepare, ui
@@ -18,7 +19,16 @@ if ctx is not None:
         include_audit = ui.audit_toggle(page="economics")
     markers = prepare.event_markers(ctx.runs, frames, "step", None, audits=False)
     lam = prepare.step_series(frames, "lambda_p", weight=weight, include_audit=include_audit)
-    ui.show_chart(
+    depth = prepare.step_series(
+        frames, "avg_k", weight=max(weight, 0.6), include_audit=include_audit
+    )
+    ctrl = prepare.step_series(
+        frames, "ctrl_err", weight=max(weight, 0.6), include_audit=include_audit
+    )
+    lo, hi = prepare.step_extent(frames.values())
+    domain = (float(lo), float(hi))
+    # One view: the three controller charts zoom, pan and hover together.
+    panels = [
         charts.metric_chart(
             lam,
             title="λ_p — compute price per extra pass (dashed verticals: deadband engaged / resumes)",
@@ -30,13 +40,11 @@ if ctx is not None:
             run_refs=prepare.run_refs(ctx.runs, "lambda_p", rules=ctx.rules),
             markers=markers,
             value_format=".2e",
+            x_domain=domain,
+            y_domain=prepare.y_domain(lam, log=True),
+            hover=prepare.hover_table(lam, "step", domain, "smooth"),
+            legend=False,
         ),
-        "economics-lambda_p",
-    )
-    depth = prepare.step_series(
-        frames, "avg_k", weight=max(weight, 0.6), include_audit=include_audit
-    )
-    ui.show_chart(
         charts.metric_chart(
             depth,
             title="AVGS k against each run's own TARGET_K (the controller prices depth toward it)",
@@ -46,13 +54,10 @@ if ctx is not None:
             audit_points=None if include_audit else prepare.audit_points(frames, "avg_k"),
             markers=markers,
             value_format=".2f",
+            x_domain=domain,
+            hover=prepare.hover_table(depth, "step", domain, "smooth"),
+            legend=False,
         ),
-        "economics-avg_k",
-    )
-    ctrl = prepare.step_series(
-        frames, "ctrl_err", weight=max(weight, 0.6), include_audit=include_audit
-    )
-    ui.show_chart(
         charts.metric_chart(
             ctrl,
             title="CTRL_ERR = avg k − TARGET_K (λ_p rises while positive)",
@@ -62,8 +67,23 @@ if ctx is not None:
             audit_points=None if include_audit else prepare.audit_points(frames, "ctrl_err"),
             markers=markers,
             value_format="+.3f",
+            x_domain=domain,
+            hover=prepare.hover_table(ctrl, "step", domain, "smooth"),
         ),
-        "economics-ctrl_err",
+    ]
+    ui.show_chart(
+        charts.stack(panels),
+        "economics-controller",
+        data=pl.concat(
+            [
+                d.with_columns(pl.lit(m).alias("metric"))
+                for m, d in (("lambda_p", lam), ("avg_k", depth), ("ctrl_err", ctrl))
+            ],
+            how="diagonal_relaxed",
+        ),
+    )
+    st.caption(
+        "Hover for every run's value at a step; drag to pan, scroll to zoom, double-click to reset."
     )
     rr = prepare.rolling_rates_of(ctx.runs, window)
     if rr.height:
@@ -82,6 +102,7 @@ if ctx is not None:
                     value_format=".1%",
                 ),
                 f"economics-{col}",
+                data=rr.select("run", "step", col),
             )
     else:
         st.info(

@@ -13,22 +13,47 @@ if ctx is not None:
         st.info("None of the shown runs logged generation samples.")
     else:
         steps = prepare.generation_steps(runs)
-        step = st.select_slider(
+        c1, c2 = st.columns([3, 2])
+        step = c1.select_slider(
             "Generation step",
             steps,
             value=prepare.default_generation_step(runs) or steps[-1],
             key="gen_step",
         )
+        latest = (
+            c2.radio(
+                "Show",
+                ["latest", "exact"],
+                format_func=lambda v: {
+                    "latest": "each run's latest sample up to this step",
+                    "exact": "only samples at exactly this step",
+                }[v],
+                key="gen_mode",
+            )
+            == "latest"
+        )
+        silent = [r.name for r in ctx.runs if r not in runs]
+        if silent:
+            st.caption("No generation samples in: " + ", ".join(ui.plain(n) for n in silent) + ".")
         cols = st.columns(min(3, len(runs)))
         for i, run in enumerate(runs):
             with cols[i % len(cols)]:
                 st.text(run.name)
-                rows = prepare.samples_at(run, step)
+                if latest:
+                    at, rows = prepare.latest_samples_at(run, step)
+                    if at is not None and at != step:
+                        st.caption(f"latest sample: step {at}")
+                else:
+                    rows = prepare.samples_at(run, step)
                 failures = prepare.failures_at(run, step)
                 for message in failures:
                     st.text(message)
                 if rows.is_empty() and not failures:
-                    st.caption(f"no sample at step {step}")
+                    st.caption(
+                        f"no sample at or before step {step}"
+                        if latest
+                        else f"no sample at step {step} (choose “latest sample” to see its last one)"
+                    )
                 for g in rows.iter_rows(named=True):
                     st.caption(
                         f"Sample {g['sample']} · prompt {g['prompt_tokens']} tokens · output {g['output_tokens']} tokens"

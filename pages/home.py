@@ -5,7 +5,7 @@ from __future__ import annotations
 import polars as pl
 import streamlit as st
 
-from ponder_app import chooser, source, ui
+from ponder_app import charts, chooser, source, ui
 from ponder_parse.analysis import red_flags as flags
 from ponder_parse.analysis import summaries
 from ponder_parse.files import hparams
@@ -96,3 +96,30 @@ if ctx is not None and ctx.runs:
                 ui.show_table(run.problems, f"problems-{run.name}", height=200)
             else:
                 st.success("Every line of the log was understood.")
+
+    st.subheader("Colours")
+    if st.toggle("Choose run colours", key="run_colors_open"):
+        st.caption(
+            "Each run's colour comes from its name, so it is the same on every page and "
+            "in any set of runs. Pick another here; it applies to every chart."
+        )
+
+        def _pick(name: str, key: str) -> None:
+            picks = dict(st.session_state.get(charts.COLOR_OVERRIDES_KEY, {}))
+            picks[name] = st.session_state[key]
+            st.session_state[charts.COLOR_OVERRIDES_KEY] = picks
+
+        cols = st.columns(4)
+        for i, run in enumerate(ctx.runs):
+            key = f"run_color_{run.name}"
+            # The picker shows the colour the charts use now (it moves when a pick
+            # elsewhere takes its slot); only a change the user makes is kept.
+            st.session_state[key] = ctx.colors[run.name]
+            cols[i % 4].color_picker(
+                ui.plain(run.name), key=key, on_change=_pick, args=(run.name, key)
+            )
+        if st.session_state.get(charts.COLOR_OVERRIDES_KEY) and st.button(
+            "Back to the colours from the names", key="run_color_reset"
+        ):
+            st.session_state[charts.COLOR_OVERRIDES_KEY] = {}
+            st.rerun()

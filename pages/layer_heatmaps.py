@@ -45,6 +45,18 @@ if ctx is not None:
             r.name: None if include_audit else prepare.audit_marks(r, step_range) for r in ctx.runs
         }
         domain = prepare.value_domain(grids.values())
+        profile = prepare.layer_profile(ctx.runs, col, step_range, include_audit)
+        ui.show_chart(
+            charts.layer_profile_chart(
+                profile,
+                title=f"{m.label}: mean per layer over the step range",
+                value_title=m.label,
+                colors=ctx.colors,
+                value_format=charts.d3_format(m.fmt),
+            ),
+            f"layer-profile-{col}",
+            data=profile,
+        )
         for name, grid in grids.items():
             ui.show_chart(
                 charts.heatmap(
@@ -54,8 +66,10 @@ if ctx is not None:
                     domain=domain,
                     value_format=charts.d3_format(m.fmt),
                     marks=marks[name],
+                    x_domain=(float(step_range[0]), float(step_range[1]) + 1),
                 ),
                 f"heatmap-{col}-{name}",
+                data=grid,
             )
         if not include_audit and any(mk is not None and mk.height for mk in marks.values()):
             st.caption("▼ audit steps: their layer lines (forced k=2) are left out of the cells.")
@@ -75,6 +89,8 @@ if ctx is not None:
                         value_title=f"Δ {m.label}",
                         domain=ddom,
                         diverging=True,
+                        x_domain=(float(step_range[0]), float(step_range[1]) + 1),
                     ),
                     f"heatmap-diff-{col}-{n}",
+                    data=d,
                 )

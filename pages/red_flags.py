@@ -115,5 +115,6 @@ if ctx is not None:
                 st.session_state["step_line_focus"] = {
                     "metrics": metrics,
                     "range": flags.focus_range(f["first_step"], f["last_step"]),
+                    "run": f["run"],
                 }
                 st.switch_page("pages/step_line.py")

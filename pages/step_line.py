@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import polars as pl
 import streamlit as st
 
 from ponder_app import charts, prepare, ui
-from ponder_parse.analysis import catalog, sweep
+from ponder_parse.analysis import catalog, smoothing, sweep
 from ponder_parse.analysis import red_flags as flags
 
 ctx = ui.page_context("step_line")
@@ -20,6 +21,7 @@ if ctx is not None:
     if focus:
         st.session_state["sl_metrics"] = [k for k in focus["metrics"] if k in by_key] or default
         st.session_state["sl_range"] = tuple(focus["range"])
+        st.session_state["sl_highlight"] = [focus["run"]] if focus.get("run") else []
     chosen = st.multiselect(
         "Metrics",
         list(by_key),
@@ -32,18 +34,32 @@ if ctx is not None:
         help="Grouped by the guide's levels: the step line (level 1) and recurrence quality (level 4).",
     )
     c1, c2, c3, c4 = st.columns([2, 2, 2, 2])
+    method: str = (
+        c1.selectbox(
+            "Smoothing",
+            list(smoothing.SMOOTHERS.keys()),
+            format_func=lambda k: smoothing.SMOOTHERS[k],
+            key="sl_method",
+            help="EMA: TensorBoard's debiased exponential moving average. Time-weighted EMA: "
+            "decays by distance in steps, so gaps and denser logging smooth alike (W&B). "
+            "Running average: mean of the last 1/(1−weight) points.",
+        )
+        or smoothing.EMA
+    )
     weight = c1.slider(
-        "Smoothing (EMA weight)",
+        "Smoothing weight",
         0.0,
         0.99,
         0.6,
         0.01,
         key="sl_smooth",
-        help="TensorBoard-style debiased exponential moving average. 0 = raw.",
+        help="0 = raw. The same strength for every method (an EMA weight of 0.9 ≈ a "
+        "running average of 10 points).",
     )
+    show_raw = c1.toggle("Raw series behind", value=True, key="sl_raw")
     x = c2.radio(
         "X axis",
-        ["step", "elapsed_min", "tokens"],
+        ["step", "elapsed_min", "tokens", "compute"],
         format_func=charts.X_TITLES.get,
         key="sl_x",
         horizontal=False,
@@ -54,10 +70,31 @@ if ctx is not None:
         key="sl_log",
         help="auto: log for metrics that span decades (LR, λ_p, ponder).",
     )
-    group_seeds = c4.toggle(
-        "Group seeds (mean, min–max band)",
-        key="sl_group",
-        help="Runs that differ only in seed drawn as one line with a band.",
+    ignore_outliers = c3.toggle(
+        "Ignore outliers",
+        key="sl_outliers",
+        help="Fit each y axis to the 1st–99th percentile of the plotted values; spikes "
+        "beyond it are cut at the edge.",
+    )
+    group_keys = prepare.group_keys(ctx.runs)
+    group_by = c4.selectbox(
+        "Group runs",
+        ["", prepare.SEED_GROUPS, *group_keys],
+        format_func=lambda k: {
+            "": "no grouping",
+            prepare.SEED_GROUPS: "seeds (runs that differ only in seed)",
+        }.get(k, k),
+        key="sl_group_by",
+        help="Runs of a group are drawn as their mean line with a band.",
+    )
+    band_kind: str = (
+        c4.selectbox(
+            "Band",
+            list(prepare.BANDS.keys()),
+            format_func=lambda k: prepare.BANDS[k],
+            key="sl_band",
+        )
+        or "minmax"
     )
     with c4:
         include_audit = ui.audit_toggle(page="step_line")
@@ -70,7 +107,7 @@ if ctx is not None:
     # state only, so the slider has one source of truth.
     st.session_state["sl_range"] = prepare.clamp_range((a, b), lo, top)
     st.slider(
-        "Step range (zoom: the visible range is re-sampled at full resolution)",
+        "Step range (the x axis of every chart; the visible range is re-sampled at full resolution)",
         lo,
         top,
         key="sl_range",
@@ -78,8 +115,20 @@ if ctx is not None:
     # Read back from session state: a range slider given no `value` is typed as returning
     # one number, but the (lo, hi) set above makes it a range.
     step_range: tuple[int, int] = st.session_state["sl_range"]
+    highlight = [n for n in st.session_state.get("sl_highlight", []) if n in frames]
+    if highlight:
+        h1, h2 = st.columns([5, 1])
+        h1.caption(f"Highlighted: {', '.join(ui.plain(n) for n in highlight)} (from a red flag).")
+        if h2.button("Clear highlight", key="sl_clear_highlight"):
+            st.session_state["sl_highlight"] = []
+            st.rerun()
 
-    groups = sweep.repeated_seed_groups(ctx.runs) if group_seeds else {}
+    if group_by == prepare.SEED_GROUPS:
+        groups = sweep.repeated_seed_groups(ctx.runs)
+    elif group_by:
+        groups = prepare.config_groups(ctx.runs, group_by)
+    else:
+        groups = {}
     base = ctx.baseline
     bands = (
         prepare.phase_bands(ctx.phases(base), frames.get(base.name), x)
@@ -87,53 +136,80 @@ if ctx is not None:
         else None
     )
     markers = prepare.event_markers(ctx.runs, frames, x, step_range, marks_audit)
-    colors = charts.with_group_colors(ctx.colors, list(groups), len(ctx.all_runs))
+    colors = charts.with_group_colors(ctx.colors, [g for g, m in groups.items() if len(m) > 1])
     if not chosen:
         st.info("Pick at least one metric.")
+    panels = []
+    plotted = []
+    for i, key in enumerate(chosen):
+        m = by_key[key]
+        full = prepare.step_series(
+            frames,
+            m.column,
+            x=x,
+            weight=weight,
+            method=method,
+            step_range=step_range,
+            thin=False,
+            include_audit=include_audit,
+        )
+        band: pl.DataFrame | None = None
+        if groups:
+            series, band = prepare.group_series(full, groups, x, band_kind)
+        else:
+            series = prepare.thin_series(full, prepare.points_per_run(len(frames)))
+        log_y = m.log_scale if log_mode == "auto" else log_mode == "log"
+        domain = prepare.x_domain(series, x, step_range)
+        note = notes[key]
+        hover_source = full if not groups else series
+        panels.append(
+            charts.metric_chart(
+                series,
+                title=f"{m.label} — {note}" if note else f"{m.label} — {m.meaning}",
+                y_title=m.label,
+                colors=colors,
+                x=x,
+                log_y=log_y,
+                smoothed=weight > 0,
+                show_raw=show_raw,
+                refs=flags.reference_lines(m.column, m.table, ctx.rules),
+                run_refs=prepare.run_refs(ctx.runs, m.column, m.table, ctx.rules),
+                audit_points=None
+                if include_audit
+                else prepare.audit_points(frames, m.column, x=x, step_range=step_range),
+                bands=prepare.clip_spans(bands, domain),
+                markers=markers,
+                band=band,
+                x_domain=domain,
+                y_domain=prepare.y_domain(
+                    series,
+                    ("value", "smooth") if show_raw or weight == 0 else ("smooth",),
+                    log=log_y,
+                    ignore_outliers=ignore_outliers,
+                    band=band,
+                ),
+                value_format=charts.d3_format(m.fmt),
+                hover=prepare.hover_table(
+                    hover_source, x, domain, "smooth" if weight > 0 else "value"
+                ),
+                highlight=highlight,
+                legend=i == len(chosen) - 1,  # one legend, under the last chart
+            )
+        )
+        plotted.append(series.with_columns(pl.lit(m.column).alias("metric")))
+    if panels:
+        ui.show_chart(
+            charts.stack(panels),
+            "step_line-" + "-".join(by_key[k].column for k in chosen),
+            data=pl.concat(plotted, how="diagonal_relaxed") if plotted else None,
+        )
+        st.caption(
+            "Hover: every run's value at that step, on every chart. Drag to pan, scroll to "
+            "zoom the x axis of all charts together; double-click to go back to the step "
+            "range. Click a run in the legend to highlight it (shift-click for several)."
+        )
     for key in chosen:
         m = by_key[key]
-        band = None
-        if groups:
-            full = prepare.step_series(
-                frames,
-                m.column,
-                x=x,
-                weight=weight,
-                step_range=step_range,
-                thin=False,
-                include_audit=include_audit,
-            )
-            series, band = prepare.seed_group_series(full, groups, x)
-        else:
-            series = prepare.step_series(
-                frames,
-                m.column,
-                x=x,
-                weight=weight,
-                step_range=step_range,
-                include_audit=include_audit,
-            )
-        log_y = m.log_scale if log_mode == "auto" else log_mode == "log"
-        note = notes[key]
-        chart = charts.metric_chart(
-            series,
-            title=f"{m.label} — {note}" if note else f"{m.label} — {m.meaning}",
-            y_title=m.label,
-            colors=colors,
-            x=x,
-            log_y=log_y,
-            smoothed=weight > 0,
-            refs=flags.reference_lines(m.column, m.table, ctx.rules),
-            run_refs=prepare.run_refs(ctx.runs, m.column, m.table, ctx.rules),
-            audit_points=None
-            if include_audit
-            else prepare.audit_points(frames, m.column, x=x, step_range=step_range),
-            bands=bands,
-            markers=markers,
-            band=band,
-            value_format=charts.d3_format(m.fmt),
-        )
-        ui.show_chart(chart, f"step_line-{m.column}")
         with st.expander(f"About {m.label}", expanded=False):
             st.markdown(flags.metric_help(m, ctx.rules))
     st.caption(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import polars as pl
 import streamlit as st
 
 from ponder_app import charts, prepare, ui
@@ -30,15 +31,26 @@ if ctx is not None:
                 )
             )
         st.subheader("Pattern timeline")
+        cells_of = {}
         for run in runs:
             force_end = phases.phase_start(ctx.phases(run), phases.GATE_LEARNING)
-            cells = prepare.trace_timeline(run, force_end=force_end)
+            cells_of[run.name] = prepare.trace_timeline(run, force_end=force_end)
+        # One step axis for every run: the same step sits at the same place down the page.
+        shared_x = prepare.value_domain(
+            [c.select(pl.col("start").alias("value")) for c in cells_of.values()]
+            + [c.select(pl.col("end").alias("value")) for c in cells_of.values()]
+        )
+        for run in runs:
+            cells = cells_of[run.name]
             kmax = patterns.run_kmax(run)
             ui.show_chart(
                 charts.pattern_timeline(
-                    cells, title=f"{run.name} (Kmax {kmax if kmax is not None else '?'})"
+                    cells,
+                    title=f"{run.name} (Kmax {kmax if kmax is not None else '?'})",
+                    x_domain=shared_x,
                 ),
                 f"pattern-timeline-{run.name}",
+                data=cells,
             )
 
         st.subheader("Pattern shares per phase")
@@ -60,12 +72,11 @@ if ctx is not None:
         st.subheader("Traces at one step")
         all_steps = prepare.trace_steps(runs)
         step = st.select_slider("Trace step", all_steps, value=all_steps[-1], key="st_step")
-        left, right = st.columns([1, 3])
-        with left:
-            ui.show_chart(charts.reference_shapes_chart(), "reference-shapes", downloads=False)
+        # Full width, above the runs' traces: in a side column it was squashed to a line.
+        ui.show_chart(charts.reference_shapes_chart(), "reference-shapes", downloads=False)
         curves = prepare.traces_of(runs, step)
-        with right:
-            ui.show_chart(
-                charts.trace_curves(curves, title=f"Every layer's trace at step {step}"),
-                f"traces-at-{step}",
-            )
+        ui.show_chart(
+            charts.trace_curves(curves, title=f"Every layer's trace at step {step}"),
+            f"traces-at-{step}",
+            data=curves,
+        )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import polars as pl
 import streamlit as st
 
-from ponder_app import charts, ui
+from ponder_app import charts, prepare, ui
 from ponder_parse.analysis import summaries, sweep
 from ponder_parse.files import hparams
 
@@ -60,6 +60,44 @@ if ctx is not None:
         ui.show_chart(
             charts.scatter(table, x=x, y=y, colors=ctx.colors, log_x=log_x), f"sweep-{y}-vs-{x}"
         )
+
+    st.subheader("Loss against compute")
+    spent = prepare.compute_spent({r.name: ctx.frame(r) for r in ctx.runs})
+    costs = {
+        "k_mean_economic": "mean k (economic phase)",
+        prepare.COMPUTE_SPENT: "Σ passes × tokens",
+    }
+    c1, c2 = st.columns(2)
+    cost = (
+        c1.selectbox(
+            "Compute", list(costs.keys()), format_func=lambda c: costs[c], key="sw_pareto_x"
+        )
+        or "k_mean_economic"
+    )
+    outcome = (
+        c2.selectbox(
+            "Loss",
+            [c for c in ("final_lm", "best_lm") if c in table.columns],
+            key="sw_pareto_y",
+            help="final_lm: the windowed final LM of the run summaries.",
+        )
+        or "final_lm"
+    )
+    have = [c for c in (outcome, cost) if c in table.columns and c != prepare.COMPUTE_SPENT]
+    frontier = prepare.pareto_front(
+        table.select("run", *have).join(spent, on="run", how="left"), cost, outcome
+    )
+    ui.show_chart(
+        charts.pareto_chart(
+            frontier, x=cost, y=outcome, colors=ctx.colors, x_title=costs[cost], y_title=outcome
+        ),
+        f"sweep-pareto-{outcome}-{cost}",
+        data=frontier,
+    )
+    st.caption(
+        "A run is on the front when no other shown run reached a lower loss with less "
+        "compute. Runs off the front paid for depth they did not turn into loss."
+    )
 
     st.subheader("Edit tags")
     st.caption("Your edits apply to this session: fix a missing seed, or tag runs for grouping.")

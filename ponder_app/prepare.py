@@ -7,16 +7,17 @@ reduce to what a browser can draw (`downsample`), never the other way round.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import polars as pl
 
 from ponder_parse import schema
-from ponder_parse.analysis import catalog, patterns, red_flags
+from ponder_parse.analysis import catalog, patterns, red_flags, smoothing
 from ponder_parse.analysis.downsample import downsample
 from ponder_parse.analysis.phases import PHASE_LABELS, with_phase_labels
-from ponder_parse.analysis.smoothing import ema
-from ponder_parse.analysis.sweep import group_band
 from ponder_parse.format import grammar
 from ponder_parse.run import Run
 
@@ -44,6 +45,14 @@ def per_step(run: Run) -> pl.DataFrame:
         (dt_s * pl.col("tok_per_sec").fill_nan(None).fill_null(0.0).clip(lower_bound=0))
         .cum_sum()
         .alias("tokens"),
+        # Compute spent so far: each step runs every layer `avg_k` passes on average,
+        # so the running sum of avg_k counts layer passes per token (a fixed-depth run
+        # at k=2 climbs twice as fast as one at k=1).
+        (
+            pl.col("avg_k").fill_nan(None).fill_null(0.0).clip(lower_bound=0).cum_sum()
+            if "avg_k" in steps.columns
+            else pl.lit(None, pl.Float64)
+        ).alias("compute"),
     )
 
 
@@ -95,8 +104,10 @@ def step_series(
     max_points: int | None = None,
     thin: bool = True,
     include_audit: bool = False,
+    method: str = smoothing.EMA,
 ) -> pl.DataFrame:
-    """Long rows `run, <x>, step, value, smooth` for one metric across runs.
+    """Long rows `run, <x>, step, value, smooth` for one metric across runs, smoothed
+    by `method` (`smoothing.SMOOTHERS`) at strength `weight`.
 
     Audit steps (forced k=2) are left out unless `include_audit`: their forced values
     would put a sawtooth into every smoothed depth and controller curve (`audit_points`
@@ -112,11 +123,7 @@ def step_series(
             df = df.filter(~pl.col("audit").fill_null(False))
         s = df.select("step", x, column) if x != "step" else df.select("step", column)
         s = s.filter(pl.col(column).is_not_null())
-        s = (
-            ema(s, column, weight=weight, suffix="_smooth")
-            if weight > 0
-            else s.with_columns(pl.col(column).alias(f"{column}_smooth"))
-        )
+        s = smoothing.smooth(s, column, method=method, weight=weight, x="step")
         if step_range is not None:
             s = s.filter(pl.col("step").is_between(step_range[0], step_range[1]))
         if s.is_empty():
@@ -267,42 +274,8 @@ def seed_group_series(
     x: str = "step",
     max_points: int | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Replace each seed group's runs by their mean line and a min–max band.
-
-    `series` is the full-resolution output of `step_series(..., thin=False)`: seeds are
-    averaged step by step on every logged step, and only then is the result thinned for
-    the browser (thinning first would average different steps of different seeds).
-    Runs outside every group are thinned as they are. Returns (`lines`, `band` rows
-    `run, <x>, lo, hi`).
-    """
-    member = {r: g for g, rs in groups.items() for r in rs}
-    rest = series.filter(~pl.col("run").is_in(list(member)))
-    grouped = series.filter(pl.col("run").is_in(list(member)))
-    n_lines = rest["run"].n_unique() + len({member[r] for r in grouped["run"].unique()})
-    max_points = max_points or points_per_run(max(1, n_lines))
-    if grouped.is_empty():
-        return thin_series(series, max_points), pl.DataFrame()
-    # group_band's long output has its own column names; name ours apart from them.
-    rename = {"value": "raw_v", "smooth": "smooth_v"} | ({x: "x_v"} if x != "step" else {})
-    frames = {
-        name: part.drop("run").rename(rename)
-        for (name,), part in grouped.group_by("run", maintain_order=True)
-    }
-    agg = group_band(frames, groups, x="step", columns=list(rename.values()))
-    wide = agg.pivot(on="metric", index=["group", "step"], values=["mean", "min", "max"])
-    full = wide.select(
-        pl.col("group").alias("run"),
-        *([pl.col("mean_x_v").alias(x)] if x != "step" else []),
-        "step",
-        pl.col("mean_raw_v").alias("value"),
-        pl.col("mean_smooth_v").alias("smooth"),
-        pl.col("min_smooth_v").alias("lo"),
-        pl.col("max_smooth_v").alias("hi"),
-    )
-    full = thin_series(full, max_points)
-    lines = full.drop("lo", "hi")
-    band = full.select("run", pl.col(x if x != "step" else "step").alias(x), "lo", "hi")
-    return pl.concat([thin_series(rest, max_points), lines], how="diagonal_relaxed"), band
+    """Seed groups as mean lines with a min–max band: `group_series` with its default band."""
+    return group_series(series, groups, x, "minmax", max_points)
 
 
 def phase_bands(
@@ -449,10 +422,25 @@ def audit_marks(run: Run, step_range: tuple[int, int] | None = None) -> pl.DataF
 
 
 def layer_diff(grid: pl.DataFrame, base: pl.DataFrame) -> pl.DataFrame:
-    """Run minus baseline on the cells both have."""
-    return grid.join(
-        base.select("layer", "start", pl.col("value").alias("_b")), on=["layer", "start"]
-    ).select("layer", "start", "end", (pl.col("value") - pl.col("_b")).alias("value"))
+    """Run minus baseline, cell by cell: each of the run's cells against the baseline cell
+    covering its first step. Matching on equal starts only would leave a white stripe
+    wherever one grid has a cell widened over a bucket the other has (an audit step
+    left out); a cell the baseline does not cover (past its end) stays out."""
+    if grid.is_empty() or base.is_empty():
+        return grid.clear().select("layer", "start", "end", "value")
+    b = base.select(
+        "layer",
+        pl.col("start").alias("start"),
+        pl.col("end").alias("_b_end"),
+        pl.col("value").alias("_b"),
+    ).sort("start")
+    return (
+        grid.sort("start")
+        .join_asof(b, on="start", by="layer", strategy="backward", check_sortedness=False)
+        .filter(pl.col("_b").is_not_null() & (pl.col("start") < pl.col("_b_end")))
+        .select("layer", "start", "end", (pl.col("value") - pl.col("_b")).alias("value"))
+        .sort("layer", "start")
+    )
 
 
 def layer_diffs(grids: Mapping[str, pl.DataFrame], baseline: str) -> dict[str, pl.DataFrame]:
@@ -626,6 +614,17 @@ def samples_at(run: Run, step: int) -> pl.DataFrame:
     return run.generations.filter(pl.col("step") == step)
 
 
+def latest_samples_at(run: Run, step: int) -> tuple[int | None, pl.DataFrame]:
+    """The run's most recent generation samples at or before `step`, and the step they
+    are from (None, empty when it sampled nothing by then): runs sample at different
+    steps, and a side-by-side view should show each run's latest, not a blank."""
+    earlier = run.generations.filter(pl.col("step") <= step)
+    if earlier.is_empty():
+        return None, earlier
+    at = schema.as_int(earlier["step"].max())
+    return at, earlier.filter(pl.col("step") == at)
+
+
 def traces_at(run: Run, step: int) -> pl.DataFrame:
     """Every layer's trace at `step` (or the nearest earlier trace step) as `layer, k, s`."""
     tr = run.traces.filter(pl.col("step") <= step)
@@ -736,3 +735,300 @@ def histogram_bins(data: pl.DataFrame, value: str, bins: int = 40, by: str = "ru
         )
         .sort(by, "lo")
     )
+
+
+# --- zoom, hover, y range ---------------------------------------------------------------------
+
+HOVER_POINTS = 300
+"""x positions the crosshair snaps to across a chart's width (a grid the page's charts share)."""
+
+
+@dataclass(frozen=True)
+class Hover:
+    """Each run's value at the x positions of a grid: `frame` has the x column and a
+    column per run (`v0`, `v1`, … — a run name need not be a valid field name);
+    `columns` maps those columns to run names."""
+
+    frame: pl.DataFrame
+    columns: dict[str, str]
+
+
+def x_domain(
+    series: pl.DataFrame, x: str, step_range: tuple[int, int] | None
+) -> tuple[float, float] | None:
+    """The x axis of a zoomed chart: exactly the chosen step range on a step axis; on an
+    elapsed-time or token axis, where the chosen steps land (over the series shown)."""
+    if x == "step" and step_range is not None:
+        return float(step_range[0]), float(step_range[1])
+    if series.is_empty() or x not in series.columns:
+        return None
+    lo, hi = series.select(pl.col(x).min(), pl.col(x).max().alias("_hi")).row(0)
+    if lo is None or hi is None or not hi > lo:
+        return None
+    return float(lo), float(hi)
+
+
+def hover_grid(domain: tuple[float, float], x: str = "step", n: int = HOVER_POINTS) -> pl.Series:
+    """`n` evenly spaced x positions over `domain`, whole steps on a step axis. It depends
+    on the domain alone, so every chart of a page (each metric logged at its own steps)
+    gets the same positions and one hovered x lights the crosshair in all of them."""
+    lo, hi = domain
+    if x == "step":
+        first, last = math.ceil(lo), math.floor(hi)
+        spacing = max(1, math.ceil((last - first) / max(1, n - 1)))
+        return pl.Series(x, range(first, last + 1, spacing), dtype=pl.Int64)
+    return pl.Series(x, [lo + (hi - lo) * i / max(1, n - 1) for i in range(n)], dtype=pl.Float64)
+
+
+def hover_table(
+    series: pl.DataFrame,
+    x: str,
+    domain: tuple[float, float] | None,
+    column: str = "smooth",
+    n: int = HOVER_POINTS,
+) -> Hover | None:
+    """Every run's `column` at each grid position: its last value at or before it (as
+    TensorBoard's tooltip reads a line), none before the run's first point or after its
+    last. `series` should be the full-resolution series: thinned points would shift the
+    values."""
+    if domain is None or series.is_empty() or column not in series.columns:
+        return None
+    grid = hover_grid(domain, x, n)
+    out = grid.to_frame()
+    columns: dict[str, str] = {}
+    for i, ((name,), part) in enumerate(series.group_by("run", maintain_order=True)):
+        col = f"v{i}"
+        p = (
+            part.select(pl.col(x).cast(grid.dtype), pl.col(column).cast(pl.Float64).alias(col))
+            .drop_nulls(x)
+            .sort(x)
+        )
+        if p.is_empty():
+            continue
+        first, last = p[x][0], p[x][-1]
+        out = out.join_asof(p, on=x, strategy="backward").with_columns(
+            pl.when(pl.col(x).is_between(first, last)).then(pl.col(col)).alias(col)
+        )
+        columns[col] = str(name)
+    if not columns:
+        return None
+    return Hover(out, columns)
+
+
+def clip_spans(
+    spans: pl.DataFrame | None, domain: tuple[float, float] | None
+) -> pl.DataFrame | None:
+    """Shaded spans (`start, end`, e.g. phase bands) cut to the visible x range: a band
+    outside the zoom is dropped, one across its edge ends at the edge."""
+    if spans is None or spans.is_empty() or domain is None:
+        return spans
+    lo, hi = domain
+    return spans.filter((pl.col("end") > lo) & (pl.col("start") < hi)).with_columns(
+        pl.col("start").clip(lower_bound=lo), pl.col("end").clip(upper_bound=hi)
+    )
+
+
+OUTLIER_QUANTILE = 0.01
+"""Share of the plotted values cut at each end when outliers are ignored (1st–99th percentile)."""
+
+
+def y_domain(
+    series: pl.DataFrame,
+    columns: Sequence[str] = ("value", "smooth"),
+    *,
+    log: bool = False,
+    ignore_outliers: bool = False,
+    band: pl.DataFrame | None = None,
+    q: float = OUTLIER_QUANTILE,
+) -> tuple[float, float] | None:
+    """The y range to draw, padded by 5 %: for a log axis always fitted to the values (a
+    nice log range turns 4–12 into 1–100); with `ignore_outliers`, the `q`…`1 − q`
+    quantiles of every plotted value, so one spike does not flatten the curves (the
+    spike is clipped at the edge, as TensorBoard's "ignore outliers" does). None: let the
+    axis fit the data itself (linear, outliers kept)."""
+    if not (log or ignore_outliers):
+        return None
+    parts = [series[c].cast(pl.Float64) for c in columns if c in series.columns]
+    if band is not None and not band.is_empty():
+        parts += [band[c].cast(pl.Float64) for c in ("lo", "hi") if c in band.columns]
+    if not parts:
+        return None
+    vals = pl.concat(parts)
+    vals = vals.filter(vals.is_finite())
+    if log:
+        vals = vals.filter(vals > 0).log10()
+    if vals.is_empty():
+        return None
+    if ignore_outliers:
+        lo = float(vals.quantile(q, "linear"))  # type: ignore[arg-type]
+        hi = float(vals.quantile(1 - q, "linear"))  # type: ignore[arg-type]
+    else:
+        lo, hi = float(vals.min()), float(vals.max())  # type: ignore[arg-type]
+    span = hi - lo
+    pad = 0.05 * span if span > 0 else (0.05 if log else max(abs(lo) * 0.05, 1e-9))
+    lo, hi = lo - pad, hi + pad
+    return (10**lo, 10**hi) if log else (lo, hi)
+
+
+# --- groups -------------------------------------------------------------------------------------
+
+SEED_GROUPS = "(seed groups)"
+"""The group-by choice for runs that differ only in seed (`sweep.repeated_seed_groups`);
+not a valid config key, so it cannot clash with one."""
+
+BANDS: dict[str, str] = {
+    "minmax": "min–max",
+    "std": "mean ± std",
+    "stderr": "mean ± standard error",
+}
+"""The band a group line is drawn with, with what the picker says of each."""
+
+
+def group_keys(runs: Sequence[Run]) -> list[str]:
+    """Config keys runs can be grouped by: those with at least two distinct values among
+    the runs and at least one value shared by two runs (else every group is one run)."""
+    keys: list[str] = []
+    for key in dict.fromkeys(k for r in runs for k in r.hparams):
+        values = [repr(r.hparams.get(key)) for r in runs]
+        if len(set(values)) > 1 and len(set(values)) < len(values):
+            keys.append(str(key))
+    return keys
+
+
+def config_groups(runs: Sequence[Run], key: str) -> dict[str, list[str]]:
+    """Runs by their value of one config key (`target_k=2.4`), in order of first run;
+    runs without the key form `key=?`. Groups of one run are kept (drawn as that run)."""
+    out: dict[str, list[str]] = {}
+    for r in runs:
+        value: Any = r.hparams.get(key)
+        out.setdefault(f"{key}={'?' if value is None else value}", []).append(r.name)
+    return out
+
+
+def group_series(
+    series: pl.DataFrame,
+    groups: Mapping[str, Sequence[str]],
+    x: str = "step",
+    band: str = "minmax",
+    max_points: int | None = None,
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Replace each group of two or more runs by its mean line and a band (`BANDS`:
+    min–max, ±std or ± standard error of the runs' smoothed values at each step).
+
+    `series` is the full-resolution output of `step_series(..., thin=False)`: runs are
+    averaged step by step on every logged step, and only then is the result thinned
+    for the browser (thinning first would average different steps of different runs).
+    Runs outside every multi-run group are thinned as they are. Returns (`lines`,
+    `band` rows `run, <x>, lo, hi`). NaN counts as absent.
+    """
+    if band not in BANDS:
+        raise ValueError(f"unknown band {band!r}; one of {', '.join(BANDS)}")
+    multi = {g: list(m) for g, m in groups.items() if len(m) > 1}
+    member = {r: g for g, rs in multi.items() for r in rs}
+    rest = series.filter(~pl.col("run").is_in(list(member)))
+    grouped = series.filter(pl.col("run").is_in(list(member)))
+    n_lines = rest["run"].n_unique() + len({member[r] for r in grouped["run"].unique()})
+    max_points = max_points or points_per_run(max(1, n_lines))
+    if grouped.is_empty():
+        return thin_series(series, max_points), pl.DataFrame()
+    sm = pl.col("smooth").fill_nan(None)
+    mean, sd, n = sm.mean(), sm.std(ddof=1).fill_null(0.0), sm.count()
+    spread = {
+        "minmax": (sm.min(), sm.max()),
+        "std": (mean - sd, mean + sd),
+        "stderr": (mean - sd / n.sqrt(), mean + sd / n.sqrt()),
+    }[band]
+    order = {g: i for i, g in enumerate(multi)}
+    full = (
+        grouped.with_columns(pl.col("run").replace_strict(member).alias("_g"))
+        .group_by("_g", "step")
+        .agg(
+            *([pl.col(x).mean()] if x != "step" else []),
+            pl.col("value").fill_nan(None).mean().alias("value"),
+            mean.alias("smooth"),
+            spread[0].alias("lo"),
+            spread[1].alias("hi"),
+        )
+        .sort(pl.col("_g").replace_strict(order, return_dtype=pl.Int64), "step")
+        .rename({"_g": "run"})
+        .select("run", *([x] if x != "step" else []), "step", "value", "smooth", "lo", "hi")
+    )
+    full = thin_series(full, max_points)
+    lines = full.drop("lo", "hi")
+    band_rows = full.select("run", pl.col(x), "lo", "hi")
+    return pl.concat([thin_series(rest, max_points), lines], how="diagonal_relaxed"), band_rows
+
+
+# --- the sweep's compute frontier ---------------------------------------------------------------
+
+
+def pareto_front(data: pl.DataFrame, x: str, y: str) -> pl.DataFrame:
+    """`data` with a boolean `on_front`: the rows no other row beats on both `x` and `y`
+    (lower is better on both: less compute, lower loss). Rows with a missing or
+    non-finite value are never on the front. Sorted by `x`."""
+    ok = pl.col(x).cast(pl.Float64).is_finite().fill_null(False) & pl.col(y).cast(
+        pl.Float64
+    ).is_finite().fill_null(False)
+    df = data.with_columns(ok.alias("_ok")).sort(x, y, nulls_last=True)
+    # Sorted by x (ties by y): a row is on the front when its y is below every y of the
+    # rows before it, i.e. it beats the running minimum.
+    prev_min = (
+        pl.when(pl.col("_ok")).then(pl.col(y).cast(pl.Float64)).cum_min().forward_fill().shift(1)
+    )
+    return df.with_columns(
+        (pl.col("_ok") & (prev_min.is_null() | (pl.col(y).cast(pl.Float64) < prev_min))).alias(
+            "on_front"
+        )
+    ).drop("_ok")
+
+
+COMPUTE_SPENT = "passes_x_tokens"
+"""Column of `compute_spent`: layer passes times tokens, summed over the run."""
+
+
+def compute_spent(frames: Mapping[str, pl.DataFrame]) -> pl.DataFrame:
+    """Each run's compute as `run, passes_x_tokens`: Σ over steps of mean passes k times
+    the tokens of that step (from `per_step`'s cumulative tokens). Null when the log
+    gives no throughput (tokens stay 0)."""
+    rows: list[tuple[str, float | None]] = []
+    for name, df in frames.items():
+        if "avg_k" not in df.columns or "tokens" not in df.columns:
+            rows.append((name, None))
+            continue
+        step_tokens = pl.col("tokens").diff().fill_null(pl.col("tokens"))
+        total = df.select((pl.col("avg_k").fill_nan(None) * step_tokens).sum()).item()
+        rows.append((name, float(total) if total else None))
+    return pl.DataFrame(rows, schema={"run": pl.String, COMPUTE_SPENT: pl.Float64}, orient="row")
+
+
+def layer_profile(
+    runs: Sequence[Run],
+    column: str,
+    step_range: tuple[int, int] | None = None,
+    include_audit: bool = False,
+) -> pl.DataFrame:
+    """Mean of a per-layer metric for each layer and run over the step range: rows
+    `run, layer, value, n` (how deep in the stack a run spends its depth, side by side).
+    Audit steps' layer lines (forced k=2) are left out unless `include_audit`."""
+    parts = []
+    for run in runs:
+        if column not in run.layers.columns:
+            continue
+        df = run.layers.select("step", "layer", column).filter(pl.col(column).is_finite())
+        if not include_audit:
+            df = df.join(patterns.audit_steps(run).to_frame("step"), on="step", how="anti")
+        if step_range is not None:
+            df = df.filter(pl.col("step").is_between(*step_range))
+        if df.is_empty():
+            continue
+        parts.append(
+            df.group_by("layer")
+            .agg(pl.col(column).mean().alias("value"), pl.len().alias("n"))
+            .sort("layer")
+            .select(pl.lit(run.name).alias("run"), "layer", "value", "n")
+        )
+    if not parts:
+        return pl.DataFrame(
+            schema={"run": pl.String, "layer": pl.Int64, "value": pl.Float64, "n": pl.UInt32}
+        )
+    return pl.concat(parts, how="diagonal_relaxed")

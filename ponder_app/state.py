@@ -623,7 +623,7 @@ def build_context(loaded: Loaded, selected: Sequence[str], baseline: str | None)
         all_runs=runs_all,
         runs=chosen,
         baseline=base,
-        colors=charts.run_colors(names),
+        colors=charts.run_colors(names, st.session_state.get(charts.COLOR_OVERRIDES_KEY, {})),
         failures=list(loaded.failures),
         messages=list(loaded.messages),
         keys=dict(loaded.keys),

@@ -4,6 +4,7 @@ heading from the registry, and the guard that keeps every page inside the frame.
 from __future__ import annotations
 
 import contextlib
+import io
 import re
 import runpy
 from collections.abc import Iterator
@@ -39,20 +40,49 @@ def _slug(text: str) -> str:
 def chart_image(chart: alt.TopLevelMixin, fmt: str) -> bytes:
     """The chart as a PNG or SVG file (through vl-convert), made only when the user asks
     for the download: rendering every chart up front would slow every rerun."""
+    import json
+
     import vl_convert as vlc
 
-    spec = chart.to_json()
+    spec = json.dumps(charts.export_spec(chart))
     if fmt == "svg":
         return vlc.vegalite_to_svg(spec).encode()
     return vlc.vegalite_to_png(spec, scale=2)
 
 
-def show_chart(chart: alt.TopLevelMixin, name: str, *, downloads: bool = True) -> None:
-    """Draw an Altair chart at container width, with PNG/SVG downloads beneath it."""
+def show_chart(
+    chart: alt.TopLevelMixin,
+    name: str,
+    *,
+    downloads: bool = True,
+    data: pl.DataFrame | None = None,
+) -> None:
+    """Draw an Altair chart at container width, with PNG/SVG downloads beneath it (drawn
+    at a fixed width: a file has no container) and, given the plotted `data`, its rows
+    as CSV and Parquet."""
     st.vega_lite_chart(charts.to_spec(chart), width="stretch")
     if downloads:
         row = st.container(horizontal=True)
         slug = _slug(name)
+        if data is not None and data.height:
+            row.download_button(
+                "Data (CSV)",
+                data=lambda: csv_bytes(data),
+                file_name=f"{slug}.csv",
+                mime="text/csv",
+                key=f"csv-chart-{slug}",
+                on_click="ignore",
+                icon=":material/download:",
+            )
+            row.download_button(
+                "Data (Parquet)",
+                data=lambda: parquet_bytes(data),
+                file_name=f"{slug}.parquet",
+                mime="application/vnd.apache.parquet",
+                key=f"parquet-chart-{slug}",
+                on_click="ignore",
+                icon=":material/download:",
+            )
         row.download_button(
             "PNG",
             data=lambda: chart_image(chart, "png"),
@@ -105,6 +135,13 @@ def csv_bytes(df: pl.DataFrame) -> bytes:
     structs = [c for c, d in out.schema.items() if isinstance(d, pl.Struct)]
     out = out.with_columns(pl.col(c).struct.json_encode() for c in structs)
     return out.write_csv().encode()
+
+
+def parquet_bytes(df: pl.DataFrame) -> bytes:
+    """A table as a Parquet file (types kept, list columns included)."""
+    buf = io.BytesIO()
+    df.write_parquet(buf)
+    return buf.getvalue()
 
 
 _IN_FRAME: ContextVar[bool] = ContextVar("ponder_app_in_frame", default=False)

@@ -15,6 +15,7 @@ import tarfile
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import polars as pl
@@ -74,8 +75,28 @@ def assert_ok(at: AppTest) -> None:
 # --- charts ---------------------------------------------------------------------------------
 
 
+class Panel:
+    """One chart of a stacked view (`charts.stack`: the step line draws its metrics as one
+    Vega-Lite view so zoom and crosshair are shared), read like a chart of its own: its
+    spec, and the parent's datasets that it uses."""
+
+    def __init__(self, parent: Any, sub: dict[str, Any]) -> None:
+        used = set(re.findall(r'"data": \{"name": "([^"]+)"\}', json.dumps(sub)))
+        self.proto = SimpleNamespace(
+            spec=json.dumps(sub), datasets=[d for d in parent.proto.datasets if d.name in used]
+        )
+
+
 def charts(at: AppTest) -> list[Any]:
-    return list(at.get("vega_lite_chart"))
+    """Every chart on the page; a stacked view counts as its charts."""
+    out: list[Any] = []
+    for c in at.get("vega_lite_chart"):
+        s = spec(c)
+        if "vconcat" in s and all("title" in p for p in s["vconcat"]):
+            out += [Panel(c, p) for p in s["vconcat"]]
+        else:
+            out.append(c)
+    return out
 
 
 def spec(chart: Any) -> dict[str, Any]:

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from ponder_parse.analysis import smoothing
 from ponder_parse.analysis.smoothing import ema
 
 
@@ -101,3 +102,34 @@ def test_fast_enough_for_charts() -> None:
     t0 = time.perf_counter()
     ema(df, [f"c{i}" for i in range(48)], 0.6, by="run")
     assert time.perf_counter() - t0 < 2.0
+
+
+def test_running_average_is_the_trailing_mean_of_finite_points() -> None:
+    df = pl.DataFrame({"step": [0, 1, 2, 3, 4], "v": [1.0, 3.0, float("nan"), 5.0, 7.0]})
+    out = smoothing.smooth(df, "v", method=smoothing.RUNNING, weight=0.5)  # window 2
+    got = out["v_smooth"].to_list()
+    assert got[:2] == [1.0, 2.0]
+    assert got[2] != got[2]  # NaN passes through
+    assert got[3:] == [5.0, 6.0]
+
+
+def test_time_weighted_ema_decays_by_distance() -> None:
+    df = pl.DataFrame({"step": [0, 10, 20, 50], "v": [0.0, 0.0, 0.0, 8.0]})
+    out = smoothing.smooth(df, "v", method=smoothing.TIME_EMA, weight=0.5)["v_smooth"].to_list()
+    # three logging intervals since the last point: 0.5³ of the past is kept
+    assert out[-1] == pytest.approx(8.0 * (1 - 0.5**3))
+    even = pl.DataFrame({"step": [0, 10, 20, 30], "v": [0.0, 0.0, 0.0, 8.0]})
+    assert smoothing.smooth(even, "v", method=smoothing.TIME_EMA, weight=0.5)["v_smooth"][
+        -1
+    ] == pytest.approx(4.0)
+
+
+def test_smooth_ema_matches_ema_and_rejects_unknown_methods() -> None:
+    df = pl.DataFrame({"step": [0, 1, 2], "v": [1.0, 2.0, 4.0]})
+    assert (
+        smoothing.smooth(df, "v", weight=0.6)["v_smooth"].to_list()
+        == smoothing.ema(df, "v", 0.6)["v"].to_list()
+    )
+    with pytest.raises(ValueError):
+        smoothing.smooth(df, "v", method="gaussian")
+    assert smoothing.running_window(0.9) == 10

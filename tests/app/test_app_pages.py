@@ -42,7 +42,8 @@ from app_helpers import (
 )
 from streamlit.testing.v1 import AppTest
 
-from ponder_app import registry
+from ponder_app import charts as app_charts
+from ponder_app import prepare, registry
 from ponder_parse import load_run
 from ponder_parse.analysis import patterns
 
@@ -212,7 +213,23 @@ def test_generations_list_a_run_whose_generation_failed(fresh: AppTest) -> None:
     fresh.select_slider(key="gen_step").set_value(1000).run()
     assert_ok(fresh)
     assert REAL_WIDE in [str(t.value) for t in fresh.text]
-    assert "no sample at step 1000" in [str(c.value) for c in fresh.caption]
+    assert "no sample at or before step 1000" in [str(c.value) for c in fresh.caption]
+    fresh.radio(key="gen_mode").set_value("exact").run()
+    assert_ok(fresh)
+    assert any(str(c.value).startswith("no sample at step 1000") for c in fresh.caption)
+
+
+def test_generations_show_each_runs_latest_sample(fresh: AppTest) -> None:
+    """A run that did not sample at the chosen step shows its latest earlier sample, and
+    says from which step."""
+    goto(fresh, "generations")
+    steps = sorted({int(s) for s in fresh.select_slider(key="gen_step").options})
+    fresh.select_slider(key="gen_step").set_value(str(steps[-1])).run()
+    assert_ok(fresh)
+    latest = [str(c.value) for c in fresh.caption if str(c.value).startswith("latest sample: step")]
+    assert latest  # the shorter runs' last samples, not a blank
+    shown = "\n".join(str(c.value) for c in fresh.code)
+    assert _generation_output("baseline,seed=0", 2500) in shown
 
 
 def test_economics_draws_lambda_p_on_a_log_scale(shared: AppTest) -> None:
@@ -329,7 +346,7 @@ def test_step_line_metric_choice(fresh: AppTest) -> None:
 
 def test_step_line_group_seeds(fresh: AppTest) -> None:
     goto(fresh, "step_line")
-    fresh.toggle(key="sl_group").set_value(True).run()
+    fresh.selectbox(key="sl_group_by").set_value(prepare.SEED_GROUPS).run()
     assert_ok(fresh)
     lm = chart_by_title(fresh, "LM")
     runs = set(line_data(lm)["run"])
@@ -338,6 +355,25 @@ def test_step_line_group_seeds(fresh: AppTest) -> None:
     band = dataset_with(lm, "lo", "hi")
     assert band is not None and band.height
     assert (band["lo"] <= band["hi"]).all()
+    # The legend stays (under the last chart), naming the group line too.
+    last = charts(fresh)[-1]
+    legends = [
+        layer["encoding"]["color"].get("legend", {})
+        for layer in (spec(last).get("layer") or [spec(last)])
+        if "color" in layer.get("encoding", {})
+    ]
+    assert any(lg is not None for lg in legends)
+
+
+def test_step_line_group_by_a_config_key_with_a_std_band(fresh: AppTest) -> None:
+    goto(fresh, "step_line")
+    keys = fresh.selectbox(key="sl_group_by").options
+    assert "target_k" in keys
+    fresh.selectbox(key="sl_group_by").set_value("target_k").run()
+    fresh.selectbox(key="sl_band").set_value("std").run()
+    assert_ok(fresh)
+    runs = set(line_data(chart_by_title(fresh, "LM"))["run"])
+    assert any(r.startswith("target_k=") for r in runs)
 
 
 def test_layer_heatmap_metric(fresh: AppTest) -> None:
@@ -453,6 +489,15 @@ def test_red_flag_opens_the_step_line_zoomed(fresh: AppTest) -> None:
     assert [t.split(" — ")[0] for t in titles] == ["AVGS k", "λ_p"]
     data = line_data(charts(fresh)[0])
     assert data["step"].min() >= lo and data["step"].max() <= hi
+    # The axis is the finding's range (not 0–max), and the finding's run is highlighted.
+    for chart in charts(fresh):
+        for layer in spec(chart)["layer"]:
+            x = layer.get("encoding", {}).get("x", {})
+            if x.get("field") == "step" and "scale" in x:
+                assert x["scale"]["domain"] == [lo, hi]
+    whole = spec(fresh.get("vega_lite_chart")[0])
+    pick = next(p for p in whole["params"] if p["name"] == app_charts.PICK)
+    assert pick["value"] == [{"run": "lambda_max=0.0005,seed=0"}]
 
 
 def test_sweep_scatter_axes(fresh: AppTest) -> None:
@@ -543,7 +588,12 @@ def test_deselecting_runs(fresh: AppTest) -> None:
         and "domain" in layer["encoding"]["color"].get("scale", {})
     )
     colours = dict(zip(scale["domain"], scale["range"], strict=True))
-    assert colours["lambda_min=0.05,seed=0"] == "#b07aa1"  # seventh of the loaded runs
+    # from the run's name, the same as with every run shown
+    assert (
+        colours["lambda_min=0.05,seed=0"]
+        == app_charts.run_colors(SAMPLE_NAMES)["lambda_min=0.05,seed=0"]
+    )
+    assert all(colours[n] == app_charts.run_colors(SAMPLE_NAMES)[n] for n in keep)
     runs_widget(fresh).set_value([]).run()
     assert_ok(fresh)
     assert not charts(fresh)
@@ -671,3 +721,21 @@ def test_broken_run_alone_on_every_page(
     for page in PAGES:
         goto(at, page)
         assert not failures(at)
+
+
+def test_a_run_colour_picked_on_the_runs_page_colours_every_chart(fresh: AppTest) -> None:
+    name = "lambda_min=0.05,seed=0"
+    fresh.toggle(key="run_colors_open").set_value(True).run()
+    assert_ok(fresh)
+    fresh.color_picker(key=f"run_color_{name}").pick("#123456").run()
+    assert_ok(fresh)
+    goto(fresh, "step_line")
+    lm = spec(chart_by_title(fresh, "LM"))
+    scale = next(
+        layer["encoding"]["color"]["scale"]
+        for layer in lm["layer"]
+        if "domain" in layer.get("encoding", {}).get("color", {}).get("scale", {})
+    )
+    colours = dict(zip(scale["domain"], scale["range"], strict=True))
+    assert colours[name] == "#123456"
+    assert len(set(colours.values())) == len(colours)  # no other run took it

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -351,5 +352,163 @@ def test_hostile_names_fetch_nothing_and_render_as_typed(browser, start_server, 
                 for run in HOSTILE:
                     assert run in text, (name, run)
         assert not [u for u in fetched if u.endswith(("/x.png", "/x"))], fetched
+    finally:
+        page.close()
+
+
+# --- zoom, crosshair, colours, layouts ------------------------------------------------------------
+
+
+TOOLTIP_JS = """() => {
+  const tip = document.querySelector('#vg-tooltip-element');
+  if (!tip || !tip.classList.contains('visible')) return null;
+  return Object.fromEntries([...tip.querySelectorAll('tr')].map(
+    tr => [tr.querySelector('.key')?.innerText.trim(), tr.querySelector('.value')?.innerText.trim()]));
+}"""
+
+
+def tooltip_steps(page, chart, y_offset: float = 120) -> list[tuple[int, str]]:
+    """Sweep the pointer across a chart; the step and the text of each tooltip shown."""
+    drawn = chart.locator("canvas, svg.marks").first
+    drawn.scroll_into_view_if_needed()
+    box = drawn.bounding_box()
+    assert box is not None
+    seen: list[tuple[int, str]] = []
+    # across the plot, finely at both edges, where the axis ends
+    edges = [i / 4 for i in range(0, 41)] + [100 - i / 4 for i in range(0, 81)]
+    for i in [*range(10, 90, 4), *edges]:
+        page.mouse.move(box["x"] + box["width"] * i / 100, box["y"] + y_offset)
+        page.wait_for_timeout(120)
+        cells = page.evaluate(TOOLTIP_JS)
+        if cells and cells.get("step", "").isdigit():
+            seen.append((int(cells["step"]), "\n".join(f"{k}: {v}" for k, v in cells.items())))
+    return seen
+
+
+def test_zoom_sets_the_x_axis_and_the_tooltip_lists_every_run(browser, server: str) -> None:
+    """ "Open in step line" from a red flag: the x axis is the finding's range (hovering
+    from the left edge to the right edge of the plot reads steps from its start to its
+    end), the step reads as a whole number, and one tooltip names every shown run."""
+    page = open_app(browser, server)
+    try:
+        go_to(page, server, "red_flags")
+        page.get_by_role("button", name="Open in step line").first.click()
+        page.wait_for_function(
+            "() => [...document.querySelectorAll('[data-testid=\"stMain\"] h1')]"
+            ".some(h => h.innerText.trim() === 'Step line')"
+        )
+        wait_for_run(page)
+        values = page.locator('[data-testid="stSliderThumbValue"]').all_inner_texts()
+        lo, hi = (int(v.replace(",", "")) for v in values[-2:])
+        assert 0 < lo < hi
+        chart = page.locator('[data-testid="stVegaLiteChart"]').first
+        chart.locator("canvas, svg").first.wait_for()
+        page.wait_for_timeout(500)
+        seen = tooltip_steps(page, chart)
+        assert seen, "no tooltip on hover"
+        steps = [s for s, _ in seen]
+        spacing = max(1, -(-(hi - lo) // 299))
+        assert lo <= min(steps) <= lo + 3 * spacing, (lo, min(steps))
+        assert hi - 3 * spacing <= max(steps) <= hi, (hi, max(steps))
+        text = seen[len(seen) // 2][1]
+        listed = [line.split(": ")[0] for line in text.splitlines()[1:]]
+        assert len(listed) >= 8 and set(listed) <= set(SAMPLE_NAMES), text
+        assert re.fullmatch(r"step: \d+", text.splitlines()[0]), text  # `1474`, not `1,474.00`
+    finally:
+        page.close()
+
+
+def run_colours_shown(page) -> dict[str, str]:
+    """The Runs page's colour pickers: run name → the colour of its swatch."""
+    page.get_by_text("Choose run colours").click()
+    wait_for_run(page)
+    pickers = page.locator('[data-testid="stColorPicker"]')
+    pickers.first.wait_for()
+    return page.evaluate(
+        """() => Object.fromEntries([...document.querySelectorAll('[data-testid="stColorPicker"]')].map(el => {
+            const label = el.querySelector('label').innerText.trim();
+            const swatch = [...el.querySelectorAll('div')].find(d => getComputedStyle(d).backgroundColor.startsWith('rgb(') && d.offsetWidth > 0 && d.offsetWidth <= 60 && getComputedStyle(d).backgroundColor !== 'rgba(0, 0, 0, 0)');
+            return [label, swatch ? getComputedStyle(swatch).backgroundColor : null];
+        }))"""
+    )
+
+
+def test_a_runs_colour_is_the_same_in_another_set_of_runs(
+    browser, server: str, start_server, tmp_path: Path
+) -> None:
+    subset = ["lambda_min=0.05,seed=0", "gate=stuck,seed=0", "baseline,seed=1"]
+    for name in subset:
+        shutil.copytree(SAMPLE_RUNS / name, tmp_path / "three" / name)
+    small = start_server({"PONDER_RUNS": str(tmp_path / "three")})
+    full_page, small_page = open_app(browser, server), open_app(browser, small)
+    try:
+        full = run_colours_shown(full_page)
+        few = run_colours_shown(small_page)
+        assert set(few) == set(subset)
+        for name in subset:
+            assert few[name] and few[name] == full[name], (name, few[name], full[name])
+        assert len(set(full.values())) == len(full)  # eleven runs, eleven colours
+    finally:
+        full_page.close()
+        small_page.close()
+
+
+DRAWN_JS = """() => {
+  const charts = [...document.querySelectorAll('[data-testid="stVegaLiteChart"]')];
+  return charts.length > 0 && charts.every(el => {
+    const drawn = el.querySelector('canvas, svg.marks');
+    return drawn && drawn.getBoundingClientRect().width > 0;
+  });
+}"""
+
+
+LAYOUT_JS = """() => {
+  const main = document.querySelector('[data-testid="stMain"]');
+  const right = main.getBoundingClientRect().right;
+  const charts = [...document.querySelectorAll('[data-testid="stVegaLiteChart"]')].map(el => {
+    const drawn = el.querySelector('canvas, svg.marks');
+    const block = el.parentElement.closest('[data-testid="stVerticalBlock"]');
+    return [Math.round(drawn.getBoundingClientRect().width), Math.round(block.getBoundingClientRect().width)];
+  });
+  const tables = [...document.querySelectorAll('[data-testid="stDataFrame"]')].map(el => {
+    const r = el.getBoundingClientRect();
+    return [Math.round(r.right), Math.round(right)];
+  });
+  return {scroll: main.scrollWidth, client: main.clientWidth, charts, tables};
+}"""
+
+
+@pytest.mark.parametrize("width", [900, 1280])
+def test_layouts_fit_at_narrow_widths(browser, server: str, width: int) -> None:
+    """At 900 and 1280 px no chart is wider than its column (legends and facets
+    included), no table reaches past the page (its own scrollbar reaches every
+    column), and nothing scrolls the page sideways."""
+    page = browser.new_page(viewport={"width": width, "height": 1000})
+    page.set_default_timeout(60_000)
+    try:
+        page.goto(server)
+        page.wait_for_selector(IDLE)
+        page.wait_for_selector('[data-testid="stMain"] h1')
+        for name in PAGES:
+            go_to(page, server, name)
+            if name in CHART_PAGES:
+                try:  # every chart drawn (a busy machine can take a while on 20 charts)
+                    page.wait_for_function(DRAWN_JS, timeout=120_000)
+                except sync_api.TimeoutError:
+                    got = page.evaluate(
+                        LAYOUT_JS.replace(
+                            "drawn.getBoundingClientRect", "(drawn || el).getBoundingClientRect"
+                        )
+                    )
+                    SHOTS.mkdir(parents=True, exist_ok=True)
+                    page.screenshot(path=str(SHOTS / f"undrawn-{name}-{width}.png"), full_page=True)
+                    pytest.fail(f"{name} at {width}px: a chart was never drawn {got}")
+            page.wait_for_timeout(500)
+            got = page.evaluate(LAYOUT_JS)
+            wide = [(i, w, col) for i, (w, col) in enumerate(got["charts"]) if w > col + 2]
+            assert not wide, f"{name} at {width}px: charts wider than their column {wide}"
+            cut = [(i, r, edge) for i, (r, edge) in enumerate(got["tables"]) if r > edge + 2]
+            assert not cut, f"{name} at {width}px: tables past the page {cut}"
+            assert got["scroll"] <= got["client"] + 2, f"{name} at {width}px scrolls sideways"
     finally:
         page.close()

@@ -7,6 +7,7 @@ check that marks are really drawn at a usable size.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -82,13 +83,53 @@ def svg_size(chart: alt.TopLevelMixin) -> tuple[str, float, float]:
 
 
 def test_run_colors_are_stable_and_distinct() -> None:
-    names = [f"r{i}" for i in range(25)]
+    names = [f"r{i}" for i in range(20)]
     colors = charts.run_colors(names)
-    assert [colors[n] for n in names[:20]] == list(charts.PALETTE)
-    assert len(set(colors[n] for n in names[:20])) == 20
-    assert colors["r20"] == charts.PALETTE[0]  # wraps after the palette
-    # A run keeps its colour whatever else is loaded after it.
-    assert charts.run_colors(names[:3]) == {n: colors[n] for n in names[:3]}
+    assert len(set(colors.values())) == 20  # twenty runs, twenty colours
+    assert set(colors.values()) <= set(charts.PALETTE)
+    close = [
+        (a, b)
+        for i, a in enumerate(names)
+        for b in names[i + 1 :]
+        if charts.color_distance(colors[a], colors[b]) < charts.MIN_COLOR_DISTANCE
+    ]
+    assert not close
+    # Decided by the name, not the position: the same in another order and run set.
+    assert charts.run_colors(list(reversed(names))) == colors
+    # A run on its own slot keeps it in any run set; adding one run moves at most the
+    # runs whose slot it wants (here: none of those on their own slot).
+    own = {
+        n for n in names if colors[n] == charts.PALETTE[charts._name_hash(n) % len(charts.PALETTE)]
+    }
+    assert len(own) >= 8
+    for subset in (names[5:9], names[:10], names[::3]):
+        sub = charts.run_colors(subset)
+        assert all(sub[n] == colors[n] for n in subset if n in own)
+
+
+def test_palette_has_no_grey_and_no_look_alikes() -> None:
+    other_grey = charts.PATTERN_COLORS[patterns.OTHER]
+    for i, a in enumerate(charts.PALETTE):
+        assert charts.color_distance(a, other_grey) >= charts.MIN_COLOR_DISTANCE
+        for b in charts.PALETTE[i + 1 :]:
+            assert charts.color_distance(a, b) >= charts.MIN_COLOR_DISTANCE, (a, b)
+
+
+def test_run_colors_user_overrides_win_and_are_kept_clear_of() -> None:
+    names = ["a", "b", "c"]
+    auto = charts.run_colors(names)
+    picked = charts.run_colors(names, {"b": auto["a"], "c": "not a colour"})
+    assert picked["b"] == auto["a"]
+    assert picked["a"] != auto["a"]  # the user's pick is taken: a moves off it
+    assert charts.is_hex_color(picked["c"])
+
+
+def test_group_colors_avoid_the_runs() -> None:
+    colors = charts.run_colors(["a", "b"])
+    out = charts.with_group_colors(colors, ["g1", "g2", "a"])
+    assert out["a"] == colors["a"]  # kept
+    assert len({out["a"], out["b"], out["g1"], out["g2"]}) == 4
+    assert colors == charts.run_colors(["a", "b"])  # not changed in place
 
 
 def test_color_scale_follows_the_mapping() -> None:
@@ -267,7 +308,7 @@ def test_metric_chart_colours_do_not_shift_when_runs_are_hidden() -> None:
     only_last = series(runs=["lambda_max=0.0005"])
     d = to_dict(charts.metric_chart(only_last, title="t", y_title="y", colors=COLORS))
     scale = layers_with(d, "line")[0]["encoding"]["color"]["scale"]
-    assert scale["range"] == [COLORS["lambda_max=0.0005"]] == [charts.PALETTE[2]]
+    assert scale["range"] == [COLORS["lambda_max=0.0005"]]
 
 
 def test_metric_chart_unsmoothed_draws_one_line() -> None:
@@ -421,7 +462,7 @@ def test_pattern_timeline_colours() -> None:
 def test_pattern_share_bars_facet_by_phase() -> None:
     d = to_dict(charts.pattern_share_bars(_shares(), title="shares"))
     enc = d["encoding"]
-    assert enc["column"]["field"] == "phase_label"
+    assert enc["row"]["field"] == "phase_label"  # one under the other: fits 900 px
     assert enc["x"]["field"] == "share" and enc["x"]["scale"]["domain"] == [0, 1]
     assert data_of(d, d)["share"].sum() == pytest.approx(1.0)
 
@@ -545,15 +586,108 @@ def test_view_colours_are_keyed_by_the_data_layer_vocabularies() -> None:
     assert tuple(charts.PATTERN_COLORS) == patterns.TIMELINE_PATTERNS
 
 
-def test_with_group_colors_follow_the_runs() -> None:
-    colors = charts.run_colors(["a", "b"])
-    out = charts.with_group_colors(colors, ["g1", "g2"], n_runs=5)
-    assert out["a"] == colors["a"] and out["b"] == colors["b"]
-    assert out["g1"] == charts.PALETTE[5] and out["g2"] == charts.PALETTE[6]
-    assert charts.with_group_colors(colors, ["a"], n_runs=2)["a"] == colors["a"]  # kept
-    assert colors == charts.run_colors(["a", "b"])  # not changed in place
-
-
 @pytest.mark.parametrize(("spec", "expected"), [(".1%", ".2%"), (".2%", ".2%"), (".3f", ".3f")])
 def test_d3_format(spec: str, expected: str) -> None:
     assert charts.d3_format(spec) == expected
+
+
+# --- zoom, crosshair, stack, export ---------------------------------------------------------------
+
+
+def _zoomed_chart(**kw: Any) -> alt.TopLevelMixin:
+    data = series(n=200)
+    hover = prepare.hover_table(data, "step", (50.0, 150.0))
+    return charts.metric_chart(
+        data.filter(pl.col("step").is_between(50, 150)),
+        title="LM",
+        y_title="LM",
+        colors=COLORS,
+        x_domain=(50.0, 150.0),
+        hover=hover,
+        **kw,
+    )
+
+
+def test_zoom_sets_the_x_domain_and_clips() -> None:
+    d = to_dict(_zoomed_chart())
+    lines = layers_with(d, "line")
+    for ln in lines:
+        assert ln["encoding"]["x"]["scale"]["domain"] == [50.0, 150.0]
+        assert ln["mark"]["clip"] is True
+    zoom = [p for p in d["params"] if p["name"] == charts.ZOOM]
+    assert zoom and zoom[0]["bind"] == "scales" and zoom[0]["select"]["encodings"] == ["x"]
+
+
+def test_crosshair_tooltip_lists_every_run_with_an_integer_step() -> None:
+    d = to_dict(_zoomed_chart())
+    rule = next(r for r in layers_with(d, "rule") if "tooltip" in r["encoding"])
+    tips = rule["encoding"]["tooltip"]
+    assert tips[0]["field"] == "step" and tips[0]["format"] == "d"
+    assert [t["title"] for t in tips[1:]] == RUNS
+    assert all(t["field"].startswith("t_v") for t in tips[1:])  # formatted, "–" when absent
+    hover = [p for p in d["params"] if p["name"] == charts.HOVER][0]
+    assert hover["select"]["nearest"] is True and hover["select"]["fields"] == ["step"]
+
+
+def test_stack_shares_one_zoom_one_crosshair_and_renders() -> None:
+    d = to_dict(charts.stack([_zoomed_chart(), _zoomed_chart(log_y=True)]))
+    names = {p["name"]: p for p in d["params"]}
+    assert {charts.ZOOM, charts.HOVER, charts.PICK} <= set(names)
+    assert len(names[charts.ZOOM]["views"]) == 2 and len(set(names[charts.ZOOM]["views"])) == 2
+    assert d["resolve"]["scale"]["x"] == "shared"
+    svg = vlc.vegalite_to_svg(json.dumps(charts.export_spec(charts.stack([_zoomed_chart()] * 2))))
+    assert "<svg" in svg
+
+
+def test_export_spec_has_a_fixed_width() -> None:
+    chart = _zoomed_chart()
+    spec = charts.export_spec(chart)
+    assert spec["width"] == charts.EXPORT_WIDTH
+    svg = vlc.vegalite_to_svg(json.dumps(spec))
+    width = float(re.search(r'<svg[^>]* width="([\d.]+)"', svg).group(1))
+    assert width >= charts.EXPORT_WIDTH
+
+
+def test_log_ticks_are_regular() -> None:
+    assert charts.log_ticks(1e-4, 0.2) == [1e-4, 1e-3, 1e-2, 1e-1]
+    assert charts.log_ticks(4, 12) == [4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0]
+    assert charts.log_ticks(0.5, 30) == [0.5, 1.0, 2.0, 5.0, 10.0, 20.0]
+    assert charts.log_ticks(0, 1) == []
+
+
+def test_log_axis_is_fitted_to_the_data() -> None:
+    data = series().with_columns(
+        pl.col("value") + 3, pl.col("smooth") + 3
+    )  # about 5 to 7, not a nice 1–100
+    dom = prepare.y_domain(data, log=True)
+    d = to_dict(
+        charts.metric_chart(data, title="t", y_title="y", colors=COLORS, log_y=True, y_domain=dom)
+    )
+    scale = layers_with(d, "line")[0]["encoding"]["y"]["scale"]
+    assert scale["type"] == "log" and scale["nice"] is False
+    lo, hi = data["smooth"].min(), data["value"].max()
+    assert lo / 1.1 < scale["domain"][0] < lo and hi < scale["domain"][1] < hi * 1.1
+
+
+def test_shared_reference_lines_are_labelled() -> None:
+    d = to_dict(
+        charts.metric_chart(
+            series(), title="t", y_title="y", colors=COLORS, refs=[(2.0, "ref two")]
+        )
+    )
+    text = [
+        t for t in layers_with(d, "text") if t["encoding"].get("text", {}).get("field") == "label"
+    ]
+    assert text and data_of(d, text[0])["label"].to_list() == ["ref two"]
+
+
+def test_layer_profile_chart() -> None:
+    data = pl.DataFrame(
+        {"run": RUNS[:2] * 2, "layer": [0, 0, 1, 1], "value": [1.0, 2.0, 1.5, 2.5], "n": [3] * 4}
+    )
+    d = to_dict(charts.layer_profile_chart(data, title="k", value_title="k", colors=COLORS))
+    assert d["encoding"]["x"]["field"] == "layer"
+    assert d["encoding"]["color"]["scale"]["range"] == [COLORS[r] for r in RUNS[:2]]
+    assert is_no_data(
+        to_dict(charts.layer_profile_chart(data.clear(), title="k", value_title="k", colors=COLORS))
+    )

@@ -603,3 +603,150 @@ def test_reference_labels_stay_short_when_many_runs_share_a_line() -> None:
     assert out["label"].to_list() == ["λ_p max 5.00e-02 (9 runs)", "solo: TARGET_K 2.40"]
     assert out["run"].to_list() == [names[0], "solo"]
     assert out["runs"][0] == ", ".join(names)
+
+
+# --- zoom, hover, y range, groups, Pareto ------------------------------------------------------
+
+
+def _two_runs() -> pl.DataFrame:
+    return pl.DataFrame(
+        {
+            "run": ["a"] * 5 + ["b"] * 3,
+            "step": [0, 10, 20, 30, 40, 0, 20, 40],
+            "value": [1.0, 2.0, 3.0, 4.0, 5.0, 10.0, 20.0, 30.0],
+            "smooth": [1.0, 2.0, 3.0, 4.0, 5.0, 10.0, 20.0, 30.0],
+        }
+    )
+
+
+def test_x_domain_is_the_step_range_exactly() -> None:
+    assert prepare.x_domain(_two_runs(), "step", (7, 33)) == (7.0, 33.0)
+    tok = _two_runs().with_columns((pl.col("step") * 100).alias("tokens"))
+    assert prepare.x_domain(tok, "tokens", (0, 40)) == (0.0, 4000.0)
+
+
+def test_hover_table_shares_a_grid_and_reads_the_last_value() -> None:
+    hover = prepare.hover_table(_two_runs(), "step", (0.0, 40.0), n=5)
+    assert hover is not None
+    assert hover.frame["step"].to_list() == [0, 10, 20, 30, 40]
+    assert hover.columns == {"v0": "a", "v1": "b"}
+    assert hover.frame["v0"].to_list() == [1.0, 2.0, 3.0, 4.0, 5.0]
+    assert hover.frame["v1"].to_list() == [10.0, 10.0, 20.0, 20.0, 30.0]
+    # The grid depends on the domain only: another metric gets the same positions.
+    other = prepare.hover_table(_two_runs().filter(pl.col("run") == "b"), "step", (0.0, 40.0), n=5)
+    assert other is not None and other.frame["step"].equals(hover.frame["step"])
+    # No value after a run's last point (a crashed run does not stretch on).
+    short = prepare.hover_table(_two_runs().filter(pl.col("step") <= 20), "step", (0.0, 40.0), n=5)
+    assert short is not None and short.frame["v0"].to_list() == [1.0, 2.0, 3.0, None, None]
+
+
+def test_clip_spans_to_the_zoom() -> None:
+    spans = pl.DataFrame(
+        {"start": [0.0, 100.0, 500.0], "end": [100.0, 500.0, 900.0], "label": list("abc")}
+    )
+    out = prepare.clip_spans(spans, (200.0, 600.0))
+    assert out is not None
+    assert out.rows() == [(200.0, 500.0, "b"), (500.0, 600.0, "c")]
+
+
+def test_y_domain_ignores_outliers_and_fits_log() -> None:
+    vals = [5.0] * 200 + [6.0] * 200 + [1000.0]
+    s = pl.DataFrame(
+        {"run": ["a"] * len(vals), "step": range(len(vals)), "value": vals, "smooth": vals}
+    )
+    assert prepare.y_domain(s) is None  # linear, outliers kept: the axis fits itself
+    lo, hi = prepare.y_domain(s, ignore_outliers=True)
+    assert 4.9 < lo < 5.0 and 6.0 < hi < 6.1
+    lo, hi = prepare.y_domain(s.filter(pl.col("value") < 100), log=True)
+    assert 4.8 < lo < 5.0 and 6.0 < hi < 6.3  # not a nice 1–10
+
+
+@pytest.mark.parametrize("band", ["minmax", "std", "stderr"])
+def test_group_series_bands(band: str) -> None:
+    s = pl.DataFrame(
+        {
+            "run": ["a", "b", "c"] * 2,
+            "step": [0, 0, 0, 1, 1, 1],
+            "value": [1.0, 3.0, 9.0, 2.0, 4.0, 9.0],
+            "smooth": [1.0, 3.0, 9.0, 2.0, 4.0, 9.0],
+        }
+    )
+    lines, bands = prepare.group_series(s, {"g": ["a", "b"], "c": ["c"]}, band=band)
+    g = lines.filter(pl.col("run") == "g").sort("step")
+    assert g["smooth"].to_list() == [2.0, 3.0]
+    assert lines.filter(pl.col("run") == "c")["smooth"].to_list() == [9.0, 9.0]
+    b0 = bands.sort("step").row(0, named=True)
+    sd = float(np.std([1.0, 3.0], ddof=1))
+    expected = {
+        "minmax": (1.0, 3.0),
+        "std": (2 - sd, 2 + sd),
+        "stderr": (2 - sd / 2**0.5, 2 + sd / 2**0.5),
+    }
+    assert (b0["lo"], b0["hi"]) == pytest.approx(expected[band])
+
+
+def test_config_groups_and_keys() -> None:
+    runs = [
+        Run(name="r1", hparams={"target_k": 2.4, "seed": 0}),
+        Run(name="r2", hparams={"target_k": 2.4, "seed": 1}),
+        Run(name="r3", hparams={"target_k": 1.3, "seed": 0}),
+    ]
+    assert prepare.group_keys(runs) == ["target_k", "seed"]
+    assert prepare.config_groups(runs, "target_k") == {
+        "target_k=2.4": ["r1", "r2"],
+        "target_k=1.3": ["r3"],
+    }
+
+
+def test_pareto_front() -> None:
+    d = pl.DataFrame(
+        {
+            "run": list("abcdef"),
+            "c": [1.0, 2.0, 3.0, 2.5, None, 4.0],
+            "lm": [5.0, 4.0, 3.0, 4.5, 1.0, 3.0],
+        }
+    )
+    front = prepare.pareto_front(d, "c", "lm")
+    assert set(front.filter("on_front")["run"]) == {"a", "b", "c"}
+    assert front["c"].to_list()[:5] == [1.0, 2.0, 2.5, 3.0, 4.0]
+
+
+def test_layer_diff_has_no_stripes_where_cells_differ_in_width() -> None:
+    grid = pl.DataFrame(
+        {"layer": [0, 0, 0], "start": [0, 10, 20], "end": [10, 20, 30], "value": [1.0, 2.0, 3.0]}
+    )
+    # the baseline's first cell covers two buckets (an audit step was left out of 10–20)
+    base = pl.DataFrame({"layer": [0, 0], "start": [0, 20], "end": [20, 30], "value": [0.5, 1.0]})
+    diff = prepare.layer_diff(grid, base)
+    assert diff["start"].to_list() == [0, 10, 20]
+    assert diff["value"].to_list() == [0.5, 1.5, 2.0]
+    # past the baseline's end: no cell (nothing to subtract)
+    longer = pl.concat(
+        [grid, pl.DataFrame({"layer": [0], "start": [30], "end": [40], "value": [9.0]})]
+    )
+    assert prepare.layer_diff(longer, base)["start"].to_list() == [0, 10, 20]
+
+
+def test_per_step_compute_and_compute_spent() -> None:
+    steps = pl.DataFrame(
+        {
+            "step": [0, 1, 2],
+            "avg_k": [1.0, 2.0, 3.0],
+            "dt_ms": [1000.0] * 3,
+            "tok_per_sec": [10.0] * 3,
+        }
+    )
+    run = Run(name="r", steps=schema.conform(steps, schema.STEPS))
+    df = prepare.per_step(run)
+    assert df["compute"].to_list() == [1.0, 3.0, 6.0]  # Σ mean passes
+    spent = prepare.compute_spent({"r": df})
+    assert spent.row(0) == ("r", pytest.approx(10 * (1 + 2 + 3)))  # passes × tokens
+
+
+def test_layer_profile_is_the_mean_per_layer_and_run() -> None:
+    run = Run(name="r", layers=layers_frame(range(0, 100, 10), 3, lambda s, layer: layer + s / 100))
+    prof = prepare.layer_profile([run], "k", step_range=(0, 40))
+    assert prof["layer"].to_list() == [0, 1, 2]
+    assert prof["value"].to_list() == pytest.approx([0.2, 1.2, 2.2])  # steps 0–40: mean s/100 = 0.2
+    assert prof["n"].to_list() == [5, 5, 5]
+    assert prepare.layer_profile([run], "missing").is_empty()
