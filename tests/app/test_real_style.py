@@ -55,12 +55,18 @@ def test_heatmap_grid_leaves_audit_layer_lines_out() -> None:
     assert set(counted["start"]) & AUDITS and _stripes(counted) == set(counted["start"]) & AUDITS
     marks = prepare.audit_marks(RUN, econ)
     assert set(marks["step"]) == AUDITS & set(RUN.layers["step"])
-    # the baseline difference of two runs with audits on the same steps has no stripe
+    # the baseline difference of two runs, on the page's shared bucketing, has neither an
+    # audit stripe nor a white gap: every cell of the other run gets a difference
     other = real_run("other", seed=1)
-    diff = prepare.layer_diffs(
-        {"real": grid, "other": prepare.layer_grid(other, "k", 1000, econ)}, "real"
-    )
-    assert not set(diff["other"]["start"]) & AUDITS
+    buckets = prepare.grid_buckets([RUN, other], 1000, econ)
+    grids = {
+        "real": prepare.layer_grid(RUN, "k", 1000, econ, buckets=buckets),
+        "other": prepare.layer_grid(other, "k", 1000, econ, buckets=buckets),
+    }
+    assert _stripes(grids["real"]) == set() and _stripes(grids["other"]) == set()
+    diff = prepare.layer_diffs(grids, "real")["other"]
+    covered = grids["other"].filter(pl.col("start") < grids["real"]["end"].max())
+    assert diff.height == covered.height and diff["value"].is_not_null().all()
 
 
 def test_smoothed_series_have_no_audit_sawtooth() -> None:
