@@ -95,18 +95,12 @@ names = [r.name for r in loaded.runs]
 baseline: str | None
 with st.sidebar:
     if names:
-        known = st.session_state.get("known_runs")
-        if known is None or "selected_widget" not in st.session_state:
-            st.session_state["selected_widget"] = list(names)
-        elif known != names:
-            # Keep the user's choice; runs that just appeared (an upload, a new path) are shown.
-            kept = [n for n in st.session_state["selected_widget"] if n in names]
-            st.session_state["selected_widget"] = kept + [n for n in names if n not in known]
-        st.session_state["known_runs"] = names
-        selected = st.multiselect("Runs shown", names, key="selected_widget")
-        st.session_state["selected_runs"] = selected
+        selected = state.selection(names)
+        st.multiselect(
+            "Runs shown", names, key=state.SELECTED_WIDGET, on_change=state.take_selection
+        )
         base_options = selected or names
-        prev_base = st.session_state.get("baseline")
+        prev_base = state.baseline_choice(base_options)
         baseline = st.selectbox(
             "Baseline run",
             base_options,
@@ -160,3 +154,4 @@ except Exception as exc:  # noqa: BLE001 - a page failing on odd input gets a me
         icon=":material/error:",
     )
 ui.show_errors(ctx)
+state.write_url()

@@ -4,30 +4,52 @@ from __future__ import annotations
 
 import streamlit as st
 
-from ponder_app import charts, prepare, ui
+from ponder_app import charts, prepare, state, ui, viewstate
+from ponder_app.state import Context
 from ponder_parse.analysis import catalog, sweep
 
-ctx = ui.page_context("step_line")
-if ctx is not None:
+SMOOTHING = 0.6
+
+
+@st.fragment
+def step_line(ctx: Context) -> None:
+    """The controls and the charts: a fragment, so changing a control redraws the charts
+    and leaves the sidebar, the loading and the rest of the frame alone."""
+    ss = st.session_state
     frames = {r.name: ctx.frame(r) for r in ctx.runs}
     options = prepare.metric_options(frames)
     by_key = {m.key: m for m in options}
     flat = prepare.flat_in(ctx.runs)
     notes = {k: prepare.flat_note(k, flat, ctx.runs) for k in by_key}
-    focus = st.session_state.pop("step_line_focus", None)
+    lo, top = prepare.step_extent(frames.values())
     default = prepare.default_step_metrics(by_key)
+    # What a shared link asks for, checked against what these runs have.
+    if (asked := state.take_url(viewstate.METRICS)) is not None:
+        if (picked := viewstate.parse_choices(asked, list(by_key))) is not None:
+            ss["sl_metrics"] = picked
+    if (asked := state.take_url(viewstate.RANGE)) is not None:
+        if (rng := viewstate.parse_range(asked, lo, top)) is not None:
+            ss["sl_range"] = rng
+    if (asked := state.take_url(viewstate.SMOOTHING)) is not None:
+        if (w := viewstate.parse_float(asked, 0.0, 0.99)) is not None:
+            ss["sl_smooth"] = w
+    focus = ss.pop("step_line_focus", None)
     if focus:
-        st.session_state["sl_metrics"] = [k for k in focus["metrics"] if k in by_key] or default
-        st.session_state["sl_range"] = tuple(focus["range"])
+        ss["sl_metrics"] = [k for k in focus["metrics"] if k in by_key] or default
+        ss["sl_range"] = tuple(focus["range"])
+    state.seed("sl_metrics", default)
+    ss["sl_metrics"] = [k for k in ss["sl_metrics"] if k in by_key]
+    state.seed("sl_smooth", SMOOTHING)
     chosen = st.multiselect(
         "Metrics",
         list(by_key),
-        default=default,
         format_func=lambda k: (
             f"{catalog.LEVEL_TITLES[by_key[k].level]} · {by_key[k].group} — "
             f"{prepare.picker_label(by_key[k], notes[k])}"
         ),
         key="sl_metrics",
+        on_change=state.remember,
+        args=("sl_metrics",),
         help="Grouped by the guide's levels: the step line (level 1) and recurrence quality (level 4).",
     )
     c1, c2, c3, c4 = st.columns([2, 2, 2, 2])
@@ -35,9 +57,10 @@ if ctx is not None:
         "Smoothing (EMA weight)",
         0.0,
         0.99,
-        0.6,
-        0.01,
+        step=0.01,
         key="sl_smooth",
+        on_change=state.remember,
+        args=("sl_smooth",),
         help="TensorBoard-style debiased exponential moving average. 0 = raw.",
     )
     x = c2.radio(
@@ -63,19 +86,22 @@ if ctx is not None:
     marks_audit = c4.toggle("Mark audit steps", key="sl_audit", value=False)
     show_phases = c4.toggle("Phase bands (baseline run)", key="sl_phases", value=True)
 
-    lo, top = prepare.step_extent(frames.values())
-    a, b = st.session_state.get("sl_range", (lo, top))
-    # Clamped to the runs shown now (a run may have been deselected); set through session
-    # state only, so the slider has one source of truth.
-    st.session_state["sl_range"] = prepare.clamp_range((a, b), lo, top)
+    # A range that ended at the last step follows the runs as they grow (live runs); any
+    # other range is kept, clamped to the runs shown now. Set through session state only,
+    # so the slider has one source of truth.
+    v = state.view()
+    ss["sl_range"] = viewstate.follow_range(
+        ss.get("sl_range", v.get("sl_range")), lo, top, v.get("_sl_top")
+    )
+    v["_sl_top"], v["_sl_extent"], v["sl_range"] = top, (lo, top), ss["sl_range"]
     st.slider(
         "Step range (zoom: the visible range is re-sampled at full resolution)",
         lo,
         top,
         key="sl_range",
+        on_change=state.remember,
+        args=("sl_range",),
     )
-    # Read back from session state: a range slider given no `value` is typed as returning
-    # one number, but the (lo, hi) set above makes it a range.
     step_range: tuple[int, int] = st.session_state["sl_range"]
 
     groups = sweep.repeated_seed_groups(ctx.runs) if group_seeds else {}
@@ -146,3 +172,9 @@ if ctx is not None:
         f"Each run is reduced to at most {prepare.points_per_run(len(frames))} points per metric by keeping "
         "the minimum and maximum of every step bucket, so no spike is hidden; zoom in to see every step."
     )
+    state.write_url()
+
+
+ctx = ui.page_context("step_line")
+if ctx is not None:
+    step_line(ctx)
