@@ -5,9 +5,12 @@ from __future__ import annotations
 import streamlit as st
 
 from ponder_app import charts, prepare, ui
+from ponder_app.state import Context
 
-ctx = ui.page_context("layer_heatmaps")
-if ctx is not None:
+
+@st.fragment
+def page_body(ctx: Context) -> None:
+    """The controls and the heatmaps: a fragment, so a control redraws these charts only."""
     present = prepare.layer_metrics(ctx.runs)
     if not present:
         st.info("None of the shown runs logged per-layer lines.")
@@ -78,3 +81,8 @@ if ctx is not None:
                     ),
                     f"heatmap-diff-{col}-{n}",
                 )
+
+
+ctx = ui.page_context("layer_heatmaps")
+if ctx is not None:
+    page_body(ctx)

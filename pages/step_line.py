@@ -24,15 +24,15 @@ def step_line(ctx: Context) -> None:
     lo, top = prepare.step_extent(frames.values())
     default = prepare.default_step_metrics(by_key)
     # What a shared link asks for, checked against what these runs have.
-    if (asked := state.take_url(viewstate.METRICS)) is not None:
-        if (picked := viewstate.parse_choices(asked, list(by_key))) is not None:
-            ss["sl_metrics"] = picked
-    if (asked := state.take_url(viewstate.RANGE)) is not None:
-        if (rng := viewstate.parse_range(asked, lo, top)) is not None:
-            ss["sl_range"] = rng
-    if (asked := state.take_url(viewstate.SMOOTHING)) is not None:
-        if (w := viewstate.parse_float(asked, 0.0, 0.99)) is not None:
-            ss["sl_smooth"] = w
+    asked = state.take_url(viewstate.METRICS)
+    if (picked := viewstate.parse_choices(asked or [], list(by_key))) is not None:
+        ss["sl_metrics"] = picked
+    asked = state.take_url(viewstate.RANGE)
+    if (rng := viewstate.parse_range(asked or [], lo, top)) is not None:
+        ss["sl_range"] = rng
+    asked = state.take_url(viewstate.SMOOTHING)
+    if (w := viewstate.parse_float(asked or [], 0.0, 0.99)) is not None:
+        ss["sl_smooth"] = w
     focus = ss.pop("step_line_focus", None)
     if focus:
         ss["sl_metrics"] = [k for k in focus["metrics"] if k in by_key] or default

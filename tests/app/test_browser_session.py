@@ -8,14 +8,8 @@ module; headless Debian chromium).
 
 from __future__ import annotations
 
-import contextlib
-import re
-import shutil
-import time
-from pathlib import Path
-
 import pytest
-from app_helpers import SAMPLE_NAMES, SAMPLE_RUNS, head_lines, log_of
+from app_helpers import SAMPLE_NAMES
 from test_browser import (  # noqa: F401 - fixtures are found by name
     CHROMIUM,
     CHROMIUM_ARGS,
