@@ -8,8 +8,11 @@ module; headless Debian chromium).
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
+
 import pytest
-from app_helpers import SAMPLE_NAMES
+from app_helpers import SAMPLE_NAMES, SAMPLE_RUNS, head_lines, log_of
 from test_browser import (  # noqa: F401 - fixtures are found by name
     CHROMIUM,
     CHROMIUM_ARGS,
@@ -62,11 +65,25 @@ def _selection_lost(page) -> bool:
 
 def test_fresh_sessions_never_lose_the_selection(browser, server: str) -> None:  # noqa: F811
     """Fresh sessions, several at once, whose first interaction is a page switch made as
-    soon as the navigation shows (the first run may still be going) or a widget change:
-    every one keeps every run selected, on that page and on the next."""
+    soon as the navigation shows (the first run may still be going) or a widget change,
+    and whose second is the other: every one keeps every run selected throughout."""
     lost: list[tuple[int, str, int]] = []
+
+    def check(i: int, page, after: str) -> None:
+        wait_for_run(page)
+        if _selection_lost(page):
+            lost.append((i, after, chips(page)))
+
+    def switch(page, target: str) -> None:
+        page.locator(f'[data-testid="stSidebarNav"] a[href$="/{target}"]').click()
+        wait_for_title(page, target)
+
+    def toggle(page) -> None:
+        page.locator(PICKER).wait_for()
+        page.locator('[data-testid="stSidebar"] [data-testid="stCheckbox"]').first.click()
+
     for first in range(0, SESSIONS, BATCH):
-        ctxs = [browser.new_context(viewport={"width": 1400, "height": 1000}) for _ in range(BATCH)]
+        ctxs = [browser.new_context(viewport={"width": 1200, "height": 900}) for _ in range(BATCH)]
         try:
             pages = [c.new_page() for c in ctxs]
             for page in pages:
@@ -76,21 +93,114 @@ def test_fresh_sessions_never_lose_the_selection(browser, server: str) -> None: 
                 i = first + j
                 page.wait_for_selector('[data-testid="stSidebarNav"] a')
                 if i % 2 == 0:
-                    target = SWITCH_TO[(i // 2) % len(SWITCH_TO)]
-                    page.locator(f'[data-testid="stSidebarNav"] a[href$="/{target}"]').click()
+                    switch(page, SWITCH_TO[(i // 2) % len(SWITCH_TO)])
                 else:
-                    page.locator(f"{PICKER}").wait_for()
-                    page.locator('[data-testid="stSidebar"] [data-testid="stCheckbox"]').first.click()
+                    toggle(page)
+            for j, page in enumerate(pages):
+                check(first + j, page, "first interaction")
             for j, page in enumerate(pages):
                 i = first + j
-                wait_for_run(page)
-                page.wait_for_selector('[data-testid="stMain"] h1')
-                if _selection_lost(page):
-                    lost.append((i, "first interaction", chips(page)))
-                go_to(page, server, "step_line" if i % 2 else "home")
-                if _selection_lost(page):
-                    lost.append((i, "second page", chips(page)))
+                if i % 2 == 0:
+                    toggle(page)
+                else:
+                    switch(page, SWITCH_TO[(i // 2) % len(SWITCH_TO)])
+            for j, page in enumerate(pages):
+                check(first + j, page, "second interaction")
         finally:
             for c in ctxs:
                 c.close()
     assert not lost, f"sessions whose selection changed (session, after, chips shown): {lost}"
+
+
+# --- the view in the URL -----------------------------------------------------------------------
+
+THUMB = '[data-testid="stSliderThumbValue"]'
+
+
+def slider(page, label: str):
+    return page.locator('[data-testid="stSlider"]').filter(has_text=label)
+
+
+def test_a_reload_restores_the_view(browser, server: str) -> None:  # noqa: F811
+    page = browser.new_page(viewport={"width": 1400, "height": 1400})
+    page.set_default_timeout(60_000)
+    try:
+        page.goto(server + "/step_line")
+        page.wait_for_selector(IDLE)
+        page.locator('[data-testid="stVegaLiteChart"]').first.wait_for()
+        # Smoothing 0.60 → 0.57 with the keyboard, one run taken out of the selection.
+        smooth = slider(page, "Smoothing")
+        smooth.locator('input[type="range"]').focus()
+        for _ in range(3):
+            page.keyboard.press("ArrowLeft")
+        wait_for_run(page)
+        dropped = "gate=stuck,seed=0"
+        page.locator(f'{PICKER} [aria-label="Remove {dropped}"]').click()
+        wait_for_run(page)
+        page.wait_for_function("() => location.search.includes('smooth=0.57')")
+        url = page.url
+        assert "run=" in url, url
+        page.reload()
+        page.wait_for_selector(IDLE)
+        page.locator('[data-testid="stVegaLiteChart"]').first.wait_for()
+        wait_for_run(page)
+        assert slider(page, "Smoothing").locator(THUMB).inner_text().strip() == "0.57"
+        names = page.locator(f"{CHIPS}").evaluate_all(
+            "els => els.map(e => e.getAttribute('aria-label'))"
+        )
+        assert sorted(names) == sorted(n for n in SAMPLE_NAMES if n != dropped)
+        assert page.url == url
+        # A link with values this server cannot use opens the plain view, without a traceback.
+        page.goto(server + "/step_line?run=nope&smooth=abc&steps=9-1&metric=%3Cb%3E")
+        page.wait_for_selector(IDLE)
+        page.locator('[data-testid="stVegaLiteChart"]').first.wait_for()
+        assert page.locator('[data-testid="stException"]').count() == 0
+        assert chips(page) == len(SAMPLE_NAMES)
+    finally:
+        page.close()
+
+
+# --- a followed log that grows ------------------------------------------------------------------
+
+POLL_S = 5
+
+
+def test_live_run_draws_new_steps_within_two_polls(browser, start_server, tmp_path: Path) -> None:  # noqa: F811
+    lines = head_lines(log_of(SAMPLE_RUNS / "baseline,seed=0"), 4000)
+    cut = len(lines) // 2
+    run = tmp_path / "sweep" / "live,seed=0"
+    run.mkdir(parents=True)
+    log = run / "log_kronecker_adaptive.txt"
+    log.write_text("\n".join(lines[:cut]) + "\n")
+    url = start_server({"PONDER_RUNS": str(tmp_path / "sweep")})
+    page = browser.new_page(viewport={"width": 1400, "height": 1400})
+    page.set_default_timeout(60_000)
+    try:
+        page.goto(url + "/step_line")
+        page.wait_for_selector(IDLE)
+        page.locator('[data-testid="stVegaLiteChart"]').first.wait_for()
+        page.locator('[data-testid="stSidebar"] [data-testid="stCheckbox"]').first.click()
+        wait_for_run(page)
+        steps = slider(page, "Step range")
+        before = [int(t.replace(",", "")) for t in steps.locator(THUMB).all_inner_texts()]
+        with log.open("a") as f:
+            f.write("\n".join(lines[cut:]) + "\n")
+        appended = time.monotonic()
+        page.wait_for_function(
+            """([sel, old]) => {
+                const el = [...document.querySelectorAll('[data-testid="stSlider"]')]
+                    .find(s => s.innerText.includes('Step range'));
+                if (!el) return false;
+                const v = [...el.querySelectorAll(sel)].map(t => parseInt(t.innerText.replace(/,/g, '')));
+                return v.length === 2 && v[1] > old;
+            }""",
+            arg=[THUMB, before[-1]],
+            timeout=(2 * POLL_S + 8) * 1000,
+        )
+        took = time.monotonic() - appended
+        after = [int(t.replace(",", "")) for t in steps.locator(THUMB).all_inner_texts()]
+        assert after[0] == before[0] and after[1] > before[1], (before, after)
+        print(f"new steps drawn {took:.1f} s after the append")
+        assert took <= 2 * POLL_S + 8
+    finally:
+        page.close()
