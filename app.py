@@ -83,8 +83,21 @@ except OSError as exc:  # the server's temporary folder is full or gone
     logging.getLogger("ponder_app").exception("uploads could not be unpacked")
     upload_dirs, upload_messages = [], [f"uploads could not be unpacked ({exc.strerror})"]
 paths = state.configured_paths()
-if not paths and not upload_dirs:
-    paths = [str(state.SAMPLE_RUNS)]
+if not paths:
+    # Uploading one's own runs means wanting to see them: the bundled samples step aside,
+    # said in the sidebar with a switch to bring them back.
+    show_samples = not upload_dirs
+    if upload_dirs:
+        with st.sidebar:
+            show_samples = st.toggle(
+                "Show the sample runs too",
+                key="keep_samples",
+                help="The bundled sample sweep is hidden while your uploads are shown.",
+            )
+            if not show_samples:
+                st.caption("Sample runs hidden: only your uploads are shown.")
+    if show_samples:
+        paths = [str(state.SAMPLE_RUNS)]
 upload_root = st.session_state.get("_upload_dir")
 loaded = state.load_all(
     paths, upload_dirs, live=live, upload_root=Path(upload_root) if upload_root else None
