@@ -5,7 +5,7 @@ from __future__ import annotations
 import polars as pl
 import streamlit as st
 
-from ponder_app import charts, ui
+from ponder_app import charts, state, ui
 from ponder_app.state import Context
 from ponder_parse.analysis import phases as ph
 from ponder_parse.analysis import summaries
@@ -81,11 +81,13 @@ if ctx is not None:
     new_overrides = ph.edited_overrides(bounds, pl.DataFrame(edited), overrides)
     if new_overrides is not None:
         st.session_state["phase_overrides"] = new_overrides
+        state.save_edits(ctx.runs)
         st.rerun()
     if any(overrides.get(r.name) for r in ctx.runs) and st.button(
         "Reset to what the logs say", key="phase_reset"
     ):
         st.session_state["phase_overrides"] = {}
+        state.save_edits(ctx.runs)
         st.session_state.pop("phase_editor", None)  # the editor would re-apply its old edits
         st.rerun()
 

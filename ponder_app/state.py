@@ -40,6 +40,7 @@ from streamlit.runtime.scriptrunner import add_script_run_ctx, get_script_run_ct
 from ponder_app import charts, prepare, viewstate
 from ponder_parse.analysis import phases, summaries
 from ponder_parse.analysis import red_flags as flags
+from ponder_parse.files import edits as saved_edits
 from ponder_parse.files import hparams
 from ponder_parse.files.loader import (
     LoadFailure,
@@ -144,7 +145,14 @@ def configured_paths() -> list[str]:
 
 def _stamp(run_path: Path) -> tuple[Any, ...]:
     """What identifies a run's files' content cheaply: sizes and modification times."""
-    files = [run_path] if run_path.is_file() else [p for p in run_path.iterdir() if p.is_file()]
+    files = (
+        [run_path]
+        if run_path.is_file()
+        # The user's saved edits are not the run's content: saving one must not re-read it.
+        else [
+            p for p in run_path.iterdir() if p.is_file() and not p.name.startswith(".ponder-edits")
+        ]
+    )
     out = []
     for p in sorted(files):
         try:
@@ -596,7 +604,61 @@ def with_user_tags(
     return out
 
 
+EDIT_NOTES = "_edit_notes"
+
+
+def _is_upload(run: Run) -> bool:
+    root = st.session_state.get("_upload_dir")
+    return run.source is None or (root is not None and run.source.is_relative_to(root))
+
+
+def restore_edits(runs: Sequence[Run]) -> None:
+    """Put the edits saved beside each run (tags, phase boundaries) into this session, once
+    per run and session; what the session has edited itself wins. Uploads live in a
+    temporary folder: their edits stay with the session."""
+    ss = st.session_state
+    seen: set[str] = ss.setdefault("_edits_read", set())
+    tags = dict(ss.get("tag_edits", {}))
+    phase_ov = dict(ss.get("phase_overrides", {}))
+    changed = False
+    for r in runs:
+        ident = f"{r.name}|{r.source}"
+        if ident in seen or _is_upload(r):
+            continue
+        seen.add(ident)
+        assert r.source is not None
+        got = saved_edits.read_edits(r.source)
+        if got.tags and r.name not in tags:
+            tags[r.name], changed = dict(got.tags), True
+        if got.phases and r.name not in phase_ov:
+            phase_ov[r.name], changed = dict(got.phases), True
+    if changed:
+        ss["tag_edits"], ss["phase_overrides"] = tags, phase_ov
+
+
+def save_edits(runs: Sequence[Run]) -> list[str]:
+    """Write these runs' session edits beside them (see `ponder_parse.files.edits`);
+    returns a message per run whose edits could not be saved."""
+    ss = st.session_state
+    problems = []
+    for r in runs:
+        if _is_upload(r):
+            continue
+        assert r.source is not None
+        mine = saved_edits.RunEdits(
+            dict(ss.get("tag_edits", {}).get(r.name, {})),
+            dict(ss.get("phase_overrides", {}).get(r.name, {})),
+        )
+        try:
+            saved_edits.write_edits(r.source, mine)
+        except OSError as exc:
+            problems.append(f"{r.name}: edits kept for this session only ({exc.strerror})")
+    ss[EDIT_NOTES] = problems  # said on the page after the rerun that follows an edit
+    return problems
+
+
 def build_context(loaded: Loaded, selected: Sequence[str], baseline: str | None) -> Context:
+    restore_edits(loaded.runs)
     runs_all = with_user_tags(loaded.runs)
     names = [r.name for r in runs_all]
     chosen = [r for r in runs_all if r.name in set(selected)]

@@ -14,7 +14,7 @@ import altair as alt
 import polars as pl
 import streamlit as st
 
-from ponder_app import charts, registry
+from ponder_app import charts, registry, state
 from ponder_app.state import Context, context
 
 # Everything Streamlit's Markdown (and its LaTeX and directive extensions) gives a meaning
@@ -166,6 +166,8 @@ def page_context(page_id: str) -> Context | None:
 
 def show_errors(ctx: Context) -> None:
     """Per-run analysis failures, said plainly at the end of the page."""
+    for note in st.session_state.pop(state.EDIT_NOTES, None) or []:
+        st.warning(plain(note), icon=":material/save:")
     for name, message in ctx.errors.items():
         st.warning(
             f"**{plain(name)}**: {plain(message)}. The other runs are unaffected.",

@@ -103,3 +103,35 @@ def test_unusable_url_values_are_ignored(params: dict[str, object]) -> None:
     goto(at, "step_line")
     assert_ok(at)
     assert not at.exception
+
+
+def test_tag_and_phase_edits_outlive_the_session() -> None:
+    at = new_app().run()
+    goto(at, "sweep")
+    at.session_state["sw_tags_baseline,seed=0"] = {
+        "edited_rows": {},
+        "added_rows": [{"key": "mytag", "value": "7"}],
+        "deleted_rows": [],
+    }
+    at.run()
+    at.button(key="sw_apply").click().run()
+    assert_ok(at)
+    goto(at, "phase_comparison")
+    at.session_state["phase_editor"] = {
+        "edited_rows": {0: {"ponder_start": 1500}},
+        "added_rows": [],
+        "deleted_rows": [],
+    }
+    at.run()
+    assert_ok(at)
+    # A new session over the same runs starts with both edits.
+    again = new_app().run()
+    assert again.session_state["tag_edits"]["baseline,seed=0"] == {"mytag": 7}
+    assert again.session_state["phase_overrides"]["baseline,seed=0"] == {"ponder_start": 1500}
+    # Reset in the new session: saved as reset too.
+    goto(again, "phase_comparison")
+    again.button(key="phase_reset").click().run()
+    assert_ok(again)
+    third = new_app().run()
+    assert "baseline,seed=0" not in third.session_state["phase_overrides"]
+    assert third.session_state["tag_edits"]["baseline,seed=0"] == {"mytag": 7}
