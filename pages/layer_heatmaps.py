@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import streamlit as st
 
 from ponder_app import charts, prepare, ui
@@ -37,41 +39,44 @@ def page_body(ctx: Context) -> None:
             st.warning(f"{m.label}: {notes[col]}. The heatmap below is not a measurement.")
         lo, hi = prepare.step_extent(r.layers for r in ctx.runs)
         step_range = st.slider("Step range", lo, hi, (lo, hi), key="lh_range")
-        buckets = prepare.grid_buckets(ctx.runs, cols, step_range)
-        grids = {
-            r.name: prepare.layer_grid(
-                r, col, cols, step_range, include_audit=include_audit, buckets=buckets
-            )
-            for r in ctx.runs
-        }
-        marks = {
-            r.name: None if include_audit else prepare.audit_marks(r, step_range) for r in ctx.runs
-        }
-        domain = prepare.value_domain(grids.values())
-        for name, grid in grids.items():
-            ui.show_chart(
-                charts.heatmap(
-                    grid,
-                    title=name,
-                    value_title=m.label,
-                    domain=domain,
-                    value_format=charts.d3_format(m.fmt),
-                    marks=marks[name],
-                ),
-                f"heatmap-{col}-{name}",
-            )
-        if not include_audit and any(mk is not None and mk.height for mk in marks.values()):
-            st.caption("▼ audit steps: their layer lines (forced k=2) are left out of the cells.")
         base = ctx.baseline
-        diffs = prepare.layer_diffs(grids, base.name) if base is not None else {}
-        if diffs and base is not None:
-            st.subheader(f"Difference from the baseline run ({ui.plain(base.name)})")
-            st.caption(
-                "Run minus baseline on the cells both have: red above the baseline, blue below."
+
+        def build() -> tuple[list[tuple[str, Any]], list[tuple[str, Any]], bool]:
+            """Every heatmap of this choice, and the differences from the baseline."""
+            buckets = prepare.grid_buckets(ctx.runs, cols, step_range)
+            grids = {
+                r.name: prepare.layer_grid(
+                    r, col, cols, step_range, include_audit=include_audit, buckets=buckets
+                )
+                for r in ctx.runs
+            }
+            marks = {
+                r.name: None if include_audit else prepare.audit_marks(r, step_range)
+                for r in ctx.runs
+            }
+            domain = prepare.value_domain(grids.values())
+            maps = [
+                (
+                    name,
+                    charts.heatmap(
+                        grid,
+                        title=name,
+                        value_title=m.label,
+                        domain=domain,
+                        value_format=charts.d3_format(m.fmt),
+                        marks=marks[name],
+                    ),
+                )
+                for name, grid in grids.items()
+            ]
+            audited = not include_audit and any(
+                mk is not None and mk.height for mk in marks.values()
             )
+            diffs = prepare.layer_diffs(grids, base.name) if base is not None else {}
             ddom = prepare.value_domain(diffs.values())
-            for n, d in diffs.items():
-                ui.show_chart(
+            diff_maps = [
+                (
+                    n,
                     charts.heatmap(
                         d,
                         title=f"{n} − {base.name}",
@@ -79,8 +84,28 @@ def page_body(ctx: Context) -> None:
                         domain=ddom,
                         diverging=True,
                     ),
-                    f"heatmap-diff-{col}-{n}",
                 )
+                for n, d in diffs.items()
+                if base is not None
+            ]
+            return maps, diff_maps, audited
+
+        # The same runs and choices give the same heatmaps: from the cache, specs included.
+        maps, diff_maps, audited = ui.cached(
+            (ctx.content_key(), col, cols, step_range, include_audit, base and ctx.key(base)),
+            build,
+        )
+        for name, (chart, spec) in maps:
+            ui.show_chart(chart, f"heatmap-{col}-{name}", spec=spec)
+        if audited:
+            st.caption("▼ audit steps: their layer lines (forced k=2) are left out of the cells.")
+        if diff_maps and base is not None:
+            st.subheader(f"Difference from the baseline run ({ui.plain(base.name)})")
+            st.caption(
+                "Run minus baseline on the cells both have: red above the baseline, blue below."
+            )
+            for n, (chart, spec) in diff_maps:
+                ui.show_chart(chart, f"heatmap-diff-{col}-{n}", spec=spec)
 
 
 ctx = ui.page_context("layer_heatmaps")

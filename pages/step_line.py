@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import altair as alt
 import streamlit as st
 
 from ponder_app import charts, prepare, state, ui, viewstate
@@ -115,50 +116,68 @@ def step_line(ctx: Context) -> None:
     colors = charts.with_group_colors(ctx.colors, list(groups), len(ctx.all_runs))
     if not chosen:
         st.info("Pick at least one metric.")
+    # Everything a chart is drawn from: the same inputs give the same chart, from the cache.
+    shared_key = (
+        ctx.content_key(),
+        x,
+        weight,
+        step_range,
+        include_audit,
+        log_mode,
+        tuple((g, tuple(m)) for g, m in groups.items()),
+        marks_audit,
+        (ctx.key(base), tuple(sorted(ctx.overrides(base).items())))
+        if show_phases and base
+        else None,
+        tuple(colors.items()),
+    )
     for key in chosen:
         m = by_key[key]
-        band = None
-        if groups:
-            full = prepare.step_series(
-                frames,
-                m.column,
+
+        def build(m: catalog.Metric = m, key: str = key) -> alt.TopLevelMixin:
+            band = None
+            if groups:
+                full = prepare.step_series(
+                    frames,
+                    m.column,
+                    x=x,
+                    weight=weight,
+                    step_range=step_range,
+                    thin=False,
+                    include_audit=include_audit,
+                )
+                series, band = prepare.seed_group_series(full, groups, x)
+            else:
+                series = prepare.step_series(
+                    frames,
+                    m.column,
+                    x=x,
+                    weight=weight,
+                    step_range=step_range,
+                    include_audit=include_audit,
+                )
+            log_y = m.log_scale if log_mode == "auto" else log_mode == "log"
+            note = notes[key]
+            return charts.metric_chart(
+                series,
+                title=f"{m.label} — {note}" if note else f"{m.label} — {m.meaning}",
+                y_title=m.label,
+                colors=colors,
                 x=x,
-                weight=weight,
-                step_range=step_range,
-                thin=False,
-                include_audit=include_audit,
+                log_y=log_y,
+                smoothed=weight > 0,
+                refs=catalog.reference_lines(m.column, m.table),
+                run_refs=prepare.run_refs(ctx.runs, m.column, m.table),
+                audit_points=None
+                if include_audit
+                else prepare.audit_points(frames, m.column, x=x, step_range=step_range),
+                bands=bands,
+                markers=markers,
+                band=band,
+                value_format=charts.d3_format(m.fmt),
             )
-            series, band = prepare.seed_group_series(full, groups, x)
-        else:
-            series = prepare.step_series(
-                frames,
-                m.column,
-                x=x,
-                weight=weight,
-                step_range=step_range,
-                include_audit=include_audit,
-            )
-        log_y = m.log_scale if log_mode == "auto" else log_mode == "log"
-        note = notes[key]
-        chart = charts.metric_chart(
-            series,
-            title=f"{m.label} — {note}" if note else f"{m.label} — {m.meaning}",
-            y_title=m.label,
-            colors=colors,
-            x=x,
-            log_y=log_y,
-            smoothed=weight > 0,
-            refs=catalog.reference_lines(m.column, m.table),
-            run_refs=prepare.run_refs(ctx.runs, m.column, m.table),
-            audit_points=None
-            if include_audit
-            else prepare.audit_points(frames, m.column, x=x, step_range=step_range),
-            bands=bands,
-            markers=markers,
-            band=band,
-            value_format=charts.d3_format(m.fmt),
-        )
-        ui.show_chart(chart, f"step_line-{m.column}")
+
+        ui.show_chart_cached((key, *shared_key), build, f"step_line-{m.column}")
         with st.expander(f"About {m.label}", expanded=False):
             st.markdown(m.help())
     st.caption(

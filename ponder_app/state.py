@@ -483,6 +483,10 @@ class Context:
         are made unique per load, so two runs never share an entry)."""
         return self.keys.get(run.name, f"id:{id(run)}") + "|" + run.name
 
+    def content_key(self, runs: Sequence[Run] | None = None) -> tuple[str, ...]:
+        """What the shown runs' content is, for caching what is drawn from them."""
+        return tuple(self.key(r) for r in (self.runs if runs is None else runs))
+
     def overrides(self, run: Run) -> dict[str, int]:
         return dict(st.session_state.get("phase_overrides", {}).get(run.name, {}))
 

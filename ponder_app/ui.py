@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import re
 import runpy
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from typing import Any, Literal
 
@@ -47,9 +47,50 @@ def chart_image(chart: alt.TopLevelMixin, fmt: str) -> bytes:
     return vlc.vegalite_to_png(spec, scale=2)
 
 
-def show_chart(chart: alt.TopLevelMixin, name: str, *, downloads: bool = True) -> None:
+@st.cache_resource(show_spinner=False, max_entries=512, ttl=3600)
+def _built(key: str, _build: Callable[[], alt.TopLevelMixin]) -> tuple[alt.TopLevelMixin, dict]:
+    chart = _build()
+    return chart, charts.to_spec(chart)
+
+
+@st.cache_resource(show_spinner=False, max_entries=128, ttl=3600)
+def _built_set(key: str, _build: Callable[[], Any]) -> Any:
+    return _with_specs(_build())
+
+
+def _with_specs(value: Any) -> Any:
+    """Charts anywhere in lists, tuples and pairs replaced by `(chart, spec)`."""
+    if isinstance(value, alt.TopLevelMixin):
+        return value, charts.to_spec(value)
+    if isinstance(value, list | tuple):
+        return type(value)(_with_specs(v) for v in value)
+    return value
+
+
+def cached(key: tuple[Any, ...], build: Callable[[], Any]) -> Any:
+    """What `build` returns, with every chart in it paired with its spec, for a `key`
+    that fully determines it (as `show_chart_cached`); for a block of charts computed
+    together (heatmaps sharing one colour scale)."""
+    return _built_set(repr(key), build)
+
+
+def show_chart_cached(
+    key: tuple[Any, ...], build: Callable[[], alt.TopLevelMixin], name: str, **kw: Any
+) -> None:
+    """`show_chart` for a chart that `key` fully determines (the runs' content keys, see
+    `Context.content_key`, and every control that shapes it): built and turned into a
+    spec once, shared by reruns, page returns and sessions, so a control elsewhere on
+    the page costs this chart nothing. Bounded: 512 charts, an hour after last use."""
+    chart, spec = _built(repr(key), build)
+    show_chart(chart, name, spec=spec, **kw)
+
+
+def show_chart(
+    chart: alt.TopLevelMixin, name: str, *, downloads: bool = True, spec: dict | None = None
+) -> None:
     """Draw an Altair chart at container width, with PNG/SVG downloads beneath it."""
-    st.vega_lite_chart(charts.to_spec(chart), width="stretch")
+    # A shallow copy: Streamlit moves the datasets out of the dict it is given.
+    st.vega_lite_chart({**(spec or charts.to_spec(chart))}, width="stretch")
     if downloads:
         row = st.container(horizontal=True)
         slug = _slug(name)
