@@ -159,22 +159,23 @@ def change(page: Any, kind: str, el: Any) -> Any:
     if kind == "radio":
 
         def pick() -> None:
-            options = el.locator('[role="radio"], input[type="radio"]')
+            options = el.locator('[role="radiogroup"] label')
             n = options.count()
-            checked = next((i for i in range(n) if options.nth(i).is_checked()), 0)
-            el.locator("label").nth((checked + 1) % max(n, 1)).click()
+            checked = next((i for i in range(n) if options.nth(i).locator("input").is_checked()), 0)
+            options.nth((checked + 1) % max(n, 1)).click()
 
         return pick
     if kind in ("slider", "select_slider"):
-
+        # Down one notch (a slider usually starts at its top, where up does nothing).
         def nudge() -> None:
             el.locator('input[type="range"], [role="slider"]').first.focus()
-            page.keyboard.press("ArrowRight")
+            page.keyboard.press("ArrowLeft")
 
         return nudge
 
     def choose() -> None:
-        el.locator('[data-baseweb="select"]').first.click()
+        el.locator("input").first.focus()
+        page.keyboard.press("ArrowDown")
         page.keyboard.press("ArrowDown")
         page.keyboard.press("Enter")
 
