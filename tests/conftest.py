@@ -33,7 +33,9 @@ def _edits_elsewhere(tmp_path_factory: pytest.TempPathFactory) -> None:
 
 
 @pytest.fixture(autouse=True)
-def _edits_per_test(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+def _edits_per_test(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """...and each test starts with none saved: one test's edits are not the next one's."""
     monkeypatch.setenv("PONDER_EDITS_DIR", str(tmp_path_factory.mktemp("edits")))
 

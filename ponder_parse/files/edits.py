@@ -117,7 +117,9 @@ def _read_all(path: Path) -> dict[str, Any]:
 
 def read_edits(log: Path, cache: Path | None = None) -> RunEdits:
     """The saved edits of the run whose log is `log` (none when nothing usable is saved)."""
-    for path in dict.fromkeys([edits_file(log, cache), _fallback(log.parent, cache or cache_dir())]):
+    for path in dict.fromkeys(
+        [edits_file(log, cache), _fallback(log.parent, cache or cache_dir())]
+    ):
         got = _clean(_read_all(path).get(log.name))
         if got:
             return got
