@@ -159,12 +159,6 @@ try:
     with ui.frame():
         page.run()
 except Exception as exc:  # noqa: BLE001 - a page failing on odd input gets a message, not a traceback
-    logging.getLogger("ponder_app").exception("page %s failed", page.title)
-    # The exception's text can hold server paths: it goes to the log, the page gets its kind.
-    st.error(
-        f"This page could not be drawn for the selected runs ({type(exc).__name__}). "
-        "Try deselecting the run that causes it in the sidebar; the other pages still work.",
-        icon=":material/error:",
-    )
+    ui.page_failed(exc, f"page {page.title}")
 ui.show_errors(ctx)
 state.write_url()

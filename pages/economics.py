@@ -9,7 +9,7 @@ from ponder_app.state import Context
 from ponder_parse.analysis import catalog, economics
 
 
-@st.fragment
+@ui.fragment
 def page_body(ctx: Context) -> None:
     """The controls and the charts: a fragment, so a control redraws these charts only."""
     frames = {r.name: ctx.frame(r) for r in ctx.runs}

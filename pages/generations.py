@@ -8,7 +8,7 @@ from ponder_app import prepare, ui
 from ponder_app.state import Context
 
 
-@st.fragment
+@ui.fragment
 def page_body(ctx: Context) -> None:
     """The step picker and the samples: a fragment, so picking a step redraws them only."""
     runs = prepare.runs_with_generations(ctx.runs)

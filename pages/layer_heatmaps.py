@@ -10,7 +10,7 @@ from ponder_app import charts, prepare, ui
 from ponder_app.state import Context
 
 
-@st.fragment
+@ui.fragment
 def page_body(ctx: Context) -> None:
     """The controls and the heatmaps: a fragment, so a control redraws these charts only."""
     present = prepare.layer_metrics(ctx.runs)

@@ -11,7 +11,7 @@ from ponder_parse.analysis import phases as ph
 from ponder_parse.analysis import summaries
 
 
-@st.fragment
+@ui.fragment
 def phase_summaries(ctx: Context) -> None:
     """The phase table and the per-phase charts with their two switches: a fragment, so a
     switch redraws these only."""

@@ -12,7 +12,7 @@ from ponder_parse.analysis import catalog, sweep
 SMOOTHING = 0.6
 
 
-@st.fragment
+@ui.fragment
 def step_line(ctx: Context) -> None:
     """The controls and the charts: a fragment, so changing a control redraws the charts
     and leaves the sidebar, the loading and the rest of the frame alone."""

@@ -10,7 +10,7 @@ from ponder_parse.analysis import patterns, phases
 from ponder_parse.run import Run
 
 
-@st.fragment
+@ui.fragment
 def pattern_shares(ctx: Context, runs: list[Run]) -> None:
     """Pattern shares per phase, with the audit switch that changes them: a fragment of
     its own."""
@@ -32,7 +32,7 @@ def pattern_shares(ctx: Context, runs: list[Run]) -> None:
         ui.show_table(prepare.pattern_share_table(shares), "pattern-shares")
 
 
-@st.fragment
+@ui.fragment
 def traces_at_step(runs: list[Run]) -> None:
     """The traces at one step: a fragment, so moving the step redraws these two charts
     only. On the latest step it stays on the latest as a followed run grows."""

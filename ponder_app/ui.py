@@ -4,11 +4,13 @@ heading from the registry, and the guard that keeps every page inside the frame.
 from __future__ import annotations
 
 import contextlib
+import functools
+import logging
 import re
 import runpy
 from collections.abc import Callable, Iterator
 from contextvars import ContextVar
-from typing import Any, Literal
+from typing import Any, Literal, ParamSpec
 
 import altair as alt
 import polars as pl
@@ -146,6 +148,37 @@ def csv_bytes(df: pl.DataFrame) -> bytes:
     structs = [c for c, d in out.schema.items() if isinstance(d, pl.Struct)]
     out = out.with_columns(pl.col(c).struct.json_encode() for c in structs)
     return out.write_csv().encode()
+
+
+PAGE_FAILED = (
+    "This page could not be drawn for the selected runs ({kind}). "
+    "Try deselecting the run that causes it in the sidebar; the other pages still work."
+)
+
+
+def page_failed(exc: Exception, where: str) -> None:
+    """A page (or a block of one) failed on odd input: a message, not a traceback. The
+    exception's text can hold server paths: it goes to the log, the page gets its kind."""
+    logging.getLogger("ponder_app").exception("%s failed", where)
+    st.error(PAGE_FAILED.format(kind=type(exc).__name__), icon=":material/error:")
+
+
+P = ParamSpec("P")
+
+
+def fragment(fn: Callable[P, None]) -> Callable[P, None]:
+    """`st.fragment` with the frame's failure handling: Streamlit shows an exception
+    raised inside a fragment itself (as a traceback), so app.py's guard around the page
+    never sees it. Streamlit's own rerun/stop signals are BaseExceptions and pass."""
+
+    @functools.wraps(fn)
+    def guarded(*args: P.args, **kwargs: P.kwargs) -> None:
+        try:
+            fn(*args, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - see above
+            page_failed(exc, f"{fn.__module__}.{fn.__qualname__}")
+
+    return st.fragment(guarded)
 
 
 _IN_FRAME: ContextVar[bool] = ContextVar("ponder_app_in_frame", default=False)
