@@ -84,8 +84,21 @@ except OSError as exc:  # the server's temporary folder is full or gone
     logging.getLogger("ponder_app").exception("uploads could not be unpacked")
     upload_dirs, upload_messages = [], [f"uploads could not be unpacked ({exc.strerror})"]
 paths = state.configured_paths()
-if not paths and not upload_dirs and not source.cli_stores():
-    paths = [str(state.SAMPLE_RUNS)]
+if not paths and not source.cli_stores():
+    # Uploading one's own runs means wanting to see them: the bundled samples step aside,
+    # said in the sidebar with a switch to bring them back.
+    show_samples = not upload_dirs
+    if upload_dirs:
+        with st.sidebar:
+            show_samples = st.toggle(
+                "Show the sample runs too",
+                key="keep_samples",
+                help="The bundled sample sweep is hidden while your uploads are shown.",
+            )
+            if not show_samples:
+                st.caption("Sample runs hidden: only your uploads are shown.")
+    if show_samples:
+        paths = [str(state.SAMPLE_RUNS)]
 upload_root = st.session_state.get("_upload_dir")
 loaded = state.load_all(
     paths, upload_dirs, live=live, upload_root=Path(upload_root) if upload_root else None
@@ -96,18 +109,12 @@ names = [r.name for r in loaded.runs]
 baseline: str | None
 with st.sidebar:
     if names:
-        known = st.session_state.get("known_runs")
-        if known is None or "selected_widget" not in st.session_state:
-            st.session_state["selected_widget"] = source.default_selection(names)
-        elif known != names:
-            # Keep the user's choice; runs that just appeared (an upload, a new path) are shown.
-            kept = [n for n in st.session_state["selected_widget"] if n in names]
-            st.session_state["selected_widget"] = kept + [n for n in names if n not in known]
-        st.session_state["known_runs"] = names
-        selected = st.multiselect("Runs shown", names, key="selected_widget")
-        st.session_state["selected_runs"] = selected
+        selected = state.selection(names)
+        st.multiselect(
+            "Runs shown", names, key=state.SELECTED_WIDGET, on_change=state.take_selection
+        )
         base_options = selected or names
-        prev_base = st.session_state.get("baseline")
+        prev_base = state.baseline_choice(base_options)
         baseline = st.selectbox(
             "Baseline run",
             base_options,
@@ -153,11 +160,6 @@ try:
     with ui.frame():
         page.run()
 except Exception as exc:  # noqa: BLE001 - a page failing on odd input gets a message, not a traceback
-    logging.getLogger("ponder_app").exception("page %s failed", page.title)
-    # The exception's text can hold server paths: it goes to the log, the page gets its kind.
-    st.error(
-        f"This page could not be drawn for the selected runs ({type(exc).__name__}). "
-        "Try deselecting the run that causes it in the sidebar; the other pages still work.",
-        icon=":material/error:",
-    )
+    ui.page_failed(exc, f"page {page.title}")
 ui.show_errors(ctx)
+state.write_url()

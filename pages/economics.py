@@ -6,11 +6,14 @@ import polars as pl
 import streamlit as st
 
 from ponder_app import charts, prepare, ui
+from ponder_app.state import Context
 from ponder_parse.analysis import economics
 from ponder_parse.analysis import red_flags as flags
 
-ctx = ui.page_context("economics")
-if ctx is not None:
+
+@ui.fragment
+def page_body(ctx: Context) -> None:
+    """The controls and the charts: a fragment, so a control redraws these charts only."""
     frames = {r.name: ctx.frame(r) for r in ctx.runs}
     c1, c2, c3 = st.columns([2, 2, 1])
     weight = c1.slider("Smoothing (EMA weight)", 0.0, 0.99, 0.0, 0.01, key="ec_smooth")
@@ -141,3 +144,8 @@ if ctx is not None:
                 "audit-summary",
                 column_config={"AUDIT-POS share": st.column_config.NumberColumn(format="percent")},
             )
+
+
+ctx = ui.page_context("economics")
+if ctx is not None:
+    page_body(ctx)

@@ -5,9 +5,12 @@ from __future__ import annotations
 import streamlit as st
 
 from ponder_app import prepare, ui
+from ponder_app.state import Context
 
-ctx = ui.page_context("generations")
-if ctx is not None:
+
+@ui.fragment
+def page_body(ctx: Context) -> None:
+    """The step picker and the samples: a fragment, so picking a step redraws them only."""
     runs = prepare.runs_with_generations(ctx.runs)
     if not runs:
         st.info("None of the shown runs logged generation samples.")
@@ -60,3 +63,8 @@ if ctx is not None:
                     )
                     st.text(g["prompt"])
                     st.code(g["output"], language=None, wrap_lines=True)
+
+
+ctx = ui.page_context("generations")
+if ctx is not None:
+    page_body(ctx)

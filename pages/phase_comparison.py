@@ -5,41 +5,16 @@ from __future__ import annotations
 import polars as pl
 import streamlit as st
 
-from ponder_app import charts, ui
+from ponder_app import charts, state, ui
+from ponder_app.state import Context
 from ponder_parse.analysis import phases as ph
 from ponder_parse.analysis import summaries
 
-ctx = ui.page_context("phase_comparison")
-if ctx is not None:
-    st.subheader("Phase boundaries")
-    bounds = ph.boundaries_table(ctx.runs, {r.name: ctx.overrides(r) for r in ctx.runs})
-    edited = st.data_editor(
-        bounds,
-        disabled=["run", "force_end from", "ponder_start from"],
-        hide_index=True,
-        width="stretch",
-        key="phase_editor",
-        column_config={
-            "force_end": st.column_config.NumberColumn(
-                "force_end (first gate-learning step)", min_value=0, step=1
-            ),
-            "ponder_start": st.column_config.NumberColumn(
-                "ponder_start (first economic step)", min_value=0, step=1
-            ),
-        },
-    )
-    overrides = st.session_state.get("phase_overrides", {})
-    new_overrides = ph.edited_overrides(bounds, pl.DataFrame(edited), overrides)
-    if new_overrides is not None:
-        st.session_state["phase_overrides"] = new_overrides
-        st.rerun()
-    if any(overrides.get(r.name) for r in ctx.runs) and st.button(
-        "Reset to what the logs say", key="phase_reset"
-    ):
-        st.session_state["phase_overrides"] = {}
-        st.session_state.pop("phase_editor", None)  # the editor would re-apply its old edits
-        st.rerun()
 
+@ui.fragment
+def phase_summaries(ctx: Context) -> None:
+    """The phase table and the per-phase charts with their two switches: a fragment, so a
+    switch redraws these only."""
     st.subheader("Phase summaries")
     include_audit = ui.audit_toggle(page="phase_comparison")
     base = ctx.baseline
@@ -81,3 +56,39 @@ if ctx is not None:
                     charts.grouped_bars(bars, value=col, title=title, colors=ctx.colors),
                     f"phase-{col}",
                 )
+
+
+ctx = ui.page_context("phase_comparison")
+if ctx is not None:
+    st.subheader("Phase boundaries")
+    bounds = ph.boundaries_table(ctx.runs, {r.name: ctx.overrides(r) for r in ctx.runs})
+    edited = st.data_editor(
+        bounds,
+        disabled=["run", "force_end from", "ponder_start from"],
+        hide_index=True,
+        width="stretch",
+        key="phase_editor",
+        column_config={
+            "force_end": st.column_config.NumberColumn(
+                "force_end (first gate-learning step)", min_value=0, step=1
+            ),
+            "ponder_start": st.column_config.NumberColumn(
+                "ponder_start (first economic step)", min_value=0, step=1
+            ),
+        },
+    )
+    overrides = st.session_state.get("phase_overrides", {})
+    new_overrides = ph.edited_overrides(bounds, pl.DataFrame(edited), overrides)
+    if new_overrides is not None:
+        st.session_state["phase_overrides"] = new_overrides
+        state.save_edits(ctx.runs)
+        st.rerun()
+    if any(overrides.get(r.name) for r in ctx.runs) and st.button(
+        "Reset to what the logs say", key="phase_reset"
+    ):
+        st.session_state["phase_overrides"] = {}
+        state.save_edits(ctx.runs)
+        st.session_state.pop("phase_editor", None)  # the editor would re-apply its old edits
+        st.rerun()
+
+    phase_summaries(ctx)

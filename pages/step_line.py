@@ -2,35 +2,58 @@
 
 from __future__ import annotations
 
+import altair as alt
 import polars as pl
 import streamlit as st
 
-from ponder_app import charts, prepare, ui
+from ponder_app import charts, prepare, state, ui, viewstate
+from ponder_app.state import Context
 from ponder_parse.analysis import catalog, smoothing, sweep
 from ponder_parse.analysis import red_flags as flags
 
-ctx = ui.page_context("step_line")
-if ctx is not None:
+SMOOTHING = 0.6
+
+
+@ui.fragment
+def step_line(ctx: Context) -> None:
+    """The controls and the charts: a fragment, so changing a control redraws the charts
+    and leaves the sidebar, the loading and the rest of the frame alone."""
+    ss = st.session_state
     frames = {r.name: ctx.frame(r) for r in ctx.runs}
     options = prepare.metric_options(frames)
     by_key = {m.key: m for m in options}
     flat = prepare.flat_in(ctx.runs, ctx.rules)
     notes = {k: prepare.flat_note(k, flat, ctx.runs) for k in by_key}
-    focus = st.session_state.pop("step_line_focus", None)
+    lo, top = prepare.step_extent(frames.values())
     default = prepare.default_step_metrics(by_key)
+    # What a shared link asks for, checked against what these runs have.
+    asked = state.take_url(viewstate.METRICS)
+    if (picked := viewstate.parse_choices(asked or [], list(by_key))) is not None:
+        ss["sl_metrics"] = picked
+    asked = state.take_url(viewstate.RANGE)
+    if (rng := viewstate.parse_range(asked or [], lo, top)) is not None:
+        ss["sl_range"] = rng
+    asked = state.take_url(viewstate.SMOOTHING)
+    if (w := viewstate.parse_float(asked or [], 0.0, 0.99)) is not None:
+        ss["sl_smooth"] = w
+    focus = ss.pop("step_line_focus", None)
     if focus:
-        st.session_state["sl_metrics"] = [k for k in focus["metrics"] if k in by_key] or default
-        st.session_state["sl_range"] = tuple(focus["range"])
-        st.session_state["sl_highlight"] = [focus["run"]] if focus.get("run") else []
+        ss["sl_metrics"] = [k for k in focus["metrics"] if k in by_key] or default
+        ss["sl_range"] = tuple(focus["range"])
+        ss["sl_highlight"] = [focus["run"]] if focus.get("run") else []
+    state.seed("sl_metrics", default)
+    ss["sl_metrics"] = [k for k in ss["sl_metrics"] if k in by_key]
+    state.seed("sl_smooth", SMOOTHING)
     chosen = st.multiselect(
         "Metrics",
         list(by_key),
-        default=default,
         format_func=lambda k: (
             f"{catalog.LEVEL_TITLES[by_key[k].level]} · {by_key[k].group} — "
             f"{prepare.picker_label(by_key[k], notes[k])}"
         ),
         key="sl_metrics",
+        on_change=state.remember,
+        args=("sl_metrics",),
         help="Grouped by the guide's levels: the step line (level 1) and recurrence quality (level 4).",
     )
     c1, c2, c3, c4 = st.columns([2, 2, 2, 2])
@@ -50,9 +73,10 @@ if ctx is not None:
         "Smoothing weight",
         0.0,
         0.99,
-        0.6,
-        0.01,
+        step=0.01,
         key="sl_smooth",
+        on_change=state.remember,
+        args=("sl_smooth",),
         help="0 = raw. The same strength for every method (an EMA weight of 0.9 ≈ a "
         "running average of 10 points).",
     )
@@ -101,19 +125,22 @@ if ctx is not None:
     marks_audit = c4.toggle("Mark audit steps", key="sl_audit", value=False)
     show_phases = c4.toggle("Phase bands (baseline run)", key="sl_phases", value=True)
 
-    lo, top = prepare.step_extent(frames.values())
-    a, b = st.session_state.get("sl_range", (lo, top))
-    # Clamped to the runs shown now (a run may have been deselected); set through session
-    # state only, so the slider has one source of truth.
-    st.session_state["sl_range"] = prepare.clamp_range((a, b), lo, top)
+    # A range that ended at the last step follows the runs as they grow (live runs); any
+    # other range is kept, clamped to the runs shown now. Set through session state only,
+    # so the slider has one source of truth.
+    v = state.view()
+    ss["sl_range"] = viewstate.follow_range(
+        ss.get("sl_range", v.get("sl_range")), lo, top, v.get("_sl_top")
+    )
+    v["_sl_top"], v["_sl_extent"], v["sl_range"] = top, (lo, top), ss["sl_range"]
     st.slider(
         "Step range (the x axis of every chart; the visible range is re-sampled at full resolution)",
         lo,
         top,
         key="sl_range",
+        on_change=state.remember,
+        args=("sl_range",),
     )
-    # Read back from session state: a range slider given no `value` is typed as returning
-    # one number, but the (lo, hi) set above makes it a range.
     step_range: tuple[int, int] = st.session_state["sl_range"]
     highlight = [n for n in st.session_state.get("sl_highlight", []) if n in frames]
     if highlight:
@@ -139,69 +166,101 @@ if ctx is not None:
     colors = charts.with_group_colors(ctx.colors, [g for g, m in groups.items() if len(m) > 1])
     if not chosen:
         st.info("Pick at least one metric.")
-    panels = []
-    plotted = []
-    for i, key in enumerate(chosen):
-        m = by_key[key]
-        full = prepare.step_series(
-            frames,
-            m.column,
-            x=x,
-            weight=weight,
-            method=method,
-            step_range=step_range,
-            thin=False,
-            include_audit=include_audit,
-        )
-        band: pl.DataFrame | None = None
-        if groups:
-            series, band = prepare.group_series(full, groups, x, band_kind)
-        else:
-            series = prepare.thin_series(full, prepare.points_per_run(len(frames)))
-        log_y = m.log_scale if log_mode == "auto" else log_mode == "log"
-        domain = prepare.x_domain(series, x, step_range)
-        note = notes[key]
-        hover_source = full if not groups else series
-        panels.append(
-            charts.metric_chart(
-                series,
-                title=f"{m.label} — {note}" if note else f"{m.label} — {m.meaning}",
-                y_title=m.label,
-                colors=colors,
+    # Everything the charts are drawn from: the same inputs give the same view, from the
+    # cache (specs included), so a control elsewhere costs nothing.
+    view_key = (
+        ctx.content_key(),
+        tuple(chosen),
+        x,
+        weight,
+        method,
+        show_raw,
+        step_range,
+        include_audit,
+        log_mode,
+        ignore_outliers,
+        band_kind,
+        tuple((g, tuple(m)) for g, m in groups.items()),
+        marks_audit,
+        (ctx.key(base), tuple(sorted(ctx.overrides(base).items())))
+        if show_phases and base
+        else None,
+        tuple(colors.items()),
+        tuple(highlight),
+        repr(ctx.rules),
+    )
+
+    def build() -> tuple[alt.TopLevelMixin, pl.DataFrame] | None:
+        panels = []
+        plotted = []
+        for i, key in enumerate(chosen):
+            m = by_key[key]
+            full = prepare.step_series(
+                frames,
+                m.column,
                 x=x,
-                log_y=log_y,
-                smoothed=weight > 0,
-                show_raw=show_raw,
-                refs=flags.reference_lines(m.column, m.table, ctx.rules),
-                run_refs=prepare.run_refs(ctx.runs, m.column, m.table, ctx.rules),
-                audit_points=None
-                if include_audit
-                else prepare.audit_points(frames, m.column, x=x, step_range=step_range),
-                bands=prepare.clip_spans(bands, domain),
-                markers=markers,
-                band=band,
-                x_domain=domain,
-                y_domain=prepare.y_domain(
-                    series,
-                    ("value", "smooth") if show_raw or weight == 0 else ("smooth",),
-                    log=log_y,
-                    ignore_outliers=ignore_outliers,
-                    band=band,
-                ),
-                value_format=charts.d3_format(m.fmt),
-                hover=prepare.hover_table(
-                    hover_source, x, domain, "smooth" if weight > 0 else "value"
-                ),
-                highlight=highlight,
-                legend=i == len(chosen) - 1,  # one legend, under the last chart
+                weight=weight,
+                method=method,
+                step_range=step_range,
+                thin=False,
+                include_audit=include_audit,
             )
-        )
-        plotted.append(series.with_columns(pl.lit(m.column).alias("metric")))
-    if panels:
+            band: pl.DataFrame | None = None
+            if groups:
+                series, band = prepare.group_series(full, groups, x, band_kind)
+            else:
+                series = prepare.thin_series(full, prepare.points_per_run(len(frames)))
+            log_y = m.log_scale if log_mode == "auto" else log_mode == "log"
+            domain = prepare.x_domain(series, x, step_range)
+            note = notes[key]
+            hover_source = full if not groups else series
+            panels.append(
+                charts.metric_chart(
+                    series,
+                    title=f"{m.label} — {note}" if note else f"{m.label} — {m.meaning}",
+                    y_title=m.label,
+                    colors=colors,
+                    x=x,
+                    log_y=log_y,
+                    smoothed=weight > 0,
+                    show_raw=show_raw,
+                    refs=flags.reference_lines(m.column, m.table, ctx.rules),
+                    run_refs=prepare.run_refs(ctx.runs, m.column, m.table, ctx.rules),
+                    audit_points=None
+                    if include_audit
+                    else prepare.audit_points(frames, m.column, x=x, step_range=step_range),
+                    bands=prepare.clip_spans(bands, domain),
+                    markers=markers,
+                    band=band,
+                    x_domain=domain,
+                    y_domain=prepare.y_domain(
+                        series,
+                        ("value", "smooth") if show_raw or weight == 0 else ("smooth",),
+                        log=log_y,
+                        ignore_outliers=ignore_outliers,
+                        band=band,
+                    ),
+                    value_format=charts.d3_format(m.fmt),
+                    hover=prepare.hover_table(
+                        hover_source, x, domain, "smooth" if weight > 0 else "value"
+                    ),
+                    highlight=highlight,
+                    legend=i == len(chosen) - 1,  # one legend, under the last chart
+                )
+            )
+            plotted.append(series.with_columns(pl.lit(m.column).alias("metric")))
+        if not panels:
+            return None
+        return charts.stack(panels), pl.concat(plotted, how="diagonal_relaxed")
+
+    built = ui.cached(view_key, build) if chosen else None
+    if built is not None:
+        (chart, spec), data = built
         ui.show_chart(
-            charts.stack(panels),
+            chart,
             "step_line-" + "-".join(by_key[k].column for k in chosen),
-            data=pl.concat(plotted, how="diagonal_relaxed") if plotted else None,
+            spec=spec,
+            data=data,
         )
         st.caption(
             "Hover: every run's value at that step, on every chart. Drag to pan, scroll to "
@@ -225,3 +284,9 @@ if ctx is not None:
         f"Each run is reduced to at most {prepare.points_per_run(len(frames))} points per metric by keeping "
         "the minimum and maximum of every step bucket, so no spike is hidden; zoom in to see every step."
     )
+    state.write_url()
+
+
+ctx = ui.page_context("step_line")
+if ctx is not None:
+    step_line(ctx)

@@ -5,8 +5,57 @@ from __future__ import annotations
 import polars as pl
 import streamlit as st
 
-from ponder_app import charts, prepare, ui
+from ponder_app import charts, prepare, state, ui, viewstate
+from ponder_app.state import Context
 from ponder_parse.analysis import patterns, phases
+from ponder_parse.run import Run
+
+
+@ui.fragment
+def pattern_shares(ctx: Context, runs: list[Run]) -> None:
+    """Pattern shares per phase, with the audit switch that changes them: a fragment of
+    its own."""
+    st.subheader("Pattern shares per phase")
+    include_audit = ui.audit_toggle(page="survival_traces")
+    shares = prepare.pattern_share_bars(
+        runs, {r.name: ctx.phases(r) for r in runs}, include_audit=include_audit
+    )
+    if shares.height:
+        ui.show_chart(
+            charts.pattern_share_bars(shares, title="Share of each pattern, per run and phase"),
+            "pattern-shares",
+        )
+        st.caption(
+            "Forced traces (force-2 warmup"
+            + (", audit steps" if include_audit else "; audit steps are left out")
+            + ") are a category of their own, never a gate pattern."
+        )
+        ui.show_table(prepare.pattern_share_table(shares), "pattern-shares")
+
+
+@ui.fragment
+def traces_at_step(runs: list[Run]) -> None:
+    """The traces at one step: a fragment, so moving the step redraws these two charts
+    only. On the latest step it stays on the latest as a followed run grows."""
+    ss = st.session_state
+    all_steps = prepare.trace_steps(runs)
+    v = state.view()
+    ss["st_step"] = viewstate.follow_step(
+        ss.get("st_step", v.get("st_step")), all_steps, v.get("_st_last")
+    )
+    v["_st_last"], v["st_step"] = all_steps[-1], ss["st_step"]
+    step = st.select_slider(
+        "Trace step", all_steps, key="st_step", on_change=state.remember, args=("st_step",)
+    )
+    # Full width, above the runs' traces: in a side column it was squashed to a line.
+    ui.show_chart(charts.reference_shapes_chart(), "reference-shapes", downloads=False)
+    curves = prepare.traces_of(runs, step)
+    ui.show_chart(
+        charts.trace_curves(curves, title=f"Every layer's trace at step {step}"),
+        f"traces-at-{step}",
+        data=curves,
+    )
+
 
 ctx = ui.page_context("survival_traces")
 if ctx is not None:
@@ -14,7 +63,6 @@ if ctx is not None:
     if not runs:
         st.info("None of the shown runs logged survival traces.")
     else:
-        include_audit = ui.audit_toggle(page="survival_traces")
         with st.expander("How traces are classified", expanded=False):
             st.markdown(
                 "A trace lists the survival entering each pass that **ran**; the loop stops "
@@ -53,30 +101,5 @@ if ctx is not None:
                 data=cells,
             )
 
-        st.subheader("Pattern shares per phase")
-        shares = prepare.pattern_share_bars(
-            runs, {r.name: ctx.phases(r) for r in runs}, include_audit=include_audit
-        )
-        if shares.height:
-            ui.show_chart(
-                charts.pattern_share_bars(shares, title="Share of each pattern, per run and phase"),
-                "pattern-shares",
-            )
-            st.caption(
-                "Forced traces (force-2 warmup"
-                + (", audit steps" if include_audit else "; audit steps are left out")
-                + ") are a category of their own, never a gate pattern."
-            )
-            ui.show_table(prepare.pattern_share_table(shares), "pattern-shares")
-
-        st.subheader("Traces at one step")
-        all_steps = prepare.trace_steps(runs)
-        step = st.select_slider("Trace step", all_steps, value=all_steps[-1], key="st_step")
-        # Full width, above the runs' traces: in a side column it was squashed to a line.
-        ui.show_chart(charts.reference_shapes_chart(), "reference-shapes", downloads=False)
-        curves = prepare.traces_of(runs, step)
-        ui.show_chart(
-            charts.trace_curves(curves, title=f"Every layer's trace at step {step}"),
-            f"traces-at-{step}",
-            data=curves,
-        )
+        pattern_shares(ctx, runs)
+        traces_at_step(runs)

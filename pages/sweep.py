@@ -5,7 +5,7 @@ from __future__ import annotations
 import polars as pl
 import streamlit as st
 
-from ponder_app import charts, prepare, ui
+from ponder_app import charts, prepare, state, ui
 from ponder_parse.analysis import summaries, sweep
 from ponder_parse.files import hparams
 
@@ -100,7 +100,11 @@ if ctx is not None:
     )
 
     st.subheader("Edit tags")
-    st.caption("Your edits apply to this session: fix a missing seed, or tag runs for grouping.")
+    st.caption(
+        "Fix a missing seed, or tag runs for grouping. Edits are saved beside the run "
+        "(`.ponder-edits.json`; in your cache folder when the run's folder is read-only), "
+        "so they are there next time; an uploaded run's edits last for this session."
+    )
     run_name = st.selectbox("Run", [r.name for r in ctx.runs], key="sw_tag_run")
     run = next(r for r in ctx.runs if r.name == run_name)
     edited = st.data_editor(
@@ -115,4 +119,5 @@ if ctx is not None:
         edits = dict(st.session_state.get("tag_edits", {}))
         edits[run_name] = {**edits.get(run_name, {}), **changes}
         st.session_state["tag_edits"] = edits
+        state.save_edits([run])
         st.rerun()

@@ -15,14 +15,14 @@ from typing import Any
 import polars as pl
 import streamlit as st
 
-from ponder_app import source, ui
+from ponder_app import source, state, ui
 from ponder_app.state import Context
 from ponder_parse.analysis import red_flags as flags
 from ponder_parse.analysis import summaries
 from ponder_parse.files.store.query import RunFilter, choice_values, select_runs
 
-SELECTED_WIDGET = "selected_widget"
-SELECTED = "selected_runs"
+SELECTED_WIDGET = state.SELECTED_WIDGET
+SELECTED = state.SELECTED
 MAX_SHOWN = 100
 """At most this many runs are shown at once from the chooser: each shown run's tables are
 read when a page draws it."""

@@ -38,9 +38,10 @@ import polars as pl
 import streamlit as st
 from streamlit.runtime.scriptrunner import add_script_run_ctx, get_script_run_ctx
 
-from ponder_app import charts, prepare, source
+from ponder_app import charts, prepare, source, viewstate
 from ponder_parse.analysis import phases, summaries
 from ponder_parse.analysis import red_flags as flags
+from ponder_parse.files import edits as saved_edits
 from ponder_parse.files import hparams
 from ponder_parse.files.loader import (
     LoadFailure,
@@ -146,7 +147,14 @@ def configured_paths() -> list[str]:
 
 def _stamp(run_path: Path) -> tuple[Any, ...]:
     """What identifies a run's files' content cheaply: sizes and modification times."""
-    files = [run_path] if run_path.is_file() else [p for p in run_path.iterdir() if p.is_file()]
+    files = (
+        [run_path]
+        if run_path.is_file()
+        # The user's saved edits are not the run's content: saving one must not re-read it.
+        else [
+            p for p in run_path.iterdir() if p.is_file() and not p.name.startswith(".ponder-edits")
+        ]
+    )
     out = []
     for p in sorted(files):
         try:
@@ -487,6 +495,10 @@ class Context:
         are made unique per load, so two runs never share an entry)."""
         return self.keys.get(run.name, f"id:{id(run)}") + "|" + run.name
 
+    def content_key(self, runs: Sequence[Run] | None = None) -> tuple[str, ...]:
+        """What the shown runs' content is, for caching what is drawn from them."""
+        return tuple(self.key(r) for r in (self.runs if runs is None else runs))
+
     def overrides(self, run: Run) -> dict[str, int]:
         return dict(st.session_state.get("phase_overrides", {}).get(run.name, {}))
 
@@ -614,7 +626,61 @@ def with_user_tags(
     return out
 
 
+EDIT_NOTES = "_edit_notes"
+
+
+def _is_upload(run: Run) -> bool:
+    root = st.session_state.get("_upload_dir")
+    return run.source is None or (root is not None and run.source.is_relative_to(root))
+
+
+def restore_edits(runs: Sequence[Run]) -> None:
+    """Put the edits saved beside each run (tags, phase boundaries) into this session, once
+    per run and session; what the session has edited itself wins. Uploads live in a
+    temporary folder: their edits stay with the session."""
+    ss = st.session_state
+    seen: set[str] = ss.setdefault("_edits_read", set())
+    tags = dict(ss.get("tag_edits", {}))
+    phase_ov = dict(ss.get("phase_overrides", {}))
+    changed = False
+    for r in runs:
+        ident = f"{r.name}|{r.source}"
+        if ident in seen or _is_upload(r):
+            continue
+        seen.add(ident)
+        assert r.source is not None
+        got = saved_edits.read_edits(r.source)
+        if got.tags and r.name not in tags:
+            tags[r.name], changed = dict(got.tags), True
+        if got.phases and r.name not in phase_ov:
+            phase_ov[r.name], changed = dict(got.phases), True
+    if changed:
+        ss["tag_edits"], ss["phase_overrides"] = tags, phase_ov
+
+
+def save_edits(runs: Sequence[Run]) -> list[str]:
+    """Write these runs' session edits beside them (see `ponder_parse.files.edits`);
+    returns a message per run whose edits could not be saved."""
+    ss = st.session_state
+    problems = []
+    for r in runs:
+        if _is_upload(r):
+            continue
+        assert r.source is not None
+        mine = saved_edits.RunEdits(
+            dict(ss.get("tag_edits", {}).get(r.name, {})),
+            dict(ss.get("phase_overrides", {}).get(r.name, {})),
+        )
+        try:
+            saved_edits.write_edits(r.source, mine)
+        except OSError as exc:
+            problems.append(f"{r.name}: edits kept for this session only ({exc.strerror})")
+    ss[EDIT_NOTES] = problems  # said on the page after the rerun that follows an edit
+    return problems
+
+
 def build_context(loaded: Loaded, selected: Sequence[str], baseline: str | None) -> Context:
+    restore_edits(loaded.runs)
     runs_all = with_user_tags(loaded.runs)
     names = [r.name for r in runs_all]
     chosen = [r for r in runs_all if r.name in set(selected)]
@@ -666,3 +732,141 @@ def live_sizes(paths: Sequence[Path]) -> tuple[int, ...]:
         except OSError:
             out.append(-1)
     return tuple(out)
+
+
+# --- the user's view: selection, baseline, remembered controls, the URL ---------------------
+
+SELECTED = "selected_runs"
+"""The runs shown (names, load order): the one record of the choice. The sidebar's
+multiselect (`SELECTED_WIDGET`) only displays it and reports edits to it."""
+SELECTED_WIDGET = "selected_widget"
+KNOWN = "known_runs"
+VIEW = "_view"
+URL_IN = "_url_in"
+
+
+def url_request() -> dict[str, list[str]]:
+    """The view parameters the session's URL opened with, read once per session (a
+    reload is a new session). Each is taken (`take_url`) by whoever can check it."""
+    got = st.session_state.get(URL_IN)
+    if not isinstance(got, dict):
+        qp = st.query_params
+        got = {k: list(qp.get_all(k)) for k in viewstate.PARAMS if k in qp}
+        st.session_state[URL_IN] = got
+    return got
+
+
+def take_url(param: str) -> list[str] | None:
+    """The URL's values for `param` the first time it is asked for, else None."""
+    return url_request().pop(param, None)
+
+
+def selection(names: Sequence[str]) -> list[str]:
+    """The runs to show among the loaded `names`, made the widget's value too.
+
+    Streamlit drops a widget's state in some runs (a page switch whose request carries
+    no state for it, a widget id that changed with the script that drew it), and a
+    multiselect without state shows nothing: every page then said "No runs selected".
+    So the choice lives in `SELECTED`, a plain session value no cleanup touches, and the
+    widget is set from it before every draw; only the widget's change callback
+    (`take_selection`, a user's edit) writes back.
+    """
+    ss = st.session_state
+    chosen = ss.get(SELECTED)
+    known = ss.get(KNOWN)
+    from_url = take_url(viewstate.RUNS)
+    if from_url is not None:
+        parsed = viewstate.parse_runs(from_url, names)
+        if parsed is not None:
+            chosen, known = parsed, list(names)
+    if chosen is None:  # a first look at many runs shows the first few (`source`)
+        chosen, known = source.default_selection(names), list(names)
+    shown = viewstate.reconcile_selection(names, chosen, known)
+    ss[SELECTED] = shown
+    ss[KNOWN] = list(names)
+    ss[SELECTED_WIDGET] = list(shown)
+    return shown
+
+
+def take_selection() -> None:
+    """The multiselect's change callback: the user's edit becomes the selection."""
+    picked = st.session_state.get(SELECTED_WIDGET)
+    if isinstance(picked, list):
+        names = st.session_state.get(KNOWN) or []
+        st.session_state[SELECTED] = [n for n in names if n in set(picked)]
+
+
+def baseline_choice(options: Sequence[str]) -> str | None:
+    """The baseline the user chose (or the URL names), if it is among `options`."""
+    from_url = take_url(viewstate.BASELINE)
+    if from_url is not None:
+        picked = viewstate.parse_choice(from_url, options)
+        if picked is not None:
+            st.session_state["baseline"] = picked
+    prev = st.session_state.get("baseline")
+    return prev if prev in options else None
+
+
+def view() -> dict[str, Any]:
+    """The session's remembered page controls (the step line's metrics, range, smoothing):
+    kept across page switches, where Streamlit forgets a widget that is not drawn."""
+    got = st.session_state.get(VIEW)
+    if not isinstance(got, dict):
+        got = {}
+        st.session_state[VIEW] = got
+    return got
+
+
+def remember(key: str) -> None:
+    """A widget's change callback: keep its value in the remembered view."""
+    if key in st.session_state:
+        view()[key] = st.session_state[key]
+
+
+def seed(key: str, value: Any) -> None:
+    """Give a widget its value before it is drawn: what the user last chose (remembered),
+    else `value`; the widget is then created without a default of its own."""
+    v = view()
+    v.setdefault("_defaults", {})[key] = value
+    if key not in st.session_state:
+        st.session_state[key] = v.get(key, value)
+    v[key] = st.session_state[key]
+
+
+def _changed(key: str) -> Any:
+    """The remembered value of `key` when it differs from its default, else None."""
+    v = view()
+    value = v.get(key)
+    return None if value == v.get("_defaults", {}).get(key) else value
+
+
+def write_url() -> None:
+    """Put the view into the page's URL (only what differs from the defaults), so a
+    reload or a shared link restores it. Called at the end of every run, fragment runs
+    included."""
+    ss = st.session_state
+    names = ss.get(KNOWN)
+    if not names:
+        return
+    v = view()
+    rng = v.get("sl_range")
+    metrics = _changed("sl_metrics")
+    wanted = viewstate.encode(
+        names=names,
+        selected=ss.get(SELECTED, names),
+        baseline=ss.get("baseline"),
+        metrics=metrics,
+        step_range=tuple(rng) if rng is not None else None,
+        full_range=v.get("_sl_extent"),
+        smoothing=_changed("sl_smooth"),
+    )
+    # A parameter the session opened with but nothing has checked yet stays as it was.
+    for k, vals in url_request().items():
+        wanted.setdefault(k, vals)
+    qp = st.query_params
+    current = {k: list(qp.get_all(k)) for k in viewstate.PARAMS if k in qp}
+    to_set, to_drop = viewstate.changes(current, wanted)
+    for k, vals in to_set.items():
+        qp[k] = vals
+    for k in to_drop:
+        del qp[k]

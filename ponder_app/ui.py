@@ -4,18 +4,20 @@ heading from the registry, and the guard that keeps every page inside the frame.
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
+import logging
 import re
 import runpy
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextvars import ContextVar
-from typing import Any, Literal
+from typing import Any, Literal, ParamSpec
 
 import altair as alt
 import polars as pl
 import streamlit as st
 
-from ponder_app import charts, registry
+from ponder_app import charts, registry, state
 from ponder_app.state import Context, context
 
 # Everything Streamlit's Markdown (and its LaTeX and directive extensions) gives a meaning
@@ -50,17 +52,57 @@ def chart_image(chart: alt.TopLevelMixin, fmt: str) -> bytes:
     return vlc.vegalite_to_png(spec, scale=2)
 
 
+@st.cache_resource(show_spinner=False, max_entries=512, ttl=3600)
+def _built(key: str, _build: Callable[[], alt.TopLevelMixin]) -> tuple[alt.TopLevelMixin, dict]:
+    chart = _build()
+    return chart, charts.to_spec(chart)
+
+
+@st.cache_resource(show_spinner=False, max_entries=128, ttl=3600)
+def _built_set(key: str, _build: Callable[[], Any]) -> Any:
+    return _with_specs(_build())
+
+
+def _with_specs(value: Any) -> Any:
+    """Charts anywhere in lists, tuples and pairs replaced by `(chart, spec)`."""
+    if isinstance(value, alt.TopLevelMixin):
+        return value, charts.to_spec(value)
+    if isinstance(value, list | tuple):
+        return type(value)(_with_specs(v) for v in value)
+    return value
+
+
+def cached(key: tuple[Any, ...], build: Callable[[], Any]) -> Any:
+    """What `build` returns, with every chart in it paired with its spec, for a `key`
+    that fully determines it (as `show_chart_cached`); for a block of charts computed
+    together (heatmaps sharing one colour scale)."""
+    return _built_set(repr(key), build)
+
+
+def show_chart_cached(
+    key: tuple[Any, ...], build: Callable[[], alt.TopLevelMixin], name: str, **kw: Any
+) -> None:
+    """`show_chart` for a chart that `key` fully determines (the runs' content keys, see
+    `Context.content_key`, and every control that shapes it): built and turned into a
+    spec once, shared by reruns, page returns and sessions, so a control elsewhere on
+    the page costs this chart nothing. Bounded: 512 charts, an hour after last use."""
+    chart, spec = _built(repr(key), build)
+    show_chart(chart, name, spec=spec, **kw)
+
+
 def show_chart(
     chart: alt.TopLevelMixin,
     name: str,
     *,
     downloads: bool = True,
     data: pl.DataFrame | None = None,
+    spec: dict | None = None,
 ) -> None:
     """Draw an Altair chart at container width, with PNG/SVG downloads beneath it (drawn
     at a fixed width: a file has no container) and, given the plotted `data`, its rows
-    as CSV and Parquet."""
-    st.vega_lite_chart(charts.to_spec(chart), width="stretch")
+    as CSV and Parquet. `spec`: the chart's spec, already made (`show_chart_cached`)."""
+    # A shallow copy: Streamlit moves the datasets out of the dict it is given.
+    st.vega_lite_chart({**(spec or charts.to_spec(chart))}, width="stretch")
     if downloads:
         row = st.container(horizontal=True)
         slug = _slug(name)
@@ -144,6 +186,37 @@ def parquet_bytes(df: pl.DataFrame) -> bytes:
     return buf.getvalue()
 
 
+PAGE_FAILED = (
+    "This page could not be drawn for the selected runs ({kind}). "
+    "Try deselecting the run that causes it in the sidebar; the other pages still work."
+)
+
+
+def page_failed(exc: Exception, where: str) -> None:
+    """A page (or a block of one) failed on odd input: a message, not a traceback. The
+    exception's text can hold server paths: it goes to the log, the page gets its kind."""
+    logging.getLogger("ponder_app").exception("%s failed", where)
+    st.error(PAGE_FAILED.format(kind=type(exc).__name__), icon=":material/error:")
+
+
+P = ParamSpec("P")
+
+
+def fragment(fn: Callable[P, None]) -> Callable[P, None]:
+    """`st.fragment` with the frame's failure handling: Streamlit shows an exception
+    raised inside a fragment itself (as a traceback), so app.py's guard around the page
+    never sees it. Streamlit's own rerun/stop signals are BaseExceptions and pass."""
+
+    @functools.wraps(fn)
+    def guarded(*args: P.args, **kwargs: P.kwargs) -> None:
+        try:
+            fn(*args, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - see above
+            page_failed(exc, f"{fn.__module__}.{fn.__qualname__}")
+
+    return st.fragment(guarded)
+
+
 _IN_FRAME: ContextVar[bool] = ContextVar("ponder_app_in_frame", default=False)
 
 
@@ -205,6 +278,8 @@ def page_context(page_id: str, *, unselected: bool = False) -> Context | None:
 
 def show_errors(ctx: Context) -> None:
     """Per-run analysis failures, said plainly at the end of the page."""
+    for note in st.session_state.pop(state.EDIT_NOTES, None) or []:
+        st.warning(plain(note), icon=":material/save:")
     for name, message in ctx.errors.items():
         st.warning(
             f"**{plain(name)}**: {plain(message)}. The other runs are unaffected.",

@@ -34,6 +34,21 @@ def _cache_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return store
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _edits_elsewhere(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Tag and phase edits made by tests go to a folder of the test session's, never
+    beside the bundled sample runs (servers started by browser tests inherit it)."""
+    os.environ["PONDER_EDITS_DIR"] = str(tmp_path_factory.mktemp("edits"))
+
+
+@pytest.fixture(autouse=True)
+def _edits_per_test(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """...and each test starts with none saved: one test's edits are not the next one's."""
+    monkeypatch.setenv("PONDER_EDITS_DIR", str(tmp_path_factory.mktemp("edits")))
+
+
 @pytest.fixture
 def root() -> Path:
     return ROOT

@@ -21,4 +21,4 @@ def test_exactly_the_tests_that_drive_a_browser_carry_the_browser_marker() -> No
             drives.add(name)
         if "pytest.mark.browser" in text:
             marked.add(name)
-    assert drives == marked == {"app/test_browser.py"}
+    assert drives == marked == {"app/test_browser.py", "app/test_browser_session.py"}

@@ -510,10 +510,10 @@ def run_facts(run: Run) -> pl.DataFrame:
         "last LM (raw, one batch)": None
         if last["last_lm"] is None
         else f"{fmt(last['last_lm'], '.4f')} at step {last['last_lm_step']}",
-        # a yes/no fact, not the number 0 or 1
+        # A flag, said as words: `fmt(False)` would print the boolean as the number 0.
         "log still being written": None
         if meta.get("truncated") is None
-        else ("yes" if meta["truncated"] else "no"),
+        else ("yes (its last line has no end yet)" if meta["truncated"] else "no"),
     }
     return pl.DataFrame(
         {"fact": list(facts), "value": [fmt(v) for v in facts.values()]},

@@ -35,6 +35,7 @@ produced, so a half-extracted archive never shows up as a truncated run.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import re
 import shutil
@@ -410,13 +411,22 @@ def _archive_kind(name: str) -> str | None:
     return None
 
 
+def content_tag(data: bytes) -> str:
+    """A short tag for an upload's content (6 hex digits of its SHA-256): what tells
+    apart two uploads of the same name, the same way every time they are uploaded."""
+    return hashlib.sha256(data).hexdigest()[:6]
+
+
 def _unique_dir(dest: Path, wanted: str, taken: set[str]) -> Path:
-    """A new folder under `dest` named `wanted`, or `wanted-2`, `wanted-3`, ..."""
+    """A new folder under `dest` named `wanted`, or `wanted (2)`, `wanted (3)`, ...
+
+    Never `wanted-2`: a run's name is read for hyperparameters, and `-2` after a word
+    reads as a setting (`adaptive-2`)."""
     n = 1
     name = wanted
     while name.lower() in taken or (dest / name).exists():
         n += 1
-        name = f"{wanted}-{n}"
+        name = f"{wanted} ({n})"
     taken.add(name.lower())
     path = dest / name
     path.mkdir()
@@ -575,8 +585,9 @@ def materialize_uploads(
     - an archive (`.zip`, `.tar`, `.tar.gz`/`.tgz`, also `.tar.bz2`/`.tar.xz`) is extracted
       safely into its own folder (named after the archive) and contributes every run
       folder found inside it;
-    - each loose log file becomes its own run folder, named by the file's stem (`-2`, `-3`
-      appended when two uploads share a name);
+    - each loose log file becomes its own run folder, named by the file's stem; logs that
+      share a name get a short tag of their content after it (`log_kronecker_adaptive
+      #3f9a2c`), so each reads distinctly and keeps its name when uploaded again;
     - a loose `stats.json` or config file (`config.json`, `config.yaml`, ...; also
       `<prefix>_stats.json` / `<prefix>_config.yaml`) goes, under its canonical name, into
       the folder of the only loose log, or with several logs into the one whose name it
@@ -598,6 +609,13 @@ def materialize_uploads(
         result.messages.append(f"the upload folder cannot be used ({exc.strerror or exc})")
         return result
 
+    files = [(n, bytes(d)) for n, d in files]
+    stems = [
+        safe_name(_log_stem(safe_name(n)), fallback="run").lower()
+        for n, _ in files
+        if not _archive_kind(safe_name(n))
+    ]
+    shared = {stem for stem in stems if stems.count(stem) > 1}
     # Sidecars wait until the end: they can only be paired once every loose log is known.
     slots: list[list[Path]] = []
     logs: dict[Path, str] = {}
@@ -627,12 +645,14 @@ def materialize_uploads(
             result.messages.append(f"{raw_name}: skipped, {why}")
             continue
         wanted = safe_name(_log_stem(name), fallback="run")
+        if wanted.lower() in shared:
+            wanted = f"{wanted} #{content_tag(data)}"
         try:
             folder = _unique_dir(dest, wanted, taken)
         except OSError as exc:
             result.messages.append(f"{raw_name}: could not be written ({exc.strerror or exc})")
             continue
-        if folder.name != wanted:
+        if folder.name != safe_name(_log_stem(name), fallback="run"):
             result.messages.append(
                 f"{raw_name}: another upload has the same name; loaded as {folder.name}"
             )

@@ -282,6 +282,10 @@ def test_run_facts_formats_and_dashes() -> None:
     assert facts["layers"] == "4"
     assert facts["TARGET_K"] == "1.3"
     assert facts["resumed at steps"] == "1250"
+    run.meta["truncated"] = False
+    assert dict(summaries.run_facts(run).iter_rows())["log still being written"] == "no"
+    run.meta["truncated"] = True
+    assert dict(summaries.run_facts(run).iter_rows())["log still being written"].startswith("yes")
     empty = dict(summaries.run_facts(Run(name="e")).iter_rows())
     assert set(empty.values()) == {"–"}
 

@@ -109,6 +109,32 @@ def test_uploaded_run_is_shown_at_once() -> None:
     assert runs_table(at)["run"].to_list() == ["log_alpha"]
 
 
+def test_uploads_hide_the_samples_and_say_so_with_a_way_back() -> None:
+    at = new_app().run()
+    upload(at, ("log_alpha.txt", log_bytes(1500)))
+    assert loaded_names(at) == ["log_alpha"]
+    assert "Sample runs hidden" in sidebar_text(at)
+    at.toggle(key="keep_samples").set_value(True).run()
+    assert_ok(at)
+    assert sorted(loaded_names(at)) == sorted([*SAMPLE_NAMES, "log_alpha"])
+    # The samples come back shown, and the upload stays shown.
+    assert sorted(at.multiselect(key="selected_widget").value) == sorted(loaded_names(at))
+    assert "Sample runs hidden" not in sidebar_text(at)
+
+
+def test_three_same_named_uploads_are_told_apart() -> None:
+    at = new_app().run()
+    logs = [log_bytes(n) for n in (1200, 1500, 1800)]
+    upload(at, *[("log_kronecker_adaptive.txt", data) for data in logs])
+    names = loaded_names(at)
+    assert len(set(names)) == 3
+    assert all(n.startswith("log_kronecker_adaptive #") for n in names), names
+    goto(at, "sweep")
+    # The tag that tells them apart is not a hyperparameter.
+    shown_columns = {c for t in at.dataframe for c in t.value.columns}
+    assert not {c for c in shown_columns if "adaptive" in c or c == "log_kronecker"}
+
+
 def test_a_text_file_that_is_not_a_log_is_refused() -> None:
     at = new_app().run()
     upload(

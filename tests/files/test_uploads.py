@@ -12,7 +12,13 @@ from pathlib import Path
 import pytest
 
 from ponder_parse.files.discovery import find_run_dirs, is_log_file
-from ponder_parse.files.uploads import ArchiveLimits, UploadResult, materialize_uploads
+from ponder_parse.files.hparams import parse_folder_name
+from ponder_parse.files.uploads import (
+    ArchiveLimits,
+    UploadResult,
+    content_tag,
+    materialize_uploads,
+)
 
 STEP = (
     "STEP: 1 | TOT: 3.2145 | LM: 2.9800 | PONDER: 0.000123 (RAW: 0.000456, RWD: 0.000333) | "
@@ -111,11 +117,34 @@ def test_stats_prefix_tie_is_unassigned(box: tuple[Path, Path]) -> None:
 
 def test_same_named_logs_get_distinct_folders(box: tuple[Path, Path]) -> None:
     _, dest = box
+    other = LOG + b"\n"
     result = materialize_uploads(
-        [("log_kronecker_adaptive.txt", LOG), ("log_kronecker_adaptive.txt", LOG)], dest
+        [
+            ("log_kronecker_adaptive.txt", LOG),
+            ("log_kronecker_adaptive.txt", other),
+            ("log_kronecker_adaptive.txt", LOG),
+        ],
+        dest,
     )
-    assert names(result) == ["log_kronecker_adaptive", "log_kronecker_adaptive-2"]
-    assert any("same name" in m for m in result.messages)
+    tag, tag2 = content_tag(LOG), content_tag(other)
+    assert names(result) == [
+        f"log_kronecker_adaptive #{tag}",
+        f"log_kronecker_adaptive #{tag2}",
+        f"log_kronecker_adaptive #{tag} (2)",
+    ]
+    assert sum("same name" in m for m in result.messages) == 3
+    # None of the tags reads as a hyperparameter (`-2` did: `adaptive=2`).
+    for name in names(result):
+        assert parse_folder_name(name) == {}, name
+
+
+def test_same_named_archives_do_not_read_as_a_setting(box: tuple[Path, Path]) -> None:
+    _, dest = box
+    data = zip_bytes({"log_fourier_adaptive.txt": LOG})
+    result = materialize_uploads([("sweep.zip", data), ("sweep.zip", data)], dest)
+    assert names(result) == ["sweep", "sweep (2)"]
+    assert all(parse_folder_name(n) == {} for n in names(result))
+    assert parse_folder_name("sweep-2") == {"sweep": 2}  # why `-2` is not used
 
 
 def test_non_logs_are_skipped_with_a_message(box: tuple[Path, Path]) -> None:
