@@ -965,20 +965,17 @@ def group_series(
 def pareto_front(data: pl.DataFrame, x: str, y: str) -> pl.DataFrame:
     """`data` with a boolean `on_front`: the rows no other row beats on both `x` and `y`
     (lower is better on both: less compute, lower loss). Rows with a missing or
-    non-finite value are never on the front. Sorted by `x`."""
-    ok = pl.col(x).cast(pl.Float64).is_finite().fill_null(False) & pl.col(y).cast(
-        pl.Float64
-    ).is_finite().fill_null(False)
+    non-finite value are never on the front. Sorted by `x`. Both columns come back as
+    floats: a sweep table's column of runs that all lack a value is not typed as numbers,
+    and what is not a number is missing here."""
+    data = data.with_columns(pl.col(x, y).cast(pl.Float64, strict=False))
+    ok = pl.col(x).is_finite().fill_null(False) & pl.col(y).is_finite().fill_null(False)
     df = data.with_columns(ok.alias("_ok")).sort(x, y, nulls_last=True)
     # Sorted by x (ties by y): a row is on the front when its y is below every y of the
     # rows before it, i.e. it beats the running minimum.
-    prev_min = (
-        pl.when(pl.col("_ok")).then(pl.col(y).cast(pl.Float64)).cum_min().forward_fill().shift(1)
-    )
+    prev_min = pl.when(pl.col("_ok")).then(pl.col(y)).cum_min().forward_fill().shift(1)
     return df.with_columns(
-        (pl.col("_ok") & (prev_min.is_null() | (pl.col(y).cast(pl.Float64) < prev_min))).alias(
-            "on_front"
-        )
+        (pl.col("_ok") & (prev_min.is_null() | (pl.col(y) < prev_min))).alias("on_front")
     ).drop("_ok")
 
 

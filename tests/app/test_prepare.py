@@ -709,6 +709,11 @@ def test_pareto_front() -> None:
     front = prepare.pareto_front(d, "c", "lm")
     assert set(front.filter("on_front")["run"]) == {"a", "b", "c"}
     assert front["c"].to_list()[:5] == [1.0, 2.0, 2.5, 3.0, 4.0]
+    # a column the sweep table could not type as numbers (every run lacks it): no front,
+    # and a chart can still be drawn from it
+    untyped = d.with_columns(pl.lit(None, pl.String).alias("c"))
+    front = prepare.pareto_front(untyped, "c", "lm")
+    assert front.schema["c"] == pl.Float64 and not front["on_front"].any()
 
 
 def test_layer_diff_has_no_stripes_where_cells_differ_in_width() -> None:
