@@ -7,7 +7,7 @@ from typing import Any
 import polars as pl
 import streamlit as st
 
-from ponder_app import charts, prepare, ui
+from ponder_app import charts, prepare, state, ui, viewstate
 from ponder_app.state import Context
 
 
@@ -21,25 +21,66 @@ def page_body(ctx: Context) -> None:
         by_col = {m.column: m for m in present}
         flat = prepare.flat_in(ctx.runs, ctx.rules)
         notes = {c: prepare.flat_note(m.key, flat, ctx.runs) for c, m in by_col.items()}
+        ss = st.session_state
+        default = "k" if "k" in by_col else next(iter(by_col))
+        lo, hi = prepare.step_extent(r.layers for r in ctx.runs)
+        # What a shared link asks for, checked against what these runs have.
+        asked = state.take_url(viewstate.LAYER_METRIC)
+        if (picked := viewstate.parse_choice(asked or [], list(by_col))) is not None:
+            ss["lh_metric"] = picked
+        asked = state.take_url(viewstate.LAYER_RANGE)
+        if (rng := viewstate.parse_range(asked or [], lo, hi)) is not None:
+            ss["lh_range"] = rng
+        state.seed("lh_metric", default)
+        if ss["lh_metric"] not in by_col:  # a metric the runs shown now do not log
+            ss["lh_metric"] = default
         c1, c2, c3 = st.columns([3, 2, 1])
         col = c1.selectbox(
             "Per-layer metric",
             list(by_col),
-            index=list(by_col).index("k") if "k" in by_col else 0,
             format_func=lambda c: (
                 f"{prepare.picker_label(by_col[c], notes[c])} — {by_col[c].meaning}"
             ),
             key="lh_metric",
+            on_change=state.remember,
+            args=("lh_metric",),
         )
-        cols = c2.slider("Columns (step buckets, mean per bucket)", 50, 400, 200, 25, key="lh_cols")
+        kind = c1.radio(
+            "View",
+            ["heatmaps", "lines"],
+            format_func={"heatmaps": "Heatmaps", "lines": "Lines per layer"}.get,
+            key="lh_view",
+            horizontal=True,
+            help="Heatmaps: layer × step, the mean of each step bucket, with differences "
+            "from the baseline. Lines per layer: one line per layer over the steps (min "
+            "and max of each bucket kept, so a spike in one layer shows), a chart per run.",
+        )
+        cols = c2.slider(
+            "Columns (step buckets, mean per bucket)",
+            50,
+            400,
+            200,
+            25,
+            key="lh_cols",
+            disabled=kind == "lines",
+        )
         with c3:
             include_audit = ui.audit_toggle(page="layer_heatmaps")
         m = by_col[col]
         st.caption(m.help())
         if notes[col]:
             st.warning(f"{m.label}: {notes[col]}. The heatmap below is not a measurement.")
-        lo, hi = prepare.step_extent(r.layers for r in ctx.runs)
-        step_range = st.slider("Step range", lo, hi, (lo, hi), key="lh_range")
+        # A range that ended at the last step follows the runs as they grow, as on the
+        # step line; set through session state only, so the slider has one source of truth.
+        v = state.view()
+        ss["lh_range"] = viewstate.follow_range(
+            ss.get("lh_range", v.get("lh_range")), lo, hi, v.get("_lh_top")
+        )
+        v["_lh_top"], v["_lh_extent"], v["lh_range"] = hi, (lo, hi), ss["lh_range"]
+        st.slider(
+            "Step range", lo, hi, key="lh_range", on_change=state.remember, args=("lh_range",)
+        )
+        step_range: tuple[int, int] = ss["lh_range"]
         base = ctx.baseline
         x_domain = (float(step_range[0]), float(step_range[1]) + 1)
         profile = prepare.layer_profile(ctx.runs, col, step_range, include_audit)
@@ -54,6 +95,11 @@ def page_body(ctx: Context) -> None:
             f"layer-profile-{col}",
             data=profile,
         )
+
+        if kind == "lines":
+            lines_per_layer(ctx, col, step_range, include_audit, x_domain)
+            state.write_url()
+            return
 
         def build() -> tuple[
             list[tuple[str, Any, pl.DataFrame]], list[tuple[str, Any, pl.DataFrame]], bool
@@ -127,6 +173,47 @@ def page_body(ctx: Context) -> None:
             )
             for n, (chart, spec), d in diff_maps:
                 ui.show_chart(chart, f"heatmap-diff-{col}-{n}", spec=spec, data=d)
+    state.write_url()
+
+
+def lines_per_layer(
+    ctx: Context,
+    col: str,
+    step_range: tuple[int, int],
+    include_audit: bool,
+    x_domain: tuple[float, float],
+) -> None:
+    """A chart per shown run, a line per layer; one value axis for all, so the runs compare."""
+    m = {lm.column: lm for lm in prepare.layer_metrics(ctx.runs)}[col]
+
+    def build() -> list[tuple[str, Any, pl.DataFrame]]:
+        lines = {r.name: prepare.layer_lines(r, col, step_range, include_audit) for r in ctx.runs}
+        y_domain = prepare.value_domain(lines.values())
+        return [
+            (
+                name,
+                charts.layer_lines_chart(
+                    data,
+                    title=name,
+                    value_title=m.label,
+                    value_format=charts.d3_format(m.fmt),
+                    x_domain=x_domain,
+                    y_domain=y_domain,
+                ),
+                data,
+            )
+            for name, data in lines.items()
+        ]
+
+    shown = ui.cached(("layer-lines", ctx.content_key(), col, step_range, include_audit), build)
+    for name, (chart, spec), data in shown:
+        ui.show_chart(chart, f"layer-lines-{col}-{name}", spec=spec, data=data)
+    st.caption(
+        f"Each layer is reduced to at most {prepare.LAYER_LINE_POINTS} points by keeping "
+        "the minimum and maximum of every step bucket, so no spike is hidden"
+        + ("." if include_audit else "; audit steps (forced k=2) are left out.")
+        + " Click a layer in the legend to pick it out."
+    )
 
 
 ctx = ui.page_context("layer_heatmaps")

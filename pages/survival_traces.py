@@ -40,6 +40,10 @@ def traces_at_step(runs: list[Run]) -> None:
     ss = st.session_state
     all_steps = prepare.trace_steps(runs)
     v = state.view()
+    # A shared link's step, when the runs shown logged traces at it.
+    asked = state.take_url(viewstate.TRACE_STEP)
+    if (at := viewstate.parse_step(asked or [], all_steps)) is not None:
+        ss["st_step"] = at
     ss["st_step"] = viewstate.follow_step(
         ss.get("st_step", v.get("st_step")), all_steps, v.get("_st_last")
     )
@@ -55,6 +59,7 @@ def traces_at_step(runs: list[Run]) -> None:
         f"traces-at-{step}",
         data=curves,
     )
+    state.write_url()
 
 
 ctx = ui.page_context("survival_traces")

@@ -1164,3 +1164,46 @@ def layer_profile_chart(
         )
         .properties(title=title, width=WIDTH, autosize=AUTOSIZE, height=240)
     )
+
+
+def layer_lines_chart(
+    data: pl.DataFrame,
+    *,
+    title: str,
+    value_title: str,
+    value_format: str = ".4g",
+    x_domain: tuple[float, float] | None = None,
+    y_domain: tuple[float, float] | None = None,
+    height: int = 240,
+) -> alt.Chart:
+    """One run's per-layer metric over steps, a line per layer (`prepare.layer_lines`),
+    coloured from shallow (dark) to deep (light) along one ordered scale, so the stack's
+    order reads off the colours. `x_domain` and `y_domain` are shared by every run's
+    chart, so one step and one value sit at the same place down the page."""
+    if data.is_empty():
+        return _empty(f"{title}: no per-layer data")
+    xscale = alt.Scale(domain=list(x_domain), nice=False) if x_domain else alt.Scale()
+    yscale = alt.Scale(domain=list(y_domain), zero=False) if y_domain else alt.Scale(zero=False)
+    pick = alt.selection_point(fields=["layer"], bind="legend", name="layer_pick")
+    return (
+        alt.Chart(data)
+        .mark_line(clip=True, strokeWidth=1.5)
+        .encode(
+            x=alt.X("step:Q", title="step", scale=xscale),
+            y=alt.Y("value:Q", title=value_title, scale=yscale),
+            color=alt.Color(
+                "layer:O",
+                title="layer",
+                scale=alt.Scale(scheme="viridis"),
+                legend=alt.Legend(orient="right"),
+            ),
+            opacity=alt.condition(pick, alt.value(1.0), alt.value(0.15)),
+            tooltip=[
+                alt.Tooltip("layer:O"),
+                alt.Tooltip("step:Q", format="d"),
+                alt.Tooltip("value:Q", title=value_title, format=value_format),
+            ],
+        )
+        .add_params(pick)
+        .properties(title=title, width=WIDTH, autosize=AUTOSIZE, height=height)
+    )

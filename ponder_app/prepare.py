@@ -1029,3 +1029,37 @@ def layer_profile(
             schema={"run": pl.String, "layer": pl.Int64, "value": pl.Float64, "n": pl.UInt32}
         )
     return pl.concat(parts, how="diagonal_relaxed")
+
+
+LAYER_LINE_POINTS = 600
+"""Points per layer line (min/max buckets): a dozen layers × a few runs stay light."""
+
+
+def layer_lines(
+    run: Run,
+    column: str,
+    step_range: tuple[int, int] | None = None,
+    include_audit: bool = False,
+    max_points: int = LAYER_LINE_POINTS,
+) -> pl.DataFrame:
+    """A per-layer metric over steps, one series per layer: rows `layer, step, value`.
+
+    The heatmap's mean per bucket hides when a single layer jumps; a line per layer shows
+    it. Audit steps (every layer forced to k=2) are left out unless `include_audit`, as on
+    the heatmap. Each layer is cut to `max_points` with the min/max downsampling, so a
+    spike in any layer survives the thinning.
+    """
+    empty = pl.DataFrame(schema={"layer": pl.Int64, "step": pl.Int64, "value": pl.Float64})
+    if column not in run.layers.columns:
+        return empty
+    df = run.layers.select("step", "layer", column).filter(pl.col(column).is_finite())
+    if not include_audit:
+        df = df.join(patterns.audit_steps(run).to_frame("step"), on="step", how="anti")
+    if step_range is not None:
+        df = df.filter(pl.col("step").is_between(*step_range))
+    if df.is_empty():
+        return empty
+    kept = downsample(df, x="step", columns=[column], max_points=max_points, by="layer")
+    return kept.select(pl.col("layer").cast(pl.Int64), pl.col("step").cast(pl.Int64), "value").sort(
+        "layer", "step"
+    )

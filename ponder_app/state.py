@@ -859,6 +859,11 @@ def write_url() -> None:
         step_range=tuple(rng) if rng is not None else None,
         full_range=v.get("_sl_extent"),
         smoothing=_changed("sl_smooth"),
+        layer_metric=_changed("lh_metric"),
+        layer_range=tuple(v["lh_range"]) if v.get("lh_range") is not None else None,
+        layer_full_range=v.get("_lh_extent"),
+        # The latest step is the default (it follows a growing run): left out.
+        trace_step=v.get("st_step") if v.get("st_step") != v.get("_st_last") else None,
     )
     # A parameter the session opened with but nothing has checked yet stays as it was.
     for k, vals in url_request().items():

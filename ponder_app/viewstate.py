@@ -1,5 +1,6 @@
 """The view a user has set up, as plain values: which runs are shown, the baseline, the
-step line's metrics, step range and smoothing. Read from and written to the page's URL,
+step line's metrics, step range and smoothing, the layer heatmaps' metric and step range,
+the survival traces' step. Read from and written to the page's URL,
 so a reload or a shared link opens the same view; pure (no Streamlit), so every rule
 about what a URL may say is testable.
 
@@ -17,7 +18,10 @@ BASELINE = "baseline"
 METRICS = "metric"
 RANGE = "steps"
 SMOOTHING = "smooth"
-PARAMS = (RUNS, BASELINE, METRICS, RANGE, SMOOTHING)
+LAYER_METRIC = "layer_metric"
+LAYER_RANGE = "layer_steps"
+TRACE_STEP = "trace_step"
+PARAMS = (RUNS, BASELINE, METRICS, RANGE, SMOOTHING, LAYER_METRIC, LAYER_RANGE, TRACE_STEP)
 """Every query parameter the app reads or writes, in the order it writes them."""
 
 NO_RUNS = ""
@@ -93,6 +97,18 @@ def parse_float(values: Sequence[str], lo: float, hi: float) -> float | None:
     return x
 
 
+def parse_step(values: Sequence[str], steps: Sequence[int]) -> int | None:
+    """`?trace_step=1200` → 1200 when it is one of `steps` (the steps that have data), else
+    None: a step the runs never logged is not quietly moved to a neighbour."""
+    if not values:
+        return None
+    v = values[-1].strip()
+    if not v.isdigit():
+        return None
+    n = int(v)
+    return n if n in set(steps) else None
+
+
 def format_range(step_range: tuple[int, int]) -> str:
     return f"{int(step_range[0])}-{int(step_range[1])}"
 
@@ -106,6 +122,10 @@ def encode(
     step_range: tuple[int, int] | None = None,
     full_range: tuple[int, int] | None = None,
     smoothing: float | None = None,
+    layer_metric: str | None = None,
+    layer_range: tuple[int, int] | None = None,
+    layer_full_range: tuple[int, int] | None = None,
+    trace_step: int | None = None,
 ) -> dict[str, list[str]]:
     """The query parameters for a view. What is the default is left out, so a plain view
     has a plain URL: every run shown, the first shown run as baseline, the whole step
@@ -121,6 +141,12 @@ def encode(
         out[RANGE] = [format_range(step_range)]
     if smoothing is not None:
         out[SMOOTHING] = [f"{smoothing:g}"]
+    if layer_metric is not None:
+        out[LAYER_METRIC] = [layer_metric]
+    if layer_range is not None and tuple(layer_range) != layer_full_range:
+        out[LAYER_RANGE] = [format_range(layer_range)]
+    if trace_step is not None:
+        out[TRACE_STEP] = [str(int(trace_step))]
     return out
 
 

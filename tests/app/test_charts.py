@@ -691,3 +691,25 @@ def test_layer_profile_chart() -> None:
     assert is_no_data(
         to_dict(charts.layer_profile_chart(data.clear(), title="k", value_title="k", colors=COLORS))
     )
+
+
+def test_layer_lines_chart_is_a_line_per_layer_on_shared_axes() -> None:
+    data = pl.DataFrame(
+        {"layer": [0, 0, 1, 1], "step": [0, 10, 0, 10], "value": [1.0, 2.0, 1.5, 9.0]}
+    )
+    d = to_dict(
+        charts.layer_lines_chart(
+            data, title="run a", value_title="k", x_domain=(0.0, 20.0), y_domain=(0.5, 9.5)
+        )
+    )
+    assert mark(d) == "line"
+    enc = d["encoding"]
+    assert enc["color"]["field"] == "layer" and enc["color"]["type"] == "ordinal"
+    assert enc["x"]["field"] == "step" and enc["x"]["scale"]["domain"] == [0.0, 20.0]
+    assert enc["y"]["scale"]["domain"] == [0.5, 9.5]
+    assert data_of(d, d)["value"].max() == 9.0
+    # A legend click picks a layer out.
+    assert any(p.get("bind") == "legend" for p in d["params"])
+    assert is_no_data(
+        to_dict(charts.layer_lines_chart(data.clear(), title="run a", value_title="k"))
+    )

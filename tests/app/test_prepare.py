@@ -755,3 +755,35 @@ def test_layer_profile_is_the_mean_per_layer_and_run() -> None:
     assert prof["value"].to_list() == pytest.approx([0.2, 1.2, 2.2])  # steps 0–40: mean s/100 = 0.2
     assert prof["n"].to_list() == [5, 5, 5]
     assert prepare.layer_profile([run], "missing").is_empty()
+
+
+def test_layer_lines_keep_every_layers_spike_in_the_range() -> None:
+    def value(s: int, layer: int) -> float:
+        return 9.0 if (s, layer) == (370, 1) else layer + s / 1000
+
+    run = Run(name="r", layers=layers_frame(range(0, 1000), 3, value))
+    lines = prepare.layer_lines(run, "k", step_range=(100, 800), max_points=40)
+    assert lines.columns == ["layer", "step", "value"]
+    assert sorted(lines["layer"].unique().to_list()) == [0, 1, 2]
+    assert lines["step"].min() >= 100 and lines["step"].max() <= 800
+    assert lines.group_by("layer").len()["len"].max() <= 40  # thinned per layer
+    # The one-step spike of layer 1 survives the thinning.
+    assert lines.filter(pl.col("layer") == 1)["value"].max() == 9.0
+    assert lines.filter(pl.col("layer") == 0)["value"].max() < 1.0
+    assert prepare.layer_lines(run, "missing").is_empty()
+    assert prepare.layer_lines(run, "k", step_range=(5000, 6000)).is_empty()
+
+
+def test_layer_lines_leave_audit_steps_out_unless_asked() -> None:
+    steps = schema.conform(
+        pl.DataFrame(
+            {"step": list(range(0, 100, 10)), "audit": [s in (30, 70) for s in range(0, 100, 10)]}
+        ),
+        schema.STEPS,
+    )
+    run = Run(
+        name="r", steps=steps, layers=layers_frame(range(0, 100, 10), 2, lambda s, layer: 1.0)
+    )
+    kept = set(prepare.layer_lines(run, "k")["step"].to_list())
+    assert kept == set(range(0, 100, 10)) - {30, 70}
+    assert {30, 70} <= set(prepare.layer_lines(run, "k", include_audit=True)["step"].to_list())

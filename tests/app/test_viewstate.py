@@ -110,3 +110,42 @@ def test_follow_step() -> None:
     assert vs.follow_step(50, [50, 100, 150], 100) == 50  # chose an earlier one
     assert vs.follow_step(None, [50, 100], None) == 100
     assert vs.follow_step(75, [50, 100], 100) == 100  # gone
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        (["100"], 100),
+        ([" 150 "], 150),
+        (["75"], None),  # never logged: not moved to a neighbour
+        (["-50"], None),
+        (["1e2"], None),
+        (["abc"], None),
+        ([""], None),
+        ([], None),
+        (["50", "100"], 100),  # the last one counts
+    ],
+)
+def test_parse_step(values: list[str], expected: int | None) -> None:
+    assert vs.parse_step(values, [50, 100, 150]) == expected
+
+
+def test_encode_the_layer_and_trace_views() -> None:
+    plain = vs.encode(
+        names=NAMES, selected=NAMES, baseline="a", layer_range=(0, 10), layer_full_range=(0, 10)
+    )
+    assert plain == {}
+    url = vs.encode(
+        names=NAMES,
+        selected=NAMES,
+        baseline="a",
+        layer_metric="p_mean",
+        layer_range=(3, 7),
+        layer_full_range=(0, 10),
+        trace_step=350,
+    )
+    assert url == {"layer_metric": ["p_mean"], "layer_steps": ["3-7"], "trace_step": ["350"]}
+    assert vs.parse_range(url["layer_steps"], 0, 10) == (3, 7)
+    assert vs.parse_step(url["trace_step"], [300, 350]) == 350
+    # Every parameter written is one the app owns (so a change can drop it again).
+    assert set(url) <= set(vs.PARAMS)

@@ -1,0 +1,114 @@
+"""The layer heatmaps' and survival traces' views in the URL: a link opens them, a change
+of control is written back, and values a link cannot mean are ignored."""
+
+from __future__ import annotations
+
+import pytest
+from app_helpers import assert_ok, charts, dataset_with, goto, new_app, spec, title
+from streamlit.testing.v1 import AppTest
+
+
+def _qp(at: AppTest, key: str) -> list[str]:
+    value = at.query_params.get(key)
+    if value is None:
+        return []
+    return list(value) if isinstance(value, list) else [value]
+
+
+def test_the_url_opens_the_layer_heatmaps_view() -> None:
+    at = new_app()
+    at.query_params = {"layer_metric": "p_mean", "layer_steps": "300-900"}
+    at.run()
+    goto(at, "layer_heatmaps")
+    assert at.selectbox(key="lh_metric").value == "p_mean"
+    assert tuple(at.slider(key="lh_range").value) == (300, 900)
+    # Every heatmap's cells lie in the range.
+    cells = [dataset_with(c, "layer", "start", "end") for c in charts(at)]
+    cells = [d for d in cells if d is not None and d.height]
+    assert cells
+    for d in cells:
+        assert d["start"].min() >= 300 and d["start"].max() <= 900
+
+
+def test_the_layer_heatmaps_view_is_written_to_the_url() -> None:
+    at = new_app().run()
+    goto(at, "layer_heatmaps")
+    assert not {"layer_metric", "layer_steps"} & set(at.query_params)  # defaults: plain
+    at.selectbox(key="lh_metric").set_value("frac_ge2").run()
+    at.slider(key="lh_range").set_value((200, 800)).run()
+    assert_ok(at)
+    assert _qp(at, "layer_metric") == ["frac_ge2"]
+    assert _qp(at, "layer_steps") == ["200-800"]
+    again = new_app()
+    again.query_params = {k: _qp(at, k) for k in at.query_params}
+    again.run()
+    goto(again, "layer_heatmaps")
+    assert again.selectbox(key="lh_metric").value == "frac_ge2"
+    assert tuple(again.slider(key="lh_range").value) == (200, 800)
+    # Back to the default metric: the parameter goes.
+    again.selectbox(key="lh_metric").set_value("k").run()
+    assert "layer_metric" not in again.query_params
+
+
+def test_the_url_opens_the_trace_step_and_writes_it_back() -> None:
+    at = new_app()
+    at.query_params = {"trace_step": "1000"}
+    at.run()
+    goto(at, "survival_traces")
+    slider = at.select_slider(key="st_step")
+    assert int(slider.value) == 1000
+    assert any("at step 1000" in title(c) for c in charts(at))
+    latest = slider.options[-1]
+    slider.set_value(int(slider.options[2])).run()
+    assert_ok(at)
+    assert _qp(at, "trace_step") == [str(slider.options[2])]
+    # The latest step is the default (it follows a growing run): a plain URL again.
+    at.select_slider(key="st_step").set_value(int(latest)).run()
+    assert "trace_step" not in at.query_params
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"layer_metric": "<script>", "layer_steps": "9-1", "trace_step": "77"},
+        {"layer_metric": "", "layer_steps": "a-b", "trace_step": "-5"},
+        {"layer_metric": ["zz", "k k"], "layer_steps": "-1--5", "trace_step": "1e9"},
+        {"layer_steps": "0-99999999999999999999", "trace_step": "99999999999999999999"},
+    ],
+)
+def test_unusable_layer_and_trace_values_are_ignored(params: dict[str, object]) -> None:
+    at = new_app()
+    at.query_params = params
+    at.run()
+    assert_ok(at)
+    goto(at, "layer_heatmaps")
+    assert at.selectbox(key="lh_metric").value == "k"  # the default
+    lo, hi = at.slider(key="lh_range").min, at.slider(key="lh_range").max
+    if params.get("layer_steps", "").startswith("0-9"):  # clamped into the runs' steps
+        assert tuple(at.slider(key="lh_range").value) == (lo, hi)
+    goto(at, "survival_traces")
+    slider = at.select_slider(key="st_step")
+    assert int(slider.value) == int(slider.options[-1])  # the latest, the default
+
+
+def test_lines_per_layer_show_each_run_in_the_step_range() -> None:
+    at = new_app().run()
+    goto(at, "layer_heatmaps")
+    at.slider(key="lh_range").set_value((400, 1200)).run()
+    at.radio(key="lh_view").set_value("lines").run()
+    assert_ok(at)
+    shown = at.session_state["selected_runs"]
+    lines = [
+        c
+        for c in charts(at)
+        if spec(c).get("encoding", {}).get("color", {}).get("field") == "layer"
+    ]
+    assert sorted(title(c) for c in lines) == sorted(shown)  # a chart per run
+    for c in lines:
+        d = dataset_with(c, "layer", "step", "value")
+        assert d is not None and d.height
+        assert d["step"].min() >= 400 and d["step"].max() <= 1200
+        assert d["layer"].n_unique() > 1  # a line per layer
+        assert d.group_by("layer").len()["len"].max() <= 600  # thinned
+    # The heatmaps' differences are not drawn in this view.
+    assert not [c for c in charts(at) if " − " in title(c)]
