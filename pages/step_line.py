@@ -100,6 +100,22 @@ def step_line(ctx: Context) -> None:
         help="Fit each y axis to the 1st–99th percentile of the plotted values; spikes "
         "beyond it are cut at the edge.",
     )
+    overlay = c3.toggle(
+        "One chart for all metrics",
+        key="sl_overlay",
+        help="Every chosen metric in one panel: colour is the run, the dash pattern the "
+        "metric. Metrics differ by orders of magnitude, so each is scaled to its own range "
+        "over the step range (0 = its lowest value, 1 = its highest; one scale for all runs, "
+        "so runs still compare) and the tooltip gives the values as logged. Off: a panel "
+        "per metric, each with its own y axis. Metrics on a log scale (Y scale) are "
+        "scaled on their logarithm.",
+    )
+    shared_axis = overlay and c3.toggle(
+        "Shared y axis (raw values)",
+        key="sl_overlay_raw",
+        help="Draw the values as logged on one axis instead of scaling each metric: for "
+        "metrics of one unit (the tail shares, the losses).",
+    )
     group_keys = prepare.group_keys(ctx.runs)
     group_by = c4.selectbox(
         "Group runs",
@@ -188,9 +204,55 @@ def step_line(ctx: Context) -> None:
         tuple(colors.items()),
         tuple(highlight),
         repr(ctx.rules),
+        overlay,
+        shared_axis,
     )
 
+    def build_overlay() -> tuple[alt.TopLevelMixin, pl.DataFrame] | None:
+        """Every chosen metric in one panel (the series thinned as for the panels)."""
+        parts = {}
+        for key in chosen:
+            m = by_key[key]
+            full = prepare.step_series(
+                frames,
+                m.column,
+                x=x,
+                weight=weight,
+                method=method,
+                step_range=step_range,
+                thin=False,
+                include_audit=include_audit,
+            )
+            if groups:
+                series, _ = prepare.group_series(full, groups, x, band_kind)
+            else:
+                series = prepare.thin_series(full, prepare.points_per_run(len(frames)))
+            parts[m.label] = series
+        logs = {
+            by_key[k].label
+            for k in chosen
+            if (by_key[k].log_scale if log_mode == "auto" else log_mode == "log")
+        }
+        data = prepare.overlay_series(parts, normalize=not shared_axis, log_metrics=logs)
+        if data.is_empty():
+            return None
+        chart = charts.overlay_chart(
+            data,
+            title=", ".join(parts)
+            + (" — one panel, each metric scaled to its own range" if not shared_axis else ""),
+            colors=colors,
+            x=x,
+            normalized=not shared_axis,
+            smoothed=weight > 0,
+            show_raw=show_raw,
+            x_domain=prepare.x_domain(data, x, step_range),
+            highlight=highlight,
+        )
+        return chart, data
+
     def build() -> tuple[alt.TopLevelMixin, pl.DataFrame] | None:
+        if overlay:
+            return build_overlay()
         panels = []
         plotted = []
         for i, key in enumerate(chosen):
@@ -263,7 +325,12 @@ def step_line(ctx: Context) -> None:
             data=data,
         )
         st.caption(
-            "Hover: every run's value at that step, on every chart. Drag to pan, scroll to "
+            "Hover a line: the metric's values as logged at that point. Drag to pan, scroll "
+            "to zoom the x axis; double-click to go back to the step range. Click a run or a "
+            "metric in the legend to pick it out (shift-click for several). Reference lines, "
+            "phase bands and group bands are drawn in the per-metric panels only."
+            if overlay
+            else "Hover: every run's value at that step, on every chart. Drag to pan, scroll to "
             "zoom the x axis of all charts together; double-click to go back to the step "
             "range. Click a run in the legend to highlight it (shift-click for several)."
         )

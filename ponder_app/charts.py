@@ -1207,3 +1207,99 @@ def layer_lines_chart(
         .add_params(pick)
         .properties(title=title, width=WIDTH, autosize=AUTOSIZE, height=height)
     )
+
+
+METRIC_DASHES = ([1, 0], [6, 3], [2, 2], [8, 3, 2, 3], [12, 4], [3, 5], [1, 3, 6, 3])
+"""Stroke patterns telling the metrics of one overlaid chart apart (colour is the run's)."""
+
+
+def overlay_chart(
+    data: pl.DataFrame,
+    *,
+    title: str,
+    colors: Mapping[str, str],
+    x: str = "step",
+    normalized: bool = True,
+    smoothed: bool = True,
+    show_raw: bool = True,
+    x_domain: tuple[float, float] | None = None,
+    height: int = 360,
+    highlight: Sequence[str] = (),
+) -> alt.LayerChart | alt.Chart:
+    """Several metrics in one panel (`prepare.overlay_series`): colour by run, dash by
+    metric, so a run's metrics read as one family of lines. With `normalized` the y axis
+    is each metric's own 0–1 range and the tooltip gives the values as logged. Drag pans,
+    the wheel zooms x; clicking a run or a metric in its legend picks it out."""
+    if data.is_empty():
+        return _empty(f"{title}: no data in the selected runs / range")
+    names = data["run"].unique(maintain_order=True).to_list()
+    metrics = data["metric"].unique(maintain_order=True).to_list()
+    x_title = X_TITLES.get(x, x)
+    xscale = alt.Scale(domain=list(x_domain), nice=False) if x_domain else alt.Scale()
+    yscale = alt.Scale(domain=[0, 1], nice=False) if normalized else alt.Scale(zero=False)
+    y_title = "share of each metric's range (0 = its min, 1 = its max)" if normalized else "value"
+    pick = alt.selection_point(
+        name=PICK,
+        fields=["run"],
+        bind="legend",
+        value=[{"run": n} for n in highlight if n in names] or alt.Undefined,
+    )
+    metric_pick = alt.selection_point(name="metric_pick", fields=["metric"], bind="legend")
+    dash = alt.StrokeDash(
+        "metric:N",
+        scale=alt.Scale(
+            domain=metrics,
+            range=[list(METRIC_DASHES[i % len(METRIC_DASHES)]) for i in range(len(metrics))],
+        ),
+        legend=alt.Legend(
+            title="metric", orient="bottom", columns=2, labelLimit=220, symbolSize=400
+        ),
+    )
+    base = alt.Chart(data).encode(
+        x=alt.X(f"{x}:Q", title=x_title, scale=xscale),
+        color=alt.Color(
+            "run:N",
+            scale=color_scale(colors, names),
+            legend=alt.Legend(title="run", orient="bottom", columns=2, labelLimit=150),
+        ),
+        strokeDash=dash,
+        detail="metric:N",
+    )
+    front = "smooth" if smoothed else "value"
+    tooltip = [
+        alt.Tooltip("metric:N"),
+        alt.Tooltip("run:N"),
+        alt.Tooltip(f"{x}:Q", title=x_title, format=X_FORMATS.get(x, ",.6g")),
+        alt.Tooltip("value_raw:Q", title="value (raw)", format=".4g"),
+    ]
+    if smoothed:
+        tooltip.append(alt.Tooltip("smooth_raw:Q", title="value (smoothed)", format=".4g"))
+    both = pick & metric_pick
+    layers: list[alt.Chart] = []
+    if smoothed and show_raw:
+        layers.append(
+            base.mark_line(strokeWidth=1, clip=True).encode(
+                y=alt.Y("value:Q", scale=yscale, title=y_title),
+                opacity=alt.condition(both, alt.value(0.18), alt.value(0.03)),
+            )
+        )
+    layers.append(
+        base.mark_line(strokeWidth=1.8, clip=True)
+        .encode(
+            y=alt.Y(f"{front}:Q", scale=yscale, title=y_title),
+            opacity=alt.condition(both, alt.value(1.0), alt.value(0.1)),
+            tooltip=tooltip,
+        )
+        .add_params(pick, metric_pick)
+    )
+    # Invisible points: the tooltip is reachable anywhere along a line.
+    layers.append(
+        base.mark_point(opacity=0, size=60, clip=True).encode(
+            y=alt.Y(f"{front}:Q", scale=yscale), tooltip=tooltip
+        )
+    )
+    return (
+        alt.LayerChart(layer=layers)
+        .add_params(zoom_param())
+        .properties(title=title, width=WIDTH, autosize=AUTOSIZE, height=height)
+    )

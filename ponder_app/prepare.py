@@ -8,7 +8,7 @@ reduce to what a browser can draw (`downsample`), never the other way round.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -1063,3 +1063,49 @@ def layer_lines(
     return kept.select(pl.col("layer").cast(pl.Int64), pl.col("step").cast(pl.Int64), "value").sort(
         "layer", "step"
     )
+
+
+def overlay_series(
+    parts: Mapping[str, pl.DataFrame], *, normalize: bool, log_metrics: Collection[str] = ()
+) -> pl.DataFrame:
+    """Several metrics' series (`step_series` rows, keyed by the metric's label) as one
+    frame for a single chart: rows `metric, run, <x>, step, value, smooth` plus
+    `value_raw, smooth_raw`, the values as logged, for the tooltip.
+
+    Metrics of one run differ by orders of magnitude (a loss near 3, an LR near 1e-4), so
+    with `normalize` each metric is scaled to its own range over what is plotted (0 = its
+    lowest raw or smoothed value, 1 = its highest, every run on one scale so runs still
+    compare); a flat metric sits at 0.5. Metrics in `log_metrics` (those that span
+    decades: LR, λ_p) are scaled on log10 of their positive values, else their early
+    decades would all sit at 0. Without `normalize` the values share one axis as logged.
+    """
+    frames = []
+    for label, s in parts.items():
+        if s.is_empty():
+            continue
+        if "smooth" not in s.columns:
+            s = s.with_columns(pl.col("value").alias("smooth"))
+        s = s.with_columns(
+            pl.lit(label).alias("metric"),
+            pl.col("value").alias("value_raw"),
+            pl.col("smooth").alias("smooth_raw"),
+        )
+        if normalize:
+            if label in log_metrics:
+                s = s.with_columns(
+                    pl.when(pl.col(c) > 0).then(pl.col(c).log10()).otherwise(None).alias(c)
+                    for c in ("value", "smooth")
+                )
+            both = pl.concat([s["value"], s["smooth"]]).cast(pl.Float64)
+            both = both.filter(both.is_finite())
+            lo, hi = (float(both.min()), float(both.max())) if both.len() else (0.0, 0.0)  # type: ignore[arg-type]
+            span = hi - lo
+            scaled = [
+                ((pl.col(c) - lo) / span if span > 0 else pl.lit(0.5)).alias(c)
+                for c in ("value", "smooth")
+            ]
+            s = s.with_columns(scaled)
+        frames.append(s)
+    if not frames:
+        return pl.DataFrame()
+    return pl.concat(frames, how="diagonal_relaxed")

@@ -4,7 +4,16 @@ of control is written back, and values a link cannot mean are ignored."""
 from __future__ import annotations
 
 import pytest
-from app_helpers import assert_ok, charts, dataset_with, goto, new_app, spec, title
+from app_helpers import (
+    assert_ok,
+    charts,
+    dataset_with,
+    goto,
+    line_encodings,
+    new_app,
+    spec,
+    title,
+)
 from streamlit.testing.v1 import AppTest
 
 
@@ -112,3 +121,25 @@ def test_lines_per_layer_show_each_run_in_the_step_range() -> None:
         assert d.group_by("layer").len()["len"].max() <= 600  # thinned
     # The heatmaps' differences are not drawn in this view.
     assert not [c for c in charts(at) if " − " in title(c)]
+
+
+def test_the_step_line_overlays_its_metrics_in_one_chart_on_request() -> None:
+    at = new_app().run()
+    goto(at, "step_line")
+    chosen = list(at.multiselect(key="sl_metrics").value)
+    assert len(chosen) > 1
+    assert at.toggle(key="sl_overlay").value is False  # panels are the default
+    assert len(charts(at)) == len(chosen)  # a panel per metric
+    at.toggle(key="sl_overlay").set_value(True).run()
+    assert_ok(at)
+    (one,) = charts(at)
+    assert line_encodings(one, "strokeDash")[0]["field"] == "metric"
+    d = dataset_with(one, "metric", "value_raw")
+    assert d is not None and d["metric"].n_unique() == len(chosen)
+    assert d["value"].min() >= 0 and d["value"].max() <= 1  # each metric on its own range
+    assert d["run"].n_unique() == len(at.session_state["selected_runs"])
+    at.toggle(key="sl_overlay_raw").set_value(True).run()
+    assert_ok(at)
+    raw = dataset_with(charts(at)[0], "metric", "value_raw")
+    assert raw is not None
+    assert (raw["value"] == raw["value_raw"]).all()

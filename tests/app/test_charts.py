@@ -713,3 +713,43 @@ def test_layer_lines_chart_is_a_line_per_layer_on_shared_axes() -> None:
     assert is_no_data(
         to_dict(charts.layer_lines_chart(data.clear(), title="run a", value_title="k"))
     )
+
+
+def test_overlay_chart_colours_by_run_and_dashes_by_metric() -> None:
+    data = prepare.overlay_series(
+        {
+            "loss": pl.DataFrame(
+                {"run": RUNS[:2] * 2, "step": [0, 0, 10, 10], "value": [3.0, 3.5, 2.0, 2.5]}
+            ),
+            "k": pl.DataFrame({"run": RUNS[:1] * 2, "step": [0, 10], "value": [1.0, 1.6]}),
+        },
+        normalize=True,
+    )
+    d = to_dict(
+        charts.overlay_chart(data, title="all", colors=COLORS, smoothed=False, x_domain=(0.0, 10.0))
+    )
+    lines = layers_with(d, "line")
+    assert len(lines) == 1  # unsmoothed: no raw line behind
+    enc = d["layer"][0]["encoding"]
+    assert enc["color"]["field"] == "run"
+    assert enc["color"]["scale"]["range"] == [COLORS[r] for r in RUNS[:2]]
+    assert enc["strokeDash"]["field"] == "metric"
+    assert enc["strokeDash"]["scale"]["domain"] == ["loss", "k"]
+    dashes = enc["strokeDash"]["scale"]["range"]
+    assert dashes[0] != dashes[1]
+    y = lines[0]["encoding"]["y"]
+    assert y["scale"]["domain"] == [0, 1] and "range" in y["title"]
+    tips = [t["field"] for t in lines[0]["encoding"]["tooltip"]]
+    assert "value_raw" in tips and "metric" in tips
+    assert {p["name"] for p in d["params"]} >= {charts.ZOOM}
+    raw = to_dict(
+        charts.overlay_chart(
+            prepare.overlay_series({"k": data.filter(pl.col("metric") == "k")}, normalize=False),
+            title="all",
+            colors=COLORS,
+            normalized=False,
+        )
+    )
+    assert len(layers_with(raw, "line")) == 2  # raw behind the smoothed line
+    assert "domain" not in layers_with(raw, "line")[0]["encoding"]["y"]["scale"]
+    assert is_no_data(to_dict(charts.overlay_chart(data.clear(), title="all", colors=COLORS)))

@@ -787,3 +787,40 @@ def test_layer_lines_leave_audit_steps_out_unless_asked() -> None:
     kept = set(prepare.layer_lines(run, "k")["step"].to_list())
     assert kept == set(range(0, 100, 10)) - {30, 70}
     assert {30, 70} <= set(prepare.layer_lines(run, "k", include_audit=True)["step"].to_list())
+
+
+def _series(values: list[float], run: str = "a") -> pl.DataFrame:
+    return pl.DataFrame(
+        {
+            "run": [run] * len(values),
+            "step": list(range(len(values))),
+            "value": values,
+            "smooth": values,
+        }
+    )
+
+
+def test_overlay_series_scales_each_metric_to_its_own_range() -> None:
+    loss = pl.concat([_series([4.0, 3.0, 2.0]), _series([5.0, 3.0, 2.5], "b")])
+    lr = _series([1e-4, 3e-4, 2e-4])
+    flat = _series([7.0, 7.0, 7.0])
+    out = prepare.overlay_series({"loss": loss, "lr": lr, "flat": flat}, normalize=True)
+    assert set(out["metric"].unique()) == {"loss", "lr", "flat"}
+    by = {m: out.filter(pl.col("metric") == m) for m in ("loss", "lr", "flat")}
+    # One scale for every run of a metric: 2.0 → 0, 5.0 → 1.
+    assert by["loss"]["value"].to_list() == pytest.approx([2 / 3, 1 / 3, 0.0, 1.0, 1 / 3, 1 / 6])
+    assert by["lr"]["value"].to_list() == pytest.approx([0.0, 1.0, 0.5])
+    assert by["flat"]["value"].to_list() == [0.5] * 3  # a flat metric sits in the middle
+    assert by["lr"]["value_raw"].to_list() == [1e-4, 3e-4, 2e-4]  # the tooltip's values
+    raw = prepare.overlay_series({"loss": loss, "lr": lr}, normalize=False)
+    assert raw["value"].to_list() == raw["value_raw"].to_list()
+
+
+def test_overlay_series_scales_log_metrics_on_their_logarithm() -> None:
+    lam = _series([1e-6, 1e-5, 1e-4, 0.0])
+    out = prepare.overlay_series({"λ": lam}, normalize=True, log_metrics={"λ"})
+    assert out["value"].to_list()[:3] == pytest.approx([0.0, 0.5, 1.0])
+    assert out["value"][3] is None  # a zero has no place on a log scale
+    assert prepare.overlay_series({}, normalize=True).is_empty()
+    inf = _series([1.0, float("inf"), 3.0])
+    assert prepare.overlay_series({"x": inf}, normalize=True)["value"][2] == pytest.approx(1.0)
