@@ -1260,7 +1260,15 @@ def overlay_chart(
         color=alt.Color(
             "run:N",
             scale=color_scale(colors, names),
-            legend=alt.Legend(title="run", orient="bottom", columns=2, labelLimit=150),
+            legend=alt.Legend(
+                title="run",
+                orient="bottom",
+                columns=2,
+                labelLimit=150,
+                symbolType="stroke",
+                symbolOpacity=1,
+                symbolStrokeWidth=3,
+            ),
         ),
         strokeDash=dash,
         detail="metric:N",
