@@ -294,9 +294,12 @@ def _build_chunked(
     start: Mapping[str, Any] | None,
     old: Mapping[str, pl.DataFrame],
     appendable: bool,
+    whole_hash: str | None = None,
 ) -> _Built | None:
     """Parse `content` from the stored resume point (or from the start); None when the new
-    rows would not simply follow the stored ones (a resume re-logged stored steps)."""
+    rows would not simply follow the stored ones (a resume re-logged stored steps).
+    `whole_hash` is `_hash(content)` when already known: the resume point of a log that
+    ends with a complete line is its end, and its hash need not be taken twice."""
     t0 = time.perf_counter()
     offset = int(start["offset"]) if start else 0
     new = content[offset:]
@@ -359,7 +362,9 @@ def _build_chunked(
     append = (
         {
             "offset": end,
-            "prefix_hash": _hash(content[:end]),
+            "prefix_hash": whole_hash
+            if whole_hash and end == len(content)
+            else _hash(content[:end]),
             "scan": asdict(state_c),
             "kinds": kinds_committed,
             "invalid_utf8": invalid_committed,
@@ -577,6 +582,7 @@ def _ingest_locked(root: Path, run_id: str, inputs: RunInputs) -> tuple[str, str
     else:
         check_log_bytes(data, log_limits(), inputs.log.name)  # before the parser allocates
         content, note = data, None
+    whole = None if compressed else hashes["log"]
     start = old.get("append") if current and old is not None else None
     if start is not None and (
         old is None
@@ -595,12 +601,16 @@ def _ingest_locked(root: Path, run_id: str, inputs: RunInputs) -> tuple[str, str
             )
             for t in schema.TABLES
         }
-        built = _build_chunked(inputs, content, note, start, old_tables, appendable=True)
+        built = _build_chunked(
+            inputs, content, note, start, old_tables, appendable=True, whole_hash=whole
+        )
         if built is None:
             reason = "appended lines re-log stored steps (a resume): parsed again"
     if built is None:
         empty = {t: schema.empty(s) for t, s in schema.TABLES.items()}
-        built = _build_chunked(inputs, content, note, None, empty, appendable=not compressed)
+        built = _build_chunked(
+            inputs, content, note, None, empty, appendable=not compressed, whole_hash=whole
+        )
     if built is None:
         built = _build_whole(inputs, content, note)
     if old is None:
@@ -624,21 +634,20 @@ def _ingest_locked(root: Path, run_id: str, inputs: RunInputs) -> tuple[str, str
         else {}
     )
     cid, tid = next_part, next_part + 1
-    written: list[Path] = []
+    parts: list[tuple[pl.DataFrame, Path]] = []
+    for t, df in built.committed.items():
+        if df.height:
+            parts.append((df, layout.part_path(root, t, run_id, cid)))
+            committed_ids.setdefault(t, []).append(cid)
+    tail_ids: dict[str, int] = {}
+    for t, df in built.tail.items():
+        if df.height:
+            parts.append((df, layout.part_path(root, t, run_id, tid)))
+            tail_ids[t] = tid
+    written = [path for _, path in parts]
     try:
-        for t, df in built.committed.items():
-            if df.height:
-                path = layout.part_path(root, t, run_id, cid)
-                layout.atomic_write_parquet(df, path, root, run_id)
-                written.append(path)
-                committed_ids.setdefault(t, []).append(cid)
-        tail_ids: dict[str, int] = {}
-        for t, df in built.tail.items():
-            if df.height:
-                path = layout.part_path(root, t, run_id, tid)
-                layout.atomic_write_parquet(df, path, root, run_id)
-                written.append(path)
-                tail_ids[t] = tid
+        # Every part is on disk under its final name before the row that names them.
+        layout.atomic_write_parquets(parts, root, run_id)
         state = {
             "format": layout.STORE_FORMAT,
             "code": layout_code(),
