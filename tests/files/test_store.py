@@ -447,7 +447,7 @@ def test_an_interrupted_write_leaves_the_previous_version(tmp_path, monkeypatch,
 
 @pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="names open files via /proc")
 def test_every_part_is_on_disk_before_the_row_that_names_it(tmp_path, monkeypatch) -> None:
-    """The parts of a version are flushed as a batch: each part's bytes are flushed before
+    """With `sync`, the parts of a version are flushed as a batch: each part's bytes before
     any part is renamed into place, each folder a part went to is flushed after the
     renames, and only then is the row (the commit record) written, flushed and renamed."""
     log = tmp_path / "a.log"
@@ -466,7 +466,7 @@ def test_every_part_is_on_disk_before_the_row_that_names_it(tmp_path, monkeypatc
 
     monkeypatch.setattr(layout.os, "fsync", fsync)
     monkeypatch.setattr(layout.os, "replace", replace)
-    assert store.ingest_run(log).action == "new"
+    assert store.ingest_run(log, sync=True).action == "new"
     row = str(layout.runs_row_path(store.root, run_id_for(log.resolve())))
     renames = [dst for kind, dst in events if kind == "replace"]
     assert renames[-1] == row and len(renames) >= 3  # parts, then the row
@@ -482,6 +482,52 @@ def test_every_part_is_on_disk_before_the_row_that_names_it(tmp_path, monkeypatc
     }
     assert {str(Path(p).parent) for p in parts} <= folder_flushes
     assert events[-1] == ("fsync", str(Path(row).parent))
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="names open files via /proc")
+def test_by_default_only_the_row_is_flushed(tmp_path, monkeypatch) -> None:
+    log = tmp_path / "a.log"
+    log.write_text("\n".join(small_log(60, 2, ponder_start=20)) + "\n")
+    store = open_store(tmp_path / "s", create=True)
+    flushed: list[str] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        flushed.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    monkeypatch.setattr(layout.os, "fsync", fsync)
+    assert store.ingest_run(log).action == "new"
+    row = layout.runs_row_path(store.root, run_id_for(log.resolve()))
+    assert len(flushed) == 2
+    assert Path(flushed[0]).parent == layout.tmp_dir(store.root)  # the row, before its rename
+    assert flushed[1] == str(row.parent)
+    assert len(store.files("steps", [run_id_for(log.resolve())])) == 1
+
+
+@pytest.mark.parametrize("cut", ["short", "gone"])
+def test_a_part_that_did_not_reach_the_disk_is_parsed_again(tmp_path, cut) -> None:
+    """What a power loss can leave without `sync`: a row whose part is empty or absent.
+    The next ingest sees it from the sizes the row recorded, without reading the part."""
+    log = tmp_path / "a.log"
+    log.write_text("\n".join(small_log(60, 2, ponder_start=20)) + "\n")
+    store = open_store(tmp_path / "s", create=True)
+    rid = store.ingest_run(log).run_id
+    assert store.ingest_run(log).action == "unchanged"
+    part = store.files("layers", [rid])[0]
+    if cut == "short":
+        part.write_bytes(b"")
+    else:
+        part.unlink()
+    r = store.ingest_run(log)
+    assert r.action == "parsed"
+    assert r.reason == (
+        "stored parts incomplete (cut short by a crash?)"
+        if cut == "short"
+        else "stored parts missing"
+    )
+    assert store.ingest_run(log).action == "unchanged"
+    assert_same_run(store.load(rid), load_run(log.resolve()))
 
 
 def test_a_rename_failing_midway_leaves_the_previous_version(tmp_path, monkeypatch) -> None:

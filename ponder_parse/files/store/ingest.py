@@ -516,10 +516,13 @@ def _row(
     return pl.DataFrame([row], schema=RUNS_SCHEMA)
 
 
-def ingest_run(root: str | Path, path: str | Path, *, lock_timeout: float = 600.0) -> IngestResult:
+def ingest_run(
+    root: str | Path, path: str | Path, *, lock_timeout: float = 600.0, sync: bool = False
+) -> IngestResult:
     """Bring one run's stored version up to date with its files. Never raises: a run that
     cannot be ingested comes back as `failed` with the reason, and the store keeps its
-    previous version of it."""
+    previous version of it. `sync` flushes the part files to disk too, not only the row
+    (what survives a power loss: see `layout`)."""
     t0 = time.perf_counter()
     root = Path(root)
     p = Path(path).resolve()
@@ -528,7 +531,7 @@ def ingest_run(root: str | Path, path: str | Path, *, lock_timeout: float = 600.
         layout.ensure_store(root)
         inputs = resolve_inputs(p)
         with layout.run_lock(root, run_id, timeout=lock_timeout):
-            result = _ingest_locked(root, run_id, inputs)
+            result = _ingest_locked(root, run_id, inputs, sync)
     except (RunLoadError, layout.StoreError) as exc:
         return IngestResult(p, "failed", run_id, reason=str(exc), seconds=time.perf_counter() - t0)
     except Exception as exc:  # noqa: BLE001 - one bad run must not stop the others
@@ -550,21 +553,24 @@ def ingest_run(root: str | Path, path: str | Path, *, lock_timeout: float = 600.
     )
 
 
-def _ingest_locked(root: Path, run_id: str, inputs: RunInputs) -> tuple[str, str, int, str | None]:
+def _ingest_locked(
+    root: Path, run_id: str, inputs: RunInputs, sync: bool
+) -> tuple[str, str, int, str | None]:
     old_row = read_row(root, run_id)
     old = json.loads(old_row["state"]) if old_row else None
     fp = fingerprint(inputs)
     current = old is not None and old.get("code") == layout_code()
     old_files = committed_files(root, run_id, old) if old else {}
     keep = {p for files in old_files.values() for p in files}
-    missing = any(not p.exists() for p in keep)
-    current = current and not missing
+    missing = _parts_missing(keep, old.get("part_bytes", {}) if old else {})
+    current = current and missing is None
     if current and old_row is not None and old is not None and old["fingerprint"] == fp:
         _sweep(root, run_id, keep)
         return "unchanged", old_row["name"], 0, None
 
     data = inputs.log.read_bytes()
-    hashes = {"log": _hash(data), "side": {p.name: _hash(p.read_bytes()) for p in inputs.side}}
+    log_hash = _hash(data)
+    hashes = {"log": log_hash, "side": {p.name: _hash(p.read_bytes()) for p in inputs.side}}
     if current and old is not None and old["hashes"] == hashes and old["log"] == inputs.log.name:
         # Touched, not changed: record the new times so the cheap check holds next time.
         assert old_row is not None
@@ -582,7 +588,7 @@ def _ingest_locked(root: Path, run_id: str, inputs: RunInputs) -> tuple[str, str
     else:
         check_log_bytes(data, log_limits(), inputs.log.name)  # before the parser allocates
         content, note = data, None
-    whole = None if compressed else hashes["log"]
+    whole = None if compressed else log_hash
     start = old.get("append") if current and old is not None else None
     if start is not None and (
         old is None
@@ -620,9 +626,7 @@ def _ingest_locked(root: Path, run_id: str, inputs: RunInputs) -> tuple[str, str
     else:
         mode = "parsed"
         if reason is None:
-            reason = (
-                "stored parts missing" if missing else _why_parsed(old, current, inputs, hashes)
-            )
+            reason = missing if missing else _why_parsed(old, current, inputs, hashes)
 
     # Write the new version: fresh part files, then the row that names them.
     # Part ids are never reused within a run, so a new part never replaces a file that
@@ -647,7 +651,8 @@ def _ingest_locked(root: Path, run_id: str, inputs: RunInputs) -> tuple[str, str
     written = [path for _, path in parts]
     try:
         # Every part is on disk under its final name before the row that names them.
-        layout.atomic_write_parquets(parts, root, run_id)
+        layout.atomic_write_parquets(parts, root, run_id, sync=sync)
+        new_files = committed_files(root, run_id, {"committed": committed_ids, "tail": tail_ids})
         state = {
             "format": layout.STORE_FORMAT,
             "code": layout_code(),
@@ -658,6 +663,9 @@ def _ingest_locked(root: Path, run_id: str, inputs: RunInputs) -> tuple[str, str
             "committed": committed_ids,
             "tail": tail_ids,
             "next_part": next_part + 2,
+            "part_bytes": {
+                _part_key(p): p.stat().st_size for files in new_files.values() for p in files
+            },
             "version": (int(old.get("version", 0)) + 1) if old else 1,
         }
         row = _row(
@@ -679,6 +687,23 @@ def _ingest_locked(root: Path, run_id: str, inputs: RunInputs) -> tuple[str, str
         layout.remove_quietly(path)
     _sweep(root, run_id, new_keep)
     return mode, built.run.name, built.parsed_bytes, reason
+
+
+def _part_key(path: Path) -> str:
+    return f"{path.parent.parent.name}/{path.name}"
+
+
+def _parts_missing(files: set[Path], sizes: Mapping[str, int]) -> str | None:
+    """Why the stored parts cannot be used (None: they can): one gone, or one shorter or
+    longer than when its row was written (a power loss before it reached the disk)."""
+    for path in files:
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:
+            return "stored parts missing"
+        if size != sizes.get(_part_key(path), size):
+            return "stored parts incomplete (cut short by a crash?)"
+    return None
 
 
 def layout_code() -> str:
@@ -730,6 +755,7 @@ def ingest_paths(
     progress: ProgressFn | None = None,
     use_processes: bool = True,
     lock_timeout: float = 600.0,
+    sync: bool = False,
 ) -> IngestReport:
     """Ingest runs (folders of runs expand to one run each), `workers` at a time.
 
@@ -747,7 +773,7 @@ def ingest_paths(
     workers = max(1, min(workers, len(run_paths)))
     if workers == 1:
         for p in run_paths:
-            r = ingest_run(root, p, lock_timeout=lock_timeout)
+            r = ingest_run(root, p, lock_timeout=lock_timeout, sync=sync)
             report.results.append(r)
             done += 1
             if progress:
@@ -760,7 +786,7 @@ def ingest_paths(
     )
     with pool:
         futures = {
-            pool.submit(ingest_run, str(root), str(p), lock_timeout=lock_timeout): p
+            pool.submit(ingest_run, str(root), str(p), lock_timeout=lock_timeout, sync=sync): p
             for p in run_paths
         }
         for fut in as_completed(futures):

@@ -10,11 +10,19 @@ renamed over its target (`os.replace` is atomic within a filesystem), so a reade
 old file or the new one, never a mix; a crash leaves at most a file in `_tmp`.
 
 The part files of one version are written as a batch (`atomic_write_parquets`): all of
-them to `_tmp` first, then each flushed, then all renamed, then each folder they went to
-flushed once. The durability is the same as flushing and renaming them one by one (every
-part is on disk, under its final name, before the row that names it is written), but the
-flushes come after all the writing, so the filesystem commits them together: on a
-journalling filesystem the first flush writes the batch and the others find little left.
+them to `_tmp` first, then all renamed into place; the row that names them (the commit
+record, see `ingest`) is written after them. What reaches the disk when:
+
+- A writer that is killed or fails at any point leaves the previous version whole: what a
+  process wrote stays in the kernel's cache after it dies, and a rename is atomic.
+- The row is flushed to disk (file and folder) before an ingest returns, so a committed
+  version survives a power loss or an operating-system crash.
+- Its parts are flushed too only with `sync=True` (`ponder-parse ingest --fsync`): each
+  is then on disk under its final name before the row is written. Without it (the
+  default: a store is a cache of what the logs say), a power loss can leave a row whose
+  parts did not all reach the disk. The row records each part's size, and the next ingest
+  of that run checks them (a `stat`, as for an unchanged run) and parses the run again;
+  until then, reading that run fails with an error about its files.
 """
 
 from __future__ import annotations
@@ -137,17 +145,20 @@ def tmp_dir(root: Path) -> Path:
 
 
 def atomic_write_parquet(df: pl.DataFrame, path: Path, root: Path, run_id: str) -> None:
-    """Write `path` so that readers see the previous file or the complete new one."""
-    atomic_write_parquets([(df, path)], root, run_id)
+    """Write `path` so that readers see the previous file or the complete new one, and
+    flush it (and its rename) to disk."""
+    atomic_write_parquets([(df, path)], root, run_id, sync=True)
 
 
 def atomic_write_parquets(
-    items: Sequence[tuple[pl.DataFrame, Path]], root: Path, run_id: str
+    items: Sequence[tuple[pl.DataFrame, Path]], root: Path, run_id: str, *, sync: bool
 ) -> None:
-    """Write every `(frame, path)` as `atomic_write_parquet` does, with the flushes to disk
-    batched (see the module's docstring). On any failure no target has been replaced by
-    a partial file, and every temporary file is removed; targets already renamed into
-    place stay (they are fresh names no committed version refers to, swept later)."""
+    """Write every `(frame, path)` so that readers see each previous file or the complete
+    new one; with `sync`, every file is flushed before any is renamed, and every folder
+    once after the renames (batched: the filesystem can commit them together). On any
+    failure no target has been replaced by a partial file and every temporary file is
+    removed; targets already renamed into place stay (the caller removes them: they are
+    fresh names no committed version refers to)."""
     if not items:
         return
     scratch = tmp_dir(root)
@@ -159,12 +170,13 @@ def atomic_write_parquets(
             for df, _ in items:
                 tmp = scratch / f"{run_id}.{os.getpid()}.{secrets.token_hex(6)}.parquet"
                 tmps.append(tmp)
-                fh = files.enter_context(open(tmp, "wb"))
-                write_parquet(df, fh)
-                fh.flush()
-                handles.append(fh)
-            for fh in handles:
-                os.fsync(fh.fileno())
+                out: IO[bytes] = files.enter_context(open(tmp, "wb"))
+                write_parquet(df, out)
+                out.flush()
+                handles.append(out)
+            if sync:
+                for fh in handles:
+                    os.fsync(fh.fileno())
         folders: dict[Path, None] = {}
         for tmp, (_, path) in zip(tmps, items, strict=True):
             if path.parent not in folders:
@@ -176,8 +188,9 @@ def atomic_write_parquets(
             with contextlib.suppress(OSError):
                 tmp.unlink()
         raise
-    for folder in folders:
-        _fsync_dir(folder)
+    if sync:
+        for folder in folders:
+            _fsync_dir(folder)
 
 
 def _fsync_dir(directory: Path) -> None:
