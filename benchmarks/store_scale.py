@@ -110,8 +110,8 @@ def _ingest_child(store: str, paths: list[str], workers: int, sync: bool = False
 
 def _child(fn: str, *args: Any) -> dict[str, Any]:
     code = (
-        f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
-        f"import store_scale; store_scale.{fn}(*{json.dumps(list(args))})"
+        f"import json, sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
+        f"import store_scale; store_scale.{fn}(*json.loads({json.dumps(list(args))!r}))"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
