@@ -22,7 +22,9 @@ record, see `ingest`) is written after them. What reaches the disk when:
   default: a store is a cache of what the logs say), a power loss can leave a row whose
   parts did not all reach the disk. The row records each part's size, and the next ingest
   of that run checks them (a `stat`, as for an unchanged run) and parses the run again;
-  until then, reading that run fails with an error about its files.
+  until then, reading that run fails with an error about its files. A part left at its
+  full size with its bytes zeroed (some filesystems can leave that) is not caught by its
+  size; `sync=True` rules it out.
 """
 
 from __future__ import annotations
