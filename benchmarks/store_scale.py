@@ -97,20 +97,21 @@ def _load_loop_child(dirs: list[str]) -> None:
     print(json.dumps({"seconds": time.perf_counter() - t0}))
 
 
-def _ingest_child(store: str, paths: list[str], workers: int) -> None:
-    """In a fresh interpreter: ingest these runs into `store` with `workers` processes."""
+def _ingest_child(store: str, paths: list[str], workers: int, sync: bool = False) -> None:
+    """In a fresh interpreter: ingest these runs into `store` with `workers` processes
+    (`sync`: every part flushed to disk, as `ponder-parse ingest --fsync`)."""
     from ponder_parse.files.store import open_store
 
     t0 = time.perf_counter()
-    report = open_store(store, create=True).ingest(paths, workers=workers)
+    report = open_store(store, create=True).ingest(paths, workers=workers, sync=sync)
     seconds = time.perf_counter() - t0
     print(json.dumps({"seconds": seconds, "counts": report.counts()}))
 
 
 def _child(fn: str, *args: Any) -> dict[str, Any]:
     code = (
-        f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
-        f"import store_scale; store_scale.{fn}(*{json.dumps(list(args))})"
+        f"import json, sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
+        f"import store_scale; store_scale.{fn}(*json.loads({json.dumps(list(args))!r}))"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
@@ -131,6 +132,8 @@ def ingest_measures(sweep_dir: Path, store: Path, workers: int, sample: int) -> 
     shutil.rmtree(one_store, ignore_errors=True)
     one = _child("_ingest_child", str(one_store), part, 1)
     shutil.rmtree(one_store, ignore_errors=True)
+    one_sync = _child("_ingest_child", str(one_store), part, 1, True)
+    shutil.rmtree(one_store, ignore_errors=True)
     shutil.rmtree(store, ignore_errors=True)
     first = _child("_ingest_child", str(store), [str(sweep_dir)], workers)
     again = _child("_ingest_child", str(store), [str(sweep_dir)], workers)
@@ -141,6 +144,8 @@ def ingest_measures(sweep_dir: Path, store: Path, workers: int, sample: int) -> 
         "load_run_loop_mb_s": loop_rate,
         "ingest_1_worker_mb_s": one_rate,
         "store_overhead": loop_rate / one_rate - 1,
+        "ingest_1_worker_fsync_mb_s": _mb(part_bytes) / one_sync["seconds"],
+        "store_overhead_fsync": loop_rate * one_sync["seconds"] / _mb(part_bytes) - 1,
         "ingest_all_s": first["seconds"],
         "ingest_all_mb_s": _mb(total_bytes) / first["seconds"],
         "ingest_all_mb_s_per_core": _mb(total_bytes) / first["seconds"] / workers,
@@ -392,6 +397,11 @@ def report(res: dict[str, Any]) -> None:
             f"adds {ing['store_overhead']:.0%} "
             f"[{verdict(ing['store_overhead'] < TARGET_STORE_OVERHEAD)} < 20%]"
         )
+        if "ingest_1_worker_fsync_mb_s" in ing:
+            print(
+                f"  with --fsync (every part flushed): {ing['ingest_1_worker_fsync_mb_s']:.1f} "
+                f"MB/s -> adds {ing['store_overhead_fsync']:.0%}"
+            )
         print(
             f"ingest of all runs: {ing['ingest_all_s']:.1f} s, {ing['ingest_all_mb_s']:.1f} MB/s "
             f"({ing['ingest_all_mb_s_per_core']:.1f} MB/s per core) {ing['ingest_all_counts']}; "

@@ -112,7 +112,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         else:
             print(("\r\033[K" if tty else "") + line, file=sys.stderr, flush=True)
 
-    report = store.ingest(args.paths, workers=args.workers, progress=progress)
+    report = store.ingest(args.paths, workers=args.workers, progress=progress, sync=args.fsync)
     if tty:
         print(file=sys.stderr)
     for r in report.failures:
@@ -216,6 +216,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--store", help=store_help)
     p.add_argument(
         "--workers", type=int, default=os.cpu_count() or 1, help="runs parsed at once (processes)"
+    )
+    p.add_argument(
+        "--fsync",
+        action="store_true",
+        help="flush every part file to disk, not only each run's row (survives a power loss "
+        "with no re-parse)",
     )
     p.set_defaults(func=cmd_ingest)
     p = sub.add_parser("runs", help="list the runs of a store")

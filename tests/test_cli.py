@@ -88,3 +88,29 @@ def test_ingest_uses_the_cache_store_by_default(write_log, tmp_path, monkeypatch
     assert (tmp_path / "cache" / "ponder-parse" / "store" / "steps").is_dir()
     assert main(["runs", "--columns", "name,health", "--format", "csv"]) == 0
     assert capsys.readouterr().out.splitlines() == ["name,health", "a,healthy"]
+
+
+def test_ingest_fsync_flushes_every_part(write_log, tmp_path, monkeypatch, capsys) -> None:
+    import os
+
+    from ponder_parse.files.store import layout
+
+    a = write_log(small_log(30, 1), name="a")
+    flushes = {"n": 0}
+    real = os.fsync
+
+    def fsync(fd: int) -> None:
+        flushes["n"] += 1
+        real(fd)
+
+    monkeypatch.setattr(layout.os, "fsync", fsync)
+    assert main(["ingest", str(a), "--store", str(tmp_path / "s1"), "--workers", "1"]) == 0
+    plain = flushes["n"]
+    flushes["n"] = 0
+    assert (
+        main(["ingest", str(a), "--store", str(tmp_path / "s2"), "--workers", "1", "--fsync"]) == 0
+    )
+    assert "1 new" in capsys.readouterr().err
+    # Without --fsync: the store marker (file, folder) and the row (file, folder); with it,
+    # every part file and its folder as well.
+    assert plain == 4 and flushes["n"] > plain + 4

@@ -445,6 +445,138 @@ def test_an_interrupted_write_leaves_the_previous_version(tmp_path, monkeypatch,
     assert_same_run(store.load(rid), load_run(run.resolve()))
 
 
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="names open files via /proc")
+def test_every_part_is_on_disk_before_the_row_that_names_it(tmp_path, monkeypatch) -> None:
+    """With `sync`, the parts of a version are flushed as a batch: each part's bytes before
+    any part is renamed into place, each folder a part went to is flushed after the
+    renames, and only then is the row (the commit record) written, flushed and renamed."""
+    log = tmp_path / "a.log"
+    log.write_text("\n".join(small_log(60, 2, ponder_start=20)) + "\n")
+    store = open_store(tmp_path / "s", create=True)
+    events: list[tuple[str, str]] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd: int) -> None:
+        events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+        real_fsync(fd)
+
+    def replace(src, dst) -> None:
+        events.append(("replace", str(dst)))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(layout.os, "fsync", fsync)
+    monkeypatch.setattr(layout.os, "replace", replace)
+    assert store.ingest_run(log, sync=True).action == "new"
+    row = str(layout.runs_row_path(store.root, run_id_for(log.resolve())))
+    renames = [dst for kind, dst in events if kind == "replace"]
+    assert renames[-1] == row and len(renames) >= 3  # parts, then the row
+    parts = renames[:-1]
+    first_rename = events.index(("replace", parts[0]))
+    part_flushes = [
+        i for i, (kind, name) in enumerate(events) if kind == "fsync" and "_tmp" in name
+    ]
+    assert len(part_flushes) >= len(parts) + 1  # every part, and the row's own file
+    assert all(i < first_rename for i in part_flushes[: len(parts)])
+    folder_flushes = {
+        name for kind, name in events[: events.index(("replace", row))] if kind == "fsync"
+    }
+    assert {str(Path(p).parent) for p in parts} <= folder_flushes
+    assert events[-1] == ("fsync", str(Path(row).parent))
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="names open files via /proc")
+def test_by_default_only_the_row_is_flushed(tmp_path, monkeypatch) -> None:
+    log = tmp_path / "a.log"
+    log.write_text("\n".join(small_log(60, 2, ponder_start=20)) + "\n")
+    store = open_store(tmp_path / "s", create=True)
+    flushed: list[str] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        flushed.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    monkeypatch.setattr(layout.os, "fsync", fsync)
+    assert store.ingest_run(log).action == "new"
+    row = layout.runs_row_path(store.root, run_id_for(log.resolve()))
+    assert len(flushed) == 2
+    assert Path(flushed[0]).parent == layout.tmp_dir(store.root)  # the row, before its rename
+    assert flushed[1] == str(row.parent)
+    assert len(store.files("steps", [run_id_for(log.resolve())])) == 1
+
+
+@pytest.mark.parametrize("cut", ["short", "gone"])
+def test_a_part_that_did_not_reach_the_disk_is_parsed_again(tmp_path, cut) -> None:
+    """What a power loss can leave without `sync`: a row whose part is empty or absent.
+    The next ingest sees it from the sizes the row recorded, without reading the part."""
+    log = tmp_path / "a.log"
+    log.write_text("\n".join(small_log(60, 2, ponder_start=20)) + "\n")
+    store = open_store(tmp_path / "s", create=True)
+    rid = store.ingest_run(log).run_id
+    assert store.ingest_run(log).action == "unchanged"
+    part = store.files("layers", [rid])[0]
+    if cut == "short":
+        part.write_bytes(b"")
+    else:
+        part.unlink()
+    r = store.ingest_run(log)
+    assert r.action == "parsed"
+    assert r.reason == (
+        "stored parts incomplete (cut short by a crash?)"
+        if cut == "short"
+        else "stored parts missing"
+    )
+    assert store.ingest_run(log).action == "unchanged"
+    assert_same_run(store.load(rid), load_run(log.resolve()))
+
+
+def test_a_rename_failing_midway_leaves_the_previous_version(tmp_path, monkeypatch) -> None:
+    text = ("\n".join(small_log(200, 2, ponder_start=50)) + "\n").encode()
+    log = tmp_path / "a.log"
+    log.write_bytes(text[: len(text) // 2])
+    store = open_store(tmp_path / "s", create=True)
+    rid = store.ingest_run(log).run_id
+    before = store.load(rid)
+    files_before = store_files(store.root)
+    real_replace = os.replace
+    calls = {"n": 0}
+
+    def replace(src, dst) -> None:
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise OSError("no space left on device")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(layout.os, "replace", replace)
+    log.write_bytes(text)
+    r = store.ingest_run(log)
+    assert r.action == "failed" and "no space" in (r.reason or "")
+    assert store_files(store.root) == files_before  # the part renamed first is gone again
+    assert not list(layout.tmp_dir(store.root).iterdir())
+    assert_same_run(store.load(rid), before)
+    monkeypatch.setattr(layout.os, "replace", real_replace)
+    assert store.ingest_run(log).action == "appended"
+    assert_same_run(store.load(rid), load_run(log.resolve()))
+
+
+def test_the_resume_point_of_a_whole_log_reuses_its_content_hash(tmp_path) -> None:
+    log = tmp_path / "a.log"
+    log.write_text("\n".join(small_log(40, 2)) + "\n")
+    store = open_store(tmp_path / "s", create=True)
+    rid = store.ingest_run(log).run_id
+    state = json.loads(store_ingest.read_row(store.root, rid)["state"])
+    assert state["append"]["offset"] == log.stat().st_size
+    assert state["append"]["prefix_hash"] == state["hashes"]["log"]
+    assert state["hashes"]["log"] == store_ingest._hash(log.read_bytes())
+    with log.open("a") as fh:
+        fh.write("STEP 41 unfinished")  # no newline: the resume point stops before it
+    store.ingest_run(log)
+    state = json.loads(store_ingest.read_row(store.root, rid)["state"])
+    end = state["append"]["offset"]
+    assert end < log.stat().st_size
+    assert state["append"]["prefix_hash"] == store_ingest._hash(log.read_bytes()[:end])
+
+
 def test_a_run_whose_parts_went_missing_is_parsed_again(tmp_path) -> None:
     log = tmp_path / "a.log"
     log.write_text("\n".join(small_log(30, 1)) + "\n")

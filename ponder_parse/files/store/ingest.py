@@ -294,9 +294,12 @@ def _build_chunked(
     start: Mapping[str, Any] | None,
     old: Mapping[str, pl.DataFrame],
     appendable: bool,
+    whole_hash: str | None = None,
 ) -> _Built | None:
     """Parse `content` from the stored resume point (or from the start); None when the new
-    rows would not simply follow the stored ones (a resume re-logged stored steps)."""
+    rows would not simply follow the stored ones (a resume re-logged stored steps).
+    `whole_hash` is `_hash(content)` when already known: the resume point of a log that
+    ends with a complete line is its end, and its hash need not be taken twice."""
     t0 = time.perf_counter()
     offset = int(start["offset"]) if start else 0
     new = content[offset:]
@@ -359,7 +362,9 @@ def _build_chunked(
     append = (
         {
             "offset": end,
-            "prefix_hash": _hash(content[:end]),
+            "prefix_hash": whole_hash
+            if whole_hash and end == len(content)
+            else _hash(content[:end]),
             "scan": asdict(state_c),
             "kinds": kinds_committed,
             "invalid_utf8": invalid_committed,
@@ -511,10 +516,13 @@ def _row(
     return pl.DataFrame([row], schema=RUNS_SCHEMA)
 
 
-def ingest_run(root: str | Path, path: str | Path, *, lock_timeout: float = 600.0) -> IngestResult:
+def ingest_run(
+    root: str | Path, path: str | Path, *, lock_timeout: float = 600.0, sync: bool = False
+) -> IngestResult:
     """Bring one run's stored version up to date with its files. Never raises: a run that
     cannot be ingested comes back as `failed` with the reason, and the store keeps its
-    previous version of it."""
+    previous version of it. `sync` flushes the part files to disk too, not only the row
+    (what survives a power loss: see `layout`)."""
     t0 = time.perf_counter()
     root = Path(root)
     p = Path(path).resolve()
@@ -523,7 +531,7 @@ def ingest_run(root: str | Path, path: str | Path, *, lock_timeout: float = 600.
         layout.ensure_store(root)
         inputs = resolve_inputs(p)
         with layout.run_lock(root, run_id, timeout=lock_timeout):
-            result = _ingest_locked(root, run_id, inputs)
+            result = _ingest_locked(root, run_id, inputs, sync)
     except (RunLoadError, layout.StoreError) as exc:
         return IngestResult(p, "failed", run_id, reason=str(exc), seconds=time.perf_counter() - t0)
     except Exception as exc:  # noqa: BLE001 - one bad run must not stop the others
@@ -545,21 +553,24 @@ def ingest_run(root: str | Path, path: str | Path, *, lock_timeout: float = 600.
     )
 
 
-def _ingest_locked(root: Path, run_id: str, inputs: RunInputs) -> tuple[str, str, int, str | None]:
+def _ingest_locked(
+    root: Path, run_id: str, inputs: RunInputs, sync: bool
+) -> tuple[str, str, int, str | None]:
     old_row = read_row(root, run_id)
     old = json.loads(old_row["state"]) if old_row else None
     fp = fingerprint(inputs)
     current = old is not None and old.get("code") == layout_code()
     old_files = committed_files(root, run_id, old) if old else {}
     keep = {p for files in old_files.values() for p in files}
-    missing = any(not p.exists() for p in keep)
-    current = current and not missing
+    missing = _parts_missing(keep, old.get("part_bytes", {}) if old else {})
+    current = current and missing is None
     if current and old_row is not None and old is not None and old["fingerprint"] == fp:
         _sweep(root, run_id, keep)
         return "unchanged", old_row["name"], 0, None
 
     data = inputs.log.read_bytes()
-    hashes = {"log": _hash(data), "side": {p.name: _hash(p.read_bytes()) for p in inputs.side}}
+    log_hash = _hash(data)
+    hashes = {"log": log_hash, "side": {p.name: _hash(p.read_bytes()) for p in inputs.side}}
     if current and old is not None and old["hashes"] == hashes and old["log"] == inputs.log.name:
         # Touched, not changed: record the new times so the cheap check holds next time.
         assert old_row is not None
@@ -577,6 +588,7 @@ def _ingest_locked(root: Path, run_id: str, inputs: RunInputs) -> tuple[str, str
     else:
         check_log_bytes(data, log_limits(), inputs.log.name)  # before the parser allocates
         content, note = data, None
+    whole = None if compressed else log_hash
     start = old.get("append") if current and old is not None else None
     if start is not None and (
         old is None
@@ -595,12 +607,16 @@ def _ingest_locked(root: Path, run_id: str, inputs: RunInputs) -> tuple[str, str
             )
             for t in schema.TABLES
         }
-        built = _build_chunked(inputs, content, note, start, old_tables, appendable=True)
+        built = _build_chunked(
+            inputs, content, note, start, old_tables, appendable=True, whole_hash=whole
+        )
         if built is None:
             reason = "appended lines re-log stored steps (a resume): parsed again"
     if built is None:
         empty = {t: schema.empty(s) for t, s in schema.TABLES.items()}
-        built = _build_chunked(inputs, content, note, None, empty, appendable=not compressed)
+        built = _build_chunked(
+            inputs, content, note, None, empty, appendable=not compressed, whole_hash=whole
+        )
     if built is None:
         built = _build_whole(inputs, content, note)
     if old is None:
@@ -610,9 +626,7 @@ def _ingest_locked(root: Path, run_id: str, inputs: RunInputs) -> tuple[str, str
     else:
         mode = "parsed"
         if reason is None:
-            reason = (
-                "stored parts missing" if missing else _why_parsed(old, current, inputs, hashes)
-            )
+            reason = missing if missing else _why_parsed(old, current, inputs, hashes)
 
     # Write the new version: fresh part files, then the row that names them.
     # Part ids are never reused within a run, so a new part never replaces a file that
@@ -624,21 +638,21 @@ def _ingest_locked(root: Path, run_id: str, inputs: RunInputs) -> tuple[str, str
         else {}
     )
     cid, tid = next_part, next_part + 1
-    written: list[Path] = []
+    parts: list[tuple[pl.DataFrame, Path]] = []
+    for t, df in built.committed.items():
+        if df.height:
+            parts.append((df, layout.part_path(root, t, run_id, cid)))
+            committed_ids.setdefault(t, []).append(cid)
+    tail_ids: dict[str, int] = {}
+    for t, df in built.tail.items():
+        if df.height:
+            parts.append((df, layout.part_path(root, t, run_id, tid)))
+            tail_ids[t] = tid
+    written = [path for _, path in parts]
     try:
-        for t, df in built.committed.items():
-            if df.height:
-                path = layout.part_path(root, t, run_id, cid)
-                layout.atomic_write_parquet(df, path, root, run_id)
-                written.append(path)
-                committed_ids.setdefault(t, []).append(cid)
-        tail_ids: dict[str, int] = {}
-        for t, df in built.tail.items():
-            if df.height:
-                path = layout.part_path(root, t, run_id, tid)
-                layout.atomic_write_parquet(df, path, root, run_id)
-                written.append(path)
-                tail_ids[t] = tid
+        # Every part is on disk under its final name before the row that names them.
+        layout.atomic_write_parquets(parts, root, run_id, sync=sync)
+        new_files = committed_files(root, run_id, {"committed": committed_ids, "tail": tail_ids})
         state = {
             "format": layout.STORE_FORMAT,
             "code": layout_code(),
@@ -649,6 +663,9 @@ def _ingest_locked(root: Path, run_id: str, inputs: RunInputs) -> tuple[str, str
             "committed": committed_ids,
             "tail": tail_ids,
             "next_part": next_part + 2,
+            "part_bytes": {
+                _part_key(p): p.stat().st_size for files in new_files.values() for p in files
+            },
             "version": (int(old.get("version", 0)) + 1) if old else 1,
         }
         row = _row(
@@ -670,6 +687,23 @@ def _ingest_locked(root: Path, run_id: str, inputs: RunInputs) -> tuple[str, str
         layout.remove_quietly(path)
     _sweep(root, run_id, new_keep)
     return mode, built.run.name, built.parsed_bytes, reason
+
+
+def _part_key(path: Path) -> str:
+    return f"{path.parent.parent.name}/{path.name}"
+
+
+def _parts_missing(files: set[Path], sizes: Mapping[str, int]) -> str | None:
+    """Why the stored parts cannot be used (None: they can): one gone, or one shorter or
+    longer than when its row was written (a power loss before it reached the disk)."""
+    for path in files:
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:
+            return "stored parts missing"
+        if size != sizes.get(_part_key(path), size):
+            return "stored parts incomplete (cut short by a crash?)"
+    return None
 
 
 def layout_code() -> str:
@@ -721,6 +755,7 @@ def ingest_paths(
     progress: ProgressFn | None = None,
     use_processes: bool = True,
     lock_timeout: float = 600.0,
+    sync: bool = False,
 ) -> IngestReport:
     """Ingest runs (folders of runs expand to one run each), `workers` at a time.
 
@@ -738,7 +773,7 @@ def ingest_paths(
     workers = max(1, min(workers, len(run_paths)))
     if workers == 1:
         for p in run_paths:
-            r = ingest_run(root, p, lock_timeout=lock_timeout)
+            r = ingest_run(root, p, lock_timeout=lock_timeout, sync=sync)
             report.results.append(r)
             done += 1
             if progress:
@@ -751,7 +786,7 @@ def ingest_paths(
     )
     with pool:
         futures = {
-            pool.submit(ingest_run, str(root), str(p), lock_timeout=lock_timeout): p
+            pool.submit(ingest_run, str(root), str(p), lock_timeout=lock_timeout, sync=sync): p
             for p in run_paths
         }
         for fut in as_completed(futures):

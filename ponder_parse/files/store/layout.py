@@ -8,6 +8,23 @@ Every file is written to a temporary file in the store's `_tmp` folder (the same
 filesystem, and outside the table folders, which engines list), flushed to disk, and
 renamed over its target (`os.replace` is atomic within a filesystem), so a reader sees the
 old file or the new one, never a mix; a crash leaves at most a file in `_tmp`.
+
+The part files of one version are written as a batch (`atomic_write_parquets`): all of
+them to `_tmp` first, then all renamed into place; the row that names them (the commit
+record, see `ingest`) is written after them. What reaches the disk when:
+
+- A writer that is killed or fails at any point leaves the previous version whole: what a
+  process wrote stays in the kernel's cache after it dies, and a rename is atomic.
+- The row is flushed to disk (file and folder) before an ingest returns, so a committed
+  version survives a power loss or an operating-system crash.
+- Its parts are flushed too only with `sync=True` (`ponder-parse ingest --fsync`): each
+  is then on disk under its final name before the row is written. Without it (the
+  default: a store is a cache of what the logs say), a power loss can leave a row whose
+  parts did not all reach the disk. The row records each part's size, and the next ingest
+  of that run checks them (a `stat`, as for an unchanged run) and parses the run again;
+  until then, reading that run fails with an error about its files. A part left at its
+  full size with its bytes zeroed (some filesystems can leave that) is not caught by its
+  size; `sync=True` rules it out.
 """
 
 from __future__ import annotations
@@ -19,7 +36,7 @@ import os
 import secrets
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -130,22 +147,52 @@ def tmp_dir(root: Path) -> Path:
 
 
 def atomic_write_parquet(df: pl.DataFrame, path: Path, root: Path, run_id: str) -> None:
-    """Write `path` so that readers see the previous file or the complete new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write `path` so that readers see the previous file or the complete new one, and
+    flush it (and its rename) to disk."""
+    atomic_write_parquets([(df, path)], root, run_id, sync=True)
+
+
+def atomic_write_parquets(
+    items: Sequence[tuple[pl.DataFrame, Path]], root: Path, run_id: str, *, sync: bool
+) -> None:
+    """Write every `(frame, path)` so that readers see each previous file or the complete
+    new one; with `sync`, every file is flushed before any is renamed, and every folder
+    once after the renames (batched: the filesystem can commit them together). On any
+    failure no target has been replaced by a partial file and every temporary file is
+    removed; targets already renamed into place stay (the caller removes them: they are
+    fresh names no committed version refers to)."""
+    if not items:
+        return
     scratch = tmp_dir(root)
     scratch.mkdir(exist_ok=True)
-    tmp = scratch / f"{run_id}.{os.getpid()}.{secrets.token_hex(6)}.parquet"
+    tmps: list[Path] = []
     try:
-        with open(tmp, "wb") as fh:
-            write_parquet(df, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        with contextlib.ExitStack() as files:
+            handles: list[IO[bytes]] = []
+            for df, _ in items:
+                tmp = scratch / f"{run_id}.{os.getpid()}.{secrets.token_hex(6)}.parquet"
+                tmps.append(tmp)
+                out: IO[bytes] = files.enter_context(open(tmp, "wb"))
+                write_parquet(df, out)
+                out.flush()
+                handles.append(out)
+            if sync:
+                for fh in handles:
+                    os.fsync(fh.fileno())
+        folders: dict[Path, None] = {}
+        for tmp, (_, path) in zip(tmps, items, strict=True):
+            if path.parent not in folders:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                folders[path.parent] = None
+            os.replace(tmp, path)
     except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
+        for tmp in tmps:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
         raise
-    _fsync_dir(path.parent)
+    if sync:
+        for folder in folders:
+            _fsync_dir(folder)
 
 
 def _fsync_dir(directory: Path) -> None:

@@ -65,14 +65,21 @@ class RunStore:
         workers: int = 1,
         progress: ProgressFn | None = None,
         use_processes: bool = True,
+        sync: bool = False,
     ) -> IngestReport:
-        """Add or update runs; only what changed is parsed (see `IngestResult.action`)."""
+        """Add or update runs; only what changed is parsed (see `IngestResult.action`).
+        `sync` flushes every part file to disk, not only each run's row (see `layout`)."""
         return ingest_paths(
-            self.root, paths, workers=workers, progress=progress, use_processes=use_processes
+            self.root,
+            paths,
+            workers=workers,
+            progress=progress,
+            use_processes=use_processes,
+            sync=sync,
         )
 
-    def ingest_run(self, path: str | Path) -> IngestResult:
-        return ingest_run(self.root, path)
+    def ingest_run(self, path: str | Path, *, sync: bool = False) -> IngestResult:
+        return ingest_run(self.root, path, sync=sync)
 
     def remove(self, run_id: str) -> bool:
         """Forget a run (its row first, so readers stop seeing it before its parts go)."""
