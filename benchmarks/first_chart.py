@@ -2,7 +2,7 @@
 against TensorBoard on the same run.
 
 Why this exists: a researcher's first impression is how long `streamlit run app.py --
---runs DIR` takes to show a chart. The targets (from the issue), measured side by side in
+--runs DIR` takes to show a chart. The targets, measured side by side in
 one run on a 2-core machine:
 
 - our app's `/step_line` on one 10 000-step, 8-layer run at least as fast as TensorBoard

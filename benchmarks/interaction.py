@@ -3,7 +3,7 @@ and how long a page switch takes, against a bare Streamlit rerun measured in the
 
 Why this exists: a researcher comparing runs changes a control every few seconds; a
 widget change should cost about what any Streamlit rerun costs, not a reload of the
-frame. Targets (issue "Interaction as good as TensorBoard and W&B"): the median widget
+frame. Targets: the median widget
 change ≤ 2× the bare rerun, the median page switch ≤ 3×, and nothing over 1.5 s.
 
 A change is timed from the input (a click, a key press) to the end of the rerun it

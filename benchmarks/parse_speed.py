@@ -2,7 +2,7 @@
 
 Why this exists: the vectorized Polars parser is only worth its complexity if it is much
 faster than the obvious Python loop, and a sweep of long runs must fit in memory. The
-targets (from the issue) are checked here rather than in unit tests, because timings on
+targets are checked here rather than in unit tests, because timings on
 shared CI machines are too noisy to fail a build on:
 
 - `load_run` at least 10x the line-by-line parser on the same file, in the same process;
