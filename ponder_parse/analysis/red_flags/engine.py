@@ -134,9 +134,13 @@ def sustained(df: pl.DataFrame, cond: pl.Expr, s: Sustain) -> pl.DataFrame:
         return df.with_columns(_episode=pl.lit(0, dtype=pl.Int64)).clear()
     w = min(s.window, n)
     need = max(s.min_rows, math.ceil(s.share * w - 1e-9))
+    d = df.with_columns(_c=cond.fill_null(False))
+    # Fewer rows meeting the condition than a window needs: no window can be hot. Most
+    # checks on a healthy run end here, without the rolling windows.
+    if (d["_c"].sum() or 0) < need:
+        return df.with_columns(_episode=pl.lit(0, dtype=pl.Int64)).clear()
     d = (
-        df.with_columns(_c=cond.fill_null(False))
-        .with_row_index("_i")
+        d.with_row_index("_i")
         .with_columns(
             _hot=(pl.col("_c").cast(pl.Int32).rolling_sum(w, min_samples=w) >= need)
             .fill_null(False)
