@@ -258,14 +258,28 @@ class Scope:
         """Every logged step, in step order."""
         return self.run.steps.sort("step") if self.run.steps.height else self.run.steps
 
+    @cached_property
+    def _phased_steps(self) -> pl.DataFrame:
+        return assign_phase(self.run.steps, self.phases)
+
     def phase_steps(self, names: Iterable[str]) -> pl.DataFrame:
         """Steps in the named phases, in step order."""
         wanted = list(set(names))
-        return (
-            assign_phase(self.run.steps, self.phases)
-            .filter(pl.col("phase").is_in(wanted))
-            .sort("step")
-        )
+        return self._phased_steps.filter(pl.col("phase").is_in(wanted)).sort("step")
+
+    @cached_property
+    def phased_traces(self) -> pl.DataFrame:
+        """The policy's trace checkpoints (`patterns.policy_traces`) with a `phase` column,
+        in their own order; shared by the trace-shape and pass-survival rules."""
+        return assign_phase(policy_traces(self.run), self.phases)
+
+    @cached_property
+    def _phased_layers(self) -> pl.DataFrame:
+        layers = self.run.layers
+        if "audit" in self.run.steps.columns and layers.height:
+            audits = self.run.steps.filter(pl.col("audit").fill_null(False)).select("step")
+            layers = layers.join(audits, on="step", how="anti")
+        return assign_phase(layers, self.phases)
 
     @cached_property
     def economic(self) -> pl.DataFrame:
@@ -292,15 +306,9 @@ class Scope:
         layer and step, with a `phase` column."""
         key = tuple(sorted(set(names)))
         if key not in self._layer_lines:
-            layers = self.run.layers
-            if "audit" in self.run.steps.columns and layers.height:
-                audits = self.run.steps.filter(pl.col("audit").fill_null(False)).select("step")
-                layers = layers.join(audits, on="step", how="anti")
-            self._layer_lines[key] = (
-                assign_phase(layers, self.phases)
-                .filter(pl.col("phase").is_in(list(key)))
-                .sort("layer", "step")
-            )
+            self._layer_lines[key] = self._phased_layers.filter(
+                pl.col("phase").is_in(list(key))
+            ).sort("layer", "step")
         return self._layer_lines[key]
 
     @cached_property
@@ -322,7 +330,7 @@ class Scope:
         traces = self.run.traces.clear()
         if span is not None:
             judged_from = span[0] + grace_steps
-            traces = assign_phase(policy_traces(self.run), self.phases).filter(
+            traces = self.phased_traces.filter(
                 (pl.col("phase") == "economic") & (pl.col("step") >= judged_from)
             )
         if traces.is_empty():

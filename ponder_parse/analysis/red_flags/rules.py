@@ -27,9 +27,7 @@ from ponder_parse.analysis.patterns import (
     OVER_PENALIZED,
     STUCK_HALF,
     PatternThresholds,
-    policy_traces,
 )
-from ponder_parse.analysis.phases import assign_phase
 from ponder_parse.analysis.red_flags.engine import (
     CRITICAL,
     INFO,
@@ -473,9 +471,7 @@ def _pass_survival(scope: Scope, s: GapSettings) -> tuple[int, pl.DataFrame] | N
     )
     if not tails or run.traces.is_empty():
         return None
-    judged = assign_phase(policy_traces(run), scope.phases).filter(
-        pl.col("phase").is_in(["gate_learning", "economic"])
-    )
+    judged = scope.phased_traces.filter(pl.col("phase").is_in(["gate_learning", "economic"]))
     cols = ["step", "layer", *(f"frac_ge{j}" for j in tails)]
     d = judged.join(run.layers.select(cols), on=["step", "layer"], how="inner")
     if d.is_empty():
