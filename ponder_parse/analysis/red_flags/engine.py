@@ -133,7 +133,7 @@ def sustained(df: pl.DataFrame, cond: pl.Expr, s: Sustain) -> pl.DataFrame:
     if n == 0:
         return df.with_columns(_episode=pl.lit(0, dtype=pl.Int64)).clear()
     w = min(s.window, n)
-    need = max(s.min_rows, math.ceil(s.share * w - 1e-9))
+    need = _need(s, n)
     d = df.with_columns(_c=cond.fill_null(False))
     # Fewer rows meeting the condition than a window needs: no window can be hot. Most
     # checks on a healthy run end here, without the rolling windows.
@@ -154,6 +154,35 @@ def sustained(df: pl.DataFrame, cond: pl.Expr, s: Sustain) -> pl.DataFrame:
     return d.with_columns(
         _episode=(pl.col("_i").diff().fill_null(0) > w).cum_sum().cast(pl.Int64)
     ).drop("_c", "_hot", "_cov", "_i")
+
+
+def _need(s: Sustain, n: int) -> int:
+    """Rows meeting the condition a window of a scope of `n` rows needs."""
+    return max(s.min_rows, math.ceil(s.share * min(s.window, n) - 1e-9))
+
+
+def sustained_by(
+    df: pl.DataFrame, cond: pl.Expr, s: Sustain, by: str = "layer"
+) -> list[tuple[pl.DataFrame, pl.DataFrame]]:
+    """`sustained` within each group of `by` (in order of appearance): the group's rows
+    and its flagged rows, for the groups with any. Groups with too few rows meeting the
+    condition are counted out in one pass instead of being cut out and judged one by one.
+    """
+    counts = (
+        df.select(pl.col(by), _c=cond.fill_null(False))
+        .group_by(by, maintain_order=True)
+        .agg(n=pl.len(), hits=pl.col("_c").sum())
+    )
+    maybe = {key for key, n, hits in counts.iter_rows() if (hits or 0) >= _need(s, n)}
+    out: list[tuple[pl.DataFrame, pl.DataFrame]] = []
+    if not maybe:
+        return out
+    for (key,), group in df.group_by(by, maintain_order=True):
+        if key in maybe:
+            flagged = sustained(group, cond, s)
+            if flagged.height:
+                out.append((group, flagged))
+    return out
 
 
 def episodes_text(flagged: pl.DataFrame) -> str:

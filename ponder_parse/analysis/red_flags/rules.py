@@ -46,6 +46,7 @@ from ponder_parse.analysis.red_flags.engine import (
     level_findings,
     step_span,
     sustained,
+    sustained_by,
     threshold_findings,
 )
 from ponder_parse.parse import meta as run_meta
@@ -301,6 +302,8 @@ def _trace_shape(scope: Scope, s: TraceSettings, pattern: str) -> list[Finding]:
     if t.is_empty():
         return []
     hit = pl.col("pattern") == pattern
+    if (t["pattern"] == pattern).sum() < max(s.min_consecutive, 1):
+        return []  # too few checkpoints show it for any streak: skip the streak passes
     streaks = (
         t.with_columns(_hit=hit, _grp=(~hit).cum_sum().over("layer"))
         .filter(pl.col("_hit"))
@@ -436,11 +439,9 @@ def gap_high(scope: Scope, s: GapSettings) -> list[Finding]:
         return []
     lines, flagged = found
     parts, ongoing = [], False
-    for (_,), layer in flagged.group_by("layer", maintain_order=True):
-        hit = sustained(layer, pl.col("_low"), s.sustain)
-        if hit.height:
-            parts.append(hit)
-            ongoing = ongoing or bool(hit["step"].max() == layer["step"].max())
+    for layer, hit in sustained_by(flagged, pl.col("_low"), s.sustain):
+        parts.append(hit)
+        ongoing = ongoing or bool(hit["step"].max() == layer["step"].max())
     if not parts:
         return []
     hit = pl.concat(parts)
@@ -997,11 +998,9 @@ def gate_frozen(scope: Scope, s: FrozenSettings) -> list[Finding]:
         ((pl.col("p_mean") - s.center).abs() <= s.tol) & (pl.col("p_std") <= s.max_p_std)
     ).fill_null(False)
     parts, ongoing = [], False
-    for (_,), layer in lines.group_by("layer", maintain_order=True):
-        flagged = sustained(layer, cond, s.sustain)
-        if flagged.height:
-            parts.append(flagged)
-            ongoing = ongoing or bool(flagged["step"].max() == layer["step"].max())
+    for layer, flagged in sustained_by(lines, cond, s.sustain):
+        parts.append(flagged)
+        ongoing = ongoing or bool(flagged["step"].max() == layer["step"].max())
     if not parts:
         return []
     hit = pl.concat(parts)
