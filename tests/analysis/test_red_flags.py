@@ -636,3 +636,44 @@ def test_focus_range_pads_a_finding() -> None:
     assert F.focus_range(1000, 1100) == (950, 1150)  # at least 50 steps of context
     assert F.focus_range(1000, 3000) == (600, 3400)  # a fifth of the span
     assert F.focus_range(10, 20) == (0, 70)  # never before step 0
+
+
+def _sustained_by_hand(cond: list[bool], s: F.Sustain) -> list[int]:
+    """Positions flagged by the module's definition of "sustained", window by window."""
+    n = len(cond)
+    w = min(s.window, n)
+    need = max(s.min_rows, math.ceil(s.share * w - 1e-9))
+    hot = [i for i in range(n - w + 1) if sum(cond[i : i + w]) >= need]
+    return [i for i in range(n) if cond[i] and any(h <= i < h + w for h in hot)]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.lists(st.booleans(), min_size=1, max_size=40), min_size=1, max_size=4),
+    st.integers(1, 12),
+    st.sampled_from([0.3, 0.5, 1.0]),
+    st.integers(1, 4),
+)
+def test_sustained_by_layer_matches_the_definition(
+    layers: list[list[bool]], window: int, share: float, min_rows: int
+) -> None:
+    # Quiet layers are counted out before any rolling window: what is left must be what
+    # judging every layer window by window finds.
+    s = F.Sustain(window=window, share=share, min_rows=min_rows)
+    df = pl.DataFrame(
+        {
+            "layer": [li for li, c in enumerate(layers) for _ in c],
+            "step": [i for c in layers for i in range(len(c))],
+            "c": [v for c in layers for v in c],
+        }
+    )
+    got = {
+        int(group["layer"][0]): flagged["step"].to_list()
+        for group, flagged in F.sustained_by(df, pl.col("c"), s)
+    }
+    expected = {li: _sustained_by_hand(c, s) for li, c in enumerate(layers)}
+    assert got == {li: rows for li, rows in expected.items() if rows}
+    for li in range(len(layers)):
+        alone = F.sustained(df.filter(pl.col("layer") == li), pl.col("c"), s)
+        assert alone["step"].to_list() == expected[li]
+        assert alone.columns == [*df.columns, "_episode"]

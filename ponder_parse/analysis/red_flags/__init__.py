@@ -52,6 +52,7 @@ from ponder_parse.analysis.red_flags.engine import (
     replace_setting,
     setting_fields,
     sustained,
+    sustained_by,
     sweep_evaluate,
 )
 from ponder_parse.analysis.red_flags.rules import (
@@ -268,6 +269,7 @@ __all__ = [
     "run_reference_lines",
     "setting_fields",
     "sustained",
+    "sustained_by",
     "sweep_evaluate",
     "sweep_flags",
     "sweep_red_flags",
