@@ -569,7 +569,9 @@ class Context:
     def frame(self, run: Run, columns: Sequence[str] | None = None) -> pl.DataFrame:
         """`steps` + `quality` per step, with elapsed-time and token axes; with `columns`,
         only those metrics (and the axes), read alone from a stored run."""
-        return _per_step(self.key(run), run, None if columns is None else tuple(columns))
+        if columns is None:  # the call `warm` makes, so a warmed frame is found
+            return _per_step(self.key(run), run)
+        return _per_step(self.key(run), run, tuple(columns))
 
     def flags_all(self, runs: Sequence[Run] | None = None) -> pl.DataFrame:
         parts = [self.flags(r) for r in (self.runs if runs is None else runs)]
