@@ -6,7 +6,7 @@ reused while its configuration is unchanged. Five settings × seeds, as `app_ren
 sweep. Each measure is described in `benchmarks/README.md` ("store_scale.py").
 
 python benchmarks/store_scale.py [--runs 1000] [--steps 3000] [--workers 2] [--json out.json]
-python benchmarks/store_scale.py --only generate ingest reingest app raw
+python benchmarks/store_scale.py --only generate ingest inprocess pushdown app
 """
 
 from __future__ import annotations
@@ -385,6 +385,50 @@ def _inprocess_child(store: str) -> None:
     )
 
 
+def _frames_child(store: str, columns: list[str] | None) -> None:
+    """In a fresh interpreter: `per_step` of the first 20 stored runs (the 20 a large
+    store shows first), whole or of these columns only; seconds, what was read (tables or
+    column sets, and their in-memory size) and peak RSS."""
+    from ponder_app import prepare
+    from ponder_parse.files.store import open_store, reader
+
+    runs = open_store(store).stored_runs()[:N_DRAWN]
+    rss0 = _status(os.getpid(), "VmRSS")
+    t0 = time.perf_counter()
+    frames = [prepare.per_step(r, columns) for r in runs]
+    seconds = time.perf_counter() - t0
+    print(
+        json.dumps(
+            {
+                "runs": len(runs),
+                "seconds": seconds,
+                "reads": reader.TABLE_CACHE.reads,
+                "read_mb": _mb(reader.TABLE_CACHE.read_bytes),
+                "frames_mb": _mb(sum(f.estimated_size() for f in frames)),
+                "rss_before_mb": rss0,
+                "peak_rss_mb": _status(os.getpid(), "VmHWM"),
+            }
+        )
+    )
+
+
+# The column sets `pushdown` compares: what each consumer of `per_step` asks for.
+PUSHDOWN_SETS: dict[str, list[str] | None] = {
+    "whole tables": None,
+    "step line defaults (lm_loss, avg_k, lambda_p)": ["lm_loss", "avg_k", "lambda_p"],
+    "economics (lambda_p, avg_k, ctrl_err)": ["lambda_p", "avg_k", "ctrl_err"],
+    "sweep compute spent (axes only)": ["avg_k"],
+}
+
+
+def pushdown_measures(store: Path, rounds: int) -> dict[str, Any]:
+    """`_frames_child` for each of `PUSHDOWN_SETS`, medians of `rounds` fresh processes."""
+    return {
+        name: _median([_child("_frames_child", str(store), cols) for _ in range(rounds)])
+        for name, cols in PUSHDOWN_SETS.items()
+    }
+
+
 # --- report ------------------------------------------------------------------------------------
 
 
@@ -419,6 +463,12 @@ def report(res: dict[str, Any]) -> None:
             f"{inp['peak_rss_home_mb']:.0f} MB), rerun {inp['home_rerun_s']:.2f} s; Step line of "
             f"the 20 shown {inp['step_line_s']:.2f} s (peak RSS {inp['peak_rss_mb']:.0f} MB) "
             f"{inp['errors'] or ''}"
+        )
+    for name, m in (res.get("pushdown") or {}).items():
+        print(
+            f"per_step of {m['runs']} stored runs, {name}: {m['seconds']:.2f} s, {m['reads']} "
+            f"reads = {m['read_mb']:.1f} MB, frames {m['frames_mb']:.1f} MB, RSS "
+            f"{m['rss_before_mb']:.0f} MB before, peak {m['peak_rss_mb']:.0f} MB"
         )
     app = res.get("app")
     if app and "error" in app:
@@ -462,11 +512,14 @@ def main(argv: list[str] | None = None) -> int:
         "--data", type=Path, default=Path(tempfile.gettempdir()) / "ponder-bench-store"
     )
     parser.add_argument(
-        "--only", nargs="*", default=[], help="generate, ingest, inprocess, app (default: all)"
+        "--only",
+        nargs="*",
+        default=[],
+        help="generate, ingest, inprocess, pushdown, app (default: all)",
     )
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
-    want = set(args.only) or {"generate", "ingest", "inprocess", "app"}
+    want = set(args.only) or {"generate", "ingest", "inprocess", "pushdown", "app"}
     res: dict[str, Any] = {"machine": machine(), "args": {"runs": args.runs, "steps": args.steps}}
     print(json.dumps(res["machine"]))
     sweep_dir, gen_s = ensure_runs(args.data, args.runs, args.steps, args.layers, args.workers)
@@ -479,6 +532,8 @@ def main(argv: list[str] | None = None) -> int:
         res["ingest"] = ingest_measures(sweep_dir, store, args.workers, args.sample)
     if "inprocess" in want:
         res["inprocess"] = _child("_inprocess_child", str(store))
+    if "pushdown" in want:
+        res["pushdown"] = pushdown_measures(store, args.rounds)
     if "app" in want:
         res["app"] = app_measures(store, sweep_dir, args.data, args.rounds)
     res["machine_after"] = machine()

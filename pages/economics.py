@@ -14,7 +14,7 @@ from ponder_parse.analysis import red_flags as flags
 @ui.fragment
 def page_body(ctx: Context) -> None:
     """The controls and the charts: a fragment, so a control redraws these charts only."""
-    frames = {r.name: ctx.frame(r) for r in ctx.runs}
+    frames = {r.name: ctx.frame(r, ("lambda_p", "avg_k", "ctrl_err")) for r in ctx.runs}
     c1, c2, c3 = st.columns([2, 2, 1])
     weight = c1.slider("Smoothing (EMA weight)", 0.0, 0.99, 0.0, 0.01, key="ec_smooth")
     window = c2.slider("Window for rates (policy steps)", 20, 500, 100, 10, key="ec_window")

@@ -62,7 +62,7 @@ if ctx is not None:
         )
 
     st.subheader("Loss against compute")
-    spent = prepare.compute_spent({r.name: ctx.frame(r) for r in ctx.runs})
+    spent = prepare.compute_spent({r.name: ctx.frame(r, prepare.SPENT_COLUMNS) for r in ctx.runs})
     costs = {
         "k_mean_economic": "mean k (economic phase)",
         prepare.COMPUTE_SPENT: "Σ passes × tokens",

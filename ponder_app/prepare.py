@@ -27,17 +27,32 @@ MIN_POINTS_PER_RUN = 250
 MAX_POINTS_PER_RUN = 2_000
 
 
-def per_step(run: Run) -> pl.DataFrame:
+QUALITY_PER_STEP: tuple[str, ...] = ("delta_ce", "delta_h", "coupon")
+"""The `quality` columns `per_step` joins onto the steps."""
+AXIS_COLUMNS: tuple[str, ...] = ("step", "audit", "dt_ms", "tok_per_sec", "avg_k")
+"""The `steps` columns `per_step` always reads: the step, the audit mark the lines leave
+out, and what the elapsed-time, token and compute axes are summed from."""
+PER_STEP_AXES: tuple[str, ...] = ("elapsed_min", "tokens", "compute")
+"""The x axes `per_step` adds to the steps."""
+
+
+def per_step(run: Run, columns: Collection[str] | None = None) -> pl.DataFrame:
     """Every per-step number of a run in one frame: `steps` joined with `quality`, plus
-    the alternative x axes (elapsed minutes from the summed dt, tokens from tok/sec × dt)."""
-    steps = run.steps
-    q = run.quality.select("step", "delta_ce", "delta_h", "coupon")
+    the alternative x axes (elapsed minutes from the summed dt, tokens from tok/sec × dt).
+
+    With `columns`, only those metrics (of `steps` or `quality`) and `AXIS_COLUMNS` are
+    read: a stored run reads just those columns from disk."""
+    if columns is None:
+        steps = run.steps
+        q_cols: list[str] = list(QUALITY_PER_STEP)
+    else:
+        steps = run.table("steps", [*AXIS_COLUMNS, *(c for c in columns if c not in AXIS_COLUMNS)])
+        q_cols = [c for c in QUALITY_PER_STEP if c in columns]
+    q = run.table("quality", ["step", *q_cols]) if q_cols else pl.DataFrame()
     df = (
         steps.join(q, on="step", how="left")
         if q.height
-        else steps.with_columns(
-            pl.lit(None, pl.Float64).alias(c) for c in ("delta_ce", "delta_h", "coupon")
-        )
+        else steps.with_columns(pl.lit(None, pl.Float64).alias(c) for c in q_cols)
     )
     dt_s = pl.col("dt_ms").fill_nan(None).fill_null(0.0).clip(lower_bound=0) / 1000.0
     return df.with_columns(
@@ -981,6 +996,10 @@ def pareto_front(data: pl.DataFrame, x: str, y: str) -> pl.DataFrame:
 
 COMPUTE_SPENT = "passes_x_tokens"
 """Column of `compute_spent`: layer passes times tokens, summed over the run."""
+
+
+SPENT_COLUMNS: tuple[str, ...] = ("avg_k",)
+"""The metrics `compute_spent` needs from `per_step` (tokens are one of its axes)."""
 
 
 def compute_spent(frames: Mapping[str, pl.DataFrame]) -> pl.DataFrame:

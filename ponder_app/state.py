@@ -469,8 +469,8 @@ def _phase_summary(
 # A copy of a run's per-step tables: kept for the runs used last, not for every run a
 # large store has shown over time.
 @st.cache_resource(show_spinner=False, max_entries=256)
-def _per_step(key: str, _run: Run) -> pl.DataFrame:
-    return prepare.per_step(_run)
+def _per_step(key: str, _run: Run, columns: tuple[str, ...] | None = None) -> pl.DataFrame:
+    return prepare.per_step(_run, columns)
 
 
 # --- what every page sees -----------------------------------------------------------------
@@ -566,9 +566,12 @@ class Context:
             pl.DataFrame(schema=summaries.SUMMARY_SCHEMA),
         )
 
-    def frame(self, run: Run) -> pl.DataFrame:
-        """`steps` + `quality` per step, with elapsed-time and token axes."""
-        return _per_step(self.key(run), run)
+    def frame(self, run: Run, columns: Sequence[str] | None = None) -> pl.DataFrame:
+        """`steps` + `quality` per step, with elapsed-time and token axes; with `columns`,
+        only those metrics (and the axes), read alone from a stored run."""
+        if columns is None:  # the call `warm` makes, so a warmed frame is found
+            return _per_step(self.key(run), run)
+        return _per_step(self.key(run), run, tuple(columns))
 
     def flags_all(self, runs: Sequence[Run] | None = None) -> pl.DataFrame:
         parts = [self.flags(r) for r in (self.runs if runs is None else runs)]

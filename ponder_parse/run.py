@@ -7,6 +7,7 @@ A plain dataclass with no hidden state: every analysis is a function of a `Run`,
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Self, TypedDict
@@ -118,6 +119,16 @@ class Run:
         for name, value in changes.items():
             setattr(out, name, value)
         return out
+
+    def table(self, name: str, columns: Sequence[str] | None = None) -> pl.DataFrame:
+        """One table by name, or only these of its columns (in this order; columns the
+        table lacks are left out, as a run of another trainer build may lack some). A
+        stored run reads just those columns from disk, so a page asking for the columns it
+        draws reads those, not the whole table."""
+        df: pl.DataFrame = getattr(self, name)
+        if columns is None:
+            return df
+        return df.select([c for c in columns if c in df.columns])
 
     def tables(self) -> dict[str, pl.DataFrame]:
         """Every table by name (the names `schema.TABLES` uses), e.g. for export."""

@@ -824,3 +824,37 @@ def test_overlay_series_scales_log_metrics_on_their_logarithm() -> None:
     assert prepare.overlay_series({}, normalize=True).is_empty()
     inf = _series([1.0, float("inf"), 3.0])
     assert prepare.overlay_series({"x": inf}, normalize=True)["value"][2] == pytest.approx(1.0)
+
+
+def test_per_step_of_some_columns_matches_the_whole_and_reads_only_those(tmp_path) -> None:
+    from pathlib import Path
+
+    from polars.testing import assert_frame_equal
+
+    from ponder_parse.files.store import open_store, reader
+
+    sample = Path(__file__).parents[2] / "sample_runs" / "baseline,seed=0"
+    store = open_store(tmp_path / "store", create=True)
+    assert not store.ingest([sample], use_processes=False).failures
+    (stored,) = store.stored_runs()
+    memory = store.load(stored.run_id)
+    reader.TABLE_CACHE.clear()
+    reads, read_bytes = reader.TABLE_CACHE.reads, reader.TABLE_CACHE.read_bytes
+    cols = ["lm_loss", "delta_ce"]
+    got = prepare.per_step(stored, cols)
+    want = prepare.per_step(memory)
+    assert got.columns == [*prepare.AXIS_COLUMNS, "lm_loss", "delta_ce", *prepare.PER_STEP_AXES]
+    assert_frame_equal(got, want.select(got.columns), check_exact=True)
+    assert_frame_equal(got, prepare.per_step(memory, cols), check_exact=True)
+    # Two reads (the steps' columns, the quality's), neither a whole table.
+    assert reader.TABLE_CACHE.reads == reads + 2
+    whole = memory.steps.estimated_size() + memory.quality.estimated_size()
+    assert reader.TABLE_CACHE.read_bytes - read_bytes < whole / 3
+    assert stored.loaded_tables() == ["steps", "quality"]
+    # Only the axes: no quality read at all.
+    reader.TABLE_CACHE.clear()
+    assert prepare.per_step(stored, prepare.SPENT_COLUMNS).columns == [
+        *prepare.AXIS_COLUMNS,
+        *prepare.PER_STEP_AXES,
+    ]
+    assert stored.loaded_tables() == ["steps"]

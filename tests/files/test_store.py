@@ -785,6 +785,48 @@ def test_stored_runs_read_no_table_until_one_is_used(sample_store) -> None:
     assert summaries_facts(full) == run.stored_facts
 
 
+def test_a_stored_run_asked_for_two_columns_reads_only_those(sample_store) -> None:
+    from ponder_parse.files.store import reader
+
+    store, _ = sample_store
+    reader.TABLE_CACHE.clear()
+    run = next(r for r in store.stored_runs() if r.n_steps > 10)
+    full = store.load(run.run_id)
+    before, bytes_before = reader.TABLE_CACHE.reads, reader.TABLE_CACHE.read_bytes
+    got = run.table("steps", ["lm_loss", "step", "no_such_column"])
+    assert got.columns == ["lm_loss", "step"]  # in the order asked; a missing one left out
+    assert_frame_equal(got, full.table("steps", ["lm_loss", "step"]), check_exact=True)
+    assert_frame_equal(got, full.steps.select("lm_loss", "step"), check_exact=True)
+    # One read, of two columns: the whole table stayed on disk.
+    assert reader.TABLE_CACHE.reads == before + 1
+    read = reader.TABLE_CACHE.read_bytes - bytes_before
+    assert read == got.estimated_size() < full.steps.estimated_size() / 4
+    assert reader.TABLE_CACHE.peek((str(store.root), run.run_id, run.version, "steps")) is None
+    assert run.loaded_tables() == ["steps"]
+    run.table("steps", ["lm_loss", "step", "no_such_column"])  # asked again: from memory
+    assert reader.TABLE_CACHE.reads == before + 1
+    # Once the whole table is in memory, a column set is cut from it without a read.
+    run.steps  # noqa: B018
+    assert reader.TABLE_CACHE.reads == before + 2
+    assert_frame_equal(run.table("steps", ["avg_k"]), full.steps.select("avg_k"))
+    assert reader.TABLE_CACHE.reads == before + 2
+    with pytest.raises(ValueError, match="unknown table"):
+        run.table("nope", ["step"])
+
+
+def test_column_reads_keep_to_the_cache_budget(sample_store) -> None:
+    from ponder_parse.files.store.reader import TableCache
+
+    store, _ = sample_store
+    runs = store.stored_runs()
+    one = runs[0].table("steps", ["step", "lm_loss"]).estimated_size()
+    cache = TableCache(budget=int(one * 2.5))
+    for r in runs[:6]:
+        key = (str(store.root), r.run_id, r.version, "steps", ("step", "lm_loss"))
+        assert cache.get(key, store._read_table).columns == ["step", "lm_loss"]
+    assert cache.reads == 6 and cache.nbytes <= cache.budget
+
+
 def summaries_facts(run: Run) -> list[list[str]]:
     from ponder_parse.analysis.summaries import run_facts
 

@@ -33,6 +33,9 @@ from ponder_parse.files.store.ingest import (
 from ponder_parse.run import Run
 
 HIVE = {"run_id": pl.String}
+# A `TABLE_CACHE` key: store root, run id, version, table, and (for part of a table)
+# the columns asked for.
+CacheKey = tuple[Any, ...]
 # Columns of `runs` that are machinery, not facts about a run.
 PRIVATE_RUN_COLUMNS = ("state",)
 
@@ -198,17 +201,45 @@ class RunStore:
         table cache (`TABLE_CACHE`)."""
         return TABLE_CACHE.get((str(self.root), run_id, version, table), self._read_table)
 
-    def _read_table(self, key: tuple[str, str, int, str]) -> pl.DataFrame:
-        _, run_id, _, table = key
+    def table_columns(
+        self, run_id: str, table: str, version: int, columns: Sequence[str]
+    ) -> pl.DataFrame:
+        """These columns of one run table (those it has, in this order), read with the
+        others left on disk, through `TABLE_CACHE` keyed by the columns asked for. When
+        the whole table is in memory already, it answers without a read."""
+        whole = TABLE_CACHE.peek((str(self.root), run_id, version, table))
+        if whole is not None:
+            return whole.select([c for c in columns if c in whole.columns])
+        key = (str(self.root), run_id, version, table, tuple(columns))
+        return TABLE_CACHE.get(key, self._read_table)
+
+    def _read_table(self, key: CacheKey) -> pl.DataFrame:
+        """A cache key's table: whole (four-part key) or only the columns its fifth part
+        names."""
+        run_id, table = key[1], key[3]
+        columns: tuple[str, ...] | None = key[4] if len(key) > 4 else None
         for attempt in range(4):
             # The version the row names now: a run stored again since it was opened is
             # read as it is now (the app opens it again once it sees the new row).
             state = json.loads(self._state(run_id)["state"])
             paths = committed_files(self.root, run_id, state)[table]
             if not paths:
-                return schema.empty(table_schema(table))
+                empty = schema.empty(table_schema(table))
+                return (
+                    empty
+                    if columns is None
+                    else empty.select([c for c in columns if c in empty.columns])
+                )
             try:
-                return pl.read_parquet(paths, hive_partitioning=False)
+                if columns is None or table == "snapshot_layers":
+                    # Snapshot layers' keys may differ by part: read whole, then select.
+                    df = pl.read_parquet(paths, hive_partitioning=False)
+                    return (
+                        df if columns is None else df.select(c for c in columns if c in df.columns)
+                    )
+                have = pl.read_parquet_schema(paths[0])
+                wanted = [c for c in columns if c in have]
+                return pl.read_parquet(paths, columns=wanted, hive_partitioning=False)
             except FileNotFoundError:
                 if attempt == 3:
                     raise
@@ -272,19 +303,28 @@ class TableCache:
     Shared by every `StoredRun` of the process: what stays in memory is the tables that
     were used last, up to `budget` bytes (`PONDER_STORE_CACHE_MB`, default 512), however
     many runs are stored or were ever opened. A table larger than the budget is still
-    returned, just not kept.
+    returned, just not kept. Some columns of a table (`StoredRun.table(name, columns)`)
+    are kept under their own key, within the same budget.
     """
 
     def __init__(self, budget: int) -> None:
         self.budget = budget
-        self._items: OrderedDict[tuple[str, str, int, str], tuple[pl.DataFrame, int]] = (
-            OrderedDict()
-        )
+        self._items: OrderedDict[CacheKey, tuple[pl.DataFrame, int]] = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()
-        self.reads = 0  # tables read from disk (tests and benchmarks count them)
+        self.reads = 0  # tables (or column sets) read from disk: tests and benchmarks count
+        self.read_bytes = 0  # in-memory size of what those reads returned
 
-    def get(self, key: tuple[str, str, int, str], read: Any) -> pl.DataFrame:
+    def peek(self, key: CacheKey) -> pl.DataFrame | None:
+        """The frame held under `key`, or None; never reads."""
+        with self._lock:
+            hit = self._items.get(key)
+            if hit is None:
+                return None
+            self._items.move_to_end(key)
+            return hit[0]
+
+    def get(self, key: CacheKey, read: Any) -> pl.DataFrame:
         with self._lock:
             hit = self._items.get(key)
             if hit is not None:
@@ -294,6 +334,7 @@ class TableCache:
         size = int(df.estimated_size())
         with self._lock:
             self.reads += 1
+            self.read_bytes += size
             if key not in self._items and size <= self.budget:
                 self._items[key] = (df, size)
                 self._bytes += size
@@ -371,13 +412,20 @@ class StoredRun(Run):
     def n_steps(self) -> int:
         return self.stored_n_steps
 
+    def table(self, name: str, columns: Sequence[str] | None = None) -> pl.DataFrame:
+        """`Run.table`, with only `columns` read from the store (see `RunStore.table_columns`)."""
+        if columns is None:
+            return Run.table(self, name)
+        table_schema(name)
+        return self.store.table_columns(self.run_id, name, self.version, columns)
+
     def loaded_tables(self) -> list[str]:
-        """The tables of this run held in `TABLE_CACHE` right now."""
-        return [
-            k[3]
-            for k in list(TABLE_CACHE._items)
-            if k[:3] == (str(self.store.root), self.run_id, self.version)
-        ]
+        """The tables of this run with all or some of their columns in `TABLE_CACHE` now."""
+        out: list[str] = []
+        for k in list(TABLE_CACHE._items):
+            if k[:3] == (str(self.store.root), self.run_id, self.version) and k[3] not in out:
+                out.append(k[3])
+        return out
 
     def __repr__(self) -> str:
         return f"StoredRun(name={self.name!r}, run_id={self.run_id!r}, steps={self.n_steps})"
