@@ -107,42 +107,36 @@ def show_chart(
         row = st.container(horizontal=True)
         slug = _slug(name)
         if data is not None and data.height:
-            row.download_button(
-                "Data (CSV)",
-                data=lambda: csv_bytes(data),
-                file_name=f"{slug}.csv",
-                mime="text/csv",
-                key=f"csv-chart-{slug}",
-                on_click="ignore",
-                icon=":material/download:",
+            _download(row, "Data (CSV)", lambda: csv_bytes(data), slug, "csv", "csv-chart")
+            _download(
+                row, "Data (Parquet)", lambda: parquet_bytes(data), slug, "parquet", "parquet-chart"
             )
-            row.download_button(
-                "Data (Parquet)",
-                data=lambda: parquet_bytes(data),
-                file_name=f"{slug}.parquet",
-                mime="application/vnd.apache.parquet",
-                key=f"parquet-chart-{slug}",
-                on_click="ignore",
-                icon=":material/download:",
-            )
-        row.download_button(
-            "PNG",
-            data=lambda: chart_image(chart, "png"),
-            file_name=f"{slug}.png",
-            mime="image/png",
-            key=f"png-{slug}",
-            on_click="ignore",
-            icon=":material/download:",
-        )
-        row.download_button(
-            "SVG",
-            data=lambda: chart_image(chart, "svg"),
-            file_name=f"{slug}.svg",
-            mime="image/svg+xml",
-            key=f"svg-{slug}",
-            on_click="ignore",
-            icon=":material/download:",
-        )
+        _download(row, "PNG", lambda: chart_image(chart, "png"), slug, "png", "png")
+        _download(row, "SVG", lambda: chart_image(chart, "svg"), slug, "svg", "svg")
+
+
+_MIMES = {
+    "csv": "text/csv",
+    "parquet": "application/vnd.apache.parquet",
+    "png": "image/png",
+    "svg": "image/svg+xml",
+}
+
+
+def _download(
+    where: Any, label: str, make: Callable[[], bytes], slug: str, ext: str, key: str
+) -> None:
+    """A download button whose file is made only when clicked (`make`), and whose click
+    does not rerun the page."""
+    where.download_button(
+        label,
+        data=make,
+        file_name=f"{slug}.{ext}",
+        mime=_MIMES[ext],
+        key=f"{key}-{slug}",
+        on_click="ignore",
+        icon=":material/download:",
+    )
 
 
 def show_table(
@@ -157,15 +151,7 @@ def show_table(
     st.dataframe(
         df, width="stretch", hide_index=hide_index, column_config=column_config, height=height
     )
-    st.download_button(
-        "CSV",
-        data=lambda: csv_bytes(df),
-        file_name=f"{_slug(name)}.csv",
-        mime="text/csv",
-        key=f"csv-{_slug(name)}",
-        on_click="ignore",
-        icon=":material/download:",
-    )
+    _download(st, "CSV", lambda: csv_bytes(df), _slug(name), "csv", "csv")
 
 
 def csv_bytes(df: pl.DataFrame) -> bytes:
