@@ -29,3 +29,22 @@ def machine() -> dict[str, Any]:
 
 def verdict(ok: bool) -> str:
     return "PASS" if ok else "MISS"
+
+
+def free_port() -> int:
+    """A port nothing listens on now, for a server the benchmark starts."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def script_file(name: str, text: str) -> Path:
+    """A small app the benchmark runs (its floor or reference), written under `_data/`
+    only when its text changed, so its mtime (and Streamlit's cache of it) stays put."""
+    path = DATA_DIR / name
+    DATA_DIR.mkdir(parents=True, exist_ok=True)
+    if not path.exists() or path.read_text() != text:
+        path.write_text(text)
+    return path

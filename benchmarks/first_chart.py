@@ -35,7 +35,6 @@ import contextlib
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -46,7 +45,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from _common import DATA_DIR, ROOT, machine, verdict  # also puts the project on the path
+from _common import (  # also puts the project on the path
+    DATA_DIR,
+    ROOT,
+    free_port,
+    machine,
+    script_file,
+    verdict,
+)
 
 TARGET_VS_FLOOR = 1.2
 SERVER_TIMEOUT_S = 120.0
@@ -86,11 +92,7 @@ def sweep20() -> Path:
 
 
 def floor_script() -> Path:
-    path = DATA_DIR / "floor_app.py"
-    DATA_DIR.mkdir(parents=True, exist_ok=True)
-    if not path.exists() or path.read_text() != FLOOR_APP:
-        path.write_text(FLOOR_APP)
-    return path
+    return script_file("floor_app.py", FLOOR_APP)
 
 
 def tensorboard_available() -> str | None:
@@ -149,12 +151,6 @@ def _newest_mtime(run_dir: Path) -> int:
 
 
 # --- servers ----------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass

@@ -30,7 +30,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from _common import DATA_DIR, ROOT, machine, verdict  # also puts the project on the path
+from _common import (  # also puts the project on the path
+    ROOT,
+    machine,
+    script_file,
+    verdict,
+)
 from first_chart import started, streamlit_server, sweep20, wait_healthy
 
 from ponder_app import registry
@@ -92,11 +97,7 @@ class Report:
 
 
 def bare_script() -> Path:
-    path = DATA_DIR / "bare_rerun_app.py"
-    DATA_DIR.mkdir(parents=True, exist_ok=True)
-    if not path.exists() or path.read_text() != BARE_APP:
-        path.write_text(BARE_APP)
-    return path
+    return script_file("bare_rerun_app.py", BARE_APP)
 
 
 def timed(page: Any, act: Any, title: str | None = None) -> float | None:

@@ -27,7 +27,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from _common import ROOT, machine, verdict  # also puts the project on the path
+from _common import ROOT, free_port, machine, verdict  # also puts the project on the path
 
 TARGET_STORE_OVERHEAD = 0.20  # ingest per core may cost at most 20% more than load_run
 TARGET_REINGEST = 0.02  # re-ingest with nothing changed: < 2% of the first ingest
@@ -160,14 +160,6 @@ def ingest_measures(sweep_dir: Path, store: Path, workers: int, sample: int) -> 
 # --- the app, in a browser ----------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _status(pid: int, field: str) -> float:
     """`VmHWM` / `VmRSS` of a process, in MB."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -180,7 +172,7 @@ def _status(pid: int, field: str) -> float:
 def _server(
     app_args: list[str], env: dict[str, str], script: Path = ROOT / "app.py"
 ) -> Iterator[tuple[int, float, int]]:
-    port = _free_port()
+    port = free_port()
     cmd = [
         sys.executable,
         "-m",
