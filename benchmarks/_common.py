@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 import sys
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
@@ -48,3 +50,10 @@ def script_file(name: str, text: str) -> Path:
     if not path.exists() or path.read_text() != text:
         path.write_text(text)
     return path
+
+
+def process_pool(workers: int) -> ProcessPoolExecutor:
+    """Workers started fresh (spawn), not forked: a fork taken after Polars has started its
+    thread pool can inherit a held lock and hang for ever, as writing the inputs did once
+    the parent had already simulated a run."""
+    return ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"))

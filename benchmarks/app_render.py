@@ -36,12 +36,17 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from _common import DATA_DIR, ROOT, machine, verdict  # also puts the project on the path
+from _common import (  # also puts the project on the path
+    DATA_DIR,
+    ROOT,
+    machine,
+    process_pool,
+    verdict,
+)
 
 if TYPE_CHECKING:
     from ponder_parse.sim.simulate import SimConfig
@@ -106,7 +111,7 @@ def ensure_sweep(n_runs: int, steps: int, layers: int) -> tuple[Path, float]:
     sweep_dir.mkdir(parents=True)
     t0 = time.perf_counter()
     jobs = [(cfg, str(sweep_dir), name) for name, cfg in configs.items()]
-    with ProcessPoolExecutor(max_workers=max(1, min(2, os.cpu_count() or 1))) as pool:
+    with process_pool(max(1, min(2, os.cpu_count() or 1))) as pool:
         list(pool.map(_write_one, jobs))
     manifest.write_text(json.dumps(wanted, indent=1) + "\n")
     return sweep_dir, time.perf_counter() - t0

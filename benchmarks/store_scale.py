@@ -23,11 +23,16 @@ import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from _common import ROOT, free_port, machine, verdict  # also puts the project on the path
+from _common import (  # also puts the project on the path
+    ROOT,
+    free_port,
+    machine,
+    process_pool,
+    verdict,
+)
 
 TARGET_STORE_OVERHEAD = 0.20  # ingest per core may cost at most 20% more than load_run
 TARGET_REINGEST = 0.02  # re-ingest with nothing changed: < 2% of the first ingest
@@ -70,7 +75,7 @@ def ensure_runs(
     sweep_dir.mkdir(parents=True)
     t0 = time.perf_counter()
     jobs = [(cfg, str(sweep_dir), name) for name, cfg in configs.items()]
-    with ProcessPoolExecutor(max_workers=workers) as pool:
+    with process_pool(workers) as pool:
         list(pool.map(_write_one, jobs, chunksize=8))
     manifest.write_text(json.dumps(wanted, indent=1) + "\n")
     return sweep_dir, time.perf_counter() - t0
