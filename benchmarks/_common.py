@@ -8,8 +8,13 @@ without installing it.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
+import shutil
 import sys
+import time
+from collections.abc import Mapping
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
@@ -57,3 +62,32 @@ def process_pool(workers: int) -> ProcessPoolExecutor:
     thread pool can inherit a held lock and hang for ever, as writing the inputs did once
     the parent had already simulated a run."""
     return ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"))
+
+
+def _write_one(args: tuple[Any, str, str]) -> str:
+    from ponder_parse.sim.simulate import write_run
+
+    cfg, out_dir, name = args
+    return str(write_run(cfg, out_dir, name))
+
+
+def write_sweep(
+    sweep_dir: Path, configs: Mapping[str, Any], manifest: str, workers: int, chunksize: int = 1
+) -> float:
+    """Simulate `configs` (run name → `SimConfig`) into `sweep_dir`, unless the manifest
+    there says an identical sweep is already written; seconds spent writing (0 when
+    reused). A folder holding anything else is replaced whole, so no stale run lingers."""
+    wanted = {name: cfg.to_json() for name, cfg in configs.items()}
+    path = sweep_dir / manifest
+    with contextlib.suppress(OSError, ValueError):
+        if json.loads(path.read_text()) == wanted:
+            return 0.0
+    if sweep_dir.exists():
+        shutil.rmtree(sweep_dir)
+    sweep_dir.mkdir(parents=True)
+    t0 = time.perf_counter()
+    jobs = [(cfg, str(sweep_dir), name) for name, cfg in configs.items()]
+    with process_pool(workers) as pool:
+        list(pool.map(_write_one, jobs, chunksize=chunksize))
+    path.write_text(json.dumps(wanted, indent=1) + "\n")
+    return time.perf_counter() - t0

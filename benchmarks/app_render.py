@@ -30,7 +30,6 @@ import json
 import logging
 import os
 import pstats
-import shutil
 import statistics
 import subprocess
 import sys
@@ -44,8 +43,8 @@ from _common import (  # also puts the project on the path
     DATA_DIR,
     ROOT,
     machine,
-    process_pool,
     verdict,
+    write_sweep,
 )
 
 if TYPE_CHECKING:
@@ -85,36 +84,14 @@ def sweep_configs(n_runs: int, steps: int, layers: int) -> dict[str, SimConfig]:
     return out
 
 
-def _write_one(args: tuple[SimConfig, str, str]) -> str:
-    from ponder_parse.sim.simulate import write_run
-
-    cfg, out_dir, name = args
-    return str(write_run(cfg, out_dir, name))
-
-
 def ensure_sweep(n_runs: int, steps: int, layers: int) -> tuple[Path, float]:
     """Write the sweep under `benchmarks/_data/` (git-ignored) unless an identical one is
     already there; returns the folder and the seconds spent writing (0 when reused)."""
     suffix = "" if (steps, layers) == (10_000, 8) else f"-{steps}x{layers}"
     sweep_dir = DATA_DIR / f"sweep{n_runs}{suffix}"
     configs = sweep_configs(n_runs, steps, layers)
-    wanted = {name: cfg.to_json() for name, cfg in configs.items()}
-    manifest = sweep_dir / MANIFEST
-    if manifest.exists():
-        try:
-            if json.loads(manifest.read_text()) == wanted:
-                return sweep_dir, 0.0
-        except ValueError:
-            pass
-    if sweep_dir.exists():
-        shutil.rmtree(sweep_dir)
-    sweep_dir.mkdir(parents=True)
-    t0 = time.perf_counter()
-    jobs = [(cfg, str(sweep_dir), name) for name, cfg in configs.items()]
-    with process_pool(max(1, min(2, os.cpu_count() or 1))) as pool:
-        list(pool.map(_write_one, jobs))
-    manifest.write_text(json.dumps(wanted, indent=1) + "\n")
-    return sweep_dir, time.perf_counter() - t0
+    workers = max(1, min(2, os.cpu_count() or 1))
+    return sweep_dir, write_sweep(sweep_dir, configs, MANIFEST, workers)
 
 
 # --- cold load, in a fresh process ------------------------------------------------------------

@@ -30,8 +30,8 @@ from _common import (  # also puts the project on the path
     ROOT,
     free_port,
     machine,
-    process_pool,
     verdict,
+    write_sweep,
 )
 
 TARGET_STORE_OVERHEAD = 0.20  # ingest per core may cost at most 20% more than load_run
@@ -50,13 +50,6 @@ SCRIPT_DONE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
 # --- the runs ---------------------------------------------------------------------------------
 
 
-def _write_one(args: tuple[Any, str, str]) -> str:
-    from ponder_parse.sim.simulate import write_run
-
-    cfg, out_dir, name = args
-    return str(write_run(cfg, out_dir, name))
-
-
 def ensure_runs(
     data: Path, n_runs: int, steps: int, layers: int, workers: int
 ) -> tuple[Path, float]:
@@ -65,20 +58,7 @@ def ensure_runs(
 
     sweep_dir = data / f"runs{n_runs}-{steps}x{layers}"
     configs = sweep_configs(n_runs, steps, layers)
-    wanted = {name: cfg.to_json() for name, cfg in configs.items()}
-    manifest = sweep_dir / MANIFEST
-    with contextlib.suppress(OSError, ValueError):
-        if json.loads(manifest.read_text()) == wanted:
-            return sweep_dir, 0.0
-    if sweep_dir.exists():
-        shutil.rmtree(sweep_dir)
-    sweep_dir.mkdir(parents=True)
-    t0 = time.perf_counter()
-    jobs = [(cfg, str(sweep_dir), name) for name, cfg in configs.items()]
-    with process_pool(workers) as pool:
-        list(pool.map(_write_one, jobs, chunksize=8))
-    manifest.write_text(json.dumps(wanted, indent=1) + "\n")
-    return sweep_dir, time.perf_counter() - t0
+    return sweep_dir, write_sweep(sweep_dir, configs, MANIFEST, workers, chunksize=8)
 
 
 def log_bytes(sweep_dir: Path) -> int:
