@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import altair as alt
 import polars as pl
 import streamlit as st
 
@@ -20,71 +21,81 @@ def page_body(ctx: Context) -> None:
     window = c2.slider("Window for rates (policy steps)", 20, 500, 100, 10, key="ec_window")
     with c3:
         include_audit = ui.audit_toggle(page="economics")
-    markers = prepare.event_markers(ctx.runs, frames, "step", None, audits=False)
-    lam = prepare.step_series(frames, "lambda_p", weight=weight, include_audit=include_audit)
-    depth = prepare.step_series(
-        frames, "avg_k", weight=max(weight, 0.6), include_audit=include_audit
-    )
-    ctrl = prepare.step_series(
-        frames, "ctrl_err", weight=max(weight, 0.6), include_audit=include_audit
-    )
-    lo, hi = prepare.step_extent(frames.values())
-    domain = (float(lo), float(hi))
-    # One view: the three controller charts zoom, pan and hover together.
-    panels = [
-        charts.metric_chart(
-            lam,
-            title="λ_p — compute price per extra pass (dashed verticals: deadband engaged / resumes)",
-            y_title="λ_p",
-            colors=ctx.colors,
-            log_y=True,
-            smoothed=weight > 0,
-            refs=flags.reference_lines("lambda_p", rules=ctx.rules),
-            run_refs=prepare.run_refs(ctx.runs, "lambda_p", rules=ctx.rules),
-            markers=markers,
-            value_format=".2e",
-            x_domain=domain,
-            y_domain=prepare.y_domain(lam, log=True),
-            hover=prepare.hover_table(lam, "step", domain, "smooth"),
-            legend=False,
-        ),
-        charts.metric_chart(
-            depth,
-            title="AVGS k against each run's own TARGET_K (the controller prices depth toward it)",
-            y_title="AVGS k",
-            colors=ctx.colors,
-            run_refs=prepare.run_refs(ctx.runs, "avg_k"),
-            audit_points=None if include_audit else prepare.audit_points(frames, "avg_k"),
-            markers=markers,
-            value_format=".2f",
-            x_domain=domain,
-            hover=prepare.hover_table(depth, "step", domain, "smooth"),
-            legend=False,
-        ),
-        charts.metric_chart(
-            ctrl,
-            title="CTRL_ERR = avg k − TARGET_K (λ_p rises while positive)",
-            y_title="CTRL_ERR",
-            colors=ctx.colors,
-            refs=[(0.0, "on target")],
-            audit_points=None if include_audit else prepare.audit_points(frames, "ctrl_err"),
-            markers=markers,
-            value_format="+.3f",
-            x_domain=domain,
-            hover=prepare.hover_table(ctrl, "step", domain, "smooth"),
-        ),
-    ]
-    ui.show_chart(
-        charts.stack(panels),
-        "economics-controller",
-        data=pl.concat(
+
+    def controller() -> tuple[alt.TopLevelMixin, pl.DataFrame]:
+        """λ_p, depth and CTRL_ERR as one view (they zoom, pan and hover together),
+        with the rows they plot."""
+        markers = prepare.event_markers(ctx.runs, frames, "step", None, audits=False)
+        lam = prepare.step_series(frames, "lambda_p", weight=weight, include_audit=include_audit)
+        depth = prepare.step_series(
+            frames, "avg_k", weight=max(weight, 0.6), include_audit=include_audit
+        )
+        ctrl = prepare.step_series(
+            frames, "ctrl_err", weight=max(weight, 0.6), include_audit=include_audit
+        )
+        lo, hi = prepare.step_extent(frames.values())
+        domain = (float(lo), float(hi))
+        # One view: the three controller charts zoom, pan and hover together.
+        panels = [
+            charts.metric_chart(
+                lam,
+                title="λ_p — compute price per extra pass (dashed verticals: deadband engaged / resumes)",
+                y_title="λ_p",
+                colors=ctx.colors,
+                log_y=True,
+                smoothed=weight > 0,
+                refs=flags.reference_lines("lambda_p", rules=ctx.rules),
+                run_refs=prepare.run_refs(ctx.runs, "lambda_p", rules=ctx.rules),
+                markers=markers,
+                value_format=".2e",
+                x_domain=domain,
+                y_domain=prepare.y_domain(lam, log=True),
+                hover=prepare.hover_table(lam, "step", domain, "smooth"),
+                legend=False,
+            ),
+            charts.metric_chart(
+                depth,
+                title="AVGS k against each run's own TARGET_K (the controller prices depth toward it)",
+                y_title="AVGS k",
+                colors=ctx.colors,
+                run_refs=prepare.run_refs(ctx.runs, "avg_k"),
+                audit_points=None if include_audit else prepare.audit_points(frames, "avg_k"),
+                markers=markers,
+                value_format=".2f",
+                x_domain=domain,
+                hover=prepare.hover_table(depth, "step", domain, "smooth"),
+                legend=False,
+            ),
+            charts.metric_chart(
+                ctrl,
+                title="CTRL_ERR = avg k − TARGET_K (λ_p rises while positive)",
+                y_title="CTRL_ERR",
+                colors=ctx.colors,
+                refs=[(0.0, "on target")],
+                audit_points=None if include_audit else prepare.audit_points(frames, "ctrl_err"),
+                markers=markers,
+                value_format="+.3f",
+                x_domain=domain,
+                hover=prepare.hover_table(ctrl, "step", domain, "smooth"),
+            ),
+        ]
+        data = pl.concat(
             [
                 d.with_columns(pl.lit(m).alias("metric"))
                 for m, d in (("lambda_p", lam), ("avg_k", depth), ("ctrl_err", ctrl))
             ],
             how="diagonal_relaxed",
-        ),
+        )
+        return charts.stack(panels), data
+
+    # The same runs and controls give the same charts: cached with their specs, so the
+    # rates window or a return to the page does not rebuild the controller view.
+    looks = (ctx.content_key(), tuple(ctx.colors.items()))
+    (chart, spec), data = ui.cached(
+        (*looks, "controller", weight, include_audit, repr(ctx.rules)), controller
     )
+    ui.show_chart(chart, "economics-controller", spec=spec, data=data)
+
     st.caption(
         "Hover for every run's value at a step; drag to pan, scroll to zoom, double-click to reset."
     )
@@ -94,8 +105,9 @@ def page_body(ctx: Context) -> None:
             ("win_rate", "ECONOMIC WIN share of policy steps"),
             ("confidence_rate", "CONFIDENCE+ share of policy steps (ΔCE > 0 and ΔH < 0)"),
         ):
-            ui.show_chart(
-                charts.metric_chart(
+
+            def rate_chart(col: str = col, title: str = title) -> alt.TopLevelMixin:
+                return charts.metric_chart(
                     prepare.as_series(rr, col),
                     title=f"{title}, trailing {window} policy steps",
                     y_title=col,
@@ -103,7 +115,11 @@ def page_body(ctx: Context) -> None:
                     smoothed=False,
                     refs=[(0.5, "half")],
                     value_format=".1%",
-                ),
+                )
+
+            ui.show_chart_cached(
+                (*looks, col, window),
+                rate_chart,
                 f"economics-{col}",
                 data=rr.select("run", "step", col),
             )
@@ -116,8 +132,9 @@ def page_body(ctx: Context) -> None:
         left, right = st.columns(2)
         with left:
             bins = prepare.histogram_bins(economics.policy_steps(q), "delta_ce")
-            ui.show_chart(
-                charts.histogram(
+            ui.show_chart_cached(
+                (*looks, "delta_ce"),
+                lambda: charts.histogram(
                     bins,
                     title="ΔCE on policy steps (right of 0: recurrence helped)",
                     x_title="ΔCE",
@@ -126,8 +143,9 @@ def page_body(ctx: Context) -> None:
                 "economics-delta_ce",
             )
         with right:
-            ui.show_chart(
-                charts.count_bars(
+            ui.show_chart_cached(
+                (*looks, "status"),
+                lambda: charts.count_bars(
                     economics.status_mix(q),
                     category="status",
                     title="Quality status mix",

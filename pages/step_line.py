@@ -250,6 +250,41 @@ def step_line(ctx: Context) -> None:
         )
         return chart, data
 
+    # What a panel is drawn from, cached apart from the drawing: the toggles that only
+    # change how it looks (raw behind, outliers, y scale, phases, marks, highlight) redraw
+    # from these instead of smoothing, thinning and sampling every run again.
+    data_key = (
+        ctx.content_key(),
+        x,
+        weight,
+        method,
+        step_range,
+        include_audit,
+        band_kind,
+        tuple((g, tuple(m)) for g, m in groups.items()),
+        repr(ctx.rules),
+    )
+
+    def panel_data(key: str) -> prepare.PanelData:
+        m = by_key[key]
+        return ui.cached(
+            (*data_key, key),
+            lambda: prepare.panel_data(
+                frames,
+                ctx.runs,
+                m.column,
+                m.table,
+                x=x,
+                weight=weight,
+                method=method,
+                step_range=step_range,
+                include_audit=include_audit,
+                groups=groups,
+                band_kind=band_kind,
+                rules=ctx.rules,
+            ),
+        )
+
     def build() -> tuple[alt.TopLevelMixin, pl.DataFrame] | None:
         if overlay:
             return build_overlay()
@@ -257,25 +292,10 @@ def step_line(ctx: Context) -> None:
         plotted = []
         for i, key in enumerate(chosen):
             m = by_key[key]
-            full = prepare.step_series(
-                frames,
-                m.column,
-                x=x,
-                weight=weight,
-                method=method,
-                step_range=step_range,
-                thin=False,
-                include_audit=include_audit,
-            )
-            band: pl.DataFrame | None = None
-            if groups:
-                series, band = prepare.group_series(full, groups, x, band_kind)
-            else:
-                series = prepare.thin_series(full, prepare.points_per_run(len(frames)))
+            d = panel_data(key)
+            series, band, domain = d.series, d.band, d.x_domain
             log_y = m.log_scale if log_mode == "auto" else log_mode == "log"
-            domain = prepare.x_domain(series, x, step_range)
             note = notes[key]
-            hover_source = full if not groups else series
             panels.append(
                 charts.metric_chart(
                     series,
@@ -287,10 +307,8 @@ def step_line(ctx: Context) -> None:
                     smoothed=weight > 0,
                     show_raw=show_raw,
                     refs=flags.reference_lines(m.column, m.table, ctx.rules),
-                    run_refs=prepare.run_refs(ctx.runs, m.column, m.table, ctx.rules),
-                    audit_points=None
-                    if include_audit
-                    else prepare.audit_points(frames, m.column, x=x, step_range=step_range),
+                    run_refs=d.run_refs,
+                    audit_points=d.audit_points,
                     bands=prepare.clip_spans(bands, domain),
                     markers=markers,
                     band=band,
@@ -303,9 +321,7 @@ def step_line(ctx: Context) -> None:
                         band=band,
                     ),
                     value_format=charts.d3_format(m.fmt),
-                    hover=prepare.hover_table(
-                        hover_source, x, domain, "smooth" if weight > 0 else "value"
-                    ),
+                    hover=d.hover,
                     highlight=highlight,
                     legend=i == len(chosen) - 1,  # one legend, under the last chart
                 )

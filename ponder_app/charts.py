@@ -194,7 +194,7 @@ def _empty(message: str) -> alt.Chart:
     return (
         alt.Chart(pl.DataFrame({"text": [message]}))
         .mark_text(size=14, color="#888888")
-        .encode(text="text:N")
+        .encode(text=alt.Text("text:N"))
         .properties(height=60, width=WIDTH, autosize=AUTOSIZE)
     )
 
@@ -225,6 +225,28 @@ def hover_param(x: str) -> alt.Parameter:
     return alt.selection_point(
         name=HOVER, nearest=True, on="pointerover", fields=[x], empty=False, clear="pointerout"
     )
+
+
+def _opacity(
+    param: alt.Parameter | alt.PredicateComposition, on: float, off: float
+) -> alt.OpacityValue:
+    """`alt.condition(param, alt.value(on), alt.value(off))` as a channel object: Altair
+    turns a plain dict given to `encode` into one by searching its whole schema (about
+    5 ms a call, a tenth of a chart's build)."""
+    return alt.OpacityValue(**alt.condition(param, alt.value(on), alt.value(off)))
+
+
+def layered(
+    layers: Sequence[alt.Chart], params: Sequence[alt.Parameter] = (), **props: Any
+) -> alt.LayerChart:
+    """`alt.LayerChart(layer=layers).add_params(*params).properties(**props)` without the
+    two deep copies of every layer that each of those calls makes: the parameters go on
+    the first layer (where `add_params` puts them) and the properties into the
+    constructor."""
+    first, *rest = layers
+    if params:
+        first = first.add_params(*params)
+    return alt.LayerChart(layer=[first, *rest], **props)
 
 
 def log_ticks(lo: float, hi: float) -> list[float]:
@@ -363,7 +385,7 @@ def metric_chart(
             .mark_rect(opacity=0.5, clip=clip)
             .encode(
                 x=alt.X("start:Q", scale=xscale),
-                x2="end:Q",
+                x2=alt.X2("end:Q"),
                 fill=alt.Fill(
                     "label:N",
                     scale=alt.Scale(
@@ -392,7 +414,7 @@ def metric_chart(
             .encode(
                 x=xenc,
                 y=alt.Y("lo:Q", scale=yscale),
-                y2="hi:Q",
+                y2=alt.Y2("hi:Q"),
                 color=alt.Color("run:N", scale=scale, legend=None),
             )
         )
@@ -405,13 +427,13 @@ def metric_chart(
             layers.append(
                 base.mark_line(strokeWidth=1, clip=clip).encode(
                     y=alt.Y("value:Q", scale=yscale, title=y_title, axis=yaxis),
-                    detail="run:N",
-                    opacity=alt.condition(pick, alt.value(0.22), alt.value(0.04)),
+                    detail=alt.Detail("run:N"),
+                    opacity=_opacity(pick, 0.22, 0.04),
                 )
             )
     front_line = base.mark_line(strokeWidth=1.8 if smoothed else 1.5, clip=clip).encode(
         y=alt.Y(f"{front}:Q", scale=yscale, title=y_title, axis=yaxis),
-        opacity=alt.condition(pick, alt.value(1.0), alt.value(0.12)),
+        opacity=_opacity(pick, 1.0, 0.12),
     )
     if hover is None:
         front_line = front_line.encode(tooltip=line_tooltip)
@@ -450,7 +472,7 @@ def metric_chart(
                 fontSize=10,
                 color="#666666",
                 limit=300,
-            ).encode(x=alt.value(0), text="label:N")
+            ).encode(x=alt.XValue(0), text=alt.Text("label:N"))
         )
     if run_refs is not None and not run_refs.is_empty():
         own = run_refs.filter(pl.col("run").is_in(names))
@@ -475,9 +497,9 @@ def metric_chart(
             alt.Chart(labels)
             .mark_text(align="right", baseline="bottom", dx=-2, dy=-2, fontSize=10, limit=360)
             .encode(
-                x=alt.value({"expr": "width"}),
+                x=alt.XValue({"expr": "width"}),
                 y=alt.Y("y:Q", scale=yscale),
-                text="label:N",
+                text=alt.Text("label:N"),
                 color=alt.Color("run:N", scale=scale, legend=None),
                 tooltip=[alt.Tooltip("runs:N", title="runs"), alt.Tooltip("label:N")],
             )
@@ -494,7 +516,7 @@ def metric_chart(
                 y=alt.Y("value:Q", scale=yscale),
                 color=alt.Color("run:N", scale=scale, legend=None),
                 tooltip=[
-                    "run:N",
+                    alt.Tooltip("run:N"),
                     alt.Tooltip("step:Q", title="audit step", format="d"),
                     alt.Tooltip(
                         "value:Q", title=f"{y_title} (audit, forced k=2)", format=value_format
@@ -510,7 +532,7 @@ def metric_chart(
                 x=alt.X("x:Q", scale=xscale),
                 color=alt.Color("run:N", scale=scale, legend=None),
                 tooltip=[
-                    "run:N",
+                    alt.Tooltip("run:N"),
                     alt.Tooltip("kind:N", title="event"),
                     alt.Tooltip("x:Q", title=x_title, format=x_fmt),
                 ],
@@ -527,10 +549,14 @@ def metric_chart(
             value_format=value_format,
             x_title=x_title,
         )
-    chart = alt.LayerChart(layer=layers)
-    if interactive:
-        chart = chart.add_params(zoom_param())
-    return chart.properties(title=title, height=height, width=WIDTH, autosize=AUTOSIZE)
+    return layered(
+        layers,
+        [zoom_param()] if interactive else [],
+        title=title,
+        height=height,
+        width=WIDTH,
+        autosize=AUTOSIZE,
+    )
 
 
 def _finite_extent(data: pl.DataFrame, columns: Sequence[str]) -> tuple[float, float] | None:
@@ -573,7 +599,7 @@ def _crosshair(
         .mark_rule(color="#555555", strokeWidth=1)
         .encode(
             x=alt.X(f"{x}:Q", scale=xscale),
-            opacity=alt.when(near).then(alt.value(0.7)).otherwise(alt.value(0.0)),
+            opacity=_opacity(near, 0.7, 0.0),
             tooltip=tooltip,
         )
         .add_params(near)
@@ -590,7 +616,7 @@ def _crosshair(
             x=alt.X(f"{x}:Q", scale=xscale),
             y=alt.Y("y:Q", scale=yscale),
             color=alt.Color("run:N", scale=scale, legend=None),
-            opacity=alt.when(near).then(alt.value(1.0)).otherwise(alt.value(0.0)),
+            opacity=_opacity(near, 1.0, 0.0),
         )
     )
     return [rule, dots]
@@ -708,14 +734,18 @@ def heatmap(
     else:
         scale = alt.Scale(scheme=scheme, domain=list(domain) if domain else alt.Undefined)
     n_layers = data["layer"].n_unique()
-    size = {"width": WIDTH, "autosize": AUTOSIZE, "height": max(height, 18 * n_layers)}
+    size: dict[str, Any] = {
+        "width": WIDTH,
+        "autosize": AUTOSIZE,
+        "height": max(height, 18 * n_layers),
+    }
     xscale = alt.Scale(domain=list(x_domain), nice=False) if x_domain else alt.Scale()
     cells = (
         alt.Chart(data)
         .mark_rect(clip=True)
         .encode(
             x=alt.X("start:Q", title="step", scale=xscale),
-            x2="end:Q",
+            x2=alt.X2("end:Q"),
             y=alt.Y("layer:O", title="layer", sort="ascending"),
             color=alt.Color("value:Q", title=value_title, scale=scale),
             tooltip=[
@@ -733,11 +763,11 @@ def heatmap(
         .mark_point(shape="triangle-down", filled=True, size=22, color="#444444", opacity=0.7)
         .encode(
             x=alt.X("step:Q", scale=xscale),
-            y=alt.value(-5),
+            y=alt.YValue(-5),
             tooltip=[alt.Tooltip("kind:N", title="mark"), alt.Tooltip("step:Q")],
         )
     )
-    return alt.LayerChart(layer=[cells, ticks]).properties(title=title, **size)
+    return layered([cells, ticks], title=title, **size)
 
 
 def pattern_timeline(
@@ -759,7 +789,7 @@ def pattern_timeline(
         .mark_rect(clip=True)
         .encode(
             x=alt.X("start:Q", title="step", scale=xscale),
-            x2="end:Q",
+            x2=alt.X2("end:Q"),
             y=alt.Y("layer:O", title="layer"),
             color=alt.Color(
                 "pattern:N",
@@ -826,9 +856,9 @@ def pattern_share_bars(data: pl.DataFrame, *, title: str) -> alt.Chart:
             ),
             order=alt.Order("pattern_rank:Q"),
             tooltip=[
-                "run:N",
+                alt.Tooltip("run:N"),
                 alt.Tooltip("phase_label:N", title="phase"),
-                "pattern:N",
+                alt.Tooltip("pattern:N"),
                 alt.Tooltip("share:Q", format=".1%"),
                 alt.Tooltip("n:Q", title="traces"),
             ],
@@ -854,7 +884,12 @@ def trace_curves(data: pl.DataFrame, *, title: str, columns: int = 2) -> alt.Fac
             x=alt.X("k:O", title="pass k"),
             y=alt.Y("s:Q", title="survival s entering pass", scale=alt.Scale(domain=[0, 1.02])),
             color=enc_color,
-            tooltip=["series:N", "layer:O", "k:O", alt.Tooltip("s:Q", format=".2f")],
+            tooltip=[
+                alt.Tooltip("series:N"),
+                alt.Tooltip("layer:O"),
+                alt.Tooltip("k:O"),
+                alt.Tooltip("s:Q", format=".2f"),
+            ],
         )
         .properties(width=140, height=150)
     )
@@ -889,7 +924,7 @@ def reference_shapes_chart() -> alt.Chart:
                     labelLimit=320,
                 ),
             ),
-            tooltip=["label:N", "k:O", alt.Tooltip("s:Q", format=".2f")],
+            tooltip=[alt.Tooltip("label:N"), alt.Tooltip("k:O"), alt.Tooltip("s:Q", format=".2f")],
         )
         .properties(
             title="The guide's reference shapes", width=WIDTH, autosize=AUTOSIZE, height=200
@@ -928,7 +963,7 @@ def grouped_bars(
                 legend=alt.Legend(orient="bottom", columns=2, labelLimit=220),
             ),
             tooltip=[
-                "run:N",
+                alt.Tooltip("run:N"),
                 alt.Tooltip("phase_label:N", title="phase"),
                 alt.Tooltip(f"{value}:Q", format=value_format),
             ],
@@ -953,7 +988,7 @@ def histogram(
         .mark_rect(opacity=0.45)
         .encode(
             x=alt.X("lo:Q", title=x_title),
-            x2="hi:Q",
+            x2=alt.X2("hi:Q"),
             y=alt.Y("n:Q", title="steps", stack=None),
             color=alt.Color(
                 "run:N",
@@ -961,7 +996,7 @@ def histogram(
                 legend=alt.Legend(orient="bottom", columns=3, labelLimit=260),
             ),
             tooltip=[
-                "run:N",
+                alt.Tooltip("run:N"),
                 alt.Tooltip("lo:Q", title="from", format=".4g"),
                 alt.Tooltip("hi:Q", title="to", format=".4g"),
                 alt.Tooltip("n:Q", title="steps"),
@@ -971,11 +1006,9 @@ def histogram(
     zero = (
         alt.Chart(pl.DataFrame({"x": [0.0]}))
         .mark_rule(color="#333333", strokeDash=[4, 3])
-        .encode(x="x:Q")
+        .encode(x=alt.X("x:Q"))
     )
-    return alt.LayerChart(layer=[bars, zero]).properties(
-        title=title, width=WIDTH, autosize=AUTOSIZE, height=220
-    )
+    return layered([bars, zero], title=title, width=WIDTH, autosize=AUTOSIZE, height=220)
 
 
 def count_bars(
@@ -995,7 +1028,11 @@ def count_bars(
                 scale=alt.Scale(domain=list(domain), range=list(range_)),
                 legend=alt.Legend(orient="bottom"),
             ),
-            tooltip=["run:N", f"{category}:N", alt.Tooltip("n:Q", title="steps")],
+            tooltip=[
+                alt.Tooltip("run:N"),
+                alt.Tooltip(f"{category}:N"),
+                alt.Tooltip("n:Q", title="steps"),
+            ],
         )
         .properties(title=title, width=WIDTH, autosize=AUTOSIZE)
     )
@@ -1036,8 +1073,12 @@ def parallel_coordinates(
                 scale=color_scale(colors, names),
                 legend=alt.Legend(orient="bottom", columns=3, labelLimit=260),
             ),
-            detail="run:N",
-            tooltip=["run:N", "axis:N", alt.Tooltip("value:Q", format=".4g")],
+            detail=alt.Detail("run:N"),
+            tooltip=[
+                alt.Tooltip("run:N"),
+                alt.Tooltip("axis:N"),
+                alt.Tooltip("value:Q", format=".4g"),
+            ],
         )
         .properties(
             title="Runs across hyperparameters and outcomes",
@@ -1076,7 +1117,11 @@ def scatter(
                 scale=color_scale(colors, names),
                 legend=alt.Legend(orient="bottom", columns=3, labelLimit=260),
             ),
-            tooltip=["run:N", f"{x}:{xtype}", alt.Tooltip(f"{y}:Q", format=".4g")],
+            tooltip=[
+                alt.Tooltip("run:N"),
+                alt.Tooltip(f"{x}:{xtype}"),
+                alt.Tooltip(f"{y}:Q", format=".4g"),
+            ],
         )
         .properties(title=f"{y} against {x}", width=WIDTH, autosize=AUTOSIZE, height=300)
     )
@@ -1123,7 +1168,8 @@ def pareto_chart(
             tooltip=tip,
         ),
     ]
-    return alt.LayerChart(layer=layers).properties(
+    return layered(
+        layers,
         title=f"{y_title} against {x_title} (ringed, dashed: the Pareto front)",
         width=WIDTH,
         autosize=AUTOSIZE,
@@ -1156,7 +1202,7 @@ def layer_profile_chart(
                 legend=alt.Legend(orient="bottom", columns=2, labelLimit=150),
             ),
             tooltip=[
-                "run:N",
+                alt.Tooltip("run:N"),
                 alt.Tooltip("layer:O"),
                 alt.Tooltip("value:Q", title=value_title, format=value_format),
                 alt.Tooltip("n:Q", title="layer lines"),
@@ -1197,7 +1243,7 @@ def layer_lines_chart(
                 scale=alt.Scale(scheme="viridis"),
                 legend=alt.Legend(orient="right"),
             ),
-            opacity=alt.condition(pick, alt.value(1.0), alt.value(0.15)),
+            opacity=_opacity(pick, 1.0, 0.15),
             tooltip=[
                 alt.Tooltip("layer:O"),
                 alt.Tooltip("step:Q", format="d"),
@@ -1271,7 +1317,7 @@ def overlay_chart(
             ),
         ),
         strokeDash=dash,
-        detail="metric:N",
+        detail=alt.Detail("metric:N"),
     )
     front = "smooth" if smoothed else "value"
     tooltip = [
@@ -1288,14 +1334,14 @@ def overlay_chart(
         layers.append(
             base.mark_line(strokeWidth=1, clip=True).encode(
                 y=alt.Y("value:Q", scale=yscale, title=y_title),
-                opacity=alt.condition(both, alt.value(0.18), alt.value(0.03)),
+                opacity=_opacity(both, 0.18, 0.03),
             )
         )
     layers.append(
         base.mark_line(strokeWidth=1.8, clip=True)
         .encode(
             y=alt.Y(f"{front}:Q", scale=yscale, title=y_title),
-            opacity=alt.condition(both, alt.value(1.0), alt.value(0.1)),
+            opacity=_opacity(both, 1.0, 0.1),
             tooltip=tooltip,
         )
         .add_params(pick, metric_pick)
@@ -1306,8 +1352,6 @@ def overlay_chart(
             y=alt.Y(f"{front}:Q", scale=yscale), tooltip=tooltip
         )
     )
-    return (
-        alt.LayerChart(layer=layers)
-        .add_params(zoom_param())
-        .properties(title=title, width=WIDTH, autosize=AUTOSIZE, height=height)
+    return layered(
+        layers, [zoom_param()], title=title, width=WIDTH, autosize=AUTOSIZE, height=height
     )
