@@ -101,11 +101,11 @@ def page_body(ctx: Context) -> None:
             state.write_url()
             return
 
-        def build() -> tuple[
-            list[tuple[str, Any, pl.DataFrame]], list[tuple[str, Any, pl.DataFrame]], bool
-        ]:
-            """Every heatmap of this choice, and the differences from the baseline, with
-            the cells each plots (their data downloads)."""
+        def build() -> tuple[Any, pl.DataFrame, Any, pl.DataFrame, bool]:
+            """Every run's heatmap of this choice as one view, and the differences from the
+            baseline as another, with the cells each plots (their data downloads). One
+            view, not a chart per run: the browser compiles and draws one Vega view, and
+            one step sits at one place down the page."""
             buckets = prepare.grid_buckets(ctx.runs, cols, step_range)
             grids = {
                 r.name: prepare.layer_grid(
@@ -118,9 +118,8 @@ def page_body(ctx: Context) -> None:
                 for r in ctx.runs
             }
             domain = prepare.value_domain(grids.values())
-            maps = [
-                (
-                    name,
+            maps = charts.stack(
+                [
                     charts.heatmap(
                         grid,
                         title=name,
@@ -129,50 +128,49 @@ def page_body(ctx: Context) -> None:
                         value_format=charts.d3_format(m.fmt),
                         marks=marks[name],
                         x_domain=x_domain,
-                    ),
-                    grid,
-                )
-                for name, grid in grids.items()
-            ]
+                    )
+                    for name, grid in grids.items()
+                ]
+            )
             audited = not include_audit and any(
                 mk is not None and mk.height for mk in marks.values()
             )
             diffs = prepare.layer_diffs(grids, base.name) if base is not None else {}
             ddom = prepare.value_domain(diffs.values())
-            diff_maps = [
-                (
-                    n,
-                    charts.heatmap(
-                        d,
-                        title=f"{n} − {base.name}",
-                        value_title=f"Δ {m.label}",
-                        domain=ddom,
-                        diverging=True,
-                        x_domain=x_domain,
-                    ),
-                    d,
+            diff_maps = (
+                charts.stack(
+                    [
+                        charts.heatmap(
+                            d,
+                            title=f"{n} − {base.name}",
+                            value_title=f"Δ {m.label}",
+                            domain=ddom,
+                            diverging=True,
+                            x_domain=x_domain,
+                        )
+                        for n, d in diffs.items()
+                    ]
                 )
-                for n, d in diffs.items()
-                if base is not None
-            ]
-            return maps, diff_maps, audited
+                if diffs and base is not None
+                else None
+            )
+            return maps, prepare.with_run(grids), diff_maps, prepare.with_run(diffs), audited
 
         # The same runs and choices give the same heatmaps: from the cache, specs included.
-        maps, diff_maps, audited = ui.cached(
+        (chart, spec), cells, diff_view, diff_cells, audited = ui.cached(
             (ctx.content_key(), col, cols, step_range, include_audit, base and ctx.key(base)),
             build,
         )
-        for name, (chart, spec), grid in maps:
-            ui.show_chart(chart, f"heatmap-{col}-{name}", spec=spec, data=grid)
+        ui.show_chart(chart, f"heatmaps-{col}", spec=spec, data=cells)
         if audited:
             st.caption("▼ audit steps: their layer lines (forced k=2) are left out of the cells.")
-        if diff_maps and base is not None:
+        if diff_view is not None and base is not None:
             st.subheader(f"Difference from the baseline run ({ui.plain(base.name)})")
             st.caption(
                 "Run minus baseline on the cells both have: red above the baseline, blue below."
             )
-            for n, (chart, spec), d in diff_maps:
-                ui.show_chart(chart, f"heatmap-diff-{col}-{n}", spec=spec, data=d)
+            chart, spec = diff_view
+            ui.show_chart(chart, f"heatmap-diffs-{col}", spec=spec, data=diff_cells)
     state.write_url()
 
 

@@ -190,12 +190,17 @@ def color_scale(colors: Mapping[str, str], names: Sequence[str] | None = None) -
     return alt.Scale(domain=domain, range=[colors.get(n, "#888888") for n in domain])
 
 
-def _empty(message: str) -> alt.Chart:
+def _empty(message: str, title: str | None = None) -> alt.Chart:
+    """A chart saying why there is nothing to draw. With `title`, the message sits under
+    the title the chart would have had, so a panel of a `stack` still says whose it is."""
+    props: dict[str, Any] = {"height": 60, "width": WIDTH, "autosize": AUTOSIZE}
+    if title is not None:
+        props["title"] = title
     return (
         alt.Chart(pl.DataFrame({"text": [message]}))
         .mark_text(size=14, color="#888888")
         .encode(text=alt.Text("text:N"))
-        .properties(height=60, width=WIDTH, autosize=AUTOSIZE)
+        .properties(**props)
     )
 
 
@@ -316,7 +321,7 @@ def metric_chart(
     `highlight` names runs drawn highlighted from the start (as a legend click does).
     """
     if data.is_empty():
-        return _empty(f"{title}: no data in the selected runs / range")
+        return _empty("no data in the selected runs / range", title)
     names = data["run"].unique(maintain_order=True).to_list()
     scale = color_scale(colors, names)
     clip = x_domain is not None or y_domain is not None or interactive
@@ -722,7 +727,7 @@ def heatmap(
     along the top edge, so the reader sees where they were without a stripe per audit.
     """
     if data.is_empty():
-        return _empty(f"{title}: no per-layer data")
+        return _empty("no per-layer data", title)
     if diverging:
         lim = max(abs(domain[0]), abs(domain[1])) if domain else None
         scale = alt.Scale(
@@ -780,7 +785,7 @@ def pattern_timeline(
     """Layer × trace step, coloured by survival-trace pattern: rows `layer, start, end,
     pattern, s_trace_text`. `x_domain`: one step axis shared by every run's timeline."""
     if data.is_empty():
-        return _empty(f"{title}: no survival traces")
+        return _empty("no survival traces", title)
     xscale = alt.Scale(domain=list(x_domain), nice=False) if x_domain else alt.Scale()
     domain = list(patterns.TIMELINE_PATTERNS)
     n_layers = data["layer"].n_unique()
@@ -822,7 +827,7 @@ def _pattern_label_expr() -> str:
 def pattern_share_bars(data: pl.DataFrame, *, title: str) -> alt.Chart:
     """Stacked share of each pattern: rows `run, phase, pattern, share, n`."""
     if data.is_empty():
-        return _empty(f"{title}: no classified traces")
+        return _empty("no classified traces", title)
     domain = list(patterns.TIMELINE_PATTERNS)  # forced traces are a category of their own
     return (
         alt.Chart(data)
@@ -875,7 +880,7 @@ def trace_curves(data: pl.DataFrame, *, title: str, columns: int = 2) -> alt.Fac
     specification for the browser to lay out.
     """
     if data.is_empty():
-        return _empty(f"{title}: no traces at this step")
+        return _empty("no traces at this step", title)
     enc_color = alt.Color("layer:O", title="layer", scale=alt.Scale(scheme="viridis"))
     base = (
         alt.Chart(data)
@@ -943,7 +948,7 @@ def grouped_bars(
     """One bar per run within each phase: rows `run, phase_label, <value>`."""
     data = data.filter(pl.col(value).is_not_null() & pl.col(value).is_finite())
     if data.is_empty():
-        return _empty(f"{title}: no values")
+        return _empty("no values", title)
     names = data["run"].unique(maintain_order=True).to_list()
     return (
         alt.Chart(data)
@@ -981,7 +986,7 @@ def histogram(
     rows instead of every value.
     """
     if data.is_empty():
-        return _empty(f"{title}: no values")
+        return _empty("no values", title)
     names = data["run"].unique(maintain_order=True).to_list()
     bars = (
         alt.Chart(data)
@@ -1016,7 +1021,7 @@ def count_bars(
 ) -> alt.Chart:
     """Stacked counts per run: rows `run, <category>, n`."""
     if data.is_empty():
-        return _empty(f"{title}: none")
+        return _empty("none", title)
     return (
         alt.Chart(data)
         .mark_bar()
@@ -1188,7 +1193,7 @@ def layer_profile_chart(
     """Mean per layer, one line per run (`prepare.layer_profile`): where in the stack each
     run spends its depth."""
     if data.is_empty():
-        return _empty(f"{title}: no per-layer data")
+        return _empty("no per-layer data", title)
     names = data["run"].unique(maintain_order=True).to_list()
     return (
         alt.Chart(data)
@@ -1227,7 +1232,7 @@ def layer_lines_chart(
     order reads off the colours. `x_domain` and `y_domain` are shared by every run's
     chart, so one step and one value sit at the same place down the page."""
     if data.is_empty():
-        return _empty(f"{title}: no per-layer data")
+        return _empty("no per-layer data", title)
     xscale = alt.Scale(domain=list(x_domain), nice=False) if x_domain else alt.Scale()
     yscale = alt.Scale(domain=list(y_domain), zero=False) if y_domain else alt.Scale(zero=False)
     pick = alt.selection_point(fields=["layer"], bind="legend", name="layer_pick")
@@ -1277,7 +1282,7 @@ def overlay_chart(
     is each metric's own 0–1 range and the tooltip gives the values as logged. Drag pans,
     the wheel zooms x; clicking a run or a metric in its legend picks it out."""
     if data.is_empty():
-        return _empty(f"{title}: no data in the selected runs / range")
+        return _empty("no data in the selected runs / range", title)
     names = data["run"].unique(maintain_order=True).to_list()
     metrics = data["metric"].unique(maintain_order=True).to_list()
     x_title = X_TITLES.get(x, x)

@@ -105,6 +105,15 @@ def value_domain(
     return float(lo), float(hi)
 
 
+def with_run(frames: Mapping[str, pl.DataFrame]) -> pl.DataFrame:
+    """Frames keyed by run name as one frame with a leading `run` column: what a view
+    drawing every run at once offers as its data download."""
+    parts = [
+        f.select(pl.lit(name).alias("run"), pl.all()) for name, f in frames.items() if f.height
+    ]
+    return pl.concat(parts, how="diagonal_relaxed") if parts else pl.DataFrame()
+
+
 def points_per_run(n_runs: int) -> int:
     return max(MIN_POINTS_PER_RUN, min(MAX_POINTS_PER_RUN, POINT_BUDGET // max(1, 2 * n_runs)))
 
@@ -828,6 +837,70 @@ def hover_table(
     if not columns:
         return None
     return Hover(out, columns)
+
+
+@dataclass(frozen=True)
+class PanelData:
+    """What one step-line panel is drawn from (`panel_data`): the plotted series, the
+    group band, the x axis, the crosshair's table, the audit marks and each run's own
+    reference lines."""
+
+    series: pl.DataFrame
+    band: pl.DataFrame | None
+    x_domain: tuple[float, float] | None
+    hover: Hover | None
+    audit_points: pl.DataFrame | None
+    run_refs: pl.DataFrame
+
+
+def panel_data(
+    frames: Mapping[str, pl.DataFrame],
+    runs: Sequence[Run],
+    column: str,
+    table: str = "steps",
+    *,
+    x: str = "step",
+    weight: float = 0.6,
+    method: str = smoothing.EMA,
+    step_range: tuple[int, int] | None = None,
+    include_audit: bool = False,
+    groups: Mapping[str, Sequence[str]] | None = None,
+    band_kind: str = "minmax",
+    rules: red_flags.FlagRules = red_flags.DEFAULT,
+) -> PanelData:
+    """One metric's panel data across runs: smoothed on the full series, then reduced to
+    each group's mean and band (`groups`) or thinned to the page's point budget. Kept
+    apart from the drawing so a toggle that changes only how a panel looks reuses it."""
+    full = step_series(
+        frames,
+        column,
+        x=x,
+        weight=weight,
+        method=method,
+        step_range=step_range,
+        thin=False,
+        include_audit=include_audit,
+    )
+    band: pl.DataFrame | None = None
+    if groups:
+        series, band = group_series(full, groups, x, band_kind)
+    else:
+        series = thin_series(full, points_per_run(len(frames)))
+    domain = x_domain(series, x, step_range)
+    return PanelData(
+        series=series,
+        band=band,
+        x_domain=domain,
+        # the hover reads the full series (thinned points would shift its values); a
+        # group's own line is its mean
+        hover=hover_table(
+            full if not groups else series, x, domain, "smooth" if weight > 0 else "value"
+        ),
+        audit_points=None
+        if include_audit
+        else audit_points(frames, column, x=x, step_range=step_range),
+        run_refs=run_refs(runs, column, table, rules),
+    )
 
 
 def clip_spans(
