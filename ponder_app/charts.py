@@ -80,8 +80,16 @@ _SPEC_LOCK = threading.Lock()
 
 def _collect_datasets(data: object, datasets: dict[str, object]) -> dict[str, str]:
     """Altair data transformer: keep each frame as it is, referenced by name (a frame
-    shared by several layers is sent once)."""
-    name = f"data-{id(data):x}"
+    shared by several layers is sent once).
+
+    Names follow the order the chart meets its frames, not the frames' identity, so a
+    chart drawn again with other values of the same shape (a new smoothing weight, the
+    steps a live run appended) has the very same spec: Streamlit then swaps the data in
+    the browser's Vega view instead of compiling and building a new one."""
+    for name, seen in datasets.items():
+        if seen is data:
+            return {"name": name}
+    name = f"data-{len(datasets)}"
     datasets[name] = data
     return {"name": name}
 

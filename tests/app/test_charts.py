@@ -753,3 +753,29 @@ def test_overlay_chart_colours_by_run_and_dashes_by_metric() -> None:
     assert len(layers_with(raw, "line")) == 2  # raw behind the smoothed line
     assert "domain" not in layers_with(raw, "line")[0]["encoding"]["y"]["scale"]
     assert is_no_data(to_dict(charts.overlay_chart(data.clear(), title="all", colors=COLORS)))
+
+
+def test_redrawn_with_other_values_the_spec_is_the_same() -> None:
+    """Dataset names follow the chart's structure, not the frames' identity: the same chart
+    over other values of the same shape has the same spec, so the browser swaps the data
+    in its Vega view instead of building a new one; a frame two layers share is sent once."""
+
+    def drawn(data: pl.DataFrame) -> dict[str, Any]:
+        hover = prepare.hover_table(data, "step", (0.0, 59.0), "smooth")
+        chart = charts.metric_chart(
+            data, title="LM", y_title="LM", colors=COLORS, hover=hover, y_domain=(0.0, 10.0)
+        )
+        return charts.to_spec(charts.stack([chart, chart]))
+
+    a = series()
+    b = a.with_columns(pl.col("smooth") * 0.9)
+    first, second = drawn(a), drawn(b)
+    without = [{k: v for k, v in d.items() if k != "datasets"} for d in (first, second)]
+    assert json.dumps(without[0], sort_keys=True) == json.dumps(without[1], sort_keys=True)
+    assert list(first["datasets"]) == list(second["datasets"])
+    # the raw and the smoothed line read one frame: sent once, not once per layer
+    lines = [u for p in first["vconcat"][:1] for u in p["layer"] if mark(u) == "line"]
+    assert len(lines) == 2 and lines[0]["data"] == lines[1]["data"]
+    assert not first["datasets"][lines[0]["data"]["name"]].equals(
+        second["datasets"][lines[0]["data"]["name"]]
+    )
