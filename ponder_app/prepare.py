@@ -21,8 +21,12 @@ from ponder_parse.analysis.phases import PHASE_LABELS, with_phase_labels
 from ponder_parse.format import grammar
 from ponder_parse.run import Run
 
-# Points a chart may send to the browser in total (all runs of one metric together).
-POINT_BUDGET = 16_000
+# Points a chart may send to the browser in total (all runs of one metric together, the
+# raw and the smoothed line counted apiece). The browser's work on a redraw grows with
+# it (Streamlit's Vega evaluates every encoding per point, interpreted): 8 000 gives 8 runs
+# 500 points each, 250 min/max buckets, about 4 px apiece across a wide plot, every spike
+# kept; zooming in re-samples the visible range.
+POINT_BUDGET = 8_000
 MIN_POINTS_PER_RUN = 250
 MAX_POINTS_PER_RUN = 2_000
 
