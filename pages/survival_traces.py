@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import altair as alt
 import polars as pl
 import streamlit as st
 
@@ -17,14 +18,27 @@ def pattern_shares(ctx: Context, runs: list[Run]) -> None:
     its own."""
     st.subheader("Pattern shares per phase")
     include_audit = ui.audit_toggle(page="survival_traces")
-    shares = prepare.pattern_share_bars(
-        runs, {r.name: ctx.phases(r) for r in runs}, include_audit=include_audit
+
+    def build() -> tuple[alt.TopLevelMixin, pl.DataFrame]:
+        shares = prepare.pattern_share_bars(
+            runs, {r.name: ctx.phases(r) for r in runs}, include_audit=include_audit
+        )
+        return (
+            charts.pattern_share_bars(shares, title="Share of each pattern, per run and phase"),
+            shares,
+        )
+
+    (chart, spec), shares = ui.cached(
+        (
+            "pattern-shares",
+            ctx.content_key(runs),
+            tuple(tuple(sorted(ctx.overrides(r).items())) for r in runs),
+            include_audit,
+        ),
+        build,
     )
     if shares.height:
-        ui.show_chart(
-            charts.pattern_share_bars(shares, title="Share of each pattern, per run and phase"),
-            "pattern-shares",
-        )
+        ui.show_chart(chart, "pattern-shares", spec=spec)
         st.caption(
             "Forced traces (force-2 warmup"
             + (", audit steps" if include_audit else "; audit steps are left out")
@@ -52,13 +66,18 @@ def traces_at_step(runs: list[Run]) -> None:
         "Trace step", all_steps, key="st_step", on_change=state.remember, args=("st_step",)
     )
     # Full width, above the runs' traces: in a side column it was squashed to a line.
-    ui.show_chart(charts.reference_shapes_chart(), "reference-shapes", downloads=False)
-    curves = prepare.traces_of(runs, step)
-    ui.show_chart(
-        charts.trace_curves(curves, title=f"Every layer's trace at step {step}"),
-        f"traces-at-{step}",
-        data=curves,
+    ui.show_chart_cached(
+        ("reference-shapes",), charts.reference_shapes_chart, "reference-shapes", downloads=False
     )
+
+    def build() -> tuple[alt.TopLevelMixin, pl.DataFrame]:
+        curves = prepare.traces_of(runs, step)
+        return charts.trace_curves(curves, title=f"Every layer's trace at step {step}"), curves
+
+    (chart, spec), curves = ui.cached(
+        ("traces-at", tuple(state.context().key(r) for r in runs), step), build
+    )
+    ui.show_chart(chart, f"traces-at-{step}", spec=spec, data=curves)
     state.write_url()
 
 
@@ -84,27 +103,40 @@ if ctx is not None:
                 )
             )
         st.subheader("Pattern timeline")
-        cells_of = {}
-        for run in runs:
-            force_end = phases.phase_start(ctx.phases(run), phases.GATE_LEARNING)
-            cells_of[run.name] = prepare.trace_timeline(run, force_end=force_end)
-        # One step axis for every run: the same step sits at the same place down the page.
-        shared_x = prepare.value_domain(
-            [c.select(pl.col("start").alias("value")) for c in cells_of.values()]
-            + [c.select(pl.col("end").alias("value")) for c in cells_of.values()]
-        )
-        for run in runs:
-            cells = cells_of[run.name]
-            kmax = patterns.run_kmax(run)
-            ui.show_chart(
-                charts.pattern_timeline(
-                    cells,
-                    title=f"{run.name} (Kmax {kmax if kmax is not None else '?'})",
-                    x_domain=shared_x,
-                ),
-                f"pattern-timeline-{run.name}",
-                data=cells,
+
+        def timelines(page: Context = ctx) -> tuple[alt.TopLevelMixin, pl.DataFrame]:
+            """Every run's timeline as one view on one step axis (the same step sits at
+            the same place down the page), with the cells it plots."""
+            cells_of = {}
+            for run in runs:
+                force_end = phases.phase_start(page.phases(run), phases.GATE_LEARNING)
+                cells_of[run.name] = prepare.trace_timeline(run, force_end=force_end)
+            shared_x = prepare.value_domain(
+                [c.select(pl.col("start").alias("value")) for c in cells_of.values()]
+                + [c.select(pl.col("end").alias("value")) for c in cells_of.values()]
             )
+            panels = []
+            for run in runs:
+                kmax = patterns.run_kmax(run)
+                panels.append(
+                    charts.pattern_timeline(
+                        cells_of[run.name],
+                        title=f"{run.name} (Kmax {kmax if kmax is not None else '?'})",
+                        x_domain=shared_x,
+                    )
+                )
+            return charts.stack(panels), prepare.with_run(cells_of)
+
+        # The same runs (and phase edits, which move the force-2 end) give the same view.
+        (chart, spec), cells = ui.cached(
+            (
+                "pattern-timelines",
+                ctx.content_key(runs),
+                tuple(tuple(sorted(ctx.overrides(r).items())) for r in runs),
+            ),
+            timelines,
+        )
+        ui.show_chart(chart, "pattern-timelines", spec=spec, data=cells)
 
         pattern_shares(ctx, runs)
         traces_at_step(runs)
