@@ -184,12 +184,13 @@ def lines_per_layer(
     """A chart per shown run, a line per layer; one value axis for all, so the runs compare."""
     m = {lm.column: lm for lm in prepare.layer_metrics(ctx.runs)}[col]
 
-    def build() -> list[tuple[str, Any, pl.DataFrame]]:
+    def build() -> tuple[Any, pl.DataFrame]:
+        """Every run's lines as one view (one Vega view to build, one set of downloads),
+        with the rows they plot."""
         lines = {r.name: prepare.layer_lines(r, col, step_range, include_audit) for r in ctx.runs}
         y_domain = prepare.value_domain(lines.values())
-        return [
-            (
-                name,
+        view = charts.stack(
+            [
                 charts.layer_lines_chart(
                     data,
                     title=name,
@@ -197,15 +198,16 @@ def lines_per_layer(
                     value_format=charts.d3_format(m.fmt),
                     x_domain=x_domain,
                     y_domain=y_domain,
-                ),
-                data,
-            )
-            for name, data in lines.items()
-        ]
+                )
+                for name, data in lines.items()
+            ]
+        )
+        return view, prepare.with_run(lines)
 
-    shown = ui.cached(("layer-lines", ctx.content_key(), col, step_range, include_audit), build)
-    for name, (chart, spec), data in shown:
-        ui.show_chart(chart, f"layer-lines-{col}-{name}", spec=spec, data=data)
+    (chart, spec), data = ui.cached(
+        ("layer-lines", ctx.content_key(), col, step_range, include_audit), build
+    )
+    ui.show_chart(chart, f"layer-lines-{col}", spec=spec, data=data)
     st.caption(
         f"Each layer is reduced to at most {prepare.LAYER_LINE_POINTS} points by keeping "
         "the minimum and maximum of every step bucket, so no spike is hidden"
