@@ -112,7 +112,7 @@ def test_lines_per_layer_show_each_run_in_the_step_range() -> None:
         for c in charts(at)
         if spec(c).get("encoding", {}).get("color", {}).get("field") == "layer"
     ]
-    assert sorted(title(c) for c in lines) == sorted(shown)  # a chart per run
+    assert sorted(title(c) for c in lines) == sorted(shown)  # a panel per run
     for c in lines:
         d = dataset_with(c, "layer", "step", "value")
         assert d is not None and d.height
