@@ -10,6 +10,9 @@ import streamlit as st
 from ponder_app import charts, prepare, state, ui, viewstate
 from ponder_app.state import Context
 
+VIEWS = {"heatmaps": "Heatmaps", "lines": "Lines per layer"}
+"""The page's two views, as the URL names them (`?layer_view=lines`) and as the radio shows them."""
+
 
 @ui.fragment
 def page_body(ctx: Context) -> None:
@@ -31,7 +34,11 @@ def page_body(ctx: Context) -> None:
         asked = state.take_url(viewstate.LAYER_RANGE)
         if (rng := viewstate.parse_range(asked or [], lo, hi)) is not None:
             ss["lh_range"] = rng
+        asked = state.take_url(viewstate.LAYER_VIEW)
+        if (shape := viewstate.parse_choice(asked or [], list(VIEWS))) is not None:
+            ss["lh_view"] = shape
         state.seed("lh_metric", default)
+        state.seed("lh_view", "heatmaps")
         if ss["lh_metric"] not in by_col:  # a metric the runs shown now do not log
             ss["lh_metric"] = default
         c1, c2, c3 = st.columns([3, 2, 1])
@@ -47,9 +54,11 @@ def page_body(ctx: Context) -> None:
         )
         kind = c1.radio(
             "View",
-            ["heatmaps", "lines"],
-            format_func={"heatmaps": "Heatmaps", "lines": "Lines per layer"}.get,
+            list(VIEWS),
+            format_func=VIEWS.get,
             key="lh_view",
+            on_change=state.remember,
+            args=("lh_view",),
             horizontal=True,
             help="Heatmaps: layer × step, the mean of each step bucket, with differences "
             "from the baseline. Lines per layer: one line per layer over the steps (min "

@@ -865,6 +865,7 @@ def write_url() -> None:
         layer_metric=_changed("lh_metric"),
         layer_range=tuple(v["lh_range"]) if v.get("lh_range") is not None else None,
         layer_full_range=v.get("_lh_extent"),
+        layer_view=_changed("lh_view"),
         # The latest step is the default (it follows a growing run): left out.
         trace_step=v.get("st_step") if v.get("st_step") != v.get("_st_last") else None,
     )

@@ -1,6 +1,6 @@
 """The view a user has set up, as plain values: which runs are shown, the baseline, the
-step line's metrics, step range and smoothing, the layer heatmaps' metric and step range,
-the survival traces' step. Read from and written to the page's URL,
+step line's metrics, step range and smoothing, the layer heatmaps' metric, step range and
+view (heatmaps or lines per layer), the survival traces' step. Read from and written to the page's URL,
 so a reload or a shared link opens the same view; pure (no Streamlit), so every rule
 about what a URL may say is testable.
 
@@ -20,8 +20,19 @@ RANGE = "steps"
 SMOOTHING = "smooth"
 LAYER_METRIC = "layer_metric"
 LAYER_RANGE = "layer_steps"
+LAYER_VIEW = "layer_view"
 TRACE_STEP = "trace_step"
-PARAMS = (RUNS, BASELINE, METRICS, RANGE, SMOOTHING, LAYER_METRIC, LAYER_RANGE, TRACE_STEP)
+PARAMS = (
+    RUNS,
+    BASELINE,
+    METRICS,
+    RANGE,
+    SMOOTHING,
+    LAYER_METRIC,
+    LAYER_RANGE,
+    LAYER_VIEW,
+    TRACE_STEP,
+)
 """Every query parameter the app reads or writes, in the order it writes them."""
 
 NO_RUNS = ""
@@ -125,6 +136,7 @@ def encode(
     layer_metric: str | None = None,
     layer_range: tuple[int, int] | None = None,
     layer_full_range: tuple[int, int] | None = None,
+    layer_view: str | None = None,
     trace_step: int | None = None,
 ) -> dict[str, list[str]]:
     """The query parameters for a view. What is the default is left out, so a plain view
@@ -145,6 +157,8 @@ def encode(
         out[LAYER_METRIC] = [layer_metric]
     if layer_range is not None and tuple(layer_range) != layer_full_range:
         out[LAYER_RANGE] = [format_range(layer_range)]
+    if layer_view is not None:
+        out[LAYER_VIEW] = [layer_view]
     if trace_step is not None:
         out[TRACE_STEP] = [str(int(trace_step))]
     return out

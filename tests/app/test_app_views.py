@@ -100,6 +100,33 @@ def test_unusable_layer_and_trace_values_are_ignored(params: dict[str, object]) 
     assert int(slider.value) == int(slider.options[-1])  # the latest, the default
 
 
+def test_the_layer_view_is_in_the_url() -> None:
+    at = new_app().run()
+    goto(at, "layer_heatmaps")
+    assert "layer_view" not in at.query_params  # heatmaps, the default: plain
+    at.radio(key="lh_view").set_value("lines").run()
+    assert_ok(at)
+    assert _qp(at, "layer_view") == ["lines"]
+    again = new_app()
+    again.query_params = {k: _qp(at, k) for k in at.query_params}
+    again.run()
+    goto(again, "layer_heatmaps")
+    assert again.radio(key="lh_view").value == "lines"
+    # the lines view is drawn: layers coloured, no baseline differences
+    assert any(
+        spec(c).get("encoding", {}).get("color", {}).get("field") == "layer" for c in charts(again)
+    )
+    assert not [c for c in charts(again) if " − " in title(c)]
+    again.radio(key="lh_view").set_value("heatmaps").run()
+    assert "layer_view" not in again.query_params
+    # a value the page has no view for is ignored
+    odd = new_app()
+    odd.query_params = {"layer_view": "<b>pie</b>"}
+    odd.run()
+    goto(odd, "layer_heatmaps")
+    assert odd.radio(key="lh_view").value == "heatmaps"
+
+
 def test_lines_per_layer_show_each_run_in_the_step_range() -> None:
     at = new_app().run()
     goto(at, "layer_heatmaps")

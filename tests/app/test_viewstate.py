@@ -142,9 +142,15 @@ def test_encode_the_layer_and_trace_views() -> None:
         layer_metric="p_mean",
         layer_range=(3, 7),
         layer_full_range=(0, 10),
+        layer_view="lines",
         trace_step=350,
     )
-    assert url == {"layer_metric": ["p_mean"], "layer_steps": ["3-7"], "trace_step": ["350"]}
+    assert url == {
+        "layer_metric": ["p_mean"],
+        "layer_steps": ["3-7"],
+        "layer_view": ["lines"],
+        "trace_step": ["350"],
+    }
     assert vs.parse_range(url["layer_steps"], 0, 10) == (3, 7)
     assert vs.parse_step(url["trace_step"], [300, 350]) == 350
     # Every parameter written is one the app owns (so a change can drop it again).
