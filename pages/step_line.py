@@ -198,9 +198,7 @@ def step_line(ctx: Context) -> None:
         band_kind,
         tuple((g, tuple(m)) for g, m in groups.items()),
         marks_audit,
-        (ctx.key(base), tuple(sorted(ctx.overrides(base).items())))
-        if show_phases and base
-        else None,
+        ctx.phases_key([base]) if show_phases and base else None,
         tuple(colors.items()),
         tuple(highlight),
         repr(ctx.rules),
@@ -209,25 +207,10 @@ def step_line(ctx: Context) -> None:
     )
 
     def build_overlay() -> tuple[alt.TopLevelMixin, pl.DataFrame] | None:
-        """Every chosen metric in one panel (the series thinned as for the panels)."""
+        """Every chosen metric in one panel, from the panels' own (cached) series."""
         parts = {}
         for key in chosen:
-            m = by_key[key]
-            full = prepare.step_series(
-                frames,
-                m.column,
-                x=x,
-                weight=weight,
-                method=method,
-                step_range=step_range,
-                thin=False,
-                include_audit=include_audit,
-            )
-            if groups:
-                series, _ = prepare.group_series(full, groups, x, band_kind)
-            else:
-                series = prepare.thin_series(full, prepare.points_per_run(len(frames)))
-            parts[m.label] = series
+            parts[by_key[key].label] = panel_data(key).series
         logs = {
             by_key[k].label
             for k in chosen

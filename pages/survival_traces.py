@@ -31,8 +31,7 @@ def pattern_shares(ctx: Context, runs: list[Run]) -> None:
     (chart, spec), shares = ui.cached(
         (
             "pattern-shares",
-            ctx.content_key(runs),
-            tuple(tuple(sorted(ctx.overrides(r).items())) for r in runs),
+            ctx.phases_key(runs),
             include_audit,
         ),
         build,
@@ -74,9 +73,7 @@ def traces_at_step(runs: list[Run]) -> None:
         curves = prepare.traces_of(runs, step)
         return charts.trace_curves(curves, title=f"Every layer's trace at step {step}"), curves
 
-    (chart, spec), curves = ui.cached(
-        ("traces-at", tuple(state.context().key(r) for r in runs), step), build
-    )
+    (chart, spec), curves = ui.cached(("traces-at", state.context().content_key(runs), step), build)
     ui.show_chart(chart, f"traces-at-{step}", spec=spec, data=curves)
     state.write_url()
 
@@ -131,8 +128,7 @@ if ctx is not None:
         (chart, spec), cells = ui.cached(
             (
                 "pattern-timelines",
-                ctx.content_key(runs),
-                tuple(tuple(sorted(ctx.overrides(r).items())) for r in runs),
+                ctx.phases_key(runs),
             ),
             timelines,
         )

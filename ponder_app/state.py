@@ -502,6 +502,13 @@ class Context:
     def overrides(self, run: Run) -> dict[str, int]:
         return dict(st.session_state.get("phase_overrides", {}).get(run.name, {}))
 
+    def phases_key(
+        self, runs: Sequence[Run]
+    ) -> tuple[tuple[str, tuple[tuple[str, int], ...]], ...]:
+        """The runs' content and their phase edits: what anything drawn from their phases
+        is determined by, for caching it."""
+        return tuple((self.key(r), tuple(sorted(self.overrides(r).items()))) for r in runs)
+
     def _safe(self, what: str, run: Run, fn: Any, fallback: Any) -> Any:
         """One run's analysis failing must not take the page (or the other runs) down:
         the failure is recorded and shown as a message, the run gets an empty result."""

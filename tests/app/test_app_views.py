@@ -24,6 +24,14 @@ def _qp(at: AppTest, key: str) -> list[str]:
     return list(value) if isinstance(value, list) else [value]
 
 
+def _reopened(at: AppTest, page: str) -> AppTest:
+    """A new session opened on `at`'s URL, on `page`: a reload or a shared link."""
+    again = new_app()
+    again.query_params = {k: _qp(at, k) for k in at.query_params}
+    again.run()
+    return goto(again, page)
+
+
 def test_the_url_opens_the_layer_heatmaps_view() -> None:
     at = new_app()
     at.query_params = {"layer_metric": "p_mean", "layer_steps": "300-900"}
@@ -48,10 +56,7 @@ def test_the_layer_heatmaps_view_is_written_to_the_url() -> None:
     assert_ok(at)
     assert _qp(at, "layer_metric") == ["frac_ge2"]
     assert _qp(at, "layer_steps") == ["200-800"]
-    again = new_app()
-    again.query_params = {k: _qp(at, k) for k in at.query_params}
-    again.run()
-    goto(again, "layer_heatmaps")
+    again = _reopened(at, "layer_heatmaps")
     assert again.selectbox(key="lh_metric").value == "frac_ge2"
     assert tuple(again.slider(key="lh_range").value) == (200, 800)
     # Back to the default metric: the parameter goes.
@@ -107,10 +112,7 @@ def test_the_layer_view_is_in_the_url() -> None:
     at.radio(key="lh_view").set_value("lines").run()
     assert_ok(at)
     assert _qp(at, "layer_view") == ["lines"]
-    again = new_app()
-    again.query_params = {k: _qp(at, k) for k in at.query_params}
-    again.run()
-    goto(again, "layer_heatmaps")
+    again = _reopened(at, "layer_heatmaps")
     assert again.radio(key="lh_view").value == "lines"
     # the lines view is drawn: layers coloured, no baseline differences
     assert any(
