@@ -14,6 +14,7 @@ from pathlib import Path
 
 import streamlit as st
 
+import ponder_app.preload  # noqa: F401  # first: see its docstring
 from ponder_app import registry, source, state, ui
 
 st.set_page_config(

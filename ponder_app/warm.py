@@ -34,8 +34,7 @@ def warm(argv: Sequence[str], env_paths: Sequence[str] | None = None) -> float:
     # What every first page needs: the frame and its helpers (Altair, Polars, the data
     # layer), pandas and pyarrow, which Streamlit converts every chart's and table's data
     # with, and the chart and page helpers.
-    for name in ("pandas", "pyarrow"):  # untyped: imported by name
-        importlib.import_module(name)
+    importlib.import_module("ponder_app.preload")
     from ponder_app import charts, prepare, registry, state, ui  # noqa: F401
     from ponder_parse.files.loader import expand_paths
 
@@ -57,10 +56,31 @@ def warm(argv: Sequence[str], env_paths: Sequence[str] | None = None) -> float:
     return time.perf_counter() - t0
 
 
-def start(argv: Sequence[str]) -> threading.Thread:
-    """`warm` in a daemon thread (it must never keep the server from stopping)."""
+SERVER_WAIT_S = 30.0
+
+
+def server_started() -> bool:
+    """Whether Streamlit's runtime is up and serving (its state leaves INITIAL once the
+    server listens)."""
+    from streamlit.runtime import Runtime
+    from streamlit.runtime.runtime import RuntimeState
+
+    return Runtime.exists() and Runtime.instance().state is not RuntimeState.INITIAL
+
+
+def start(argv: Sequence[str], *, after_server: bool = True) -> threading.Thread:
+    """`warm` in a daemon thread (it must never keep the server from stopping).
+
+    With `after_server`, the thread first waits (up to `SERVER_WAIT_S`) for the server to
+    listen: the imports hold the interpreter lock, and done beside the server's own start
+    they delay its first answer by as much as they take; done after it, they overlap the
+    second the browser spends loading Streamlit's frontend, when the server is idle."""
 
     def run() -> None:
+        if after_server:
+            deadline = time.monotonic() + SERVER_WAIT_S
+            while not server_started() and time.monotonic() < deadline:
+                time.sleep(0.02)
         try:
             took = warm(argv)
         except Exception:  # noqa: BLE001 - warming is an optimisation, never an error

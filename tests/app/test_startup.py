@@ -212,3 +212,37 @@ def test_warming_leaves_the_first_session_nothing_to_parse(
     assert_ok(at)
     assert charts(at)
     assert calls == []
+
+
+def test_the_launcher_starts_the_server_before_the_heavy_imports() -> None:
+    """`python -m ponder_app` imports the package, the registry and the warming module
+    before the server starts: none of them may pull in the data stack, or the server's
+    first answer waits for it."""
+    loaded = _loaded_after(
+        "import streamlit.web.cli; from ponder_app import registry, warm; import ponder_app.__main__"
+    )
+    assert "ponder_app.warm" in loaded
+    heavy = {"polars", "pandas", "pyarrow", "altair", "narwhals", "ponder_parse"}
+    assert not {m for m in loaded if m.split(".")[0] in heavy}
+
+
+def test_warming_waits_for_the_server_to_listen(monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    from ponder_app import warm
+
+    up = threading.Event()
+    warmed = threading.Event()
+    monkeypatch.setattr(warm, "server_started", up.is_set)
+    monkeypatch.setattr(warm, "warm", lambda argv: warmed.set() or 0.0)
+    thread = warm.start([])
+    assert not warmed.wait(0.3)  # the server is not up: nothing imported yet
+    up.set()
+    thread.join(5)
+    assert warmed.is_set()
+
+
+def test_the_server_counts_as_started_only_once_its_runtime_runs() -> None:
+    from ponder_app import warm
+
+    assert warm.server_started() is False  # no Streamlit runtime in this process
