@@ -70,7 +70,9 @@ if ctx is not None and ctx.runs:
         meta = run.meta
         n_problems = source.n_problems(run)
         label = f"{ui.plain(run.name)} — {run.n_steps} steps, {n_problems} problem(s)"
-        with st.expander(label, expanded=False):
+        with ui.lazy_expander(label, key=f"home_log_{run.name}") as open_:
+            if not open_:
+                continue
             c1, c2 = st.columns(2)
             with c1:
                 st.markdown(

@@ -85,10 +85,12 @@ if ctx is not None:
         " · ".join(f"{ICON.get(s, '')} **{n}** {s}" for s, n in counts.items() if n)
         or "No findings."
     )
-    with st.expander("The rules", expanded=False):
-        st.dataframe(flags.rules_table(), hide_index=True, width="stretch")
-    with st.expander("Thresholds", expanded=False):
-        _settings_editor(ctx.rules)
+    with ui.lazy_expander("The rules", key="rf_rules_open") as open_:
+        if open_:
+            st.dataframe(flags.rules_table(), hide_index=True, width="stretch")
+    with ui.lazy_expander("Thresholds", key="rf_thresholds_open") as open_:
+        if open_:
+            _settings_editor(ctx.rules)
     st.caption(
         "`sweep_` findings compare a run with its peers among the shown runs (same trainer and model "
         "size; for mean k also the same TARGET_K): a robust z-score against their median and MAD, "

@@ -11,8 +11,9 @@ for the run in progress instead of parsing it twice; nothing else differs from
 `streamlit run app.py`.
 
 Only what is identical for every session is done here: runs from `--runs` and
-`PONDER_RUNS` (or the sample sweep), keyed exactly as `state.load_all` keys them, with no
-phase overrides (those are per session). A failure is logged and left for the session to
+`PONDER_RUNS` (or, with neither and no `--store`, the sample sweep), keyed exactly as
+`state.load_all` keys them, with no phase overrides (those are per session), and the rows
+of every `--store` folder. A failure is logged and left for the session to
 report as it always does.
 """
 
@@ -28,20 +29,29 @@ logger = logging.getLogger(__name__)
 
 
 def warm(argv: Sequence[str], env_paths: Sequence[str] | None = None) -> float:
-    """Import the first page's modules and load the runs `argv` (the app's own arguments,
-    `--runs A B`) names; returns the seconds it took."""
+    """Import the first page's modules, load the runs `argv` (the app's own arguments,
+    `--runs A B`) names and open its stores (`--store DIR`); returns the seconds it took."""
     t0 = time.perf_counter()
     # What every first page needs: the frame and its helpers (Altair, Polars, the data
     # layer), pandas and pyarrow, which Streamlit converts every chart's and table's data
     # with, and the chart and page helpers.
     importlib.import_module("ponder_app.preload")
-    from ponder_app import charts, prepare, registry, state, ui  # noqa: F401
+    from ponder_app import charts, chooser, prepare, registry, source, state, ui  # noqa: F401
     from ponder_parse.files.loader import expand_paths
 
+    stores = source.cli_stores(argv)
     paths = [
         *state.cli_paths(argv),
         *(state.env_paths() if env_paths is None else env_paths),
-    ] or [str(state.SAMPLE_RUNS)]
+    ]
+    if not paths and not stores:  # what the frame shows then: the sample sweep
+        paths = [str(state.SAMPLE_RUNS)]
+    if stores:
+        # The store's rows (every run, no table read), which the Runs page lists.
+        try:
+            source.opened_stores(stores)
+        except Exception:  # noqa: BLE001 - the session reports a broken store itself
+            logger.debug("opening %s failed", stores, exc_info=True)
     run_paths, _ = expand_paths(paths)
     for p in run_paths:
         try:

@@ -56,6 +56,17 @@ def goto(at: AppTest, page: str) -> AppTest:
     return at
 
 
+def open_run_details(at: AppTest) -> AppTest:
+    """The Runs page with every run's "what the log said" expander open (their content is
+    made only while open); fails the test on a script exception."""
+    goto(at, "home")
+    for name in at.multiselect(key="selected_widget").value:
+        at.session_state[f"home_log_{name}"] = True
+    at.run()
+    assert_ok(at)
+    return at
+
+
 def failures(at: AppTest) -> list[str]:
     """What went wrong on the page: uncaught exceptions, and what the app turns them into
     (a page-level `st.error` in the main area, per-run "could not be computed" warnings)."""

@@ -33,6 +33,27 @@ def fresh() -> AppTest:
     return at
 
 
+def open_thresholds(at: AppTest) -> AppTest:
+    """The Red flags page with its Thresholds expander opened (its content is made only
+    while it is open)."""
+    goto(at, "red_flags")
+    at.session_state["rf_thresholds_open"] = True
+    at.run()
+    assert_ok(at)
+    return at
+
+
+def test_the_threshold_inputs_are_made_only_while_their_expander_is_open(fresh: AppTest) -> None:
+    goto(fresh, "red_flags")
+    keys = lambda: {n.key for n in fresh.number_input}  # noqa: E731
+    assert not {k for k in keys() if k and k.startswith("rf_set_")}
+    open_thresholds(fresh)
+    assert "rf_set_gap_high_min_survival" in keys()
+    fresh.session_state["rf_thresholds_open"] = False
+    fresh.run()
+    assert not {k for k in keys() if k and k.startswith("rf_set_")}
+
+
 def _health(at: AppTest) -> dict[str, str]:
     goto(at, "home")
     t = runs_table(at)
@@ -41,14 +62,14 @@ def _health(at: AppTest) -> dict[str, str]:
 
 def test_an_edited_threshold_reaches_the_runs_page_and_resets(fresh: AppTest) -> None:
     assert _health(fresh)[HALT] == "warning"
-    goto(fresh, "red_flags")
+    open_thresholds(fresh)
     fresh.number_input(key="rf_set_gap_high_min_survival").set_value(0.0).run()
     assert_ok(fresh)
     found = table_with(fresh, "first_step")
     assert not found.filter((found["run"] == HALT) & (found["rule"] == "gap_high")).height
     assert _health(fresh)[HALT] == "healthy"
     assert "gap_high" in main_text(fresh)  # the Runs page says which thresholds changed
-    goto(fresh, "red_flags")
+    open_thresholds(fresh)
     fresh.button(key="rf_reset_gap_high").click().run()
     assert_ok(fresh)
     assert fresh.number_input(key="rf_set_gap_high_min_survival").value == 0.05
@@ -57,7 +78,7 @@ def test_an_edited_threshold_reaches_the_runs_page_and_resets(fresh: AppTest) ->
 
 def test_a_nested_setting_is_editable(fresh: AppTest) -> None:
     """A stricter "sustained" for GRAD, through the nested Sustain settings."""
-    goto(fresh, "red_flags")
+    open_thresholds(fresh)
     box = fresh.number_input(key="rf_set_grad_sustained_sustain.window")
     assert box.value == 20
     box.set_value(40).run()
@@ -92,7 +113,7 @@ def test_an_edited_threshold_moves_its_line_on_the_step_line(fresh: AppTest) -> 
         return sorted(lines["y"].to_list())
 
     assert pnr_lines() == [0.2]
-    goto(fresh, "red_flags")
+    open_thresholds(fresh)
     fresh.number_input(key="rf_set_p_near_clamp_high_threshold").set_value(0.35).run()
     assert_ok(fresh)
     assert pnr_lines() == [0.35]

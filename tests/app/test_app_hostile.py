@@ -5,6 +5,7 @@ the heavy imports done before any page renders."""
 
 from __future__ import annotations
 
+import ast
 import gzip
 import json
 import os
@@ -22,6 +23,7 @@ from app_helpers import (
     goto,
     log_of,
     new_app,
+    open_run_details,
     rendered,
     runs_table,
     sidebar_text,
@@ -155,6 +157,7 @@ def test_upload_failures_and_problems_name_no_server_path(
     assert (runs_table(at)["steps"] > 0).all()
     ms = at.multiselect(key="selected_widget")
     ms.set_value(list(ms.options)).run()
+    open_run_details(at)
     shown = "\n".join(texts(at)) + side
     reasons = ""
     for e in at.main.expander:
@@ -344,11 +347,23 @@ def test_a_rerun_does_not_walk_typed_folders_again(
 # --- imports ---------------------------------------------------------------------------------
 
 
-def test_the_heavy_imports_are_done_when_ponder_app_is() -> None:
+def test_the_heavy_imports_are_done_when_the_preload_is() -> None:
     """Sessions rendering at once on a fresh server raced on lazy imports ("partially
-    initialized module 'pandas'"); the package imports them whole, vl_convert excepted."""
+    initialized module 'pandas'"); `ponder_app.preload` imports them whole, vl_convert
+    excepted, and the frame imports it before anything else of ours."""
+    frame = ast.parse((ROOT / "app.py").read_text())
+    ours = [
+        alias.name if isinstance(node, ast.Import) else f"{node.module}"
+        for node in frame.body
+        if isinstance(node, ast.Import | ast.ImportFrom)
+        for alias in node.names
+        if (alias.name if isinstance(node, ast.Import) else node.module or "").startswith(
+            ("ponder_app", "ponder_parse")
+        )
+    ]
+    assert ours[0] == "ponder_app.preload"
     code = (
-        "import sys, ponder_app; "
+        "import sys, ponder_app.preload; "
         "need = ['pandas', 'numpy', 'pyarrow', 'pyarrow.compute', 'narwhals._polars.dataframe'];"
         "print([m for m in need if m not in sys.modules], 'vl_convert' in sys.modules)"
     )

@@ -30,6 +30,7 @@ from app_helpers import (
     main_text,
     marks,
     new_app,
+    open_run_details,
     rendered,
     runs_table,
     sidebar_text,
@@ -542,6 +543,7 @@ def test_a_user_tag_is_a_swept_setting_on_the_runs_page(fresh: AppTest) -> None:
     tagged = dict(zip(t["run"], t["mytag"], strict=True))
     assert tagged["baseline,seed=0"] == "7"
     assert all(v is None for r, v in tagged.items() if r != "baseline,seed=0")
+    open_run_details(fresh)
     sources = [table(df) for df in fresh.main.dataframe if "from" in table(df).columns]
     mine = [dict(zip(df["key"], df["from"], strict=True)) for df in sources]
     assert next(m for m in mine if "mytag" in m)["mytag"] == "user"
@@ -647,6 +649,7 @@ BROKEN = ("empty_log", "garbage", "half_stats", "truncated")
 
 def problems_of(at: AppTest, run: str) -> pl.DataFrame:
     """Home page: the table of problems in the expander of `run`."""
+    open_run_details(at)
     found = [e for e in at.main.expander if rendered(e.label).startswith(f"{run} — ")]
     assert found, f"no expander for {run}"
     return table_with(at, "reason", where=found[0])

@@ -232,3 +232,21 @@ def test_edited_red_flag_settings_read_only_the_shown_runs(
     shown_ids = {r.run_id for r in ctx.runs if isinstance(r, StoredRun)}
     assert reader.TABLE_CACHE.run_ids() == shown_ids  # the runs table judged them afresh
     assert "default red-flag settings" in "\n".join(str(c.value) for c in at.main.caption)
+
+
+def test_warming_a_store_opens_its_rows_and_parses_no_sample(
+    store_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`python -m ponder_app -- --store DIR` shows the store, not the sample sweep: the
+    warming thread opens the store's rows (what the Runs page lists) and parses nothing."""
+    from ponder_app import warm
+
+    loads: list[object] = []
+    opened: list[object] = []
+    monkeypatch.setattr(state, "_load_one", lambda *a, **k: loads.append(a))
+    real = source.opened_stores
+    monkeypatch.setattr(source, "opened_stores", lambda d=None: opened.append(d) or real(d))
+    warm.warm(["--store", str(store_dir)], env_paths=[])
+    assert loads == []
+    assert opened == [[str(store_dir)]]
+    assert len(real([str(store_dir)]).runs) == N_RUNS

@@ -17,6 +17,7 @@ from app_helpers import (
     goto,
     line_data,
     new_app,
+    open_run_details,
     spec,
     table_with,
     texts,
@@ -242,7 +243,7 @@ def test_real_runs_heatmaps_mark_audits(real_app: AppTest) -> None:
 
 
 def test_real_runs_home_shows_kmax_and_windowed_outcomes(real_app: AppTest) -> None:
-    goto(real_app, "home")
+    open_run_details(real_app)
     details = next(e for e in real_app.main.expander if "problem(s)" in e.label)  # a run's
     shown = details.table[0].value
     facts = dict(zip(shown["fact"], shown["value"], strict=True))
