@@ -217,7 +217,8 @@ def test_names_render_as_typed_everywhere(hostile_sweep: Path) -> None:
     seen: dict[str, list[str]] = {}
     texts: dict[str, list[str]] = {}
     for page in ("home", "generations", "red_flags", "layer_heatmaps"):
-        goto(at, page)
+        # Runs: with every run's details open, so the names inside them are checked too.
+        open_run_details(at) if page == "home" else goto(at, page)
         bodies = _markdown_bodies(at)
         seen[page] = bodies
         texts[page] = [str(t.value) for t in at.main.text]

@@ -25,6 +25,7 @@ from app_helpers import (
     head_lines,
     log_of,
     new_app,
+    open_run_details,
     rendered,
     run_folder_members,
     runs_table,
@@ -183,7 +184,7 @@ def test_hyperparameters_from_config_and_folder_name_on_the_sweep_page() -> None
     assert rows["knob=2,seed=0"]["my_knob"] == pytest.approx(0.5)
     assert "my_knob" in at.selectbox(key="sw_x").options
     # Where each value came from is shown on home, per run.
-    goto(at, "home")
+    open_run_details(at)
     exp = next(e for e in at.main.expander if rendered(e.label).startswith("knob=1,seed=0 — "))
     sources = table_with(at, "from", where=exp)
     src = dict(zip(sources["key"], sources["from"], strict=True))
