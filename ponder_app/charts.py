@@ -622,14 +622,17 @@ def _crosshair(
         .with_columns(pl.col("col").replace_strict(cols, return_dtype=pl.String).alias("run"))
         .drop_nulls("y")
     )
+    # Only the hovered x's dots are drawn (filtered, not made transparent): the browser
+    # encodes and paints every mark it is given, and a grid of invisible dots (every grid
+    # x × every run × every panel) was a third of a step-line page's marks.
     dots = (
         alt.Chart(long)
+        .transform_filter(near)
         .mark_point(filled=True, size=36, clip=True)
         .encode(
             x=alt.X(f"{x}:Q", scale=xscale),
             y=alt.Y("y:Q", scale=yscale),
             color=alt.Color("run:N", scale=scale, legend=None),
-            opacity=_opacity(near, 1.0, 0.0),
         )
     )
     return [rule, dots]

@@ -629,6 +629,15 @@ def test_crosshair_tooltip_lists_every_run_with_an_integer_step() -> None:
     assert hover["select"]["nearest"] is True and hover["select"]["fields"] == ["step"]
 
 
+def test_crosshair_dots_are_only_the_hovered_xs() -> None:
+    """The dot on each run's line is drawn for the hovered x only: filtered by the hover
+    point, not every grid x made transparent (the browser draws every mark it gets)."""
+    d = to_dict(_zoomed_chart())
+    (dots,) = [p for p in layers_with(d, "point") if p["encoding"]["y"]["field"] == "y"]
+    assert dots["transform"] == [{"filter": {"param": charts.HOVER, "empty": False}}]
+    assert "opacity" not in dots["encoding"]
+
+
 def test_stack_shares_one_zoom_one_crosshair_and_renders() -> None:
     d = to_dict(charts.stack([_zoomed_chart(), _zoomed_chart(log_y=True)]))
     names = {p["name"]: p for p in d["params"]}
