@@ -107,14 +107,19 @@ def page_body(ctx: Context) -> None:
         ):
 
             def rate_chart(col: str = col, title: str = title) -> alt.TopLevelMixin:
+                series = prepare.as_series(rr, col)
+                # Every run's rate at the hovered step in one tooltip, as on the other
+                # charts, instead of an invisible hover target on every point.
+                extent = prepare.step_extent([series])
                 return charts.metric_chart(
-                    prepare.as_series(rr, col),
+                    series,
                     title=f"{title}, trailing {window} policy steps",
                     y_title=col,
                     colors=ctx.colors,
                     smoothed=False,
                     refs=[(0.5, "half")],
                     value_format=".1%",
+                    hover=prepare.hover_table(series, "step", extent, "value"),
                 )
 
             ui.show_chart_cached(

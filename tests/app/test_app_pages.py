@@ -18,6 +18,7 @@ from app_helpers import (
     PAGES,
     SAMPLE_NAMES,
     SAMPLE_RUNS,
+    _layers,
     assert_ok,
     chart_by_title,
     charts,
@@ -240,6 +241,27 @@ def test_economics_draws_lambda_p_on_a_log_scale(shared: AppTest) -> None:
     assert set(line_data(lam)["run"]) == set(SAMPLE_NAMES)
     titles = [title(c) for c in charts(shared)]
     assert any("ECONOMIC WIN" in t for t in titles), titles
+
+
+def test_economics_rates_hover_every_run_at_once(shared: AppTest) -> None:
+    """The rolling rates read like the other charts: one tooltip listing every run at
+    the hovered step, and no invisible hover target on every point."""
+    goto(shared, "economics")
+    win = chart_by_title(shared, "ECONOMIC WIN")
+    layers = list(_layers(spec(win)))
+    rules = [
+        [t.get("title") for t in layer.get("encoding", {}).get("tooltip", [])]
+        for layer in layers
+        if (layer.get("mark") or {}).get("type") == "rule"
+    ]
+    (tips,) = [t for t in rules if t and t[0] == "step"]  # the crosshair's rule
+    assert set(line_data(win)["run"]) <= set(tips[1:]), tips
+    hidden = [
+        layer
+        for layer in layers
+        if isinstance(layer.get("mark"), dict) and layer["mark"].get("opacity") == 0
+    ]
+    assert hidden == []
 
 
 def test_survival_traces_classify_the_pathologies(shared: AppTest) -> None:
