@@ -512,3 +512,24 @@ def test_layouts_fit_at_narrow_widths(browser, server: str, width: int) -> None:
             assert got["scroll"] <= got["client"] + 2, f"{name} at {width}px scrolls sideways"
     finally:
         page.close()
+
+
+def test_a_closed_expander_is_filled_when_opened(browser, server: str) -> None:
+    """The Red flags page's threshold editor and the Runs page's log details are made
+    only while their expander is open: opening one in the browser reruns the page and
+    shows its content."""
+    page = open_app(browser, server)
+    try:
+        go_to(page, server, "red_flags")
+        inputs = page.locator('[data-testid="stNumberInput"]')
+        assert inputs.count() == 0
+        page.locator('[data-testid="stExpander"] summary', has_text="Thresholds").click()
+        inputs.first.wait_for(timeout=30_000)
+        wait_for_run(page)
+        assert inputs.count() > 10
+        go_to(page, server, "home")
+        details = page.locator('[data-testid="stExpander"] summary', has_text="problem(s)")
+        details.first.click()
+        page.get_by_text("Source:").first.wait_for(timeout=30_000)
+    finally:
+        page.close()
