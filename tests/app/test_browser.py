@@ -524,9 +524,9 @@ def test_a_closed_expander_is_filled_when_opened(browser, server: str) -> None:
         inputs = page.locator('[data-testid="stNumberInput"]')
         assert inputs.count() == 0
         page.locator('[data-testid="stExpander"] summary', has_text="Thresholds").click()
-        inputs.first.wait_for(timeout=30_000)
+        page.get_by_text("Every number a rule uses").wait_for(timeout=30_000)
         wait_for_run(page)
-        assert inputs.count() > 10
+        assert inputs.count() > 10  # in each rule's own (collapsed) expander
         go_to(page, server, "home")
         details = page.locator('[data-testid="stExpander"] summary', has_text="problem(s)")
         details.first.click()
