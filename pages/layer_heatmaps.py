@@ -64,14 +64,20 @@ def page_body(ctx: Context) -> None:
             "from the baseline. Lines per layer: one line per layer over the steps (min "
             "and max of each bucket kept, so a spike in one layer shows), a chart per run.",
         )
+        # Fewer columns to start with when many runs would make the page's maps heavy
+        # for the browser (`prepare.HEATMAP_CELLS`); any width is one move away.
+        state.seed("lh_cols", prepare.default_heatmap_columns(ctx.runs, ctx.baseline is not None))
         cols = c2.slider(
             "Columns (step buckets, mean per bucket)",
             50,
             400,
-            200,
-            25,
+            step=25,
             key="lh_cols",
+            on_change=state.remember,
+            args=("lh_cols",),
             disabled=kind == "lines",
+            help="The page starts with 200, fewer when many runs are shown (at most "
+            f"{prepare.HEATMAP_CELLS:,} cells in all, each drawn by the browser).",
         )
         with c3:
             include_audit = ui.audit_toggle(page="layer_heatmaps")

@@ -367,6 +367,29 @@ def event_markers(
     return pl.concat(parts) if parts else pl.DataFrame()
 
 
+HEATMAP_CELLS = 32_000
+"""Cells a layer-heatmaps page starts with at most, every map's layers × columns together
+(the runs' heatmaps and their differences from the baseline). The browser draws each cell
+as a mark: 20 runs of 8 layers at 200 columns are 39 maps and 62 000 cells, which took it
+2.5 s to redraw on every change of the page's controls."""
+
+
+def default_heatmap_columns(
+    runs: Sequence[Run], with_diffs: bool, lo: int = 50, hi: int = 200, step: int = 25
+) -> int:
+    """The step buckets a heatmap starts with: `hi`, fewer when the page's maps would
+    pass `HEATMAP_CELLS`, never under `lo`, on the columns slider's steps. Only where to
+    start: the slider still offers every width."""
+    layers = [
+        int(r.layers["layer"].n_unique())
+        for r in runs
+        if r.layers.height and "layer" in r.layers.columns
+    ]
+    rows = sum(layers) + (sum(layers) - max(layers) if with_diffs and len(layers) > 1 else 0)
+    fit = HEATMAP_CELLS // max(1, rows)
+    return max(lo, min(hi, fit // step * step))
+
+
 def grid_buckets(
     runs: Sequence[Run], max_cols: int = 200, step_range: tuple[int, int] | None = None
 ) -> tuple[int, int] | None:

@@ -526,7 +526,9 @@ def test_a_closed_expander_is_filled_when_opened(browser, server: str) -> None:
         page.locator('[data-testid="stExpander"] summary', has_text="Thresholds").click()
         page.get_by_text("Every number a rule uses").wait_for(timeout=30_000)
         wait_for_run(page)
-        assert inputs.count() > 10  # in each rule's own (collapsed) expander
+        # Each rule's inputs sit in its own expander, inside this one.
+        page.locator('[data-testid="stExpander"] summary', has_text="gap_high").click()
+        page.locator('[data-testid="stNumberInput"]:visible').first.wait_for(timeout=30_000)
         go_to(page, server, "home")
         details = page.locator('[data-testid="stExpander"] summary', has_text="problem(s)")
         details.first.click()

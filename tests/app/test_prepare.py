@@ -218,6 +218,21 @@ def layers_frame(steps: range, n_layers: int, value: Callable[[int, int], float]
     return schema.conform(pl.DataFrame(rows), schema.LAYERS)
 
 
+def test_heatmaps_start_with_fewer_columns_when_many_runs_are_shown() -> None:
+    def runs(n: int, layers: int = 8) -> list[Run]:
+        frame = layers_frame(range(0, 100, 10), layers, lambda s, layer: 1.0)
+        return [Run(name=f"r{i}", layers=frame) for i in range(n)]
+
+    assert prepare.default_heatmap_columns(runs(3), True) == 200  # few runs: full width
+    many = prepare.default_heatmap_columns(runs(20), True)
+    assert many == 100 and many % 25 == 0  # on the slider's steps
+    cells = (20 + 19) * 8 * many  # every map (runs and differences) × layers × columns
+    assert cells <= prepare.HEATMAP_CELLS < cells * 2
+    assert prepare.default_heatmap_columns(runs(20), False) > many  # no difference maps
+    assert prepare.default_heatmap_columns(runs(500), True) == 50  # never under the minimum
+    assert prepare.default_heatmap_columns([Run(name="none")], True) == 200
+
+
 def test_layer_grid_buckets_are_whole_logging_intervals() -> None:
     run = Run(
         name="r", layers=layers_frame(range(0, 3000, 10), 4, lambda s, layer: s / 1000 + layer)
