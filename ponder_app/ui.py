@@ -207,12 +207,12 @@ _IN_FRAME: ContextVar[bool] = ContextVar("ponder_app_in_frame", default=False)
 
 
 @contextlib.contextmanager
-def lazy_expander(label: str, key: str, *, icon: str | None = None) -> Iterator[bool]:
+def lazy_expander(label: str, key: str) -> Iterator[bool]:
     """A collapsed expander whose content is made and sent only while it is open (yields
     whether it is). A closed expander's content still costs the script its work and the
     browser its drawing: a page of them (a table per run, dozens of threshold inputs)
     took the browser most of a page switch. Opening it reruns the page once."""
-    box = st.expander(label, expanded=False, key=key, icon=icon, on_change="rerun")
+    box = st.expander(label, expanded=False, key=key, on_change="rerun")
     with box:
         yield bool(box.open)
 

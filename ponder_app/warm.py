@@ -78,19 +78,18 @@ def server_started() -> bool:
     return Runtime.exists() and Runtime.instance().state is not RuntimeState.INITIAL
 
 
-def start(argv: Sequence[str], *, after_server: bool = True) -> threading.Thread:
+def start(argv: Sequence[str]) -> threading.Thread:
     """`warm` in a daemon thread (it must never keep the server from stopping).
 
-    With `after_server`, the thread first waits (up to `SERVER_WAIT_S`) for the server to
+    The thread first waits (up to `SERVER_WAIT_S`) for the server to
     listen: the imports hold the interpreter lock, and done beside the server's own start
     they delay its first answer by as much as they take; done after it, they overlap the
     second the browser spends loading Streamlit's frontend, when the server is idle."""
 
     def run() -> None:
-        if after_server:
-            deadline = time.monotonic() + SERVER_WAIT_S
-            while not server_started() and time.monotonic() < deadline:
-                time.sleep(0.02)
+        deadline = time.monotonic() + SERVER_WAIT_S
+        while not server_started() and time.monotonic() < deadline:
+            time.sleep(0.02)
         try:
             took = warm(argv)
         except Exception:  # noqa: BLE001 - warming is an optimisation, never an error
