@@ -22,8 +22,9 @@ def page_body(ctx: Context) -> None:
         st.info("None of the shown runs logged per-layer lines.")
     else:
         by_col = {m.column: m for m in present}
-        flat = prepare.flat_in(ctx.runs, ctx.rules)
-        notes = {c: prepare.flat_note(m.key, flat, ctx.runs) for c, m in by_col.items()}
+        counts = ctx.column_counts()
+        flat = prepare.flat_in(ctx.runs, ctx.rules, counts)
+        notes = {c: prepare.flat_note(m.key, flat, ctx.runs, counts) for c, m in by_col.items()}
         ss = st.session_state
         default = "k" if "k" in by_col else next(iter(by_col))
         lo, hi = prepare.step_extent(r.layers for r in ctx.runs)

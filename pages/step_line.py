@@ -19,20 +19,19 @@ def step_line(ctx: Context) -> None:
     """The controls and the charts: a fragment, so changing a control redraws the charts
     and leaves the sidebar, the loading and the rest of the frame alone."""
     ss = st.session_state
-    frames = {r.name: ctx.frame(r) for r in ctx.runs}
-    options = prepare.metric_options(frames)
+    # Which metrics the runs have, from their column counts (a stored run's are in its
+    # row); then only the chosen metrics' columns are read (from disk, for a stored run).
+    counts = ctx.column_counts()
+    options = prepare.metric_options(counts.values())
     by_key = {m.key: m for m in options}
-    flat = prepare.flat_in(ctx.runs, ctx.rules)
-    notes = {k: prepare.flat_note(k, flat, ctx.runs) for k in by_key}
-    lo, top = prepare.step_extent(frames.values())
+    flat = prepare.flat_in(ctx.runs, ctx.rules, counts)
+    notes = {k: prepare.flat_note(k, flat, ctx.runs, counts) for k in by_key}
     default = prepare.default_step_metrics(by_key)
     # What a shared link asks for, checked against what these runs have.
     asked = state.take_url(viewstate.METRICS)
     if (picked := viewstate.parse_choices(asked or [], list(by_key))) is not None:
         ss["sl_metrics"] = picked
-    asked = state.take_url(viewstate.RANGE)
-    if (rng := viewstate.parse_range(asked or [], lo, top)) is not None:
-        ss["sl_range"] = rng
+    asked_range = state.take_url(viewstate.RANGE)
     asked = state.take_url(viewstate.SMOOTHING)
     if (w := viewstate.parse_float(asked or [], 0.0, 0.99)) is not None:
         ss["sl_smooth"] = w
@@ -56,6 +55,11 @@ def step_line(ctx: Context) -> None:
         args=("sl_metrics",),
         help="Grouped by the guide's levels: the step line (level 1) and recurrence quality (level 4).",
     )
+    columns = prepare.step_columns(by_key[k] for k in chosen)
+    frames = {r.name: ctx.frame(r, columns) for r in ctx.runs}
+    lo, top = prepare.step_extent(frames.values())
+    if not focus and (rng := viewstate.parse_range(asked_range or [], lo, top)) is not None:
+        ss["sl_range"] = rng
     c1, c2, c3, c4 = st.columns([2, 2, 2, 2])
     method: str = (
         c1.selectbox(

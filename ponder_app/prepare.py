@@ -19,7 +19,7 @@ from ponder_parse.analysis import catalog, patterns, red_flags, smoothing
 from ponder_parse.analysis.downsample import downsample
 from ponder_parse.analysis.phases import PHASE_LABELS, with_phase_labels
 from ponder_parse.format import grammar
-from ponder_parse.run import Run
+from ponder_parse.run import Run, TableCounts
 
 # Points a chart may send to the browser in total (all runs of one metric together, the
 # raw and the smoothed line counted apiece). The browser's work on a redraw grows with
@@ -73,6 +73,12 @@ def per_step(run: Run, columns: Collection[str] | None = None) -> pl.DataFrame:
             else pl.lit(None, pl.Float64)
         ).alias("compute"),
     )
+
+
+def per_step_columns(frame: pl.DataFrame, columns: Collection[str]) -> pl.DataFrame:
+    """The columns of a whole `per_step` frame that `per_step(run, columns)` gives."""
+    wanted = {*AXIS_COLUMNS, *columns, *PER_STEP_AXES}
+    return frame.select([c for c in frame.columns if c in wanted])
 
 
 def step_extent(frames: Iterable[pl.DataFrame]) -> tuple[int, int]:
@@ -254,31 +260,52 @@ def reference_labels(refs: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+RunCounts = Mapping[str, TableCounts]
+"""A run's `Run.column_counts`: what pickers and the flat notes are decided from."""
+
+
+def counts_of(runs: Sequence[Run], counts: Mapping[str, RunCounts] | None) -> dict[str, RunCounts]:
+    """Each run's column counts by name: from `counts` (a caller's cached ones) where
+    given, else from the run."""
+    given = counts or {}
+    return {r.name: given[r.name] if r.name in given else r.column_counts() for r in runs}
+
+
+def _values(counts: RunCounts, table: str) -> Mapping[str, int]:
+    t = counts.get(table)
+    return {} if t is None else t["values"]
+
+
 def flat_in(
-    runs: Sequence[Run], rules: red_flags.FlagRules = red_flags.DEFAULT
+    runs: Sequence[Run],
+    rules: red_flags.FlagRules = red_flags.DEFAULT,
+    counts: Mapping[str, RunCounts] | None = None,
 ) -> dict[str, list[str]]:
     """Metric key → the runs that printed it as 0 on every line (`catalog.flat_metrics`,
     with the `metric_flat` rule's settings: a greyed metric and the finding agree)."""
     min_lines = rules.of(red_flags.RULES["metric_flat"]).min_lines
+    by_name = counts_of(runs, counts)
     out: dict[str, list[str]] = {}
     for run in runs:
-        for key in sorted(catalog.flat_metrics(run, min_lines)):
+        for key in sorted(catalog.flat_metrics(run, min_lines, by_name[run.name])):
             out.setdefault(key, []).append(run.name)
     return out
 
 
-def flat_note(key: str, flat: Mapping[str, Sequence[str]], runs: Sequence[Run]) -> str | None:
+def flat_note(
+    key: str,
+    flat: Mapping[str, Sequence[str]],
+    runs: Sequence[Run],
+    counts: Mapping[str, RunCounts] | None = None,
+) -> str | None:
     """What a picker or chart says of a metric printed as 0 on every line: for all the
     runs that print it, or naming the runs where it is; None when it is measured."""
     names = list(flat.get(key, ()))
     if not names:
         return None
     table, column = key.split(".", 1)
-    printing = [
-        r.name
-        for r in runs
-        if column in getattr(r, table).columns and getattr(r, table)[column].is_not_null().any()
-    ]
+    by_name = counts_of(runs, counts)
+    printing = [r.name for r in runs if _values(by_name[r.name], table).get(column, 0) > 0]
     if set(printing) <= set(names):
         return catalog.FLAT_NOTE
     return f"{catalog.FLAT_NOTE} in {', '.join(names)}"
@@ -344,7 +371,10 @@ def event_markers(
         marks += [(int(s), "resumed from checkpoint") for s in run.meta.get("resume_steps", [])]
         if audits:
             marks += [
-                (int(s), "audit step") for s in run.steps.filter(pl.col("audit"))["step"].to_list()
+                (int(s), "audit step")
+                for s in run.table("steps", ["step", "audit"])
+                .filter(pl.col("audit"))["step"]
+                .to_list()
             ]
         for step, kind in marks:
             if step_range is None or step_range[0] <= step <= step_range[1]:
@@ -735,16 +765,18 @@ def as_series(data: pl.DataFrame, column: str) -> pl.DataFrame:
     ).drop_nulls("value")
 
 
-def metric_options(frames: Mapping[str, pl.DataFrame]) -> list[catalog.Metric]:
-    """Per-step metrics (step line and quality) that at least one run actually has."""
-    present = set()
-    for df in frames.values():
-        present |= {c for c in df.columns if df[c].dtype.is_numeric() and df[c].is_not_null().any()}
+def metric_options(counts: Iterable[RunCounts]) -> list[catalog.Metric]:
+    """Per-step metrics (step line and quality) that at least one run actually has: a
+    value on some line, by the runs' column counts (no table read)."""
+    present: dict[str, set[str]] = {"steps": set(), "quality": set()}
+    for c in counts:
+        for table, cols in present.items():
+            cols |= {col for col, n in _values(c, table).items() if n > 0}
     return [
         m
         for table in ("steps", "quality")
         for m in catalog.metrics_for(table, numeric_only=True)
-        if m.column in present and m.column != "step"
+        if m.column in present[table] and m.column != "step"
     ]
 
 
@@ -756,6 +788,18 @@ def default_step_metrics(available: Iterable[str]) -> list[str]:
     """The `DEFAULT_STEP_METRICS` keys among the `available` metric keys, in their order."""
     have = set(available)
     return [k for k in DEFAULT_STEP_METRICS if k in have]
+
+
+def step_columns(metrics: Iterable[catalog.Metric]) -> tuple[str, ...]:
+    """The per-step columns the step line reads for these metrics (sorted: the same set
+    picked in another order is the same read, and the same cache entry)."""
+    return tuple(sorted({m.column for m in metrics}))
+
+
+def default_step_columns(counts: Iterable[RunCounts]) -> tuple[str, ...]:
+    """The columns the step line reads when it opens on runs with these column counts."""
+    by_key = {m.key: m for m in metric_options(counts)}
+    return step_columns(by_key[k] for k in default_step_metrics(by_key))
 
 
 def histogram_bins(data: pl.DataFrame, value: str, bins: int = 40, by: str = "run") -> pl.DataFrame:

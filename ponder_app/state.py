@@ -53,7 +53,7 @@ from ponder_parse.files.loader import (
     unique_names,
 )
 from ponder_parse.parse.live import LiveLog
-from ponder_parse.run import Run
+from ponder_parse.run import Run, TableCounts
 
 logger = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parent.parent
@@ -473,6 +473,11 @@ def _per_step(key: str, _run: Run, columns: tuple[str, ...] | None = None) -> pl
     return prepare.per_step(_run, columns)
 
 
+@st.cache_resource(show_spinner=False, max_entries=2000)
+def _column_counts(key: str, _run: Run) -> dict[str, TableCounts]:
+    return _run.column_counts()
+
+
 # --- what every page sees -----------------------------------------------------------------
 
 
@@ -578,7 +583,15 @@ class Context:
         only those metrics (and the axes), read alone from a stored run."""
         if columns is None:  # the call `warm` makes, so a warmed frame is found
             return _per_step(self.key(run), run)
+        if source.as_stored(run) is None:
+            # In memory the whole frame is there already: its columns, not a copy.
+            return prepare.per_step_columns(_per_step(self.key(run), run), columns)
         return _per_step(self.key(run), run, tuple(columns))
+
+    def column_counts(self) -> dict[str, prepare.RunCounts]:
+        """Every shown run's `Run.column_counts` by name, counted once per process (a
+        stored run's come from its row): what metric pickers and flat notes read."""
+        return {r.name: _column_counts(self.key(r), r) for r in self.runs}
 
     def flags_all(self, runs: Sequence[Run] | None = None) -> pl.DataFrame:
         parts = [self.flags(r) for r in (self.runs if runs is None else runs)]

@@ -53,16 +53,28 @@ def warm(argv: Sequence[str], env_paths: Sequence[str] | None = None) -> float:
         except Exception:  # noqa: BLE001 - the session reports a broken store itself
             logger.debug("opening %s failed", stores, exc_info=True)
     run_paths, _ = expand_paths(paths)
+    loaded = []
     for p in run_paths:
         try:
             run, key = state._load_one(p, live=False)
             # `Context.key`: the content key and the run's name (made unique per load;
             # a name shared by two runs is renamed there, and simply not warmed here).
             ckey = f"{key}|{run.name}"
-            state._per_step(ckey, run)
+            loaded.append((ckey, run, state._column_counts(ckey, run)))
             state._phases(ckey, (), run)
         except Exception:  # noqa: BLE001 - the session reports a broken run itself
             logger.debug("warming %s failed", p, exc_info=True)
+    # The frames the step line opens with: a run in memory has its whole frame cut to
+    # them, a run read through a store reads the columns of the default metrics alone.
+    first = prepare.default_step_columns(c for _, _, c in loaded)
+    for ckey, run, _ in loaded:
+        try:
+            if source.as_stored(run) is None:
+                state._per_step(ckey, run)
+            else:
+                state._per_step(ckey, run, first)
+        except Exception:  # noqa: BLE001 - as above
+            logger.debug("warming %s failed", run.name, exc_info=True)
     return time.perf_counter() - t0
 
 

@@ -16,6 +16,34 @@ import polars as pl
 
 from ponder_parse import schema
 
+COUNTED_TABLES: tuple[str, ...] = ("steps", "layers", "quality")
+"""The per-step tables whose numeric columns `Run.column_counts` counts."""
+
+
+class TableCounts(TypedDict):
+    """How much of a table holds data: what metric pickers and the "printed as 0 on every
+    line" notes need, without the table itself (a stored run keeps it in its row)."""
+
+    rows: int
+    values: dict[str, int]  # per numeric column: lines with a value (not null)
+    nonzero: dict[str, int]  # per numeric column: values other than 0 (NaN is not one)
+
+
+def count_columns(df: pl.DataFrame) -> TableCounts:
+    """`TableCounts` of one table, in one pass over its numeric columns."""
+    cols = [c for c, d in df.schema.items() if d.is_numeric()]
+    if not cols:
+        return {"rows": df.height, "values": {}, "nonzero": {}}
+    row = df.select(
+        *[pl.col(c).is_not_null().sum().alias(f"n:{c}") for c in cols],
+        *[(pl.col(c).fill_nan(None) != 0).sum().alias(f"nz:{c}") for c in cols],
+    ).row(0, named=True)
+    return {
+        "rows": df.height,
+        "values": {c: int(row[f"n:{c}"] or 0) for c in cols},
+        "nonzero": {c: int(row[f"nz:{c}"] or 0) for c in cols},
+    }
+
 
 def _empty_factory(s: schema.TableSchema):  # noqa: ANN202 - dataclass factory
     return field(default_factory=lambda: schema.empty(s))
@@ -129,6 +157,11 @@ class Run:
         if columns is None:
             return df
         return df.select([c for c in columns if c in df.columns])
+
+    def column_counts(self) -> dict[str, TableCounts]:
+        """`TableCounts` of each of `COUNTED_TABLES`. Computed from the tables here; a
+        stored run answers from its row, so a picker of 20 stored runs reads no table."""
+        return {t: count_columns(getattr(self, t)) for t in COUNTED_TABLES}
 
     def tables(self) -> dict[str, pl.DataFrame]:
         """Every table by name (the names `schema.TABLES` uses), e.g. for export."""

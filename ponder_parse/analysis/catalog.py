@@ -12,13 +12,12 @@ Units: percentages in the log are stored as fractions (`P_NR: 3.2%` is 0.032), s
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import polars as pl
-
 from ponder_parse.formatting import fmt
-from ponder_parse.run import Run
+from ponder_parse.run import Run, TableCounts
 
 LEVEL_TITLES: dict[int, str] = {
     1: "Step line",
@@ -707,7 +706,11 @@ _PONDER_ONLY: frozenset[str] = frozenset(
 """Metrics that are 0 by design until the ponder start: flat only in a run that got there."""
 
 
-def flat_metrics(run: Run, min_lines: int = FLAT_MIN_LINES) -> frozenset[str]:
+def flat_metrics(
+    run: Run,
+    min_lines: int = FLAT_MIN_LINES,
+    counts: Mapping[str, TableCounts] | None = None,
+) -> frozenset[str]:
     """Keys (`steps.mtp_loss`, `layers.ent`) of the numeric metrics the run printed as 0 on
     every line: the one definition, for the `metric_flat` red flag and for pickers and
     charts.
@@ -718,28 +721,23 @@ def flat_metrics(run: Run, min_lines: int = FLAT_MIN_LINES) -> frozenset[str]:
     where 0 is data or design: shares (`ZERO_IS_DATA_UNITS`), and ponder costs in a run
     that never reached the ponder start (no RECURRENCE QUALITY line yet). A metric that is
     constant at another value (λ_p pinned at its floor) is measured, and not listed.
+    Decided from the run's `column_counts` (or `counts`, the same computed once by a
+    caller), so a stored run reads no table for it.
     """
-    reached_ponder = run.quality.height > 0
+    c = run.column_counts() if counts is None else counts
+    reached_ponder = c["quality"]["rows"] > 0
     out: set[str] = set()
     for table in ("steps", "layers"):
-        df: pl.DataFrame = getattr(run, table)
-        cols = [
-            m
-            for m in metrics_for(table, numeric_only=True)
-            if m.column in df.columns
-            and df.schema[m.column].is_numeric()
-            and m.unit not in ZERO_IS_DATA_UNITS
-            and (reached_ponder or m.key not in _PONDER_ONLY)
-        ]
-        if not cols or df.height < min_lines:
+        t = c[table]
+        if t["rows"] < min_lines:
             continue
-        stats = df.select(
-            *[pl.col(m.column).is_not_null().sum().alias(f"n:{m.column}") for m in cols],
-            *[(pl.col(m.column).fill_nan(None) != 0).any().alias(f"nz:{m.column}") for m in cols],
-        ).row(0, named=True)
         out |= {
             m.key
-            for m in cols
-            if stats[f"n:{m.column}"] >= max(min_lines, 1) and not stats[f"nz:{m.column}"]
+            for m in metrics_for(table, numeric_only=True)
+            if m.column in t["values"]
+            and m.unit not in ZERO_IS_DATA_UNITS
+            and (reached_ponder or m.key not in _PONDER_ONLY)
+            and t["values"][m.column] >= max(min_lines, 1)
+            and t["nonzero"][m.column] == 0
         }
     return frozenset(out)

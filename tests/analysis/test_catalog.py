@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import polars as pl
 import pytest
 
 from ponder_parse import schema
@@ -110,3 +111,26 @@ def test_formatting_and_help() -> None:
 
     assert "red flag: > 20%" in red_flags.metric_help(pnr)
     assert catalog.option_label(catalog.metric("lm_loss")) == "LM (lm_loss)"
+
+
+def test_column_counts_count_values_and_non_zeros() -> None:
+    """What pickers and flat notes are decided from: a null is no value, NaN is a value but
+    not a non-zero one, text columns are not counted."""
+    from ponder_parse.run import count_columns
+
+    df = pl.DataFrame(
+        {
+            "step": [1, 2, 3, 4],
+            "a": [0.0, None, float("nan"), 2.0],
+            "b": [None, None, None, None],
+            "label": ["x", "y", "z", "w"],
+        },
+        schema={"step": pl.Int64, "a": pl.Float64, "b": pl.Float64, "label": pl.String},
+    )
+    c = count_columns(df)
+    assert c == {
+        "rows": 4,
+        "values": {"step": 4, "a": 3, "b": 0},
+        "nonzero": {"step": 4, "a": 1, "b": 0},
+    }
+    assert count_columns(df.clear())["rows"] == 0

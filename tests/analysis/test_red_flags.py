@@ -192,6 +192,24 @@ def test_chart_lines_are_the_rules_thresholds() -> None:
     hash(F.DEFAULT)  # hashable: usable as a cache key
 
 
+def test_a_rule_draws_lines_on_its_own_metrics_only() -> None:
+    """What lets a chart ask only the rules on its metric for a run's lines (so a chart of
+    LM reads no run's GRAD to draw nothing): every line a rule draws is on `Rule.metrics`."""
+    run = make_run()
+    drawn = 0
+    for rule in F.RULES.run_rules:
+        settings = F.DEFAULT.of(rule)
+        lines = [
+            *(rule.lines(settings) if rule.lines else []),
+            *(rule.run_lines(settings, run) if rule.run_lines else []),
+        ]
+        drawn += len(lines)
+        assert {line.metric for line in lines} <= set(rule.metrics), rule.name
+    assert drawn >= 5
+    assert F.run_reference_lines(run, "tok_per_sec")  # still drawn where they belong
+    assert not F.run_reference_lines(run, "lm_loss")
+
+
 def test_grad_and_aux_are_judged_against_the_runs_own_level() -> None:
     """The guide's GRAD 2.0 assumes the clipped norm and its AUX 0.1 another MoE set-up;
     real runs print GRAD before clipping (median 2.5) and AUX at 0.3–0.8."""

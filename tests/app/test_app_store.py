@@ -12,7 +12,7 @@ import streamlit as st
 from app_helpers import assert_ok, copy_run, goto, new_app, runs_table, sidebar_text
 from streamlit.testing.v1 import AppTest
 
-from ponder_app import source, state
+from ponder_app import prepare, source, state
 from ponder_parse.analysis import red_flags as flags
 from ponder_parse.files.store import open_store, reader
 from ponder_parse.files.store.reader import StoredRun
@@ -88,6 +88,48 @@ def test_store_opens_every_run_and_reads_only_the_shown(
     assert len(hidden) == N_RUNS - source.DEFAULT_SHOWN and not loaded & hidden
     goto(at, "sweep")  # from stored summaries, as the Runs page
     assert reader.TABLE_CACHE.run_ids() <= shown_ids
+
+
+def test_the_step_line_reads_only_the_columns_it_draws(
+    store_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The metric picker and its notes come from the stored rows; each shown run then has
+    the chosen metrics and the x axes read, one read per run. Only the baseline's whole
+    tables are read (its phase bands)."""
+    st.cache_resource.clear()  # frames earlier tests drew are not read again
+    at = open_app(monkeypatch, "--store", str(store_dir))
+    ctx = ctx_of(at)
+    reader.TABLE_CACHE.clear()
+    goto(at, "step_line")
+    assert at.multiselect(key="sl_metrics").options  # offered from the rows alone
+    base = ctx.baseline
+    assert isinstance(base, StoredRun)
+
+    def read() -> dict[tuple[str, str], list[tuple[str, ...] | None]]:
+        out: dict[tuple[str, str], list[tuple[str, ...] | None]] = {}
+        for k in reader.TABLE_CACHE._items:
+            out.setdefault((k[1], k[3]), []).append(k[4] if len(k) > 4 else None)
+        return out
+
+    axes = set(prepare.AXIS_COLUMNS)
+    others = [r for r in ctx.runs if isinstance(r, StoredRun) and r is not base]
+    assert len(others) == source.DEFAULT_SHOWN - 1
+    got = read()
+    for r in others:
+        assert got.pop((r.run_id, "steps")) == [got_cols(axes, "lambda_p", "lm_loss", "avg_k")]
+    assert {t for _, t in got} <= {"steps", "layers", "quality"}
+    assert {rid for rid, _ in got} == {base.run_id}
+    reader.TABLE_CACHE.clear()
+    at.multiselect(key="sl_metrics").set_value(["steps.grad_norm"]).run()
+    assert_ok(at)
+    got = read()
+    for r in others:
+        assert got[(r.run_id, "steps")] == [got_cols(axes, "grad_norm")]
+
+
+def got_cols(axes: set[str], *metrics: str) -> tuple[str, ...]:
+    """The columns `per_step` asks a stored run for: the axes, then the metrics."""
+    return (*prepare.AXIS_COLUMNS, *sorted(set(metrics) - axes))
 
 
 def test_the_chooser_filters_feed_the_selection(

@@ -805,13 +805,61 @@ def test_a_stored_run_asked_for_two_columns_reads_only_those(sample_store) -> No
     assert run.loaded_tables() == ["steps"]
     run.table("steps", ["lm_loss", "step", "no_such_column"])  # asked again: from memory
     assert reader.TABLE_CACHE.reads == before + 1
+    # Fewer of those columns are cut from them, without a read; others are read.
+    assert_frame_equal(run.table("steps", ["step"]), full.steps.select("step"))
+    assert reader.TABLE_CACHE.reads == before + 1
+    run.table("steps", ["step", "avg_k"])
+    assert reader.TABLE_CACHE.reads == before + 2
     # Once the whole table is in memory, a column set is cut from it without a read.
     run.steps  # noqa: B018
-    assert reader.TABLE_CACHE.reads == before + 2
-    assert_frame_equal(run.table("steps", ["avg_k"]), full.steps.select("avg_k"))
-    assert reader.TABLE_CACHE.reads == before + 2
+    assert reader.TABLE_CACHE.reads == before + 3
+    assert_frame_equal(run.table("steps", ["grad_norm"]), full.steps.select("grad_norm"))
+    assert reader.TABLE_CACHE.reads == before + 3
     with pytest.raises(ValueError, match="unknown table"):
         run.table("nope", ["step"])
+
+
+def test_a_stored_run_knows_its_columns_without_reading_a_table(sample_store) -> None:
+    """Pickers and the "printed as 0 on every line" notes of a stored run come from its
+    row: the same answers as the parsed run, no table read."""
+    from ponder_parse.analysis import catalog
+    from ponder_parse.files.store import reader
+
+    store, _ = sample_store
+    reader.TABLE_CACHE.clear()
+    before = reader.TABLE_CACHE.reads
+    runs = store.stored_runs()
+    flat = {}
+    for run in runs:
+        full = store.load(run.run_id)  # read apart from the cache
+        assert run.stored_counts is not None
+        assert run.column_counts() == full.column_counts()
+        flat[run.name] = catalog.flat_metrics(run)
+        assert flat[run.name] == catalog.flat_metrics(full)
+        assert catalog.flat_metrics(run, 10**6) == frozenset()
+    assert reader.TABLE_CACHE.reads == before and not any(r.loaded_tables() for r in runs)
+    assert {n for n, f in flat.items() if "layers.ent" in f} == {
+        n for n in flat if n.startswith("regime=real")
+    }
+
+
+def test_a_row_written_before_column_counts_still_opens(sample_store, tmp_path: Path) -> None:
+    """A store written by an older version lacks the row's `columns`: it opens all the
+    same, that run's counts are taken from its tables, the others' from their rows."""
+    store, _ = sample_store
+    copy = tmp_path / "store"
+    shutil.copytree(store.root, copy)
+    old = open_store(copy)
+    first, *rest = old.stored_runs()
+    row_file = copy / "runs" / f"run_id={first.run_id}" / "part-0.parquet"
+    pl.read_parquet(row_file, hive_partitioning=False).drop("columns").write_parquet(row_file)
+    assert "columns" not in pl.read_parquet_schema(row_file)
+    runs = {r.run_id: r for r in old.stored_runs()}
+    assert len(runs) == 1 + len(rest)
+    assert old.runs().filter(pl.col("run_id") == first.run_id)["columns"].to_list() == [None]
+    assert runs[first.run_id].stored_counts is None
+    assert runs[first.run_id].column_counts() == old.load(first.run_id).column_counts()
+    assert all(runs[r.run_id].stored_counts == r.stored_counts is not None for r in rest)
 
 
 def test_column_reads_keep_to_the_cache_budget(sample_store) -> None:

@@ -154,13 +154,16 @@ def rules_table() -> pl.DataFrame:
 
 def _rule_lines(key: str, rules: FlagRules, run: Run | None = None) -> list[tuple[float, str]]:
     """The thresholds the rules draw on metric `key` with their settings in `rules`: those
-    shared by every run, or (given `run`) those relative to that run's own level."""
+    shared by every run, or (given `run`) those relative to that run's own level.
+
+    A rule draws on its own metrics only (`Rule.metrics`, tested), so a run's lines are
+    taken from the rules on `key` alone: each reads the run's level from its data."""
     got: list[RefLine] = []
     for rule in RULES.run_rules:
         settings = rules.of(rule)
         if run is None and rule.lines is not None:
             got += rule.lines(settings)
-        elif run is not None and rule.run_lines is not None:
+        elif run is not None and rule.run_lines is not None and key in rule.metrics:
             got += rule.run_lines(settings, run)
     return [(line.value, line.label) for line in got if line.metric == key]
 

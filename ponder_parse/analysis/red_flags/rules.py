@@ -228,9 +228,10 @@ class DeadbandSettings:
 
 def _finite_median(run: Run, column: str) -> float | None:
     """Median of a step-line column's finite values (None when it has none)."""
-    if column not in run.steps.columns:
+    steps = run.table("steps", [column])
+    if column not in steps.columns:
         return None
-    v = run.steps.filter(pl.col(column).is_finite().fill_null(False))[column]
+    v = steps.filter(pl.col(column).is_finite().fill_null(False))[column]
     return as_float(v.median()) if v.len() else None
 
 

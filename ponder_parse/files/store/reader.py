@@ -30,7 +30,7 @@ from ponder_parse.files.store.ingest import (
     ingest_run,
     read_row,
 )
-from ponder_parse.run import Run
+from ponder_parse.run import Run, TableCounts
 
 HIVE = {"run_id": pl.String}
 # A `TABLE_CACHE` key: store root, run id, version, table, and (for part of a table)
@@ -49,6 +49,25 @@ def table_schema(table: str) -> schema.TableSchema:
         raise ValueError(
             f"unknown table {table!r}; the store holds {', '.join(layout.RUN_TABLES)}"
         ) from None
+
+
+def _public_run_columns() -> schema.TableSchema:
+    return {c: d for c, d in RUNS_SCHEMA.items() if c not in PRIVATE_RUN_COLUMNS}
+
+
+def _scan_rows(files: Sequence[Path]) -> pl.LazyFrame:
+    """Rows of `runs`, `run_id` first, in `RUNS_SCHEMA`'s columns. A row written by an
+    older version may lack a column added since (read as null, and the run is parsed
+    again at its next ingest); one written by a newer version may have more (left out)."""
+    cols = _public_run_columns()
+    return pl.scan_parquet(
+        list(files),
+        schema=cols,
+        hive_partitioning=True,
+        hive_schema=HIVE,
+        missing_columns="insert",
+        extra_columns="ignore",
+    ).select("run_id", *cols)
 
 
 class RunStore:
@@ -106,12 +125,9 @@ class RunStore:
     def scan_runs(self) -> pl.LazyFrame:
         """The `runs` table, lazily (filter and project before collecting)."""
         files = self._row_files()
-        cols = {"run_id": pl.String} | {
-            c: d for c, d in RUNS_SCHEMA.items() if c not in PRIVATE_RUN_COLUMNS
-        }
         if not files:
-            return pl.LazyFrame(schema=cols)
-        return pl.scan_parquet(files, hive_partitioning=True, hive_schema=HIVE).select(list(cols))
+            return pl.LazyFrame(schema={"run_id": pl.String, **_public_run_columns()})
+        return _scan_rows(files)
 
     def runs(self) -> pl.DataFrame:
         """One row per stored run: identity, files, meta facts, hyperparameters (JSON),
@@ -206,11 +222,15 @@ class RunStore:
     ) -> pl.DataFrame:
         """These columns of one run table (those it has, in this order), read with the
         others left on disk, through `TABLE_CACHE` keyed by the columns asked for. When
-        the whole table is in memory already, it answers without a read."""
-        whole = TABLE_CACHE.peek((str(self.root), run_id, version, table))
-        if whole is not None:
-            return whole.select([c for c in columns if c in whole.columns])
-        key = (str(self.root), run_id, version, table, tuple(columns))
+        the whole table, or a set of its columns holding these, is in memory already, it
+        answers without a read."""
+        prefix = (str(self.root), run_id, version, table)
+        held = TABLE_CACHE.peek(prefix)
+        if held is None:
+            held = TABLE_CACHE.peek_covering(prefix, columns)
+        if held is not None:
+            return held.select([c for c in columns if c in held.columns])
+        key = (*prefix, tuple(columns))
         return TABLE_CACHE.get(key, self._read_table)
 
     def _read_table(self, key: CacheKey) -> pl.DataFrame:
@@ -258,9 +278,7 @@ class RunStore:
             files = [p for rid in run_ids if (p := layout.runs_row_path(self.root, rid)).is_file()]
             if not files:
                 return []
-            lf = pl.scan_parquet(files, hive_partitioning=True, hive_schema=HIVE).select(
-                "run_id", *(c for c in RUNS_SCHEMA if c not in PRIVATE_RUN_COLUMNS)
-            )
+            lf = _scan_rows(files)
         rows = lf.sort("name", "run_id").collect().iter_rows(named=True)
         return [self.stored_run(row) for row in rows]
 
@@ -323,6 +341,18 @@ class TableCache:
                 return None
             self._items.move_to_end(key)
             return hit[0]
+
+    def peek_covering(self, table: CacheKey, columns: Sequence[str]) -> pl.DataFrame | None:
+        """A set of columns of `table` (a four-part key) held that includes `columns`, or
+        None; never reads. A column the table lacks is left out of a read's set, so it is
+        looked for among the columns asked for, not those read."""
+        want = set(columns)
+        with self._lock:
+            for key in reversed(self._items):
+                if len(key) > 4 and key[:4] == table and want <= set(key[4]):
+                    self._items.move_to_end(key)
+                    return self._items[key][0]
+        return None
 
     def get(self, key: CacheKey, read: Any) -> pl.DataFrame:
         with self._lock:
@@ -400,6 +430,8 @@ class StoredRun(Run):
         self.stored_facts: list[list[str]] | None = None if raw is None else json.loads(raw)
         raw = row.get("measures")
         self.stored_measures: dict[str, Any] | None = None if raw is None else json.loads(raw)
+        raw = row.get("columns")
+        self.stored_counts: dict[str, TableCounts] | None = None if raw is None else json.loads(raw)
 
     def __getattr__(self, name: str) -> Any:
         # Only reached for attributes the object lacks: the tables (and, on an object
@@ -418,6 +450,12 @@ class StoredRun(Run):
             return Run.table(self, name)
         table_schema(name)
         return self.store.table_columns(self.run_id, name, self.version, columns)
+
+    def column_counts(self) -> dict[str, TableCounts]:
+        """From the row (a row written before it held them: from the tables)."""
+        if self.stored_counts is not None:
+            return self.stored_counts
+        return Run.column_counts(self)
 
     def loaded_tables(self) -> list[str]:
         """The tables of this run with all or some of their columns in `TABLE_CACHE` now."""
