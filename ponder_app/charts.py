@@ -96,6 +96,12 @@ def _collect_datasets(data: object, datasets: dict[str, object]) -> dict[str, st
 
 alt.data_transformers.register("ponder_collect", _collect_datasets)
 
+# Altair's debug mode validates every object against the Vega-Lite schema as it is made
+# (each encoding, each layer, again as layers are combined): about a quarter of a step
+# line's build. Specs are validated whole where it tells something: by the tests, which
+# call `to_dict()` on every chart function's output (see `to_spec`).
+alt.utils.schemapi.disable_debug_mode()
+
 
 def to_spec(chart: alt.TopLevelMixin) -> dict:
     """The chart's Vega-Lite spec with its frames under `datasets`, unvalidated.

@@ -788,3 +788,14 @@ def test_redrawn_with_other_values_the_spec_is_the_same() -> None:
     assert not first["datasets"][lines[0]["data"]["name"]].equals(
         second["datasets"][lines[0]["data"]["name"]]
     )
+
+
+def test_charts_are_not_validated_piece_by_piece_as_they_are_built() -> None:
+    """Altair's debug mode validates each object as it is made, a quarter of a page's
+    build; the app turns it off, and the tests validate the whole spec instead."""
+    from altair.utils import schemapi
+
+    assert charts.alt is alt and schemapi.DEBUG_MODE is False
+    wrong = alt.Chart(pl.DataFrame({"x": [1]})).mark_point().encode(x=alt.X("x:Q", bin="often"))
+    with pytest.raises(schemapi.SchemaValidationError):
+        wrong.to_dict()
