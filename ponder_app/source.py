@@ -198,6 +198,12 @@ def stored_summary(
     return {**stored.stored_summary, "run": run.name}
 
 
+def stored_phases(run: Run, overrides: Mapping[str, int]) -> pl.DataFrame | None:
+    """The run's stored phases, when no phase edit applies to it; else None."""
+    stored = as_stored(run) if not overrides else None
+    return None if stored is None else stored.stored_phases
+
+
 def stored_measures(
     run: Run, rules: flags.FlagRules, overrides: Mapping[str, int]
 ) -> RunMeasures | None:

@@ -525,6 +525,9 @@ class Context:
             return fallback
 
     def phases(self, run: Run) -> pl.DataFrame:
+        stored = source.stored_phases(run, self.overrides(run))
+        if stored is not None:  # what the store computed at ingest: no table read
+            return stored
         return self._safe(
             "phases",
             run,

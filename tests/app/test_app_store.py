@@ -93,9 +93,9 @@ def test_store_opens_every_run_and_reads_only_the_shown(
 def test_the_step_line_reads_only_the_columns_it_draws(
     store_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The metric picker and its notes come from the stored rows; each shown run then has
-    the chosen metrics and the x axes read, one read per run. Only the baseline's whole
-    tables are read (its phase bands)."""
+    """The metric picker and its notes, and the baseline's phase bands, come from the
+    stored rows; each shown run then has the chosen metrics and the x axes read, one
+    read per run, and nothing else."""
     st.cache_resource.clear()  # frames earlier tests drew are not read again
     at = open_app(monkeypatch, "--store", str(store_dir))
     ctx = ctx_of(at)
@@ -111,19 +111,20 @@ def test_the_step_line_reads_only_the_columns_it_draws(
             out.setdefault((k[1], k[3]), []).append(k[4] if len(k) > 4 else None)
         return out
 
+    assert base.stored_phases is not None and base.stored_phases.height
+    assert at.toggle(key="sl_phases").value  # the bands are drawn
     axes = set(prepare.AXIS_COLUMNS)
-    others = [r for r in ctx.runs if isinstance(r, StoredRun) and r is not base]
-    assert len(others) == source.DEFAULT_SHOWN - 1
+    shown = [r for r in ctx.runs if isinstance(r, StoredRun)]
+    assert len(shown) == source.DEFAULT_SHOWN
     got = read()
-    for r in others:
-        assert got.pop((r.run_id, "steps")) == [got_cols(axes, "lambda_p", "lm_loss", "avg_k")]
-    assert {t for _, t in got} <= {"steps", "layers", "quality"}
-    assert {rid for rid, _ in got} == {base.run_id}
+    assert got == {
+        (r.run_id, "steps"): [got_cols(axes, "lambda_p", "lm_loss", "avg_k")] for r in shown
+    }
     reader.TABLE_CACHE.clear()
     at.multiselect(key="sl_metrics").set_value(["steps.grad_norm"]).run()
     assert_ok(at)
     got = read()
-    for r in others:
+    for r in shown:
         assert got[(r.run_id, "steps")] == [got_cols(axes, "grad_norm")]
 
 

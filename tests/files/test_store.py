@@ -843,6 +843,18 @@ def test_a_stored_run_knows_its_columns_without_reading_a_table(sample_store) ->
     }
 
 
+def test_a_stored_run_keeps_its_phases(sample_store) -> None:
+    """The phases a chart bands and the phase pages compare (no edits) are in the row."""
+    from ponder_parse.analysis import phases
+
+    store, _ = sample_store
+    for run in store.stored_runs():
+        assert run.stored_phases is not None
+        want = phases.phases(store.load(run.run_id))
+        assert_frame_equal(run.stored_phases, want.select(list(phases.PHASES_SCHEMA)))
+        assert run.loaded_tables() == []
+
+
 def test_a_row_written_before_column_counts_still_opens(sample_store, tmp_path: Path) -> None:
     """A store written by an older version lacks the row's `columns`: it opens all the
     same, that run's counts are taken from its tables, the others' from their rows."""

@@ -117,6 +117,7 @@ RUNS_SCHEMA: schema.TableSchema = {
     "summary_error": pl.String,
     "summary": JSON,
     "measures": JSON,
+    "phases": JSON,
     "facts": JSON,
     "columns": JSON,
     "meta": JSON,
@@ -441,14 +442,16 @@ def _read_parts(files: list[Path], table: str) -> pl.DataFrame:
     return pl.read_parquet(files, hive_partitioning=False)
 
 
-def _summary_columns(run: Run) -> tuple[dict[str, Any], str | None, str | None]:
-    """The run's summary, its sweep-rule measures (JSON) and what failed, all with the
-    default red-flag rules: what a runs page shows without opening the run's tables."""
+def _summary_columns(run: Run) -> tuple[dict[str, Any], str | None, str | None, str | None]:
+    """The run's summary, its sweep-rule measures (JSON), its phases (JSON rows) and what
+    failed, all with the default red-flag rules and no phase edits: what a runs page shows,
+    and the phase bands a chart draws, without opening the run's tables."""
     try:
         phases_df = phases.phases(run)
         summary = run_summary(run, phases_df=phases_df)
     except Exception as exc:  # noqa: BLE001 - the run is stored all the same, with the reason
-        return {}, None, f"summary failed: {exc!r}"
+        return {}, None, None, f"summary failed: {exc!r}"
+    phase_rows = json.dumps(phases_df.select(list(phases.PHASES_SCHEMA)).rows())
     try:
         m = flags.measure_run(run, flags.DEFAULT, phases_df=phases_df)
         measures = json.dumps(
@@ -460,7 +463,7 @@ def _summary_columns(run: Run) -> tuple[dict[str, Any], str | None, str | None]:
         )
     except (TypeError, ValueError):  # a fact JSON cannot hold: measured when shown instead
         measures = None
-    return summary, measures, None
+    return summary, measures, phase_rows, None
 
 
 def _row(
@@ -473,7 +476,7 @@ def _row(
     parsed_bytes: int,
     parse_seconds: float,
 ) -> pl.DataFrame:
-    summary, measures, error = _summary_columns(run)
+    summary, measures, phase_rows, error = _summary_columns(run)
     meta = run.meta
     mtime_ns = state["fingerprint"]["log"][2]
     row: dict[str, Any] = {
@@ -509,6 +512,7 @@ def _row(
         "summary_error": error,
         "summary": None if error else json.dumps({k: v for k, v in summary.items() if k != "run"}),
         "measures": measures,
+        "phases": phase_rows,
         "facts": json.dumps(summaries.run_facts(run).rows()),
         "columns": json.dumps(run.column_counts()),
         "meta": json.dumps(meta),

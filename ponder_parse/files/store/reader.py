@@ -19,6 +19,7 @@ from typing import Any
 import polars as pl
 
 from ponder_parse import schema
+from ponder_parse.analysis.phases import PHASES_SCHEMA
 from ponder_parse.files.store import layout
 from ponder_parse.files.store.ingest import (
     RUNS_SCHEMA,
@@ -430,6 +431,12 @@ class StoredRun(Run):
         self.stored_facts: list[list[str]] | None = None if raw is None else json.loads(raw)
         raw = row.get("measures")
         self.stored_measures: dict[str, Any] | None = None if raw is None else json.loads(raw)
+        raw = row.get("phases")
+        self.stored_phases: pl.DataFrame | None = (
+            None
+            if raw is None
+            else pl.DataFrame(json.loads(raw), schema=PHASES_SCHEMA, orient="row")
+        )
         raw = row.get("columns")
         self.stored_counts: dict[str, TableCounts] | None = None if raw is None else json.loads(raw)
 
