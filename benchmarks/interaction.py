@@ -142,6 +142,7 @@ CONTROLS = {
     "slider": '[data-testid="stSlider"]',
     "select_slider": '[data-testid="stSelectSlider"]',
     "selectbox": '[data-testid="stSelectbox"]',
+    "tabs": '[data-testid="stTabs"]',
 }
 
 
@@ -166,6 +167,9 @@ def change(page: Any, kind: str, el: Any) -> Any:
             options.nth((checked + 1) % max(n, 1)).click()
 
         return pick
+    if kind == "tabs":
+        # The next tab (lazy tabs rerun the page to draw it).
+        return lambda: el.locator('[role="tab"][aria-selected="false"]').first.click()
     if kind in ("slider", "select_slider"):
         # Down one notch (a slider usually starts at its top, where up does nothing).
         def nudge() -> None:

@@ -6,7 +6,7 @@ import altair as alt
 import polars as pl
 import streamlit as st
 
-from ponder_app import charts, prepare, ui
+from ponder_app import charts, prepare, registry, state, ui
 from ponder_app.state import Context
 from ponder_parse.analysis import economics
 from ponder_parse.analysis import red_flags as flags
@@ -15,11 +15,37 @@ from ponder_parse.analysis import red_flags as flags
 @ui.fragment
 def page_body(ctx: Context) -> None:
     """The controls and the charts: a fragment, so a control redraws these charts only."""
+    looks = (ctx.content_key(), tuple(ctx.colors.items()))
+    # One tab drawn at a time: the controller view alone is three panels of every run.
+    (ctl_tab, ctl_open), (rates_tab, rates_open), (q_tab, q_open) = ui.lazy_tabs(
+        registry.ECONOMICS_TABS, "ec_tab"
+    )
+    if ctl_open:
+        with ctl_tab:
+            controller_view(ctx, looks)
+    if rates_open:
+        with rates_tab:
+            rates_view(ctx, looks)
+    if q_open:
+        with q_tab:
+            quality_view(ctx, looks)
+
+
+def controller_view(ctx: Context, looks: tuple[object, ...]) -> None:
     frames = {r.name: ctx.frame(r, ("lambda_p", "avg_k", "ctrl_err")) for r in ctx.runs}
-    c1, c2, c3 = st.columns([2, 2, 1])
-    weight = c1.slider("Smoothing (EMA weight)", 0.0, 0.99, 0.0, 0.01, key="ec_smooth")
-    window = c2.slider("Window for rates (policy steps)", 20, 500, 100, 10, key="ec_window")
-    with c3:
+    c1, c2 = st.columns([3, 1])
+    # Seeded and remembered: a control of a tab not shown is not drawn, and would forget.
+    state.seed("ec_smooth", 0.0)
+    weight = c1.slider(
+        "Smoothing (EMA weight)",
+        0.0,
+        0.99,
+        step=0.01,
+        key="ec_smooth",
+        on_change=state.remember,
+        args=("ec_smooth",),
+    )
+    with c2:
         include_audit = ui.audit_toggle(page="economics")
 
     def controller() -> tuple[alt.TopLevelMixin, pl.DataFrame]:
@@ -88,9 +114,8 @@ def page_body(ctx: Context) -> None:
         )
         return charts.stack(panels), data
 
-    # The same runs and controls give the same charts: cached with their specs, so the
-    # rates window or a return to the page does not rebuild the controller view.
-    looks = (ctx.content_key(), tuple(ctx.colors.items()))
+    # The same runs and controls give the same charts: cached with their specs, so a
+    # return to the page or the tab does not rebuild the controller view.
     (chart, spec), data = ui.cached(
         (*looks, "controller", weight, include_audit, repr(ctx.rules)), controller
     )
@@ -99,7 +124,20 @@ def page_body(ctx: Context) -> None:
     st.caption(
         "Hover for every run's value at a step; drag to pan, scroll to zoom, double-click to reset."
     )
-    rr = prepare.rolling_rates_of(ctx.runs, window)
+
+
+def rates_view(ctx: Context, looks: tuple[object, ...]) -> None:
+    state.seed("ec_window", 100)
+    window = st.slider(
+        "Window for rates (policy steps)",
+        20,
+        500,
+        step=10,
+        key="ec_window",
+        on_change=state.remember,
+        args=("ec_window",),
+    )
+    rr = ui.cached((*looks, "rates", window), lambda: prepare.rolling_rates_of(ctx.runs, window))
     if rr.height:
         for col, title in (
             ("win_rate", "ECONOMIC WIN share of policy steps"),
@@ -132,6 +170,9 @@ def page_body(ctx: Context) -> None:
         st.info(
             "No RECURRENCE QUALITY lines yet: the shown runs have not reached the ponder start."
         )
+
+
+def quality_view(ctx: Context, looks: tuple[object, ...]) -> None:
     q = economics.quality_of(ctx.runs)
     if q.height:
         left, right = st.columns(2)
@@ -167,6 +208,10 @@ def page_body(ctx: Context) -> None:
                 "audit-summary",
                 column_config={"AUDIT-POS share": st.column_config.NumberColumn(format="percent")},
             )
+    else:
+        st.info(
+            "No RECURRENCE QUALITY lines yet: the shown runs have not reached the ponder start."
+        )
 
 
 ctx = ui.page_context("economics")

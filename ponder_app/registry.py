@@ -89,6 +89,12 @@ ECONOMICS = PageSpec(
     "recurrence lowers the loss (ΔCE > 0). Healthy: λ_p settles (deadband [DB] engages), "
     "ECONOMIC WIN outnumbers TAX ONLY, ΔCE mostly positive.",
 )
+ECONOMICS_TABS: tuple[str, ...] = (
+    "Controller: λ_p, depth, CTRL_ERR",
+    "Win and confidence rates",
+    "Policy-step quality",
+)
+"""The Economics page's tabs, in order (one is drawn at a time: `ui.lazy_tabs`)."""
 GENERATIONS = PageSpec(
     "generations",
     "Generations",

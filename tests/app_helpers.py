@@ -56,6 +56,15 @@ def goto(at: AppTest, page: str) -> AppTest:
     return at
 
 
+def open_tab(at: AppTest, key: str, label: str) -> AppTest:
+    """Select a lazy tab (`ui.lazy_tabs`: only the selected one is drawn) and rerun; fails
+    the test on a script exception."""
+    at.session_state[key] = label
+    at.run()
+    assert_ok(at)
+    return at
+
+
 def open_run_details(at: AppTest) -> AppTest:
     """The Runs page with every run's "what the log said" expander open (their content is
     made only while open); fails the test on a script exception."""

@@ -32,6 +32,7 @@ from app_helpers import (
     marks,
     new_app,
     open_run_details,
+    open_tab,
     rendered,
     runs_table,
     sidebar_text,
@@ -236,17 +237,43 @@ def test_generations_show_each_runs_latest_sample(fresh: AppTest) -> None:
 
 def test_economics_draws_lambda_p_on_a_log_scale(shared: AppTest) -> None:
     goto(shared, "economics")
+    open_tab(shared, "ec_tab", registry.ECONOMICS_TABS[0])
     lam = chart_by_title(shared, "λ_p")
     assert y_scale_types(lam) == {"log"}
     assert set(line_data(lam)["run"]) == set(SAMPLE_NAMES)
+    open_tab(shared, "ec_tab", registry.ECONOMICS_TABS[1])
     titles = [title(c) for c in charts(shared)]
     assert any("ECONOMIC WIN" in t for t in titles), titles
+
+
+def test_economics_draws_only_the_open_tab(shared: AppTest) -> None:
+    """Each tab's charts and controls exist only while it is open; a control of a tab
+    closed and opened again keeps its value."""
+    goto(shared, "economics")
+    seen: dict[str, list[str]] = {}
+    for tab in registry.ECONOMICS_TABS:
+        open_tab(shared, "ec_tab", tab)
+        seen[tab] = [title(c) for c in charts(shared)]  # a stacked view's panels apiece
+    ctl, rates, quality = (seen[t] for t in registry.ECONOMICS_TABS)
+    assert len(ctl) == 3 and ctl[0].startswith("λ_p") and ctl[2].startswith("CTRL_ERR")
+    assert len(rates) == 2 and all("share of policy steps" in t for t in rates)
+    assert len(quality) == 2 and any("ΔCE on policy steps" in t for t in quality)
+    assert not set(ctl) & set(rates) and not set(rates) & set(quality)
+    open_tab(shared, "ec_tab", registry.ECONOMICS_TABS[1])
+    shared.slider(key="ec_window").set_value(200).run()
+    assert "trailing 200 policy steps" in " ".join(title(c) for c in charts(shared))
+    open_tab(shared, "ec_tab", registry.ECONOMICS_TABS[0])
+    assert [s.key for s in shared.slider] == ["ec_smooth"]
+    open_tab(shared, "ec_tab", registry.ECONOMICS_TABS[1])
+    assert shared.slider(key="ec_window").value == 200
+    open_tab(shared, "ec_tab", registry.ECONOMICS_TABS[0])
 
 
 def test_economics_rates_hover_every_run_at_once(shared: AppTest) -> None:
     """The rolling rates read like the other charts: one tooltip listing every run at
     the hovered step, and no invisible hover target on every point."""
     goto(shared, "economics")
+    open_tab(shared, "ec_tab", registry.ECONOMICS_TABS[1])
     win = chart_by_title(shared, "ECONOMIC WIN")
     layers = list(_layers(spec(win)))
     rules = [
