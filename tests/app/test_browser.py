@@ -535,3 +535,23 @@ def test_a_closed_expander_is_filled_when_opened(browser, server: str) -> None:
         page.get_by_text("Source:").first.wait_for(timeout=30_000)
     finally:
         page.close()
+
+
+def test_economics_tabs_draw_their_charts_when_chosen(browser, server: str) -> None:
+    """Only the chosen Economics tab is drawn: clicking another reruns the page and draws
+    its charts in place of the controller view's."""
+    page = open_app(browser, server)
+    try:
+        go_to(page, server, "economics")
+        chart = '[data-testid="stVegaLiteChart"] :is(canvas, svg)'
+        page.locator(chart).first.wait_for(timeout=60_000)
+        page.get_by_text("Smoothing (EMA weight)").wait_for(timeout=30_000)
+        assert page.get_by_text("Window for rates (policy steps)").count() == 0
+        page.locator('[role="tab"]', has_text="Win and confidence rates").click()
+        page.get_by_text("Window for rates (policy steps)").wait_for(timeout=30_000)
+        wait_for_run(page)
+        page.locator(chart).first.wait_for(timeout=60_000)
+        assert page.get_by_text("Smoothing (EMA weight)").count() == 0
+        assert page.locator('[data-testid="stVegaLiteChart"]').count() == 2
+    finally:
+        page.close()
