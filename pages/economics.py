@@ -31,6 +31,10 @@ def page_body(ctx: Context) -> None:
             quality_view(ctx, looks)
 
 
+NO_QUALITY = "No RECURRENCE QUALITY lines yet: the shown runs have not reached the ponder start."
+"""What the rates and quality tabs say when no shown run has reached the ponder start."""
+
+
 def controller_view(ctx: Context, looks: tuple[object, ...]) -> None:
     frames = {r.name: ctx.frame(r, ("lambda_p", "avg_k", "ctrl_err")) for r in ctx.runs}
     c1, c2 = st.columns([3, 1])
@@ -167,9 +171,7 @@ def rates_view(ctx: Context, looks: tuple[object, ...]) -> None:
                 data=rr.select("run", "step", col),
             )
     else:
-        st.info(
-            "No RECURRENCE QUALITY lines yet: the shown runs have not reached the ponder start."
-        )
+        st.info(NO_QUALITY)
 
 
 def quality_view(ctx: Context, looks: tuple[object, ...]) -> None:
@@ -209,9 +211,7 @@ def quality_view(ctx: Context, looks: tuple[object, ...]) -> None:
                 column_config={"AUDIT-POS share": st.column_config.NumberColumn(format="percent")},
             )
     else:
-        st.info(
-            "No RECURRENCE QUALITY lines yet: the shown runs have not reached the ponder start."
-        )
+        st.info(NO_QUALITY)
 
 
 ctx = ui.page_context("economics")

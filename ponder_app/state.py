@@ -473,6 +473,18 @@ def _per_step(key: str, _run: Run, columns: tuple[str, ...] | None = None) -> pl
     return prepare.per_step(_run, columns)
 
 
+def per_step_frame(key: str, run: Run, columns: Sequence[str] | None = None) -> pl.DataFrame:
+    """`Context.frame` for the run keyed `key` (also what `warm` fills, so a session finds
+    it): a run in memory has its whole frame cached and cut to `columns`; a stored run
+    has only those columns read and cached."""
+    if columns is None:
+        return _per_step(key, run)
+    if source.as_stored(run) is None:
+        # In memory the whole frame is there already: its columns, not a copy.
+        return prepare.per_step_columns(_per_step(key, run), columns)
+    return _per_step(key, run, tuple(columns))
+
+
 @st.cache_resource(show_spinner=False, max_entries=2000)
 def _column_counts(key: str, _run: Run) -> dict[str, TableCounts]:
     return _run.column_counts()
@@ -584,12 +596,7 @@ class Context:
     def frame(self, run: Run, columns: Sequence[str] | None = None) -> pl.DataFrame:
         """`steps` + `quality` per step, with elapsed-time and token axes; with `columns`,
         only those metrics (and the axes), read alone from a stored run."""
-        if columns is None:  # the call `warm` makes, so a warmed frame is found
-            return _per_step(self.key(run), run)
-        if source.as_stored(run) is None:
-            # In memory the whole frame is there already: its columns, not a copy.
-            return prepare.per_step_columns(_per_step(self.key(run), run), columns)
-        return _per_step(self.key(run), run, tuple(columns))
+        return per_step_frame(self.key(run), run, columns)
 
     def column_counts(self) -> dict[str, prepare.RunCounts]:
         """Every shown run's `Run.column_counts` by name, counted once per process (a

@@ -64,15 +64,11 @@ def warm(argv: Sequence[str], env_paths: Sequence[str] | None = None) -> float:
             state._phases(ckey, (), run)
         except Exception:  # noqa: BLE001 - the session reports a broken run itself
             logger.debug("warming %s failed", p, exc_info=True)
-    # The frames the step line opens with: a run in memory has its whole frame cut to
-    # them, a run read through a store reads the columns of the default metrics alone.
+    # The frames the step line opens with: the columns of its default metrics.
     first = prepare.default_step_columns(c for _, _, c in loaded)
     for ckey, run, _ in loaded:
         try:
-            if source.as_stored(run) is None:
-                state._per_step(ckey, run)
-            else:
-                state._per_step(ckey, run, first)
+            state.per_step_frame(ckey, run, first)
         except Exception:  # noqa: BLE001 - as above
             logger.debug("warming %s failed", run.name, exc_info=True)
     return time.perf_counter() - t0

@@ -8,6 +8,7 @@ a page that needs two columns of twenty runs over a step range reads that, not t
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import threading
@@ -431,14 +432,24 @@ class StoredRun(Run):
         self.stored_facts: list[list[str]] | None = None if raw is None else json.loads(raw)
         raw = row.get("measures")
         self.stored_measures: dict[str, Any] | None = None if raw is None else json.loads(raw)
-        raw = row.get("phases")
-        self.stored_phases: pl.DataFrame | None = (
+        # Read when first used: opening a thousand rows builds no frame it may not need.
+        self._phases_json: str | None = row.get("phases")
+        self._counts_json: str | None = row.get("columns")
+
+    @functools.cached_property
+    def stored_phases(self) -> pl.DataFrame | None:
+        """The phases (no edits) computed at ingest; None in a row from before they were."""
+        raw = self._phases_json
+        return (
             None
             if raw is None
             else pl.DataFrame(json.loads(raw), schema=PHASES_SCHEMA, orient="row")
         )
-        raw = row.get("columns")
-        self.stored_counts: dict[str, TableCounts] | None = None if raw is None else json.loads(raw)
+
+    @functools.cached_property
+    def stored_counts(self) -> dict[str, TableCounts] | None:
+        """`Run.column_counts` computed at ingest; None in a row from before they were."""
+        return None if self._counts_json is None else json.loads(self._counts_json)
 
     def __getattr__(self, name: str) -> Any:
         # Only reached for attributes the object lacks: the tables (and, on an object
