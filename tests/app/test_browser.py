@@ -398,7 +398,15 @@ def test_zoom_sets_the_x_axis_and_the_tooltip_lists_every_run(browser, server: s
             ".some(h => h.innerText.trim() === 'Step line')"
         )
         wait_for_run(page)
-        values = page.locator('[data-testid="stSliderThumbValue"]').all_inner_texts()
+        # On a slow machine the page may still be drawing when the script reports idle:
+        # wait for the range slider's second thumb itself.
+        thumbs = (
+            page.locator('[data-testid="stSlider"]')
+            .filter(has_text="Step range")
+            .locator('[data-testid="stSliderThumbValue"]')
+        )
+        thumbs.nth(1).wait_for()
+        values = thumbs.all_inner_texts()
         lo, hi = (int(v.replace(",", "")) for v in values[-2:])
         assert 0 < lo < hi
         chart = page.locator('[data-testid="stVegaLiteChart"]').first
