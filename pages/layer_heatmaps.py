@@ -7,8 +7,10 @@ from typing import Any
 import polars as pl
 import streamlit as st
 
-from ponder_app import charts, prepare, state, ui, viewstate
+from ponder_app import charts, prepare, registry, state, ui, viewstate
 from ponder_app.state import Context
+
+AUDITED = "▼ audit steps: their layer lines (forced k=2) are left out of the cells."
 
 VIEWS = {"heatmaps": "Heatmaps", "lines": "Lines per layer"}
 """The page's two views, as the URL names them (`?layer_view=lines`) and as the radio shows them."""
@@ -177,16 +179,30 @@ def page_body(ctx: Context) -> None:
             (ctx.content_key(), col, cols, step_range, include_audit, base and ctx.key(base)),
             build,
         )
-        ui.show_chart(chart, f"heatmaps-{col}", spec=spec, data=cells)
-        if audited:
-            st.caption("▼ audit steps: their layer lines (forced k=2) are left out of the cells.")
-        if diff_view is not None and base is not None:
-            st.subheader(f"Difference from the baseline run ({ui.plain(base.name)})")
-            st.caption(
-                "Run minus baseline on the cells both have: red above the baseline, blue below."
+        if diff_view is None or base is None:
+            ui.show_chart(chart, f"heatmaps-{col}", spec=spec, data=cells)
+            if audited:
+                st.caption(AUDITED)
+        else:
+            # The differences are as many maps again: in a tab of their own, drawn when
+            # chosen, so a control costs the browser the maps in view only.
+            (runs_tab, runs_open), (diff_tab, diff_open) = ui.lazy_tabs(
+                registry.HEATMAP_TABS, "lh_tab"
             )
-            chart, spec = diff_view
-            ui.show_chart(chart, f"heatmap-diffs-{col}", spec=spec, data=diff_cells)
+            if runs_open:
+                with runs_tab:
+                    ui.show_chart(chart, f"heatmaps-{col}", spec=spec, data=cells)
+                    if audited:
+                        st.caption(AUDITED)
+            if diff_open:
+                with diff_tab:
+                    st.subheader(f"Difference from the baseline run ({ui.plain(base.name)})")
+                    st.caption(
+                        "Run minus baseline on the cells both have: red above the baseline, "
+                        "blue below."
+                    )
+                    chart, spec = diff_view
+                    ui.show_chart(chart, f"heatmap-diffs-{col}", spec=spec, data=diff_cells)
     state.write_url()
 
 

@@ -23,10 +23,11 @@ from ponder_parse.run import Run, TableCounts
 
 # Points a chart may send to the browser in total (all runs of one metric together, the
 # raw and the smoothed line counted apiece). The browser's work on a redraw grows with
-# it (Streamlit's Vega evaluates every encoding per point, interpreted): 8 000 gives 8 runs
-# 500 points each, 250 min/max buckets, about 4 px apiece across a wide plot, every spike
+# it (Streamlit's Vega evaluates every encoding per point, interpreted; measured, the
+# data, not the spec, is four fifths of a Step line redraw): 6 000 gives 8 runs 375
+# points each, 187 min/max buckets, about 6 px apiece across a wide plot, every spike
 # kept; zooming in re-samples the visible range.
-POINT_BUDGET = 8_000
+POINT_BUDGET = 6_000
 MIN_POINTS_PER_RUN = 250
 MAX_POINTS_PER_RUN = 2_000
 
@@ -128,6 +129,18 @@ def points_per_run(n_runs: int) -> int:
     return max(MIN_POINTS_PER_RUN, min(MAX_POINTS_PER_RUN, POINT_BUDGET // max(1, 2 * n_runs)))
 
 
+AUDIT_POINT_BUDGET = 400
+"""Audit-step marks a chart may send in total. A mark costs the browser about three line
+points (each is its own symbol); evenly spaced audits are a regular sample of the same
+forced-k=2 value, so a thinned set shows the same thing; a zoom re-samples the visible
+range and shows each one once a run has no more than its share there."""
+MIN_AUDIT_POINTS_PER_RUN = 25
+
+
+def audit_points_per_run(n_runs: int) -> int:
+    return max(MIN_AUDIT_POINTS_PER_RUN, AUDIT_POINT_BUDGET // max(1, n_runs))
+
+
 def step_series(
     frames: Mapping[str, pl.DataFrame],
     column: str,
@@ -185,10 +198,12 @@ def audit_points(
     *,
     x: str = "step",
     step_range: tuple[int, int] | None = None,
-    max_points: int = MAX_POINTS_PER_RUN,
+    max_points: int | None = None,
 ) -> pl.DataFrame:
     """The metric's values on audit steps, as marks beside the line they were left out
-    of: rows `run, x, step, value` (empty when no run has an audit step in range)."""
+    of: rows `run, x, step, value` (empty when no run has an audit step in range), at
+    most `max_points` per run (`audit_points_per_run` of the runs given), evenly spaced."""
+    max_points = max_points or audit_points_per_run(len(frames))
     out = []
     for name, df in frames.items():
         if column not in df.columns or "audit" not in df.columns:

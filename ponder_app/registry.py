@@ -95,6 +95,9 @@ ECONOMICS_TABS: tuple[str, ...] = (
     "Policy-step quality",
 )
 """The Economics page's tabs, in order (one is drawn at a time: `ui.lazy_tabs`)."""
+HEATMAP_TABS: tuple[str, ...] = ("Heatmaps per run", "Difference from the baseline")
+"""The Layer heatmaps page's tabs when a baseline is set (one is drawn at a time: the
+differences are as many maps again)."""
 GENERATIONS = PageSpec(
     "generations",
     "Generations",

@@ -24,6 +24,7 @@ from app_helpers import (
     log_of,
     new_app,
     open_run_details,
+    open_tab,
     rendered,
     runs_table,
     sidebar_text,
@@ -33,7 +34,7 @@ from app_helpers import (
 )
 from streamlit.testing.v1 import AppTest
 
-from ponder_app import state, ui
+from ponder_app import registry, state, ui
 
 
 @pytest.fixture(autouse=True)
@@ -220,6 +221,8 @@ def test_names_render_as_typed_everywhere(hostile_sweep: Path) -> None:
         # Runs: with every run's details open, so the names inside them are checked too.
         open_run_details(at) if page == "home" else goto(at, page)
         bodies = _markdown_bodies(at)
+        if page == "layer_heatmaps":  # the differences from the baseline, in their tab
+            bodies += _markdown_bodies(open_tab(at, "lh_tab", registry.HEATMAP_TABS[1]))
         seen[page] = bodies
         texts[page] = [str(t.value) for t in at.main.text]
         for name in HOSTILE_NAMES:

@@ -653,6 +653,9 @@ def test_deselecting_runs(fresh: AppTest) -> None:
 
 def test_changing_the_baseline(fresh: AppTest) -> None:
     goto(fresh, "layer_heatmaps")
+    assert not [c for c in charts(fresh) if " − " in title(c)]  # drawn in their own tab
+    open_tab(fresh, "lh_tab", registry.HEATMAP_TABS[1])
+    assert not [c for c in charts(fresh) if title(c) in SAMPLE_NAMES]  # that tab only
     diffs = [title(c) for c in charts(fresh) if " − " in title(c)]
     assert diffs and all(t.endswith(" − baseline,seed=0") for t in diffs)
     baseline_widget(fresh).set_value("baseline,seed=1").run()

@@ -93,6 +93,28 @@ def frames_with_spike(n: int = 10_000, spike_at: int = 7_777) -> dict[str, pl.Da
     return out
 
 
+def test_audit_points_keep_to_their_budget_and_a_zoom_shows_each_one() -> None:
+    """Every 10th step an audit (value 2.0): a chart of 8 runs gets at most its share of
+    each run's audit marks, evenly spread over the run, each one a real audit step; a
+    narrow step range shows every audit in it."""
+    n = 10_000
+    steps = np.arange(n, dtype=np.int64)
+    audit = steps % 10 == 0
+    frame = pl.DataFrame({"step": steps, "avg_k": np.where(audit, 2.0, 1.4), "audit": audit})
+    frames = {f"r{i}": frame for i in range(8)}
+    share = prepare.audit_points_per_run(8)
+    assert share < audit.sum() // 8
+    pts = prepare.audit_points(frames, "avg_k")
+    per_run = pts.group_by("run").len()
+    assert per_run.height == 8 and (per_run["len"] <= share).all()
+    assert (per_run["len"] >= share // 2).all()  # the share is used
+    one = pts.filter(pl.col("run") == "r0")
+    assert (one["value"] == 2.0).all() and (one["step"] % 10 == 0).all()
+    assert one["step"].min() < n // 10 and one["step"].max() > n - n // 10  # spread out
+    zoomed = prepare.audit_points(frames, "avg_k", step_range=(5_000, 5_199))
+    assert set(zoomed.filter(pl.col("run") == "r0")["step"]) == set(range(5_000, 5_200, 10))
+
+
 def test_step_series_keeps_every_spike() -> None:
     frames = frames_with_spike()
     s = prepare.step_series(frames, "lm_loss", weight=0.6, max_points=300)

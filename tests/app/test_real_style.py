@@ -215,7 +215,9 @@ def test_real_runs_step_line_targets_and_audits(real_app: AppTest) -> None:
     real_app.toggle(key="include_audit_step_line").set_value(True).run()
     assert_ok(real_app)
     chart = chart_by_title(real_app, "AVGS k")
-    assert set(pts["step"]) <= set(line_data(chart)["step"])
+    # counted in the lines now (thinned with them), no longer as separate marks
+    assert set(line_data(chart)["step"]) & set(pts["step"])
+    assert dataset_with(chart, "run", "x", "step", "value") is None
     real_app.toggle(key="include_audit_step_line").set_value(False).run()
 
 
