@@ -563,3 +563,25 @@ def test_economics_tabs_draw_their_charts_when_chosen(browser, server: str) -> N
         assert page.locator('[data-testid="stVegaLiteChart"]').count() == 2
     finally:
         page.close()
+
+
+def test_heatmap_differences_draw_in_their_tab(browser, server: str) -> None:
+    """The runs' heatmaps first; the differences from the baseline replace them when their
+    tab is clicked (the layer profile above stays)."""
+    page = open_app(browser, server)
+    try:
+        go_to(page, server, "layer_heatmaps")
+        chart = '[data-testid="stVegaLiteChart"] :is(canvas, svg)'
+        page.locator(chart).first.wait_for(timeout=60_000)
+        header = page.get_by_text("Difference from the baseline run (")
+        assert header.count() == 0
+        assert page.locator('[data-testid="stVegaLiteChart"]').count() == 2
+        page.locator('[role="tab"]', has_text="Difference from the baseline").click()
+        header.wait_for(timeout=30_000)
+        wait_for_run(page)
+        page.locator(chart).nth(1).wait_for(timeout=60_000)
+        assert page.locator('[data-testid="stVegaLiteChart"]').count() == 2
+        page.locator('[role="tab"]', has_text="Heatmaps per run").click()
+        header.wait_for(state="detached", timeout=30_000)
+    finally:
+        page.close()
