@@ -127,6 +127,7 @@ def controller_view(ctx: Context, looks: tuple[object, ...]) -> None:
 
     st.caption(
         "Hover for every run's value at a step; drag to pan, scroll to zoom, double-click to reset."
+        + ("" if include_audit else " " + prepare.audit_points_note(len(frames)))
     )
 
 

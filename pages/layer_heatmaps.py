@@ -179,10 +179,14 @@ def page_body(ctx: Context) -> None:
             (ctx.content_key(), col, cols, step_range, include_audit, base and ctx.key(base)),
             build,
         )
-        if diff_view is None or base is None:
+
+        def show_maps() -> None:
             ui.show_chart(chart, f"heatmaps-{col}", spec=spec, data=cells)
             if audited:
                 st.caption(AUDITED)
+
+        if diff_view is None or base is None:
+            show_maps()
         else:
             # The differences are as many maps again: in a tab of their own, drawn when
             # chosen, so a control costs the browser the maps in view only.
@@ -191,9 +195,7 @@ def page_body(ctx: Context) -> None:
             )
             if runs_open:
                 with runs_tab:
-                    ui.show_chart(chart, f"heatmaps-{col}", spec=spec, data=cells)
-                    if audited:
-                        st.caption(AUDITED)
+                    show_maps()
             if diff_open:
                 with diff_tab:
                     st.subheader(f"Difference from the baseline run ({ui.plain(base.name)})")
@@ -201,8 +203,10 @@ def page_body(ctx: Context) -> None:
                         "Run minus baseline on the cells both have: red above the baseline, "
                         "blue below."
                     )
-                    chart, spec = diff_view
-                    ui.show_chart(chart, f"heatmap-diffs-{col}", spec=spec, data=diff_cells)
+                    diff_chart, diff_spec = diff_view
+                    ui.show_chart(
+                        diff_chart, f"heatmap-diffs-{col}", spec=diff_spec, data=diff_cells
+                    )
     state.write_url()
 
 

@@ -345,9 +345,7 @@ def step_line(ctx: Context) -> None:
         (
             "Audit steps are counted in the lines. "
             if include_audit
-            else "Open circles: values on audit steps (forced k=2; at most "
-            f"{prepare.audit_points_per_run(len(frames))} per run, evenly spaced), left out of "
-            "the lines and the smoothing. "
+            else prepare.audit_points_note(len(frames)) + " "
         )
         + "Dashed grey lines: fixed references and the red-flag thresholds (as set on the Red "
         "flags page); dashed coloured lines: each run's own TARGET_K, the λ_p clamps its "

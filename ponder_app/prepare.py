@@ -141,6 +141,15 @@ def audit_points_per_run(n_runs: int) -> int:
     return max(MIN_AUDIT_POINTS_PER_RUN, AUDIT_POINT_BUDGET // max(1, n_runs))
 
 
+def audit_points_note(n_runs: int) -> str:
+    """What a chart's open circles are, cap included: said wherever `audit_points` draws."""
+    return (
+        "Open circles: values on audit steps (forced k=2; at most "
+        f"{audit_points_per_run(n_runs)} per run, evenly spaced), left out of the lines and "
+        "the smoothing."
+    )
+
+
 def step_series(
     frames: Mapping[str, pl.DataFrame],
     column: str,

@@ -214,10 +214,17 @@ def test_real_runs_step_line_targets_and_audits(real_app: AppTest) -> None:
     assert not set(lines["step"]) & set(pts["step"])
     real_app.toggle(key="include_audit_step_line").set_value(True).run()
     assert_ok(real_app)
+    # Counted in the lines, no longer as separate marks; every audit step is in them
+    # (read over a range the lines are drawn at full resolution in).
+    full = real_app.slider(key="sl_range").value
+    window = (1200, 1399)
+    real_app.slider(key="sl_range").set_value(window).run()
+    assert_ok(real_app)
     chart = chart_by_title(real_app, "AVGS k")
-    # counted in the lines now (thinned with them), no longer as separate marks
-    assert set(line_data(chart)["step"]) & set(pts["step"])
     assert dataset_with(chart, "run", "x", "step", "value") is None
+    shown = pts.filter(pl.col("step").is_between(*window))
+    assert shown.height and set(shown["step"]) <= set(line_data(chart)["step"])
+    real_app.slider(key="sl_range").set_value(full).run()
     real_app.toggle(key="include_audit_step_line").set_value(False).run()
 
 
