@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from ponder_app import prepare, ui
+from ponder_app import prepare, state, ui
 from ponder_app.state import Context
 
 
@@ -20,8 +20,9 @@ def page_body(ctx: Context) -> None:
         step = c1.select_slider(
             "Generation step",
             steps,
-            value=prepare.default_generation_step(runs) or steps[-1],
-            key="gen_step",
+            **state.kept(
+                "gen_step", prepare.default_generation_step(runs) or steps[-1], options=steps
+            ),
         )
         latest = (
             c2.radio(
@@ -31,7 +32,7 @@ def page_body(ctx: Context) -> None:
                     "latest": "each run's latest sample up to this step",
                     "exact": "only samples at exactly this step",
                 }[v],
-                key="gen_mode",
+                **state.kept("gen_mode", "latest", options=["latest", "exact"]),
             )
             == "latest"
         )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import polars as pl
 import streamlit as st
 
-from ponder_app import charts, chooser, source, ui
+from ponder_app import charts, chooser, source, state, ui
 from ponder_parse.analysis import red_flags as flags
 from ponder_parse.analysis import summaries
 from ponder_parse.files import hparams
@@ -16,8 +16,7 @@ if ctx is not None:
     many = len(ctx.all_runs) > source.DEFAULT_SHOWN or not ctx.runs
     if st.toggle(
         "Choose runs",
-        value=many,
-        key="pick_open",
+        **state.kept("pick_open", many),
         help="Search, filter and sort every loaded run, and pick the ones to show.",
     ):
         with st.container(border=True):
@@ -100,7 +99,7 @@ if ctx is not None and ctx.runs:
                 st.success("Every line of the log was understood.")
 
     st.subheader("Colours")
-    if st.toggle("Choose run colours", key="run_colors_open"):
+    if st.toggle("Choose run colours", **state.kept("run_colors_open", False)):
         st.caption(
             "Each run's colour comes from its name, so it is the same on every page and "
             "in any set of runs. Pick another here; it applies to every chart."

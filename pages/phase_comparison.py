@@ -28,7 +28,7 @@ def phase_summaries(ctx: Context) -> None:
         st.info("No phases: the shown runs have no step lines.")
     else:
         show_diff = st.toggle(
-            f"Show differences from the baseline ({base.name})", value=True, key="pc_diff"
+            f"Show differences from the baseline ({base.name})", **state.kept("pc_diff", True)
         )
         table = summaries.phase_table(comparison, diffs=show_diff)
         ui.show_table(

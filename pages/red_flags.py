@@ -77,7 +77,9 @@ if ctx is not None:
     findings = pl.concat([ctx.flags_all(), ctx.sweep_flags()])
     c1, c2 = st.columns([2, 3])
     severities = c1.multiselect(
-        "Severity", list(flags.SEVERITIES), default=["critical", "warning"], key="rf_sev"
+        "Severity",
+        list(flags.SEVERITIES),
+        **state.kept("rf_sev", ["critical", "warning"], options=list(flags.SEVERITIES)),
     )
     shown = findings.filter(pl.col("severity").is_in(severities))
     counts = flags.counts(findings)

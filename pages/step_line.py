@@ -12,6 +12,8 @@ from ponder_parse.analysis import catalog, smoothing, sweep
 from ponder_parse.analysis import red_flags as flags
 
 SMOOTHING = 0.6
+X_AXES = ["step", "elapsed_min", "tokens", "compute"]
+Y_SCALES = ["auto", "linear", "log"]
 
 
 @ui.fragment
@@ -66,7 +68,7 @@ def step_line(ctx: Context) -> None:
             "Smoothing",
             list(smoothing.SMOOTHERS.keys()),
             format_func=lambda k: smoothing.SMOOTHERS[k],
-            key="sl_method",
+            **state.kept("sl_method", smoothing.EMA, options=list(smoothing.SMOOTHERS)),
             help="EMA: TensorBoard's debiased exponential moving average. Time-weighted EMA: "
             "decays by distance in steps, so gaps and denser logging smooth alike (W&B). "
             "Running average: mean of the last 1/(1−weight) points.",
@@ -84,29 +86,29 @@ def step_line(ctx: Context) -> None:
         help="0 = raw. The same strength for every method (an EMA weight of 0.9 ≈ a "
         "running average of 10 points).",
     )
-    show_raw = c1.toggle("Raw series behind", value=True, key="sl_raw")
+    show_raw = c1.toggle("Raw series behind", **state.kept("sl_raw", True))
     x = c2.radio(
         "X axis",
-        ["step", "elapsed_min", "tokens", "compute"],
+        X_AXES,
         format_func=charts.X_TITLES.get,
-        key="sl_x",
+        **state.kept("sl_x", "step", options=X_AXES),
         horizontal=False,
     )
     log_mode = c3.radio(
         "Y scale",
-        ["auto", "linear", "log"],
-        key="sl_log",
+        Y_SCALES,
+        **state.kept("sl_log", "auto", options=Y_SCALES),
         help="auto: log for metrics that span decades (LR, λ_p, ponder).",
     )
     ignore_outliers = c3.toggle(
         "Ignore outliers",
-        key="sl_outliers",
+        **state.kept("sl_outliers", False),
         help="Fit each y axis to the 1st–99th percentile of the plotted values; spikes "
         "beyond it are cut at the edge.",
     )
     overlay = c3.toggle(
         "One chart for all metrics",
-        key="sl_overlay",
+        **state.kept("sl_overlay", False),
         help="Every chosen metric in one panel: colour is the run, the dash pattern the "
         "metric. Metrics differ by orders of magnitude, so each is scaled to its own range "
         "over the step range (0 = its lowest value, 1 = its highest; one scale for all runs, "
@@ -116,19 +118,20 @@ def step_line(ctx: Context) -> None:
     )
     shared_axis = overlay and c3.toggle(
         "Shared y axis (raw values)",
-        key="sl_overlay_raw",
+        **state.kept("sl_overlay_raw", False),
         help="Draw the values as logged on one axis instead of scaling each metric: for "
         "metrics of one unit (the tail shares, the losses).",
     )
     group_keys = prepare.group_keys(ctx.runs)
+    group_options = ["", prepare.SEED_GROUPS, *group_keys]
     group_by = c4.selectbox(
         "Group runs",
-        ["", prepare.SEED_GROUPS, *group_keys],
+        group_options,
         format_func=lambda k: {
             "": "no grouping",
             prepare.SEED_GROUPS: "seeds (runs that differ only in seed)",
         }.get(k, k),
-        key="sl_group_by",
+        **state.kept("sl_group_by", "", options=group_options),
         help="Runs of a group are drawn as their mean line with a band.",
     )
     band_kind: str = (
@@ -136,14 +139,14 @@ def step_line(ctx: Context) -> None:
             "Band",
             list(prepare.BANDS.keys()),
             format_func=lambda k: prepare.BANDS[k],
-            key="sl_band",
+            **state.kept("sl_band", "minmax", options=list(prepare.BANDS)),
         )
         or "minmax"
     )
     with c4:
         include_audit = ui.audit_toggle(page="step_line")
-    marks_audit = c4.toggle("Mark audit steps", key="sl_audit", value=False)
-    show_phases = c4.toggle("Phase bands (baseline run)", key="sl_phases", value=True)
+    marks_audit = c4.toggle("Mark audit steps", **state.kept("sl_audit", False))
+    show_phases = c4.toggle("Phase bands (baseline run)", **state.kept("sl_phases", True))
 
     # A range that ended at the last step follows the runs as they grow (live runs); any
     # other range is kept, clamped to the runs shown now. Set through session state only,

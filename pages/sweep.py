@@ -12,7 +12,7 @@ from ponder_parse.files import hparams
 ctx = ui.page_context("sweep")
 if ctx is not None:
     c1, c2 = st.columns(2)
-    only_diff = c1.toggle("Show only hyperparameters that differ", value=True, key="sw_diff")
+    only_diff = c1.toggle("Show only hyperparameters that differ", **state.kept("sw_diff", True))
     with c2:
         include_audit = ui.audit_toggle(page="sweep")
     outcomes = {r.name: ctx.summary(r, include_audit) for r in ctx.runs}
@@ -42,7 +42,9 @@ if ctx is not None:
         )
 
     st.subheader("Parallel coordinates")
-    axes = st.multiselect("Axes", view.axes, default=view.default_axes, key="sw_axes")
+    axes = st.multiselect(
+        "Axes", view.axes, **state.kept("sw_axes", view.default_axes, options=view.axes)
+    )
     ui.show_chart(
         charts.parallel_coordinates(table, axes=axes, colors=ctx.colors), "sweep-parallel"
     )
@@ -50,11 +52,19 @@ if ctx is not None:
     st.subheader("Outcome against a hyperparameter")
     c1, c2 = st.columns(2)
     if view.x_options and view.y_options:
-        x = c1.selectbox("Hyperparameter", view.x_options, key="sw_x")
-        y = c2.selectbox("Outcome", view.y_options, key="sw_y")
+        x = c1.selectbox(
+            "Hyperparameter",
+            view.x_options,
+            **state.kept("sw_x", view.x_options[0], options=view.x_options),
+        )
+        y = c2.selectbox(
+            "Outcome",
+            view.y_options,
+            **state.kept("sw_y", view.y_options[0], options=view.y_options),
+        )
         log_x = c1.toggle(
             "Log x",
-            key="sw_logx",
+            **state.kept("sw_logx", False),
             help="For settings swept over decades (λ_p bounds, learning rates).",
         )
         ui.show_chart(
@@ -70,15 +80,19 @@ if ctx is not None:
     c1, c2 = st.columns(2)
     cost = (
         c1.selectbox(
-            "Compute", list(costs.keys()), format_func=lambda c: costs[c], key="sw_pareto_x"
+            "Compute",
+            list(costs.keys()),
+            format_func=lambda c: costs[c],
+            **state.kept("sw_pareto_x", "k_mean_economic", options=list(costs)),
         )
         or "k_mean_economic"
     )
+    losses = [c for c in ("final_lm", "best_lm") if c in table.columns]
     outcome = (
         c2.selectbox(
             "Loss",
-            [c for c in ("final_lm", "best_lm") if c in table.columns],
-            key="sw_pareto_y",
+            losses,
+            **state.kept("sw_pareto_y", losses[0] if losses else None, options=losses),
             help="final_lm: the windowed final LM of the run summaries.",
         )
         or "final_lm"
@@ -105,7 +119,8 @@ if ctx is not None:
         "(`.ponder-edits.json`; in your cache folder when the run's folder is read-only), "
         "so they are there next time; an uploaded run's edits last for this session."
     )
-    run_name = st.selectbox("Run", [r.name for r in ctx.runs], key="sw_tag_run")
+    names = [r.name for r in ctx.runs]
+    run_name = st.selectbox("Run", names, **state.kept("sw_tag_run", names[0], options=names))
     run = next(r for r in ctx.runs if r.name == run_name)
     edited = st.data_editor(
         hparams.tags_frame(run.hparams),

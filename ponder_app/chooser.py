@@ -9,7 +9,7 @@ function with its own tests; this module only draws the widgets and applies the 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import polars as pl
@@ -75,33 +75,43 @@ def _setting_columns(table: pl.DataFrame) -> list[str]:
     return [c for c in table.columns if c not in taken] + [c for c in extra if c in table]
 
 
+def _within(lo: float, hi: float) -> Callable[[Any], bool]:
+    """Whether a remembered outcome range still fits the runs' values (a slider refuses
+    one that does not)."""
+    return lambda v: isinstance(v, tuple | list) and len(v) == 2 and lo <= v[0] <= v[1] <= hi
+
+
 def run_filter(table: pl.DataFrame) -> RunFilter:
-    """The filter the widgets describe (each widget keyed, so it survives page switches)."""
+    """The filter the widgets describe (each kept with `state.kept`, so it survives page
+    switches: a filtered thousand-run list comes back filtered)."""
     c1, c2, c3 = st.columns([3, 1, 2])
     search = c1.text_input(
         "Search run names",
-        key="pick_search",
+        **state.kept("pick_search", ""),
         placeholder="seed=1, target_k=2.4 … (or a regular expression)",
     )
-    regex = c2.toggle("Regular expression", key="pick_regex")
+    regex = c2.toggle("Regular expression", **state.kept("pick_regex", False))
     healths = [h for h in summaries.HEALTHS if h in set(table["health"].to_list())]
-    health = c3.multiselect("Health", healths, key="pick_health")
+    health = c3.multiselect("Health", healths, **state.kept("pick_health", [], options=healths))
     c1, c2 = st.columns(2)
     settings = _setting_columns(table)
     by_value = c1.multiselect(
         "Filter by setting or tag",
         settings,
-        key="pick_settings",
+        **state.kept("pick_settings", [], options=settings),
         help="Hyperparameters and tags that differ between the runs (yours included).",
     )
     values: dict[str, tuple[str, ...]] = {}
     for col in by_value:
+        offered = choice_values(table, col)
         chosen = c1.multiselect(
-            f"{col} is one of", choice_values(table, col), key=f"pick_value_{col}"
+            f"{col} is one of", offered, **state.kept(f"pick_value_{col}", [], options=offered)
         )
         values[col] = tuple(chosen)
     outcomes = _outcome_columns(table)
-    by_range = c2.multiselect("Filter by outcome", outcomes, key="pick_outcomes")
+    by_range = c2.multiselect(
+        "Filter by outcome", outcomes, **state.kept("pick_outcomes", [], options=outcomes)
+    )
     ranges: dict[str, tuple[float | None, float | None]] = {}
     for col in by_range:
         s = table[col].drop_nulls()
@@ -109,13 +119,17 @@ def run_filter(table: pl.DataFrame) -> RunFilter:
         if lo >= hi:
             c2.caption(f"{ui.plain(col)}: every run has {lo:g}")
             continue
-        got = c2.slider(col, lo, hi, (lo, hi), key=f"pick_range_{col}")
+        got = c2.slider(
+            col,
+            lo,
+            hi,
+            **state.kept(f"pick_range_{col}", (lo, hi), valid=_within(lo, hi)),
+        )
         ranges[col] = (float(got[0]), float(got[1]))
     c1, c2 = st.columns(2)
-    sort = c1.selectbox(
-        "Sort by", ["run", *(c for c in table.columns if c != "run")], key="pick_sort"
-    )
-    descending = c2.toggle("Descending", key="pick_desc")
+    sorts = ["run", *(c for c in table.columns if c != "run")]
+    sort = c1.selectbox("Sort by", sorts, **state.kept("pick_sort", "run", options=sorts))
+    descending = c2.toggle("Descending", **state.kept("pick_desc", False))
     return RunFilter(
         search=search,
         regex=regex,

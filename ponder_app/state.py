@@ -28,7 +28,7 @@ import tempfile
 import threading
 import uuid
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -864,6 +864,38 @@ def seed(key: str, value: Any) -> None:
     if key not in st.session_state:
         st.session_state[key] = v.get(key, value)
     v[key] = st.session_state[key]
+
+
+def kept(
+    key: str,
+    default: Any,
+    *,
+    options: Sequence[Any] | None = None,
+    valid: Callable[[Any], bool] | None = None,
+) -> dict[str, Any]:
+    """The `key`, `on_change` and `args` of a control whose value outlives page switches.
+
+    Streamlit forgets the value of a widget that a run does not draw, so a page switch
+    used to reset the step line's x axis, y scale and switches, the sweep's axes and the
+    run filters. The value is seeded from the remembered view (else `default`) before the
+    widget is drawn, so the widget is given no default of its own. A remembered value the
+    widget can no longer take (the shown runs changed its `options`, or `valid` rejects
+    it) falls back to `default`; a list keeps those of its members that are still options.
+    """
+    if options is not None or valid is not None:
+        allowed = list(options) if options is not None else None
+        for where in (view(), st.session_state):
+            if key not in where:
+                continue
+            value = where[key]
+            if allowed is not None and isinstance(value, list):
+                where[key] = [x for x in value if x in allowed]
+            elif (allowed is not None and value not in allowed) or (
+                valid is not None and not valid(value)
+            ):
+                where[key] = default
+    seed(key, default)
+    return {"key": key, "on_change": remember, "args": (key,)}
 
 
 def _changed(key: str) -> Any:
