@@ -148,6 +148,37 @@ def step_line(ctx: Context) -> None:
     marks_audit = c4.toggle("Mark audit steps", **state.kept("sl_audit", False))
     show_phases = c4.toggle("Phase bands (baseline run)", **state.kept("sl_phases", True))
 
+    # Smoothing per chart: a chart set to its own method and weight keeps them whatever
+    # the page's smoothing says (a noisy metric beside a smooth one).
+    own: dict[str, tuple[str, float]] = {}
+    hows = [prepare.PAGE_SMOOTHING, *smoothing.SMOOTHERS]
+    with c1.popover(
+        "Smoothing per chart",
+        help="Give a chart a smoothing of its own (its title says so); the others follow "
+        "the page's.",
+    ):
+        for key in chosen:
+            how = st.selectbox(
+                by_key[key].label,
+                hows,
+                format_func=lambda k: smoothing.SMOOTHERS.get(k, "the page's smoothing"),
+                **state.kept(f"sl_how_{key}", prepare.PAGE_SMOOTHING, options=hows),
+            )
+            if how and how != prepare.PAGE_SMOOTHING:
+                own[key] = (
+                    how,
+                    st.slider(
+                        f"Weight ({by_key[key].label})",
+                        0.0,
+                        0.99,
+                        step=0.01,
+                        **state.kept(f"sl_weight_{key}", weight),
+                    ),
+                )
+
+    def smoothing_of(key: str) -> tuple[str, float]:
+        return own.get(key, (method, weight))
+
     # A range that ended at the last step follows the runs as they grow (live runs); any
     # other range is kept, clamped to the runs shown now. Set through session state only,
     # so the slider has one source of truth.
@@ -195,8 +226,7 @@ def step_line(ctx: Context) -> None:
         ctx.content_key(),
         tuple(chosen),
         x,
-        weight,
-        method,
+        tuple(smoothing_of(k) for k in chosen),
         show_raw,
         step_range,
         include_audit,
@@ -233,7 +263,7 @@ def step_line(ctx: Context) -> None:
             colors=colors,
             x=x,
             normalized=not shared_axis,
-            smoothed=weight > 0,
+            smoothed=any(smoothing_of(k)[1] > 0 for k in chosen),
             show_raw=show_raw,
             x_domain=prepare.x_domain(data, x, step_range),
             highlight=highlight,
@@ -246,8 +276,6 @@ def step_line(ctx: Context) -> None:
     data_key = (
         ctx.content_key(),
         x,
-        weight,
-        method,
         step_range,
         include_audit,
         band_kind,
@@ -257,16 +285,17 @@ def step_line(ctx: Context) -> None:
 
     def panel_data(key: str) -> prepare.PanelData:
         m = by_key[key]
+        how, w = smoothing_of(key)
         return ui.cached(
-            (*data_key, key),
+            (*data_key, key, how, w),
             lambda: prepare.panel_data(
                 frames,
                 ctx.runs,
                 m.column,
                 m.table,
                 x=x,
-                weight=weight,
-                method=method,
+                weight=w,
+                method=how,
                 step_range=step_range,
                 include_audit=include_audit,
                 groups=groups,
@@ -286,15 +315,17 @@ def step_line(ctx: Context) -> None:
             series, band, domain = d.series, d.band, d.x_domain
             log_y = m.log_scale if log_mode == "auto" else log_mode == "log"
             note = notes[key]
+            how, w = smoothing_of(key)
             panels.append(
                 charts.metric_chart(
                     series,
-                    title=f"{m.label} — {note}" if note else f"{m.label} — {m.meaning}",
+                    title=(f"{m.label} — {note}" if note else f"{m.label} — {m.meaning}")
+                    + (f" ({prepare.smoothing_title(how, w)})" if key in own else ""),
                     y_title=m.label,
                     colors=colors,
                     x=x,
                     log_y=log_y,
-                    smoothed=weight > 0,
+                    smoothed=w > 0,
                     show_raw=show_raw,
                     refs=flags.reference_lines(m.column, m.table, ctx.rules),
                     run_refs=d.run_refs,
@@ -305,7 +336,7 @@ def step_line(ctx: Context) -> None:
                     x_domain=domain,
                     y_domain=prepare.y_domain(
                         series,
-                        ("value", "smooth") if show_raw or weight == 0 else ("smooth",),
+                        ("value", "smooth") if show_raw or w == 0 else ("smooth",),
                         log=log_y,
                         ignore_outliers=ignore_outliers,
                         band=band,

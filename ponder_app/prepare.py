@@ -150,6 +150,17 @@ def audit_points_note(n_runs: int) -> str:
     )
 
 
+PAGE_SMOOTHING = "page"
+"""A chart's smoothing choice meaning "as the page's" (the others are `smoothing.SMOOTHERS`)."""
+
+
+def smoothing_title(method: str, weight: float) -> str:
+    """What a chart with a smoothing of its own says of it in its title."""
+    if weight <= 0:
+        return "own smoothing: none"
+    return f"own smoothing: {smoothing.SMOOTHERS.get(method, method)}, {weight:g}"
+
+
 def step_series(
     frames: Mapping[str, pl.DataFrame],
     column: str,

@@ -339,6 +339,39 @@ def test_step_line_smoothing(fresh: AppTest) -> None:
     assert (data["value"] == data["smooth"]).all()
 
 
+def test_a_step_line_chart_can_have_its_own_smoothing(fresh: AppTest) -> None:
+    """One chart set to its own smoothing keeps it while the page's changes; the other
+    charts follow the page."""
+    goto(fresh, "step_line")
+    fresh.slider(key="sl_smooth").set_value(0.0).run()
+    fresh.selectbox(key="sl_how_steps.lm_loss").set_value("running").run()
+    fresh.slider(key="sl_weight_steps.lm_loss").set_value(0.9).run()
+    assert_ok(fresh)
+    lm = chart_by_title(fresh, "LM")
+    assert "own smoothing: running average, 0.9" in title(lm)
+    lm_data = line_data(lm)
+    assert (lm_data["value"] != lm_data["smooth"]).any()
+    assert marks(lm).count("line") == 2
+    others = [c for c in charts(fresh) if not title(c).startswith("LM")]
+    assert others
+    for c in others:
+        d = line_data(c)
+        assert (d["value"] == d["smooth"]).all(), title(c)
+        assert "own smoothing" not in title(c)
+    # A running average of 10 points: the smoothed value at a step is the mean of the
+    # run's last 10 logged values (counted on the full series, before thinning).
+    fresh.slider(key="sl_range").set_value((0, 300)).run()
+    d = line_data(chart_by_title(fresh, "LM")).filter(pl.col("run") == "baseline,seed=0")
+    d = d.sort("step")
+    row = d.row(20, named=True)
+    window = d.filter(pl.col("step") <= row["step"]).tail(10)
+    assert row["smooth"] == pytest.approx(window["value"].mean(), rel=1e-6)
+    # Back to the page's smoothing.
+    fresh.selectbox(key="sl_how_steps.lm_loss").set_value("page").run()
+    d = line_data(chart_by_title(fresh, "LM"))
+    assert (d["value"] == d["smooth"]).all()
+
+
 @pytest.mark.parametrize("axis", ["elapsed_min", "tokens"])
 def test_step_line_x_axis(fresh: AppTest, axis: str) -> None:
     goto(fresh, "step_line")
