@@ -256,6 +256,12 @@ def step_line(ctx: Context) -> None:
         data = prepare.overlay_series(parts, normalize=not shared_axis, log_metrics=logs)
         if data.is_empty():
             return None
+        hover = prepare.overlay_hover(
+            {by_key[k].label: panel_data(k).hover for k in chosen},
+            parts,
+            normalize=not shared_axis,
+            log_metrics=logs,
+        )
         chart = charts.overlay_chart(
             data,
             title=", ".join(parts)
@@ -267,6 +273,7 @@ def step_line(ctx: Context) -> None:
             show_raw=show_raw,
             x_domain=prepare.x_domain(data, x, step_range),
             highlight=highlight,
+            hover=hover,
         )
         return chart, data
 
@@ -362,9 +369,9 @@ def step_line(ctx: Context) -> None:
             data=data,
         )
         st.caption(
-            "Hover a line: the metric's values as logged at that point. Drag to pan, scroll "
-            "to zoom the x axis; double-click to go back to the step range. Click a run or a "
-            "metric in the legend to pick it out (shift-click for several). Reference lines, "
+            "Hover: every run's value of every metric at that step, as logged. Drag to pan, "
+            "scroll to zoom the x axis; double-click to go back to the step range. Click a run "
+            "or a metric in the legend to pick it out (shift-click for several). Reference lines, "
             "phase bands and group bands are drawn in the per-metric panels only."
             if overlay
             else "Hover: every run's value at that step, on every chart. Drag to pan, scroll to "

@@ -597,10 +597,17 @@ def _crosshair(
     scale: alt.Scale,
     value_format: str,
     x_title: str,
+    dots_at: prepare.Hover | None = None,
+    runs: Mapping[str, str] | None = None,
 ) -> list[alt.Chart]:
     """The vertical rule at the hovered x with one tooltip listing every run's value, and
-    a dot on each run's line there (`prepare.Hover`: a wide frame, a column per run)."""
-    cols = {c: r for c, r in hover.columns.items() if r in names}
+    a dot on each run's line there (`prepare.Hover`: a wide frame, a column per run).
+
+    The overlay chart passes its lines' values as logged in `hover` (what the tooltip
+    says), where its lines are drawn in `dots_at` (its 0–1 scale), and each column's run
+    in `runs` (a column there is a run's metric)."""
+    run_of = runs if runs is not None else hover.columns
+    cols = {c: r for c, r in hover.columns.items() if run_of.get(c) in names}
     wide = hover.frame.select(x, *cols)
     near = hover_param(x)
     tooltip = [alt.Tooltip(f"{x}:Q", title=x_title, format=X_FORMATS.get(x, ",.6g"))] + [
@@ -624,8 +631,13 @@ def _crosshair(
         .add_params(near)
     )
     long = (
-        wide.unpivot(index=x, on=list(cols), variable_name="col", value_name="y")
-        .with_columns(pl.col("col").replace_strict(cols, return_dtype=pl.String).alias("run"))
+        (dots_at.frame.select(x, *cols) if dots_at is not None else wide)
+        .unpivot(index=x, on=list(cols), variable_name="col", value_name="y")
+        .with_columns(
+            pl.col("col")
+            .replace_strict({c: run_of[c] for c in cols}, return_dtype=pl.String)
+            .alias("run")
+        )
         .drop_nulls("y")
     )
     # Only the hovered x's dots are drawn (filtered, not made transparent): the browser
@@ -1293,11 +1305,14 @@ def overlay_chart(
     x_domain: tuple[float, float] | None = None,
     height: int = 360,
     highlight: Sequence[str] = (),
+    hover: prepare.OverlayHover | None = None,
 ) -> alt.LayerChart | alt.Chart:
     """Several metrics in one panel (`prepare.overlay_series`): colour by run, dash by
     metric, so a run's metrics read as one family of lines. With `normalized` the y axis
     is each metric's own 0–1 range and the tooltip gives the values as logged. Drag pans,
-    the wheel zooms x; clicking a run or a metric in its legend picks it out."""
+    the wheel zooms x; clicking a run or a metric in its legend picks it out. With
+    `hover` (`prepare.overlay_hover`), a crosshair lists every run's value of every
+    metric at the hovered x, as the per-metric panels do."""
     if data.is_empty():
         return _empty("no data in the selected runs / range", title)
     names = data["run"].unique(maintain_order=True).to_list()
@@ -1368,12 +1383,26 @@ def overlay_chart(
         )
         .add_params(pick, metric_pick)
     )
-    # Invisible points: the tooltip is reachable anywhere along a line.
-    layers.append(
-        base.mark_point(opacity=0, size=60, clip=True).encode(
-            y=alt.Y(f"{front}:Q", scale=yscale), tooltip=tooltip
+    if hover is not None and hover.texts.frame.height:
+        layers += _crosshair(
+            hover.texts,
+            x=x,
+            xscale=xscale,
+            yscale=yscale,
+            names=names,
+            scale=color_scale(colors, names),
+            value_format=".4g",
+            x_title=x_title,
+            dots_at=hover.dots,
+            runs=hover.runs,
         )
-    )
+    else:
+        # Invisible points: the tooltip is reachable anywhere along a line.
+        layers.append(
+            base.mark_point(opacity=0, size=60, clip=True).encode(
+                y=alt.Y(f"{front}:Q", scale=yscale), tooltip=tooltip
+            )
+        )
     return layered(
         layers, [zoom_param()], title=title, width=WIDTH, autosize=AUTOSIZE, height=height
     )

@@ -8,7 +8,7 @@ reduce to what a browser can draw (`downsample`), never the other way round.
 from __future__ import annotations
 
 import math
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -1263,6 +1263,23 @@ def layer_lines(
     )
 
 
+def _overlay_scale(series: pl.DataFrame, *, log: bool) -> Callable[[pl.Expr], pl.Expr]:
+    """How `overlay_series` places a metric's values on the 0–1 axis: by its range over
+    the plotted raw and smoothed values (on log10 for `log`), a flat metric at 0.5. One
+    function, so the crosshair's dots sit on the lines they mark."""
+
+    def lifted(c: pl.Expr) -> pl.Expr:
+        return pl.when(c > 0).then(c.log10()).otherwise(None) if log else c
+
+    both = series.select(
+        pl.concat([lifted(pl.col("value")), lifted(pl.col("smooth"))]).cast(pl.Float64)
+    ).to_series()
+    both = both.filter(both.is_finite())
+    lo, hi = (float(both.min()), float(both.max())) if both.len() else (0.0, 0.0)  # type: ignore[arg-type]
+    span = hi - lo
+    return lambda c: (lifted(c) - lo) / span if span > 0 else pl.lit(0.5)
+
+
 def overlay_series(
     parts: Mapping[str, pl.DataFrame], *, normalize: bool, log_metrics: Collection[str] = ()
 ) -> pl.DataFrame:
@@ -1289,21 +1306,65 @@ def overlay_series(
             pl.col("smooth").alias("smooth_raw"),
         )
         if normalize:
-            if label in log_metrics:
-                s = s.with_columns(
-                    pl.when(pl.col(c) > 0).then(pl.col(c).log10()).otherwise(None).alias(c)
-                    for c in ("value", "smooth")
-                )
-            both = pl.concat([s["value"], s["smooth"]]).cast(pl.Float64)
-            both = both.filter(both.is_finite())
-            lo, hi = (float(both.min()), float(both.max())) if both.len() else (0.0, 0.0)  # type: ignore[arg-type]
-            span = hi - lo
-            scaled = [
-                ((pl.col(c) - lo) / span if span > 0 else pl.lit(0.5)).alias(c)
-                for c in ("value", "smooth")
-            ]
-            s = s.with_columns(scaled)
+            scale = _overlay_scale(s, log=label in log_metrics)
+            s = s.with_columns(scale(pl.col(c)).alias(c) for c in ("value", "smooth"))
         frames.append(s)
     if not frames:
         return pl.DataFrame()
     return pl.concat(frames, how="diagonal_relaxed")
+
+
+@dataclass(frozen=True)
+class OverlayHover:
+    """The overlay chart's crosshair: `texts` holds each (run, metric) line's value as
+    logged at every grid x, `dots` the same on the chart's 0–1 scale (where the lines
+    are drawn), with the same columns; `runs` maps a column to its run (its colour)."""
+
+    texts: Hover
+    dots: Hover
+    runs: dict[str, str]
+
+
+def overlay_hover(
+    hovers: Mapping[str, Hover | None],
+    parts: Mapping[str, pl.DataFrame],
+    *,
+    normalize: bool,
+    log_metrics: Collection[str] = (),
+) -> OverlayHover | None:
+    """Every run's value of every metric at the hovered x, from the panels' own crosshair
+    tables (`hovers`, keyed by metric label as `parts` is): one tooltip for the whole
+    overlay, as the per-metric panels have. The first table's grid is the common x; a
+    metric whose grid differs is read at its last grid point at or before it."""
+    present = [(label, h) for label, h in hovers.items() if h is not None and h.frame.height]
+    if not present:
+        return None
+    x = present[0][1].frame.columns[0]
+    texts = present[0][1].frame.select(x)
+    dots = texts
+    columns: dict[str, str] = {}
+    runs: dict[str, str] = {}
+    for label, h in present:
+        if h.frame.columns[0] != x:
+            continue
+        frame = h.frame.sort(x)
+        scale = (
+            _overlay_scale(parts[label], log=label in log_metrics)
+            if normalize and label in parts and not parts[label].is_empty()
+            else None
+        )
+        renamed = {c: f"w{len(columns) + i}" for i, c in enumerate(h.columns)}
+        raw = frame.select(
+            pl.col(x).cast(texts[x].dtype), *(pl.col(c).alias(n) for c, n in renamed.items())
+        )
+        placed = (
+            raw.with_columns(scale(pl.col(n)).alias(n) for n in renamed.values()) if scale else raw
+        )
+        texts = texts.sort(x).join_asof(raw, on=x, strategy="backward")
+        dots = dots.sort(x).join_asof(placed, on=x, strategy="backward")
+        for c, n in renamed.items():
+            columns[n] = f"{h.columns[c]} · {label}"
+            runs[n] = h.columns[c]
+    if not columns:
+        return None
+    return OverlayHover(Hover(texts, columns), Hover(dots, columns), runs)

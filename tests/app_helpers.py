@@ -152,6 +152,16 @@ def _layers(s: dict[str, Any]) -> Iterator[dict[str, Any]]:
         yield from _layers(s["spec"])
 
 
+def layers_with(chart: Any, kind: str) -> list[dict[str, Any]]:
+    """The chart's layers of one mark type (`"rule"`, `"line"` …), at any depth."""
+    out = []
+    for layer in _layers(spec(chart)):
+        m = layer.get("mark")
+        if m is not None and (m if isinstance(m, str) else m["type"]) == kind:
+            out.append(layer)
+    return out
+
+
 def marks(chart: Any) -> list[str]:
     out = []
     for layer in _layers(spec(chart)):

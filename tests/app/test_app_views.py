@@ -9,6 +9,7 @@ from app_helpers import (
     charts,
     dataset_with,
     goto,
+    layers_with,
     line_encodings,
     new_app,
     spec,
@@ -167,6 +168,12 @@ def test_the_step_line_overlays_its_metrics_in_one_chart_on_request() -> None:
     assert d is not None and d["metric"].n_unique() == len(chosen)
     assert d["value"].min() >= 0 and d["value"].max() <= 1  # each metric on its own range
     assert d["run"].n_unique() == len(at.session_state["selected_runs"])
+    # One crosshair: its tooltip lists every shown run's value of every chosen metric.
+    rule = next(r for r in layers_with(one, "rule") if "tooltip" in r.get("encoding", {}))
+    titles = [t["title"] for t in rule["encoding"]["tooltip"][1:]]
+    assert len(titles) == len(chosen) * len(at.session_state["selected_runs"])
+    labels = set(d["metric"].unique())
+    assert {t.rsplit(" · ", 1)[1] for t in titles} == labels
     at.toggle(key="sl_overlay_raw").set_value(True).run()
     assert_ok(at)
     raw = dataset_with(charts(at)[0], "metric", "value_raw")

@@ -764,6 +764,34 @@ def test_overlay_chart_colours_by_run_and_dashes_by_metric() -> None:
     assert is_no_data(to_dict(charts.overlay_chart(data.clear(), title="all", colors=COLORS)))
 
 
+def test_overlay_chart_has_one_crosshair_over_every_run_and_metric() -> None:
+    parts = {
+        "loss": pl.DataFrame(
+            {"run": RUNS[:2] * 2, "step": [0, 0, 10, 10], "value": [3.0, 3.5, 2.0, 2.5]}
+        ).with_columns(pl.col("value").alias("smooth")),
+        "k": pl.DataFrame({"run": RUNS[:1] * 2, "step": [0, 10], "value": [1.0, 1.6]}).with_columns(
+            pl.col("value").alias("smooth")
+        ),
+    }
+    data = prepare.overlay_series(parts, normalize=True)
+    hover = prepare.overlay_hover(
+        {k: prepare.hover_table(v, "step", (0.0, 10.0), n=3) for k, v in parts.items()},
+        parts,
+        normalize=True,
+    )
+    chart = charts.overlay_chart(
+        data, title="all", colors=COLORS, smoothed=False, x_domain=(0.0, 10.0), hover=hover
+    )
+    d = to_dict(chart)
+    rule = next(r for r in layers_with(d, "rule") if "tooltip" in r["encoding"])
+    titles = [t["title"] for t in rule["encoding"]["tooltip"][1:]]
+    assert titles == [f"{RUNS[0]} · loss", f"{RUNS[1]} · loss", f"{RUNS[0]} · k"]
+    (dots,) = [p for p in layers_with(d, "point") if p["encoding"]["y"]["field"] == "y"]
+    assert dots["transform"] == [{"filter": {"param": charts.HOVER, "empty": False}}]
+    assert dots["encoding"]["y"]["scale"]["domain"] == [0, 1]  # on the lines' own scale
+    assert "<svg" in vlc.vegalite_to_svg(json.dumps(charts.export_spec(chart)))
+
+
 def test_redrawn_with_other_values_the_spec_is_the_same() -> None:
     """Dataset names follow the chart's structure, not the frames' identity: the same chart
     over other values of the same shape has the same spec, so the browser swaps the data

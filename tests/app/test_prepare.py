@@ -677,6 +677,37 @@ def test_hover_table_shares_a_grid_and_reads_the_last_value() -> None:
     assert short is not None and short.frame["v0"].to_list() == [1.0, 2.0, 3.0, None, None]
 
 
+def test_overlay_hover_gives_values_as_logged_and_dots_on_the_lines() -> None:
+    """The overlay's crosshair lists each run's value of each metric as logged, and puts
+    its dots where `overlay_series` draws the lines (each metric on its own 0–1 range)."""
+    a = _two_runs()
+    b = _two_runs().with_columns(pl.col("value") * 1000, pl.col("smooth") * 1000)
+    parts = {"loss": a, "lr": b}
+    hovers = {k: prepare.hover_table(v, "step", (0.0, 40.0), n=5) for k, v in parts.items()}
+    got = prepare.overlay_hover(hovers, parts, normalize=True)
+    assert got is not None
+    assert sorted(got.texts.columns.values()) == ["a · loss", "a · lr", "b · loss", "b · lr"]
+    assert got.runs == {c: label.split(" · ")[0] for c, label in got.texts.columns.items()}
+    by = {label: c for c, label in got.texts.columns.items()}
+    assert got.texts.frame[by["b · lr"]].to_list() == [
+        10_000.0,
+        10_000.0,
+        20_000.0,
+        20_000.0,
+        30_000.0,
+    ]
+    drawn = prepare.overlay_series(parts, normalize=True)
+    lr_b = drawn.filter((pl.col("metric") == "lr") & (pl.col("run") == "b")).sort("step")
+    for step, y in zip(got.dots.frame["step"], got.dots.frame[by["b · lr"]], strict=True):
+        line = lr_b.filter(pl.col("step") <= step).tail(1)["smooth"].item()
+        assert y == pytest.approx(line)
+        assert 0.0 <= y <= 1.0
+    # On one shared axis the dots are the values as logged.
+    raw = prepare.overlay_hover(hovers, parts, normalize=False)
+    assert raw is not None and raw.dots.frame.equals(raw.texts.frame)
+    assert prepare.overlay_hover({"loss": None}, parts, normalize=True) is None
+
+
 def test_clip_spans_to_the_zoom() -> None:
     spans = pl.DataFrame(
         {"start": [0.0, 100.0, 500.0], "end": [100.0, 500.0, 900.0], "label": list("abc")}
