@@ -1363,7 +1363,7 @@ def overlay_hover(
         texts = texts.sort(x).join_asof(raw, on=x, strategy="backward")
         dots = dots.sort(x).join_asof(placed, on=x, strategy="backward")
         for c, n in renamed.items():
-            columns[n] = f"{h.columns[c]} · {label}"
+            columns[n] = f"{label} · {h.columns[c]}"
             runs[n] = h.columns[c]
     if not columns:
         return None

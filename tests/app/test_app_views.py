@@ -173,7 +173,7 @@ def test_the_step_line_overlays_its_metrics_in_one_chart_on_request() -> None:
     titles = [t["title"] for t in rule["encoding"]["tooltip"][1:]]
     assert len(titles) == len(chosen) * len(at.session_state["selected_runs"])
     labels = set(d["metric"].unique())
-    assert {t.rsplit(" · ", 1)[1] for t in titles} == labels
+    assert {t.split(" · ", 1)[0] for t in titles} == labels
     at.toggle(key="sl_overlay_raw").set_value(True).run()
     assert_ok(at)
     raw = dataset_with(charts(at)[0], "metric", "value_raw")

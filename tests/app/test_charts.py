@@ -785,7 +785,7 @@ def test_overlay_chart_has_one_crosshair_over_every_run_and_metric() -> None:
     d = to_dict(chart)
     rule = next(r for r in layers_with(d, "rule") if "tooltip" in r["encoding"])
     titles = [t["title"] for t in rule["encoding"]["tooltip"][1:]]
-    assert titles == [f"{RUNS[0]} · loss", f"{RUNS[1]} · loss", f"{RUNS[0]} · k"]
+    assert titles == [f"loss · {RUNS[0]}", f"loss · {RUNS[1]}", f"k · {RUNS[0]}"]
     (dots,) = [p for p in layers_with(d, "point") if p["encoding"]["y"]["field"] == "y"]
     assert dots["transform"] == [{"filter": {"param": charts.HOVER, "empty": False}}]
     assert dots["encoding"]["y"]["scale"]["domain"] == [0, 1]  # on the lines' own scale

@@ -686,10 +686,10 @@ def test_overlay_hover_gives_values_as_logged_and_dots_on_the_lines() -> None:
     hovers = {k: prepare.hover_table(v, "step", (0.0, 40.0), n=5) for k, v in parts.items()}
     got = prepare.overlay_hover(hovers, parts, normalize=True)
     assert got is not None
-    assert sorted(got.texts.columns.values()) == ["a · loss", "a · lr", "b · loss", "b · lr"]
-    assert got.runs == {c: label.split(" · ")[0] for c, label in got.texts.columns.items()}
+    assert sorted(got.texts.columns.values()) == ["loss · a", "loss · b", "lr · a", "lr · b"]
+    assert got.runs == {c: label.split(" · ")[1] for c, label in got.texts.columns.items()}
     by = {label: c for c, label in got.texts.columns.items()}
-    assert got.texts.frame[by["b · lr"]].to_list() == [
+    assert got.texts.frame[by["lr · b"]].to_list() == [
         10_000.0,
         10_000.0,
         20_000.0,
@@ -698,7 +698,7 @@ def test_overlay_hover_gives_values_as_logged_and_dots_on_the_lines() -> None:
     ]
     drawn = prepare.overlay_series(parts, normalize=True)
     lr_b = drawn.filter((pl.col("metric") == "lr") & (pl.col("run") == "b")).sort("step")
-    for step, y in zip(got.dots.frame["step"], got.dots.frame[by["b · lr"]], strict=True):
+    for step, y in zip(got.dots.frame["step"], got.dots.frame[by["lr · b"]], strict=True):
         line = lr_b.filter(pl.col("step") <= step).tail(1)["smooth"].item()
         assert y == pytest.approx(line)
         assert 0.0 <= y <= 1.0
