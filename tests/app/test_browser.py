@@ -585,3 +585,42 @@ def test_heatmap_differences_draw_in_their_tab(browser, server: str) -> None:
         header.wait_for(state="detached", timeout=30_000)
     finally:
         page.close()
+
+
+def test_the_overlay_tooltip_lists_every_run_of_every_metric(browser, server: str) -> None:
+    """ "One chart for all metrics": hovering reads one tooltip with each shown run's
+    value of each chosen metric, as logged."""
+    page = open_app(browser, server)
+    try:
+        go_to(page, server, "step_line")
+        page.get_by_text("One chart for all metrics").click()
+        page.get_by_text("one panel, each metric scaled to its own range").wait_for(timeout=60_000)
+        wait_for_run(page)
+        chart = page.locator('[data-testid="stVegaLiteChart"]').first
+        chart.locator("canvas, svg").first.wait_for()
+        page.wait_for_timeout(500)
+        seen = tooltip_steps(page, chart)
+        assert seen, "no tooltip on hover"
+        text = max((t for _, t in seen), key=len)
+        rows = text.splitlines()[1:]
+        metrics = {row.split(" · ", 1)[0] for row in rows}
+        assert metrics == {"LM", "AVGS k", "λ_p"}, text
+        assert len(rows) >= 3 * 8, text
+    finally:
+        page.close()
+
+
+def test_a_chosen_x_axis_is_kept_across_a_page_switch(browser, server: str) -> None:
+    page = open_app(browser, server)
+    try:
+        axis = page.get_by_role("radiogroup", name="X axis")
+        go_to(page, server, "step_line")
+        axis.get_by_text("tokens seen (sum of tok/sec × dt)").click()
+        wait_for_run(page)
+        go_to(page, server, "sweep")
+        go_to(page, server, "step_line")
+        axis.get_by_text("tokens seen (sum of tok/sec × dt)").wait_for()
+        checked = axis.locator("label:has(input:checked)").all_inner_texts()
+        assert checked and "tokens seen" in checked[0], checked
+    finally:
+        page.close()
