@@ -12,7 +12,7 @@ from ponder_parse.analysis import catalog, smoothing, sweep
 from ponder_parse.analysis import red_flags as flags
 
 SMOOTHING = 0.6
-X_AXES = ["step", "elapsed_min", "tokens", "compute"]
+X_AXES = list(charts.X_TITLES)  # the x axes a chart can draw, with their titles
 Y_SCALES = ["auto", "linear", "log"]
 
 
